@@ -1,0 +1,156 @@
+"""The container runtime boundary of the agent: what the agent observes of a pod's containers and
+the operations it asks of the engine. ``runtime/docker.py`` implements it with docker-py and is
+the only module that imports docker; everything above works on these types.
+
+Docker itself is the agent's memory: every container carries labels (``labels.py``) from which
+``PodRuntime``/``ContainerInfo`` are rebuilt, so a restarted agent adopts what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from pymaster.api import objects_pb2
+
+INFRA_CONTAINER_NAME = "POD"  # the pykube.container.name label of a pod's infra (pause) container
+
+
+class ContainerRuntimeError(Exception):
+    """Base of runtime errors. ``reason`` is what the user reads in the container status."""
+
+    reason = "RuntimeError"
+    temporary = False
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ImagePullError(ContainerRuntimeError):
+    reason = "ErrImagePull"
+    temporary = True
+
+
+class ImageNeverPullError(ContainerRuntimeError):
+    reason = "ErrImageNeverPull"
+
+
+class InfraImageMissing(ContainerRuntimeError):
+    reason = "InfraImageMissing"
+
+
+class CreateContainerError(ContainerRuntimeError):
+    reason = "CreateContainerError"
+
+
+class RunContainerError(ContainerRuntimeError):
+    reason = "RunContainerError"
+
+
+class RuntimeUnavailable(ContainerRuntimeError):
+    """The engine did not answer; retried with back-off."""
+
+    reason = "RuntimeUnavailable"
+    temporary = True
+
+
+@dataclass
+class ContainerInfo:
+    """One Docker container of a pod, as observed (from inspect or list + labels)."""
+
+    id: str
+    name: str  # the pod's container name, or INFRA_CONTAINER_NAME
+    pod_uid: str
+    pod_name: str
+    pod_namespace: str
+    state: str  # "created", "running", "exited", "unknown" (paused/restarting/dead map here)
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    created_at: datetime | None = None
+    restart_count: int = 0  # label pykube.restart.count: the attempt number of this container
+    spec_hash: str = ""  # label pykube.spec.hash: hash of the container spec it was created from
+    image: str = ""
+    image_id: str = ""
+    error: str = ""  # Docker's State.Error
+    oom_killed: bool = False
+    ip: str = ""  # the infra container's IP on the bridge; empty for app containers
+
+
+@dataclass
+class PodRuntime:
+    """Every container the engine holds for one pod on this node, newest first per name."""
+
+    uid: str
+    name: str
+    namespace: str
+    containers: list[ContainerInfo] = field(default_factory=list)
+
+    @property
+    def infra(self) -> ContainerInfo | None:
+        """The newest infra container, if any."""
+        return next((c for c in self.containers if c.name == INFRA_CONTAINER_NAME), None)
+
+    def latest(self, name: str) -> ContainerInfo | None:
+        """The newest container for the pod's container ``name``."""
+        return next((c for c in self.containers if c.name == name), None)
+
+
+class Runtime(Protocol):
+    """The operations the agent needs from a container engine. All calls are async; blocking
+    engine calls run in a bounded thread pool so one slow call delays only its own pod."""
+
+    async def version(self) -> str:
+        """The engine's version, e.g. "20.10.24" (reported as docker://<version>)."""
+        ...
+
+    async def list_pods(self, node_name: str) -> dict[str, PodRuntime]:
+        """Every pod uid with containers labelled for ``node_name``, including exited ones."""
+        ...
+
+    async def get_pod(self, node_name: str, pod_uid: str) -> PodRuntime | None:
+        """The containers of one pod, freshly inspected; None when it has none."""
+        ...
+
+    async def ensure_image(self, image: str, pull_policy: str) -> None:
+        """Makes ``image`` present per imagePullPolicy. Raises ImagePullError, ImageNeverPullError."""
+        ...
+
+    async def start_infra(self, pod: objects_pb2.Pod, node_name: str, infra_image: str) -> ContainerInfo:
+        """Creates and starts the pod's infra container (network namespace, published ports)."""
+        ...
+
+    async def start_container(
+        self,
+        pod: objects_pb2.Pod,
+        container: objects_pb2.Container,
+        node_name: str,
+        infra: ContainerInfo,
+        restart_count: int,
+    ) -> ContainerInfo:
+        """Creates and starts one app container joined to the infra container's namespaces.
+        Raises CreateContainerError / RunContainerError."""
+        ...
+
+    async def stop_container(self, container_id: str, grace_seconds: float) -> None:
+        """SIGTERM, then SIGKILL after the grace period. Stopping a stopped container is fine."""
+        ...
+
+    async def remove_container(self, container_id: str) -> None:
+        """Removes a container (forcefully). Removing a missing container is fine."""
+        ...
+
+    def logs(
+        self, container_id: str, follow: bool, tail_lines: int | None, timestamps: bool
+    ) -> AsyncIterator[bytes]:
+        """Streams a container's stdout/stderr."""
+        ...
+
+    def events(self, node_name: str) -> AsyncIterator[str]:
+        """Streams the pod uid of every container event (start, die, destroy ...) on this node."""
+        ...
+
+    async def close(self) -> None: ...

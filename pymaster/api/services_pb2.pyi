@@ -1,0 +1,208 @@
+from . import objects_pb2 as _objects_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    ADDED: _ClassVar[EventType]
+    MODIFIED: _ClassVar[EventType]
+    DELETED: _ClassVar[EventType]
+    BOOKMARK: _ClassVar[EventType]
+EVENT_TYPE_UNSPECIFIED: EventType
+ADDED: EventType
+MODIFIED: EventType
+DELETED: EventType
+BOOKMARK: EventType
+
+class GetRequest(_message.Message):
+    __slots__ = ("namespace", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("namespace", "label_selector", "field_selector")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    FIELD_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    label_selector: str
+    field_selector: str
+    def __init__(self, namespace: _Optional[str] = ..., label_selector: _Optional[str] = ..., field_selector: _Optional[str] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("namespace", "name", "grace_period_seconds", "force")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    grace_period_seconds: int
+    force: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., grace_period_seconds: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("namespace", "label_selector", "field_selector", "resource_version")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    FIELD_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    label_selector: str
+    field_selector: str
+    resource_version: str
+    def __init__(self, namespace: _Optional[str] = ..., label_selector: _Optional[str] = ..., field_selector: _Optional[str] = ..., resource_version: _Optional[str] = ...) -> None: ...
+
+class PodEvent(_message.Message):
+    __slots__ = ("type", "object")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    type: EventType
+    object: _objects_pb2.Pod
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., object: _Optional[_Union[_objects_pb2.Pod, _Mapping]] = ...) -> None: ...
+
+class NodeEvent(_message.Message):
+    __slots__ = ("type", "object")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    type: EventType
+    object: _objects_pb2.Node
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., object: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ...) -> None: ...
+
+class ApplyPodResponse(_message.Message):
+    __slots__ = ("pod", "action")
+    POD_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    pod: _objects_pb2.Pod
+    action: str
+    def __init__(self, pod: _Optional[_Union[_objects_pb2.Pod, _Mapping]] = ..., action: _Optional[str] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("namespace", "name", "container", "follow", "tail_lines", "timestamps")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    container: str
+    follow: bool
+    tail_lines: int
+    timestamps: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class RegisterNodeResponse(_message.Message):
+    __slots__ = ("node", "lease_period_seconds", "status_period_seconds")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node: _objects_pb2.Node
+    lease_period_seconds: float
+    status_period_seconds: float
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., lease_period_seconds: _Optional[float] = ..., status_period_seconds: _Optional[float] = ...) -> None: ...
+
+class RenewLeaseRequest(_message.Message):
+    __slots__ = ("node_name", "requested_seconds")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    requested_seconds: float
+    def __init__(self, node_name: _Optional[str] = ..., requested_seconds: _Optional[float] = ...) -> None: ...
+
+class RenewLeaseResponse(_message.Message):
+    __slots__ = ("next_renew_seconds",)
+    NEXT_RENEW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    next_renew_seconds: float
+    def __init__(self, next_renew_seconds: _Optional[float] = ...) -> None: ...
+
+class NodeStatusReport(_message.Message):
+    __slots__ = ("node_name", "status")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    status: _objects_pb2.NodeStatus
+    def __init__(self, node_name: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ...) -> None: ...
+
+class BoundPodsRequest(_message.Message):
+    __slots__ = ("node_name",)
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    def __init__(self, node_name: _Optional[str] = ...) -> None: ...
+
+class BoundPodsEvent(_message.Message):
+    __slots__ = ("type", "pods", "resource_version")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TYPE_UNSPECIFIED: _ClassVar[BoundPodsEvent.Type]
+        SNAPSHOT: _ClassVar[BoundPodsEvent.Type]
+        UPSERT: _ClassVar[BoundPodsEvent.Type]
+        REMOVED: _ClassVar[BoundPodsEvent.Type]
+    TYPE_UNSPECIFIED: BoundPodsEvent.Type
+    SNAPSHOT: BoundPodsEvent.Type
+    UPSERT: BoundPodsEvent.Type
+    REMOVED: BoundPodsEvent.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    type: BoundPodsEvent.Type
+    pods: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Pod]
+    resource_version: str
+    def __init__(self, type: _Optional[_Union[BoundPodsEvent.Type, str]] = ..., pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., resource_version: _Optional[str] = ...) -> None: ...
+
+class PodStatusUpdate(_message.Message):
+    __slots__ = ("namespace", "name", "uid", "status")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    uid: str
+    status: _objects_pb2.PodStatus
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.PodStatus, _Mapping]] = ...) -> None: ...
+
+class PodTerminated(_message.Message):
+    __slots__ = ("namespace", "name", "uid")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    uid: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ...) -> None: ...
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ContainerLogsRequest(_message.Message):
+    __slots__ = ("pod_uid", "container", "follow", "tail_lines", "timestamps")
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    pod_uid: str
+    container: str
+    follow: bool
+    tail_lines: int
+    timestamps: bool
+    def __init__(self, pod_uid: _Optional[str] = ..., container: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...

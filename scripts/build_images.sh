@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the local images: pykube/pause (the infra container, from images/pause/pause.c) and
+# pykube/busybox (for tests and examples, from Debian's busybox-static). No registry is needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PAUSE_TAG=${PAUSE_IMAGE:-pykube/pause:3.9}
+BUSYBOX_TAG=${BUSYBOX_IMAGE:-pykube/busybox:1.35}
+if ! dpkg -s busybox-static >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: needs Debian's busybox-static (apt-get install busybox-static)" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp images/pause/Dockerfile "$work/"
+gcc -Os -static -o "$work/pause" images/pause/pause.c
+strip "$work/pause" || true
+docker build -q -t "$PAUSE_TAG" "$work" >/dev/null
+mkdir "$work/bb"
+cp images/busybox/Dockerfile "$work/bb/"
+cp /bin/busybox "$work/bb/busybox"
+docker build -q -t "$BUSYBOX_TAG" "$work/bb" >/dev/null
+echo "built $PAUSE_TAG and $BUSYBOX_TAG" >&2
