@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv and installs pykube (editable) with its dev tools. Re-runs pip only when
+# pyproject.toml changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  echo "error: pykube needs Python >= 3.11 as $PYTHON" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    # Debian splits venv out of the interpreter package.
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$VENV"
+      "$PYTHON" -m venv "$VENV"
+    else
+      echo "error: cannot create a virtualenv; install python3-venv" >&2
+      exit 1
+    fi
+  fi
+fi
+stamp="$VENV/.pykube-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q -e ".[dev]"
+  touch "$stamp"
+fi
