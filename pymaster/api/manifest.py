@@ -1,0 +1,384 @@
+"""The Kubernetes-shaped JSON/YAML form of API objects, and manifests to pods.
+
+``to_dict`` renders any API message with the proto's json names (``podIP``, ``containerID``),
+int64 values as numbers and RFC 3339 timestamps, empty fields omitted, keys in field order, which
+reads like kubectl (apiVersion, kind, metadata, spec, status).
+
+``from_dict`` is strict like ``kubectl apply``: it walks the message descriptor itself so that an
+unknown field or a wrong type is reported with its full path (``spec.containers[0].imagee:
+unknown field``). A null value means "not set". Only json names are accepted, not the proto's
+snake_case names. Two leniencies follow kubectl: quantity maps (resources, node capacity) take
+YAML numbers (``cpu: 1``, ``cpu: 0.5``) and make them strings, and timestamps may be YAML's own
+(unquoted) timestamps as well as RFC 3339 strings.
+
+``load_pods`` reads multi-document YAML with a safe loader that also rejects duplicate keys (a
+second ``containers:`` would otherwise silently replace the first), and validates every pod so a
+bad manifest is reported before anything is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import math
+from typing import Any, TypeVar
+
+import yaml
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from pymaster.api import objects_pb2
+from pymaster.api.errors import ValidationError
+from pymaster.api.validation import key_path, validate_pod
+
+M = TypeVar("M", bound=Message)
+
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+_INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
+# Maps of Kubernetes quantities, where kubectl accepts a YAML number for the string.
+_QUANTITY_MAPS = frozenset(
+    {
+        "pykube.v1.ResourceRequirements.requests",
+        "pykube.v1.ResourceRequirements.limits",
+        "pykube.v1.NodeStatus.capacity",
+        "pykube.v1.NodeStatus.allocatable",
+    }
+)
+_TIMESTAMP = "google.protobuf.Timestamp"
+_WELL_KNOWN_PREFIX = "google.protobuf."
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+_fields_cache: dict[str, dict[str, FieldDescriptor]] = {}
+
+
+def _fields_by_json_name(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    fields = _fields_cache.get(descriptor.full_name)
+    if fields is None:
+        fields = _fields_cache[descriptor.full_name] = {f.json_name: f for f in descriptor.fields}
+    return fields
+
+
+# ---- proto -> dict ----
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    """The Kubernetes-shaped JSON dict of an API message.
+
+    Args:
+        msg: any pykube API message (Pod, Node, PodList, ...).
+
+    Returns:
+        A dict of json names; empty fields are omitted, int64 values are ints and timestamps
+        RFC 3339 strings ("2026-11-25T17:04:32Z").
+    """
+    data = json_format.MessageToDict(msg)
+    _int64_to_int(data, msg.DESCRIPTOR)
+    return data
+
+
+def _int64_to_int(data: dict[str, Any], descriptor: Descriptor) -> None:
+    """MessageToDict renders int64 as strings (JSON numbers are doubles); Kubernetes renders
+    numbers, and Python's json keeps big ints exact, so turn them back, in place."""
+    for field in descriptor.fields:
+        if field.json_name not in data:
+            continue
+        value = data[field.json_name]
+        if _is_map(field):
+            value_field = field.message_type.fields_by_name["value"]
+            for key, item in value.items():
+                value[key] = _int64_value(item, value_field)
+        elif field.is_repeated:
+            data[field.json_name] = [_int64_value(item, field) for item in value]
+        else:
+            data[field.json_name] = _int64_value(value, field)
+
+
+def _int64_value(value: Any, field: FieldDescriptor) -> Any:
+    if field.type in _INT64_TYPES:
+        return int(value)
+    message_type = field.message_type
+    if message_type is not None and not message_type.full_name.startswith(_WELL_KNOWN_PREFIX):
+        _int64_to_int(value, message_type)
+    return value
+
+
+def to_yaml(msg: Message) -> str:
+    """The YAML form of an API message, as ``kubectl get -o yaml`` prints it."""
+    return yaml.safe_dump(to_dict(msg), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def to_json(msg: Message) -> str:
+    """The JSON form of an API message, indented 4 like ``kubectl get -o json``."""
+    return json.dumps(to_dict(msg), indent=4, ensure_ascii=False)
+
+
+# ---- dict -> proto ----
+
+
+def from_dict(data: dict[str, Any], message_type: type[M], path: str = "") -> M:
+    """Build an API message from its JSON/YAML dict, strictly.
+
+    Args:
+        data: the decoded JSON/YAML.
+        message_type: the message class, e.g. ``objects_pb2.Pod``.
+        path: the field path of ``data`` itself, prefixed to every error ("" at the top).
+
+    Returns:
+        The message.
+
+    Raises:
+        ValidationError: an unknown field or a value of the wrong type, naming its full path
+            (``spec.containers[0].ports[0].containerPort: must be an integer``).
+    """
+    msg = message_type()
+    _fill(msg, data, path)
+    return msg
+
+
+def _fill(msg: Message, data: Any, path: str) -> None:
+    if not isinstance(data, dict):
+        raise ValidationError(path, "must be an object")
+    fields = _fields_by_json_name(msg.DESCRIPTOR)
+    for key, value in data.items():
+        field_path = _join(path, str(key))
+        field = fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            raise ValidationError(field_path, "unknown field")
+        if value is None:
+            continue
+        if _is_map(field):
+            _fill_map(msg, field, value, field_path)
+        elif field.is_repeated:
+            _fill_repeated(msg, field, value, field_path)
+        elif field.message_type is not None:
+            _fill_message(getattr(msg, field.name), value, field_path)
+        else:
+            setattr(msg, field.name, _scalar(value, field, field_path))
+
+
+def _fill_message(sub: Message, value: Any, path: str) -> None:
+    full_name = sub.DESCRIPTOR.full_name
+    if full_name == _TIMESTAMP:
+        _fill_timestamp(sub, value, path)
+    elif full_name.startswith(_WELL_KNOWN_PREFIX):
+        try:
+            json_format.ParseDict(value, sub)
+        except json_format.ParseError as e:
+            raise ValidationError(path, str(e)) from None
+    else:
+        sub.SetInParent()  # `metadata: {}` still sets the field
+        _fill(sub, value, path)
+
+
+def _fill_map(msg: Message, field: FieldDescriptor, value: Any, path: str) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(path, "must be an object")
+    container = getattr(msg, field.name)
+    value_field = field.message_type.fields_by_name["value"]
+    quantities = field.full_name in _QUANTITY_MAPS
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValidationError(path, f"key {key!r} must be a string")
+        entry_path = key_path(path, key)
+        if item is None:
+            raise ValidationError(entry_path, "must not be null")
+        if value_field.message_type is not None:
+            _fill_message(container[key], item, entry_path)
+        else:
+            container[key] = _scalar(item, value_field, entry_path, quantity=quantities)
+
+
+def _fill_repeated(msg: Message, field: FieldDescriptor, value: Any, path: str) -> None:
+    if not isinstance(value, list):
+        raise ValidationError(path, "must be a list")
+    container = getattr(msg, field.name)
+    for i, item in enumerate(value):
+        item_path = f"{path}[{i}]"
+        if item is None:
+            raise ValidationError(item_path, "must not be null")
+        if field.message_type is not None:
+            _fill_message(container.add(), item, item_path)
+        else:
+            container.append(_scalar(item, field, item_path))
+
+
+def _fill_timestamp(ts: Message, value: Any, path: str) -> None:
+    # YAML turns an unquoted timestamp into a datetime; a naive one is UTC, as in YAML itself.
+    if isinstance(value, datetime.datetime):
+        ts.FromDatetime(value)
+        return
+    if isinstance(value, str):
+        try:
+            ts.FromJsonString(value)
+            return
+        except ValueError:
+            pass
+    raise ValidationError(path, "must be an RFC 3339 timestamp like 2026-11-25T17:04:32Z")
+
+
+def _scalar(value: Any, field: FieldDescriptor, path: str, *, quantity: bool = False) -> Any:
+    """The proto value of one JSON scalar, checked against the field's type."""
+    kind = field.type
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == FieldDescriptor.TYPE_STRING:
+        if isinstance(value, str):
+            return value
+        if quantity and is_number and math.isfinite(value):
+            return str(value) if isinstance(value, int) else repr(value)
+        raise ValidationError(path, "must be a string")
+    if kind == FieldDescriptor.TYPE_BOOL:
+        if isinstance(value, bool):
+            return value
+        raise ValidationError(path, "must be a boolean")
+    if kind in _INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(path, "must be an integer")
+        low, high = _INT_RANGES[kind]
+        if not low <= value <= high:
+            raise ValidationError(path, f"must be between {low} and {high}")
+        return value
+    if kind in _FLOAT_TYPES:
+        if is_number:
+            return float(value)
+        raise ValidationError(path, "must be a number")
+    if kind == FieldDescriptor.TYPE_ENUM:
+        values = field.enum_type.values_by_name
+        if isinstance(value, str) and value in values:
+            return values[value].number
+        raise ValidationError(path, f"unsupported value {value!r}; supported: {', '.join(values)}")
+    if kind == FieldDescriptor.TYPE_BYTES:
+        if isinstance(value, bytes):  # YAML !!binary
+            return value
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except binascii.Error:
+                pass
+        raise ValidationError(path, "must be a base64 string")
+    raise ValidationError(path, f"unsupported field type {kind}")  # groups: not in this API
+
+
+# ---- manifests ----
+
+
+class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, plus: a key repeated in one mapping is an error, as in kubectl."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<" merges may legitimately be overridden by explicit keys
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(e: yaml.YAMLError) -> ValidationError:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    if mark is None:
+        return ValidationError("yaml", problem)
+    return ValidationError("yaml", f"line {mark.line + 1}, column {mark.column + 1}: {problem}")
+
+
+def _pod_from_document(doc: Any) -> objects_pb2.Pod:
+    if not isinstance(doc, dict):
+        found = type(doc).__name__
+        raise ValidationError("", f"a document must be a mapping (apiVersion, kind, ...), not {found}")
+    kind = doc.get("kind")
+    if kind is None or kind == "":
+        raise ValidationError("kind", "required; supported: Pod")
+    if not isinstance(kind, str):
+        raise ValidationError("kind", "must be a string")
+    if kind != "Pod":
+        raise ValidationError("kind", f"unsupported kind {kind}; supported: Pod")
+    api_version = doc.get("apiVersion")
+    if api_version is None or api_version == "":
+        raise ValidationError("apiVersion", "required; supported: v1")
+    if api_version != "v1":
+        raise ValidationError("apiVersion", f"unsupported apiVersion {api_version!s}; supported: v1")
+    pod = from_dict(doc, objects_pb2.Pod)
+    validate_pod(pod)
+    return pod
+
+
+def load_pods(text: str) -> list[objects_pb2.Pod]:
+    """The pods of a multi-document YAML manifest, each checked by ``validate_pod``.
+
+    Empty documents are skipped. Defaults are not applied: the server does that (and the
+    namespace may come from the command line).
+
+    Args:
+        text: YAML (JSON is YAML too), one or more documents separated by ``---``.
+
+    Returns:
+        The pods, in document order.
+
+    Raises:
+        ValidationError: bad YAML (``yaml: line 3, column 5: ...``), a document that is not a
+            Pod (on ``kind``/``apiVersion``) or an invalid pod; errors in the second document
+            onwards are prefixed ``document N: ``.
+    """
+    pods: list[objects_pb2.Pod] = []
+    documents = yaml.load_all(text, Loader=_StrictSafeLoader)
+    index = 0
+    while True:
+        try:
+            doc = next(documents)
+        except StopIteration:
+            return pods
+        except yaml.YAMLError as e:
+            raise _yaml_error(e) from None
+        index += 1
+        if doc is None:
+            continue
+        try:
+            pods.append(_pod_from_document(doc))
+        except ValidationError as e:
+            if index == 1:
+                raise
+            prefix = f"document {index}"
+            raise ValidationError(f"{prefix}: {e.field}" if e.field else prefix, e.detail) from None
