@@ -1,0 +1,217 @@
+"""The agent's wiring: start-up checks, the concurrent loops, and shutdown.
+
+Start-up fails fast, with a message naming the fix, when Docker does not answer or the infra
+image is missing. Then every loop runs as its own asyncio task (lease, node status, pod stream,
+docker events, relist, resync tick, status pushes, pod workers), so one slow Docker call delays
+only its own pod. On SIGTERM/SIGINT the loops stop and the containers keep running, like the
+kubelet's: the next agent adopts them from their labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import os
+import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from pykubelet import node_info
+from pykubelet.config_source import ConfigSource
+from pykubelet.metrics import AgentMetrics
+from pykubelet.node_status import NodeConfig, NodeStatusReporter
+from pykubelet.pleg import Pleg
+from pykubelet.pod_workers import PodWorkers
+from pykubelet.runtime.base import ImageNeverPullError, Runtime
+from pykubelet.runtime.docker import DockerRuntime
+from pykubelet.server import AgentServer
+from pykubelet.status import StatusManager
+from pymaster.api.metrics_http import MetricsServer
+from pymaster.client import Client
+
+log = logging.getLogger(__name__)
+
+
+def agent_version() -> str:
+    """The installed package's version ("unknown" when run from a source tree)."""
+    try:
+        return importlib.metadata.version("pykube")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class AgentConfig:
+    """The agent's settings (the flags of ``pykubelet``)."""
+
+    server: str
+    node_name: str
+    docker_host: str
+    root_dir: str = "/var/lib/pykubelet"
+    listen: str = "127.0.0.1:10250"
+    metrics_addr: str = "127.0.0.1:10255"
+    status_interval: float = 10.0
+    lease_interval: float = 10.0
+    max_pods: int = 110
+    node_labels: dict[str, str] = field(default_factory=dict)
+    infra_image: str = "pykube/pause:3.9"
+
+
+class StartupError(Exception):
+    """A start-up check failed; the message says what to do."""
+
+
+class Agent:
+    """One node agent.
+
+    Args:
+        config: the settings.
+        registry: the Prometheus registry (a fresh one by default).
+    """
+
+    def __init__(self, config: AgentConfig, registry: CollectorRegistry | None = None):
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.metrics = AgentMetrics(self.registry, config.node_name)
+
+    async def run(self, stop: asyncio.Event | None = None) -> int:
+        """Runs until ``stop`` is set or SIGTERM/SIGINT; returns the exit code (1: start-up failed)."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runtime: Runtime | None = None
+        try:
+            runtime = DockerRuntime(base_url=self.config.docker_host, observe=self.metrics.observe_runtime)
+            # An engine that hangs must not make Ctrl-C wait for its request timeout.
+            check = asyncio.create_task(self._check_runtime(runtime))
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({check, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not check.done():
+                check.cancel()
+                log.info("pykubelet stopped during start-up node=%s", self.config.node_name)
+                return 0
+            return await self._serve(runtime, check.result(), stop)
+        except StartupError as err:
+            log.error("%s", err)
+            return 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if runtime is not None:
+                await runtime.close()
+
+    async def _check_runtime(self, runtime: Runtime) -> str:
+        cfg = self.config
+        try:
+            version = await runtime.version()
+        except Exception as err:
+            raise StartupError(f"cannot reach the Docker Engine at {cfg.docker_host}: {err}") from None
+        try:
+            await runtime.ensure_image(cfg.infra_image, "Never")
+        except ImageNeverPullError:
+            raise StartupError(
+                f"infra image {cfg.infra_image} not found locally; build it with `make images` "
+                "or pass --pod-infra-image"
+            ) from None
+        except Exception as err:
+            raise StartupError(f"cannot check the infra image {cfg.infra_image}: {err}") from None
+        return version
+
+    async def _serve(self, runtime: Runtime, docker_version: str, stop: asyncio.Event) -> int:
+        cfg = self.config
+        self._prepare_root_dir()
+        listen_host = cfg.listen.rpartition(":")[0]
+        internal_ip = node_info.internal_ip(listen_host.strip("[]"), node_info.primary_ip())
+
+        server = AgentServer(cfg.listen, runtime, cfg.node_name)
+        try:
+            api_port = await server.start()
+        except RuntimeError as err:
+            raise StartupError(f"cannot listen on --listen {cfg.listen}: {err}") from None
+        client = Client(cfg.server)
+        status_manager = StatusManager(client)
+
+        # The workers and the pod source refer to each other (changes -> syncs, syncs read the
+        # desired set); the closure breaks the cycle.
+        def pod_changed(uid: str) -> None:
+            workers.sync(uid)
+
+        source = ConfigSource(client, cfg.node_name, on_change=pod_changed)
+        workers = PodWorkers(
+            runtime, client, source.pods, source.synced, status_manager, self.metrics,
+            cfg.node_name, cfg.infra_image, internal_ip,
+        )
+        pleg = Pleg(runtime, cfg.node_name, workers.sync, self.metrics, on_relist=workers.reap)
+        reporter = NodeStatusReporter(
+            client,
+            NodeConfig(
+                name=cfg.node_name, labels=cfg.node_labels, max_pods=cfg.max_pods, internal_ip=internal_ip,
+                api_port=api_port, root_dir=cfg.root_dir, runtime_version=docker_version,
+                agent_version=agent_version(), lease_interval=cfg.lease_interval,
+                status_interval=cfg.status_interval,
+            ),
+            counts=lambda: pleg.counts,
+        )
+        try:
+            metrics_server = MetricsServer(cfg.metrics_addr, self.registry, healthz=pleg.healthy).start()
+        except OSError as err:
+            await server.stop(0)
+            await client.close()
+            raise StartupError(f"cannot listen on --metrics-addr {cfg.metrics_addr}: {err}") from None
+        log.info(
+            "pykubelet started node=%s server=%s api=%s:%d metrics=%s:%d docker=%s docker_version=%s "
+            "infra_image=%s internal_ip=%s",
+            cfg.node_name, cfg.server, listen_host, api_port, cfg.metrics_addr.rpartition(":")[0],
+            metrics_server.port, cfg.docker_host, docker_version, cfg.infra_image, internal_ip,
+        )
+
+        async def watch_pods() -> None:
+            # The master streams a node's pods once it knows the node.
+            await reporter.registered.wait()
+            await source.run()
+
+        loops: dict[str, Coroutine[Any, Any, None]] = {
+            "lease": reporter.run_lease(),
+            "node-status": reporter.run_status(),
+            "pod-source": watch_pods(),
+            "pleg-relist": pleg.run_relist(),
+            "pleg-events": pleg.run_events(),
+            "resync": workers.run_resync(),
+            "status-manager": status_manager.run(),
+        }
+        tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        code = 0
+        try:
+            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stopped}:
+                # The loops never end on their own; one that did is a bug: exit so a supervisor restarts.
+                log.error("loop ended unexpectedly loop=%s error=%r", task.get_name(),
+                          task.exception() if not task.cancelled() else "cancelled")
+                code = 1
+        finally:
+            log.info("pykubelet stopping node=%s (containers keep running)", cfg.node_name)
+            for task in [stopped, *tasks]:
+                task.cancel()
+            await asyncio.gather(stopped, *tasks, return_exceptions=True)
+            await workers.stop()
+            await server.stop(1.0)
+            metrics_server.close()
+            await client.close()
+        log.info("pykubelet stopped node=%s", cfg.node_name)
+        return code
+
+    def _prepare_root_dir(self) -> None:
+        # Nothing is stored there yet (Docker's labels are the agent's memory); its filesystem is
+        # the one reported as disk usage, so create it when possible.
+        try:
+            os.makedirs(self.config.root_dir, exist_ok=True)
+        except OSError as err:
+            log.warning("cannot create root dir path=%s error=%s (disk usage of / is reported)",
+                        self.config.root_dir, err)

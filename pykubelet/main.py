@@ -1,0 +1,174 @@
+"""``pykubelet``: the node agent's command line. Parses the flags, sets up key=value logging and
+runs the agent until SIGTERM/SIGINT (exit 0) or a failed start-up check (exit 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import sys
+
+from pykubelet import node_info
+from pymaster.client import default_server
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+# A label key is an optional DNS-subdomain prefix and a name; values are names or empty.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_LABEL_KEY = re.compile(rf"({_LABEL_PREFIX}/)?{_LABEL_NAME}")
+_LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
+# Node names are DNS-1123 subdomains, like the label prefix.
+_NODE_NAME = re.compile(_LABEL_PREFIX)
+
+
+def parse_node_labels(text: str) -> dict[str, str]:
+    """Parses ``--node-labels``: "k=v,k2=v2" (empty text: no labels).
+
+    Raises:
+        ValueError: a pair is not key=value or its key/value is not a valid label; the message
+            names the flag and the pair.
+    """
+    labels: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ValueError(f"--node-labels: {item!r} is not key=value")
+        prefix = key.partition("/")[0] if "/" in key else ""
+        if not _LABEL_KEY.fullmatch(key) or len(prefix) > 253:
+            raise ValueError(f"--node-labels: invalid label key {key!r}")
+        if not _LABEL_VALUE.fullmatch(value):
+            raise ValueError(f"--node-labels: invalid value {value!r} for label {key!r}")
+        labels[key] = value
+    return labels
+
+
+def parse_address(text: str, flag: str) -> tuple[str, int]:
+    """Splits "HOST:PORT" (IPv6 in brackets) of ``flag``.
+
+    Raises:
+        ValueError: no port, or a port outside 0-65535; the message names the flag.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{flag}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _labels_flag(text: str) -> dict[str, str]:
+    try:
+        return parse_node_labels(text)
+    except ValueError as err:
+        # argparse prefixes the flag itself.
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--node-labels: ")) from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``pykubelet``."""
+    p = argparse.ArgumentParser(
+        prog="pykubelet",
+        description="The pykube node agent: registers this host with the master and runs the pods "
+        "bound to it on the local Docker Engine.",
+    )
+    p.add_argument("--server", default=default_server(), metavar="HOST:PORT",
+                   help="the master (default: $PYKUBE_SERVER or 127.0.0.1:6443)")
+    p.add_argument("--node-name", default=node_info.hostname(),
+                   help="this node's name (default: the hostname, lowercased)")
+    p.add_argument("--root-dir", default="/var/lib/pykubelet", metavar="DIR",
+                   help="the agent's directory; its filesystem is reported as disk usage")
+    p.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT",
+                   help="the agent's gRPC API (logs); port 0 picks a free one")
+    p.add_argument("--metrics-addr", default="127.0.0.1:10255", metavar="HOST:PORT",
+                   help="/metrics and /healthz; port 0 picks a free one")
+    p.add_argument("--status-interval", type=_positive_seconds, default=10.0,
+                   metavar="SECONDS", help="node status report period")
+    p.add_argument("--lease-interval", type=_positive_seconds, default=10.0,
+                   metavar="SECONDS", help="requested lease period (the master may set another)")
+    p.add_argument("--max-pods", type=_positive_int, default=110, help="the node's pod capacity")
+    p.add_argument("--node-labels", type=_labels_flag, default={}, metavar="K=V,...",
+                   help="labels added to the node")
+    p.add_argument("--pod-infra-image", default="pykube/pause:3.9", metavar="IMAGE",
+                   help="the image of pods' infra containers (never pulled)")
+    p.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
+                   metavar="URL", help="the Docker Engine (default: $DOCKER_HOST or the local socket)")
+    p.add_argument("--log-level", default="INFO", type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses and checks the flags; exits with status 2 and a message naming the flag on error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.node_name = args.node_name.strip().lower()
+    if len(args.node_name) > 253 or not _NODE_NAME.fullmatch(args.node_name):
+        parser.error(
+            f"--node-name: {args.node_name!r} is not a valid node name (lowercase letters, digits, '-' "
+            "and '.', starting and ending with a letter or digit)"
+        )
+    for flag in ("server", "listen", "metrics_addr"):
+        try:
+            parse_address(getattr(args, flag), "--" + flag.replace("_", "-"))
+        except ValueError as err:
+            parser.error(str(err))
+    return args
+
+
+def configure_logging(level: str) -> None:
+    """key=value log lines on stderr."""
+    logging.basicConfig(
+        level=level,
+        format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # grpc and docker-py chatter is not the agent's story.
+    for noisy in ("urllib3", "docker", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the agent and exits with its status."""
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    # Imported here so that --help works (and is fast) even without Docker libraries loaded.
+    from pykubelet.agent import Agent, AgentConfig
+
+    config = AgentConfig(
+        server=args.server,
+        node_name=args.node_name,
+        docker_host=args.docker_host,
+        root_dir=args.root_dir,
+        listen=args.listen,
+        metrics_addr=args.metrics_addr,
+        status_interval=args.status_interval,
+        lease_interval=args.lease_interval,
+        max_pods=args.max_pods,
+        node_labels=args.node_labels,
+        infra_image=args.pod_infra_image,
+    )
+    sys.exit(asyncio.run(Agent(config).run()))
+
+
+if __name__ == "__main__":
+    main()

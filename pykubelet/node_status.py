@@ -1,0 +1,162 @@
+"""The node's presence at the master: registration, the lease heartbeat and the status report,
+each on its own timer and task so that a slow Docker call never delays them.
+
+- Register: the full Node (labels, capacity, nodeInfo, addresses, the agent API's port, usage).
+- Lease: ``RenewLease`` every ``next_renew_seconds`` of the master's reply (the master sets the
+  heartbeat, swarmkit style). NOT_FOUND means the master lost or deleted the node: register
+  again. An unreachable master is retried with capped, jittered back-off (0.2 s .. 10 s).
+- Status: ``ReportNodeStatus`` every ``--status-interval`` with a fresh psutil reading.
+
+Node conditions are the master's: it marks the node Ready when it hears from the agent and
+Unknown when the lease runs out, so the agent reports none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pykubelet import node_info
+from pykubelet.backoff import Backoff
+from pymaster.api import errors, objects_pb2
+from pymaster.client import Client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeConfig:
+    """What the node reports about itself, from the flags and the start-up checks."""
+
+    name: str
+    labels: dict[str, str]
+    max_pods: int
+    internal_ip: str
+    api_port: int
+    root_dir: str
+    runtime_version: str
+    agent_version: str
+    lease_interval: float = 10.0
+    status_interval: float = 10.0
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+def node_labels(name: str, extra: dict[str, str], arch: str) -> dict[str, str]:
+    """The node's labels: ``--node-labels`` plus the well-known ones, which win (the kubelet
+    does not let a flag fake its hostname, OS or architecture)."""
+    labels = dict(extra)
+    labels.update({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch})
+    return labels
+
+
+class NodeStatusReporter:
+    """Registers the node, keeps its lease and reports its status.
+
+    Args:
+        client: the master's client.
+        config: the node's facts.
+        counts: the running pod/container counts of the last relist.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        config: NodeConfig,
+        counts: Callable[[], node_info.PodCounts],
+    ):
+        self._client = client
+        self._config = config
+        self._counts = counts
+        self._cpu = node_info.CpuSampler()
+        self._registered = asyncio.Event()
+        self._register_lock = asyncio.Lock()
+
+    @property
+    def registered(self) -> asyncio.Event:
+        """Set while the master is believed to know the node."""
+        return self._registered
+
+    def build_status(self, now: datetime | None = None) -> objects_pb2.NodeStatus:
+        """A complete NodeStatus, read now."""
+        cfg = self._config
+        now = now or datetime.now(UTC)
+        capacity = node_info.capacity(cfg.max_pods)
+        return objects_pb2.NodeStatus(
+            capacity=capacity,
+            allocatable=capacity,
+            addresses=[
+                objects_pb2.NodeAddress(type="InternalIP", address=cfg.internal_ip),
+                objects_pb2.NodeAddress(type="Hostname", address=cfg.hostname),
+            ],
+            daemon_endpoints=objects_pb2.NodeDaemonEndpoints(
+                kubelet_endpoint=objects_pb2.DaemonEndpoint(port=cfg.api_port)
+            ),
+            node_info=node_info.system_info(cfg.runtime_version, cfg.agent_version),
+            usage=node_info.usage(cfg.root_dir, self._cpu, self._counts(), now),
+        )
+
+    def build_node(self, now: datetime | None = None) -> objects_pb2.Node:
+        """The Node to register."""
+        node = objects_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = self._config.name
+        labels = node_labels(self._config.name, self._config.labels, node_info.architecture())
+        node.metadata.labels.update(labels)
+        node.status.CopyFrom(self.build_status(now))
+        return node
+
+    async def ensure_registered(self) -> None:
+        """Registers the node unless registered, retrying with back-off until the master takes it."""
+        async with self._register_lock:
+            backoff = Backoff()
+            while not self._registered.is_set():
+                try:
+                    reply = await self._client.register_node(self.build_node())
+                except errors.ApiError as err:
+                    delay = backoff.next_delay()
+                    log.warning("node registration failed node=%s code=%s error=%s retry_in=%.2fs",
+                                self._config.name, err.code.name, err.message, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                log.info("node registered node=%s lease_period=%s status_period=%s", self._config.name,
+                         reply.lease_period_seconds, reply.status_period_seconds)
+                self._registered.set()
+
+    async def run_lease(self) -> None:
+        """Renews the lease until cancelled."""
+        backoff = Backoff()
+        while True:
+            await self.ensure_registered()
+            try:
+                reply = await self._client.renew_lease(self._config.name, self._config.lease_interval)
+            except errors.NotFound:
+                log.warning("master does not know the node, registering again node=%s", self._config.name)
+                self._registered.clear()
+                # Back off too: a master that keeps forgetting the node must not be hammered.
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except errors.ApiError as err:
+                delay = backoff.next_delay()
+                log.warning("lease renewal failed node=%s code=%s error=%s retry_in=%.2fs", self._config.name,
+                            err.code.name, err.message, delay)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            await asyncio.sleep(reply.next_renew_seconds or self._config.lease_interval)
+
+    async def run_status(self) -> None:
+        """Reports the node's status every status interval until cancelled."""
+        while True:
+            await self.ensure_registered()
+            await asyncio.sleep(self._config.status_interval)
+            try:
+                await self._client.report_node_status(self._config.name, self.build_status())
+            except errors.NotFound:
+                log.warning("master does not know the node, registering again node=%s", self._config.name)
+                self._registered.clear()
+            except errors.ApiError as err:
+                log.warning("node status report failed node=%s code=%s error=%s", self._config.name,
+                            err.code.name, err.message)

@@ -1,0 +1,267 @@
+"""Pod workers: one asyncio task per pod uid, driving that pod from desired to observed state
+(the kubelet's ``pod_workers``), plus the reaper of containers no pod owns.
+
+Every input only means "sync pod <uid>" (``PodWorkers.sync``): a new spec, a container event, a
+relist difference, the 1 s resync tick. Requests coalesce in a pending flag, so a busy worker
+(pulling an image, waiting out a grace period) runs once more afterwards, never once per request.
+Each sync recomputes from the desired pod and the freshly observed containers, so a missed input
+costs latency, never correctness.
+
+A worker's life: sync (observe -> ``compute_pod_actions`` -> ``execute`` -> ``compute_pod_status``
+-> status manager) until the pod is marked for deletion (kill with its deletion grace, remove the
+containers, ``ConfirmPodTerminated``, end) or leaves the desired set (kill and remove, end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pykubelet import sync
+from pykubelet.metrics import AgentMetrics
+from pykubelet.pod_status import compute_pod_status
+from pykubelet.runtime.base import ContainerRuntimeError, PodRuntime, Runtime
+from pykubelet.status import StatusManager
+from pymaster.api import errors, objects_pb2
+from pymaster.client import Client
+
+log = logging.getLogger(__name__)
+
+REAP_GRACE_SECONDS = 1.0  # containers no pod owns: a short SIGTERM grace, then SIGKILL
+
+
+def all_running(pod: objects_pb2.Pod, observed: PodRuntime | None) -> bool:
+    """Whether the newest container of every container in the spec is running."""
+    if observed is None:
+        return False
+    for container in pod.spec.containers:
+        latest = observed.latest(container.name)
+        if latest is None or latest.state != "running":
+            return False
+    return True
+
+
+@dataclass
+class FailureTracker:
+    """The last start failure of each container, shown in its status until a later attempt.
+
+    A failure stays while nothing newer happened to that container (a start skipped by
+    back-off must still show why), and clears once a container newer than the one seen when the
+    failure was recorded exists, or the newest one runs.
+    """
+
+    failures: dict[str, sync.ContainerFailure] = field(default_factory=dict)
+    _seen_ids: dict[str, str | None] = field(default_factory=dict)
+
+    def update(self, new: list[sync.ContainerFailure], observed: PodRuntime | None) -> None:
+        """Records ``new`` failures and clears the stale ones against ``observed``."""
+        for name in list(self.failures):
+            latest = observed.latest(name) if observed is not None else None
+            latest_id = latest.id if latest is not None else None
+            if latest is not None and (latest.state == "running" or latest_id != self._seen_ids[name]):
+                del self.failures[name]
+                del self._seen_ids[name]
+        for failure in new:
+            latest = observed.latest(failure.container_name) if observed is not None else None
+            self.failures[failure.container_name] = failure
+            self._seen_ids[failure.container_name] = latest.id if latest is not None else None
+
+
+@dataclass
+class _Worker:
+    uid: str
+    pod: objects_pb2.Pod  # the last desired version seen, kept for the removal path
+    first_seen: float
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    start_recorded: bool = False
+    synced_once: bool = False
+    failures: FailureTracker = field(default_factory=FailureTracker)
+
+
+class PodWorkers:
+    """Runs one worker per desired pod and reaps containers no pod owns.
+
+    Args:
+        runtime: the container runtime.
+        client: the master's client, for ``confirm_pod_terminated`` only.
+        desired: the desired set (uid -> Pod), ``ConfigSource.pods``; read, never written.
+        synced: set once ``desired`` holds a complete snapshot; the reaper waits for it.
+        status_manager: receives every computed status.
+        metrics: the agent's metrics (pod start duration).
+        node_name: this node.
+        infra_image: the image of pods' infra containers.
+        host_ip: the node's InternalIP, reported as status.hostIP.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        client: Client,
+        desired: Mapping[str, objects_pb2.Pod],
+        synced: asyncio.Event,
+        status_manager: StatusManager,
+        metrics: AgentMetrics,
+        node_name: str,
+        infra_image: str,
+        host_ip: str,
+    ):
+        self._runtime = runtime
+        self._client = client
+        self._desired = desired
+        self._synced = synced
+        self._status = status_manager
+        self._metrics = metrics
+        self._node_name = node_name
+        self._infra_image = infra_image
+        self._host_ip = host_ip
+        self._workers: dict[str, _Worker] = {}
+        # Pods confirmed terminated while the master still lists them: not to be synced again.
+        self._finished: set[str] = set()
+        self._reaping: dict[str, asyncio.Task[None]] = {}
+
+    def active(self) -> set[str]:
+        """The uids with a running worker."""
+        return set(self._workers)
+
+    def sync(self, uid: str) -> None:
+        """Asks for pod ``uid`` to be synced; coalesces with a sync already pending."""
+        worker = self._workers.get(uid)
+        if worker is not None:
+            worker.wake.set()
+            return
+        pod = self._desired.get(uid)
+        if pod is None:
+            # Not desired and no worker: anything left in Docker is the reaper's.
+            self._finished.discard(uid)
+            return
+        if uid in self._finished:
+            return
+        worker = _Worker(uid=uid, pod=pod, first_seen=time.monotonic())
+        worker.wake.set()
+        worker.task = asyncio.create_task(self._run(worker), name=f"pod-worker-{uid}")
+        self._workers[uid] = worker
+        log.info("pod worker started pod=%s uid=%s", _pod_key(pod), uid)
+
+    async def run_resync(self, period: float = 1.0) -> None:
+        """Triggers a sync of every desired pod and every worker each ``period`` until cancelled."""
+        while True:
+            await asyncio.sleep(period)
+            for uid in set(self._desired) | set(self._workers) | self._finished:
+                self.sync(uid)
+
+    def reap(self, observed: Mapping[str, PodRuntime]) -> None:
+        """Kills and removes the containers of pods neither desired nor worked on (the relist's
+        hook). Does nothing before the first snapshot: an empty desired set then means "not known
+        yet", not "remove everything"."""
+        if not self._synced.is_set():
+            return
+        for uid, pod in observed.items():
+            if uid in self._desired or uid in self._workers or uid in self._reaping or not pod.containers:
+                continue
+            task = asyncio.create_task(self._reap(pod), name=f"reap-{uid}")
+            self._reaping[uid] = task
+
+    async def stop(self) -> None:
+        """Cancels every worker and reap in flight; containers are left as they are."""
+        tasks = [w.task for w in self._workers.values() if w.task is not None] + list(self._reaping.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+        self._reaping.clear()
+
+    async def _reap(self, pod: PodRuntime) -> None:
+        try:
+            log.info("reaping orphan containers pod=%s/%s uid=%s containers=%d", pod.namespace, pod.name,
+                     pod.uid, len(pod.containers))
+            await sync.kill_pod(self._runtime, pod, REAP_GRACE_SECONDS, remove=True)
+        except Exception as err:  # retried at the next relist
+            log.warning("reap failed uid=%s error=%s", pod.uid, err)
+        finally:
+            self._reaping.pop(pod.uid, None)
+
+    async def _run(self, worker: _Worker) -> None:
+        done = False
+        while not done:
+            await worker.wake.wait()
+            worker.wake.clear()
+            pod = self._desired.get(worker.uid)
+            try:
+                if pod is None:
+                    await self._remove(worker)
+                    done = True
+                elif pod.metadata.HasField("deletion_timestamp"):
+                    worker.pod = pod
+                    done = await self._terminate(worker, pod)
+                else:
+                    worker.pod = pod
+                    await self._sync(worker, pod)
+            except (errors.ApiError, ContainerRuntimeError) as err:  # expected: no traceback
+                log.warning("pod sync failed pod=%s uid=%s error=%s", _pod_key(worker.pod), worker.uid, err)
+            except Exception:  # a bug in one pod's sync must not end its worker
+                log.exception("pod sync crashed pod=%s uid=%s", _pod_key(worker.pod), worker.uid)
+        del self._workers[worker.uid]
+        self._status.forget(worker.uid)
+        log.info("pod worker ended pod=%s uid=%s", _pod_key(worker.pod), worker.uid)
+
+    async def _sync(self, worker: _Worker, pod: objects_pb2.Pod) -> None:
+        observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        if not worker.synced_once:
+            worker.synced_once = True
+            # Adopted after an agent restart: its start was measured (if ever) by the last agent.
+            worker.start_recorded = all_running(pod, observed)
+        actions = sync.compute_pod_actions(pod, observed)
+        failures: list[sync.ContainerFailure] = []
+        if not actions.is_noop():
+            log.info("pod sync pod=%s uid=%s actions=%s", _pod_key(pod), worker.uid, actions)
+            failures = await sync.execute(
+                self._runtime, pod, actions, self._node_name, self._infra_image, observed
+            )
+            for failure in failures:
+                log.warning("container failed pod=%s container=%s reason=%s message=%s", _pod_key(pod),
+                            failure.container_name, failure.reason, failure.message)
+            observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        worker.failures.update(failures, observed)
+        if not worker.start_recorded and all_running(pod, observed):
+            worker.start_recorded = True
+            seconds = time.monotonic() - worker.first_seen
+            self._metrics.pod_start_duration.observe(seconds)
+            log.info("pod started pod=%s uid=%s seconds=%.3f", _pod_key(pod), worker.uid, seconds)
+        previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
+        status = compute_pod_status(
+            pod, observed, dict(worker.failures.failures), self._host_ip, datetime.now(UTC), previous
+        )
+        self._status.set_status(pod, status)
+
+    async def _terminate(self, worker: _Worker, pod: objects_pb2.Pod) -> bool:
+        """Stops and removes the pod's containers, then confirms; True once the master knows."""
+        observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        if observed is not None and observed.containers:
+            grace = sync.pod_grace_seconds(pod)
+            log.info("killing pod pod=%s uid=%s grace=%s reason=deleted", _pod_key(pod), worker.uid, grace)
+            await sync.kill_pod(self._runtime, observed, grace, remove=True)
+        try:
+            await self._client.confirm_pod_terminated(pod.metadata.namespace, pod.metadata.name, worker.uid)
+        except errors.NotFound:
+            pass  # already gone from the master
+        log.info("pod terminated pod=%s uid=%s", _pod_key(pod), worker.uid)
+        self._finished.add(worker.uid)
+        return True
+
+    async def _remove(self, worker: _Worker) -> None:
+        """The pod left the desired set: stop and remove whatever it still runs."""
+        observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        if observed is not None and observed.containers:
+            pod = worker.pod
+            grace = sync.pod_grace_seconds(pod)
+            log.info("killing pod pod=%s uid=%s grace=%s reason=removed", _pod_key(pod), worker.uid, grace)
+            await sync.kill_pod(self._runtime, observed, grace, remove=True)
+
+
+def _pod_key(pod: objects_pb2.Pod) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"

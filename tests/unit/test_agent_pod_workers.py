@@ -1,0 +1,257 @@
+"""Pod workers: grace periods, start-failure memory, and the worker lifecycle against a fake
+runtime (the real plan/execute are tested with real Docker elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pykubelet import pod_workers as pw
+from pykubelet.metrics import AgentMetrics
+from pykubelet.runtime.base import ContainerInfo, PodRuntime
+from pykubelet.sync import ContainerFailure
+from pymaster.api import errors, objects_pb2
+
+
+def make_pod(uid: str = "u1", grace: int | None = None, deletion_grace: int | None = None,
+             deleting: bool = False, containers: tuple[str, ...] = ("app",)) -> objects_pb2.Pod:
+    pod = objects_pb2.Pod()
+    pod.metadata.uid, pod.metadata.name, pod.metadata.namespace = uid, f"pod-{uid}", "default"
+    for name in containers:
+        pod.spec.containers.add(name=name, image="pykube/busybox:1.35")
+    if grace is not None:
+        pod.spec.termination_grace_period_seconds = grace
+    if deletion_grace is not None:
+        pod.metadata.deletion_grace_period_seconds = deletion_grace
+    if deleting:
+        pod.metadata.deletion_timestamp.seconds = 1
+    return pod
+
+
+def info(cid: str, name: str = "app", state: str = "running") -> ContainerInfo:
+    return ContainerInfo(id=cid, name=name, pod_uid="u1", pod_name="pod-u1", pod_namespace="default",
+                         state=state)
+
+
+def runtime_of(*containers: ContainerInfo) -> PodRuntime:
+    return PodRuntime("u1", "pod-u1", "default", list(containers))
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected"),
+    [
+        (None, False),
+        (runtime_of(), False),
+        (runtime_of(info("a")), False),
+        (runtime_of(info("a"), info("s", "sidecar", "exited")), False),
+        (runtime_of(info("a"), info("s", "sidecar")), True),
+        (runtime_of(info("a2", state="running"), info("a1", state="exited"), info("s", "sidecar")), True),
+    ],
+)
+def test_all_running(observed: PodRuntime | None, expected: bool) -> None:
+    assert pw.all_running(make_pod(containers=("app", "sidecar")), observed) is expected
+
+
+FAIL = ContainerFailure("app", "CreateContainerError", "boom")
+
+
+@pytest.mark.parametrize(
+    ("first", "then_new", "then_observed", "kept"),
+    [
+        # Nothing new happened to the container (say, a start skipped by back-off): keep showing it.
+        (runtime_of(), [], runtime_of(), True),
+        (None, [], None, True),
+        (runtime_of(info("a1", state="created")), [], runtime_of(info("a1", state="created")), True),
+        # A newer container exists, or the container runs: the failure is history.
+        (runtime_of(), [], runtime_of(info("a1", state="exited")), False),
+        (runtime_of(info("a1", state="created")), [], runtime_of(info("a2", state="created")), False),
+        (runtime_of(info("a1", state="created")), [], runtime_of(info("a1")), False),
+        # Failing again replaces it.
+        (runtime_of(), [ContainerFailure("app", "ErrImagePull", "x")], runtime_of(), True),
+    ],
+)
+def test_failure_tracker(first: PodRuntime | None, then_new: list[ContainerFailure],
+                         then_observed: PodRuntime | None, kept: bool) -> None:
+    tracker = pw.FailureTracker()
+    tracker.update([FAIL], first)
+    tracker.update(then_new, then_observed)
+    assert ("app" in tracker.failures) is kept
+    if then_new:
+        assert tracker.failures["app"].reason == "ErrImagePull"
+
+
+# ---- the worker lifecycle, with the plan/execute/status functions replaced ----
+
+
+@dataclass
+class Actions:
+    noop: bool
+
+    def is_noop(self) -> bool:
+        return self.noop
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.pods: dict[str, PodRuntime] = {}
+        self.gets = 0
+        self.block = asyncio.Event()
+        self.block.set()
+
+    async def get_pod(self, node_name: str, uid: str) -> PodRuntime | None:
+        self.gets += 1
+        await self.block.wait()
+        return self.pods.get(uid)
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.confirmed: list[str] = []
+        self.fail_confirm: list[Exception] = []
+
+    async def confirm_pod_terminated(self, namespace: str, name: str, uid: str) -> None:
+        if self.fail_confirm:
+            raise self.fail_confirm.pop(0)
+        self.confirmed.append(uid)
+
+
+class FakeStatus:
+    def __init__(self) -> None:
+        self.statuses: dict[str, objects_pb2.PodStatus] = {}
+        self.forgotten: list[str] = []
+
+    def get(self, uid: str) -> objects_pb2.PodStatus | None:
+        return self.statuses.get(uid)
+
+    def set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus) -> bool:
+        self.statuses[pod.metadata.uid] = status
+        return True
+
+    def forget(self, uid: str) -> None:
+        self.forgotten.append(uid)
+
+
+class Harness:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.runtime, self.client, self.status = FakeRuntime(), FakeClient(), FakeStatus()
+        self.desired: dict[str, objects_pb2.Pod] = {}
+        self.synced = asyncio.Event()
+        self.registry = CollectorRegistry()
+        self.kills: list[tuple[str, float, bool]] = []
+        self.executes: list[str] = []
+        self.noop = False
+        self.workers = pw.PodWorkers(
+            self.runtime, self.client, self.desired, self.synced, self.status,  # type: ignore[arg-type]
+            AgentMetrics(self.registry, "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
+        )
+        monkeypatch.setattr(pw.sync, "compute_pod_actions", lambda pod, observed: Actions(self.noop))
+        monkeypatch.setattr(pw.sync, "execute", self._execute)
+        monkeypatch.setattr(pw.sync, "kill_pod", self._kill)
+        monkeypatch.setattr(pw, "compute_pod_status", self._status)
+
+    async def _execute(self, runtime, pod, actions, node_name, infra_image, observed, grace_seconds=None):
+        self.executes.append(pod.metadata.uid)
+        self.runtime.pods[pod.metadata.uid] = runtime_of(info("a1"))
+        return []
+
+    async def _kill(self, runtime, observed, grace_seconds, remove):
+        self.kills.append((observed.uid, grace_seconds, remove))
+        self.runtime.pods.pop(observed.uid, None)
+
+    @staticmethod
+    def _status(pod, observed, failures, host_ip, now, previous):
+        running = observed is not None and pw.all_running(pod, observed)
+        return objects_pb2.PodStatus(phase="Running" if running else "Pending", host_ip=host_ip)
+
+
+async def wait_for(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_sync_starts_and_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.desired["u1"] = make_pod()
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    assert h.executes == ["u1"]
+    assert h.status.statuses["u1"].phase == "Running"
+    assert h.registry.get_sample_value("kubelet_pod_start_duration_seconds_count") == 1
+    await h.workers.stop()
+
+
+async def test_adopted_pod_is_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.noop = True
+    h.runtime.pods["u1"] = runtime_of(info("a1"))
+    h.desired["u1"] = make_pod()
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    assert h.executes == []
+    assert h.registry.get_sample_value("kubelet_pod_start_duration_seconds_count") == 0
+    await h.workers.stop()
+
+
+async def test_requests_coalesce_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.noop = True
+    h.desired["u1"] = make_pod()
+    h.runtime.block.clear()
+    h.workers.sync("u1")
+    await wait_for(lambda: h.runtime.gets == 1)
+    for _ in range(10):
+        h.workers.sync("u1")
+    h.runtime.block.set()
+    await wait_for(lambda: h.runtime.gets >= 2)
+    await asyncio.sleep(0.05)
+    assert h.runtime.gets == 2  # one more sync for the ten requests
+    await h.workers.stop()
+
+
+async def test_deleted_pod_is_killed_then_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.desired["u1"] = make_pod(grace=30)
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    h.client.fail_confirm.append(errors.Unavailable("master down"))
+    h.desired["u1"] = make_pod(grace=30, deletion_grace=4, deleting=True)
+    h.workers.sync("u1")
+    await wait_for(lambda: len(h.kills) == 1)
+    assert h.client.confirmed == [] and "u1" in h.workers.active()  # confirm failed: retried
+    h.workers.sync("u1")
+    await wait_for(lambda: h.client.confirmed == ["u1"])
+    await wait_for(lambda: "u1" not in h.workers.active())
+    assert h.kills == [("u1", 4.0, True)]
+    assert h.status.forgotten == ["u1"]
+    # Still listed by the master until it processes the confirmation: no new worker.
+    h.workers.sync("u1")
+    assert "u1" not in h.workers.active()
+
+
+async def test_removed_pod_is_killed_with_its_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.desired["u1"] = make_pod(grace=3)
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    del h.desired["u1"]
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" not in h.workers.active())
+    assert h.kills == [("u1", 3.0, True)]
+    assert h.client.confirmed == []
+
+
+async def test_reaper_waits_for_the_snapshot_and_spares_desired(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.desired["u1"] = make_pod()
+    observed = {"u1": runtime_of(info("a1")), "orphan": PodRuntime("orphan", "x", "default", [info("o1")])}
+    h.workers.reap(observed)
+    await asyncio.sleep(0.02)
+    assert h.kills == []
+    h.synced.set()
+    h.workers.reap(observed)
+    await wait_for(lambda: len(h.kills) == 1)
+    assert h.kills == [("orphan", pw.REAP_GRACE_SECONDS, True)]
