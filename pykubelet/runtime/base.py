@@ -50,6 +50,12 @@ class RunContainerError(ContainerRuntimeError):
     reason = "RunContainerError"
 
 
+class ContainerNotFound(ContainerRuntimeError):
+    """The container does not exist (any more), e.g. when asking for its logs."""
+
+    reason = "ContainerNotFound"
+
+
 class RuntimeUnavailable(ContainerRuntimeError):
     """The engine did not answer; retried with back-off."""
 
@@ -119,8 +125,13 @@ class Runtime(Protocol):
         """Makes ``image`` present per imagePullPolicy. Raises ImagePullError, ImageNeverPullError."""
         ...
 
-    async def start_infra(self, pod: objects_pb2.Pod, node_name: str, infra_image: str) -> ContainerInfo:
-        """Creates and starts the pod's infra container (network namespace, published ports)."""
+    async def start_infra(
+        self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
+    ) -> ContainerInfo:
+        """Creates and starts the pod's infra container (network namespace, published ports).
+        ``restart_count`` is the attempt number of the sandbox (0 first, +1 per re-creation), so
+        a re-created infra container never clashes with the name of a dead one.
+        Raises InfraImageMissing / CreateContainerError / RunContainerError."""
         ...
 
     async def start_container(
@@ -146,7 +157,7 @@ class Runtime(Protocol):
     def logs(
         self, container_id: str, follow: bool, tail_lines: int | None, timestamps: bool
     ) -> AsyncIterator[bytes]:
-        """Streams a container's stdout/stderr."""
+        """Streams a container's stdout/stderr. Raises ContainerNotFound."""
         ...
 
     def events(self, node_name: str) -> AsyncIterator[str]:
