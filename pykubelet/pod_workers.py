@@ -215,16 +215,17 @@ class PodWorkers:
             worker.synced_once = True
             # Adopted after an agent restart: its start was measured (if ever) by the last agent.
             worker.start_recorded = all_running(pod, observed)
-        actions = sync.compute_pod_actions(pod, observed)
-        failures: list[sync.ContainerFailure] = []
+        actions = sync.compute_pod_actions(pod, observed, datetime.now(UTC))
+        failures = list(actions.backoff)  # shown as CrashLoopBackOff until the restart
         if not actions.is_noop():
             log.info("pod sync pod=%s uid=%s actions=%s", _pod_key(pod), worker.uid, actions)
-            failures = await sync.execute(
+            started = await sync.execute(
                 self._runtime, pod, actions, self._node_name, self._infra_image, observed
             )
-            for failure in failures:
+            for failure in started:
                 log.warning("container failed pod=%s container=%s reason=%s message=%s", _pod_key(pod),
                             failure.container_name, failure.reason, failure.message)
+            failures.extend(started)
             observed = await self._runtime.get_pod(self._node_name, worker.uid)
         worker.failures.update(failures, observed)
         if not worker.start_recorded and all_running(pod, observed):

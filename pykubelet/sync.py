@@ -11,8 +11,11 @@ start) do not raise: they come back as ``ContainerFailure`` for the pod status (
 ``ErrImagePull``, ``CreateContainerError`` ...), while an unreachable engine (RuntimeUnavailable)
 propagates so the worker retries the whole sync.
 
-Restart policy (Always / OnFailure / Never) is applied immediately: there is no restart back-off
-(CrashLoopBackOff) yet; see ``should_restart`` for where it goes.
+Restart policy (Always / OnFailure / Never) is applied with kubelet's crash-loop back-off: the
+first restart is immediate, then 10 s, 20 s, 40 s ... capped at 300 s; a container that ran
+10 minutes before it exited restarts at once again. The back-off is derived from what Docker
+holds (the dead container's restart count and times), so it survives an agent restart and needs
+no state of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
@@ -39,6 +43,10 @@ DEFAULT_GRACE_SECONDS = 30
 TERMINAL_PHASES = ("Succeeded", "Failed")
 # Docker states in which a container's process may still be alive and needs stopping.
 _LIVE_STATES = ("running", "unknown")
+BACKOFF_INITIAL_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 300.0
+# A container that ran this long before it exited is restarted at once, as after a first crash.
+BACKOFF_RESET_SECONDS = 600.0
 
 
 @dataclass
@@ -52,6 +60,8 @@ class PodActions:
         containers_to_kill: container id -> why it is stopped (spec changed, not in the spec ...).
         containers_to_remove: ids of dead containers to garbage-collect (all but the newest dead
             container of each name, which keeps the restart count and the last state).
+        backoff: a CrashLoopBackOff failure for each container that should restart but whose
+            crash-loop back-off has not expired yet (reported in the status; not an action).
     """
 
     kill_pod: bool = False
@@ -59,6 +69,7 @@ class PodActions:
     containers_to_start: list[str] = field(default_factory=list)
     containers_to_kill: dict[str, str] = field(default_factory=dict)
     containers_to_remove: list[str] = field(default_factory=list)
+    backoff: list[ContainerFailure] = field(default_factory=list)
 
     def is_noop(self) -> bool:
         """True when the pod is as it should be and executing would change nothing."""
@@ -87,8 +98,7 @@ def should_restart(pod: objects_pb2.Pod, latest: ContainerInfo | None) -> bool:
     Never started, or created but never run, or in an unknown state: yes. Running: no. Exited:
     per restartPolicy (Always: yes; OnFailure: exit code != 0; Never: no).
 
-    This is where restart back-off will hook in: a container that should restart but whose
-    back-off has not expired will be left out (and shown as CrashLoopBackOff).
+    Back-off is not decided here but in ``restart_backoff``.
     """
     if latest is None or latest.state in ("created", "unknown"):
         return True
@@ -102,12 +112,31 @@ def should_restart(pod: objects_pb2.Pod, latest: ContainerInfo | None) -> bool:
     return True
 
 
-def compute_pod_actions(pod: objects_pb2.Pod, observed: PodRuntime | None) -> PodActions:
+def restart_backoff(latest: ContainerInfo, now: datetime) -> float:
+    """Seconds until the exited container ``latest`` may be restarted (0: now).
+
+    kubelet's crash-loop back-off: the first restart is immediate, the n-th waits
+    10 s * 2^(n-1), at most 300 s, counted from when the container finished.
+    """
+    if latest.restart_count == 0 or latest.finished_at is None:
+        return 0.0
+    if latest.started_at is not None:
+        ran = (latest.finished_at - latest.started_at).total_seconds()
+        if ran >= BACKOFF_RESET_SECONDS:
+            return 0.0
+    waited = (now - latest.finished_at).total_seconds()
+    return max(0.0, _backoff_delay(latest) - waited)
+
+
+def compute_pod_actions(
+    pod: objects_pb2.Pod, observed: PodRuntime | None, now: datetime | None = None
+) -> PodActions:
     """Plans one sync of ``pod`` against what the engine holds for it (pure).
 
     Args:
         pod: the desired pod.
         observed: its containers as the runtime sees them (None: it has none).
+        now: the current time (timezone-aware) for the crash-loop back-off; None: no back-off.
 
     Returns:
         The plan; ``is_noop()`` when nothing is to be done.
@@ -141,6 +170,15 @@ def compute_pod_actions(pod: objects_pb2.Pod, observed: PodRuntime | None) -> Po
             actions.containers_to_kill[latest.id] = f"container {container.name} definition changed"
             actions.containers_to_start.append(container.name)
         elif should_restart(pod, latest):
+            wait = restart_backoff(latest, now) if latest is not None and now is not None else 0.0
+            if wait > 0:
+                message = (
+                    f"back-off {_backoff_delay(latest):.0f}s restarting failed container={container.name} "
+                    f"pod={pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
+                )
+                actions.backoff.append(ContainerFailure(container.name, "CrashLoopBackOff", message))
+                keep += 1  # still a container of the pod: the sandbox stays
+                continue
             actions.containers_to_start.append(container.name)
     for container in live:
         newest = observed.latest(container.name)
@@ -152,6 +190,10 @@ def compute_pod_actions(pod: objects_pb2.Pod, observed: PodRuntime | None) -> Po
         # Every container finished and none restarts (Never/OnFailure): stop the sandbox too.
         actions.kill_pod = True
     return actions
+
+
+def _backoff_delay(latest: ContainerInfo) -> float:
+    return min(BACKOFF_INITIAL_SECONDS * 2 ** (latest.restart_count - 1), BACKOFF_MAX_SECONDS)
 
 
 def _containers_for_new_sandbox(pod: objects_pb2.Pod, observed: PodRuntime | None) -> list[str]:

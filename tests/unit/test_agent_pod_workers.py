@@ -89,6 +89,7 @@ def test_failure_tracker(first: PodRuntime | None, then_new: list[ContainerFailu
 @dataclass
 class Actions:
     noop: bool
+    backoff: tuple[ContainerFailure, ...] = ()
 
     def is_noop(self) -> bool:
         return self.noop
@@ -147,7 +148,7 @@ class Harness:
             self.runtime, self.client, self.desired, self.synced, self.status,  # type: ignore[arg-type]
             AgentMetrics(self.registry, "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
         )
-        monkeypatch.setattr(pw.sync, "compute_pod_actions", lambda pod, observed: Actions(self.noop))
+        monkeypatch.setattr(pw.sync, "compute_pod_actions", lambda pod, observed, now=None: Actions(self.noop))
         monkeypatch.setattr(pw.sync, "execute", self._execute)
         monkeypatch.setattr(pw.sync, "kill_pod", self._kill)
         monkeypatch.setattr(pw, "compute_pod_status", self._status)

@@ -335,3 +335,43 @@ async def test_kill_pod_stops_apps_then_infra(remove):
     assert stops[2:] == [("stop", "POD-0", 2.0)]
     removes = [call[1] for call in runtime.calls if call[0] == "remove"]
     assert sorted(removes) == (["POD-0", "a-0", "b-0", "c-0"] if remove else [])
+
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def crashed(n: int, ran: float = 1.0, ago: float = 0.0) -> ContainerInfo:
+    """The n-th attempt of "app", which ran ``ran`` seconds and exited ``ago`` seconds before NOW."""
+    container = app(state="exited", code=1, n=n)
+    container.finished_at = NOW - timedelta(seconds=ago)
+    container.started_at = container.finished_at - timedelta(seconds=ran)
+    return container
+
+
+@pytest.mark.parametrize(
+    ("container", "wait"),
+    [
+        (crashed(0), 0.0),  # the first restart is immediate
+        (crashed(1), 10.0),
+        (crashed(1, ago=4), 6.0),
+        (crashed(2), 20.0),
+        (crashed(3), 40.0),
+        (crashed(10), 300.0),  # capped
+        (crashed(10, ago=400), 0.0),
+        (crashed(5, ran=700), 0.0),  # ran long enough: the back-off resets
+    ],
+)
+def test_restart_backoff(container: ContainerInfo, wait: float) -> None:
+    assert sync.restart_backoff(container, NOW) == pytest.approx(wait)
+
+
+def test_container_in_backoff_is_reported_not_started() -> None:
+    actions = sync.compute_pod_actions(make_pod(), observed(infra(), crashed(2, ago=5)), NOW)
+    assert actions.containers_to_start == [] and not actions.kill_pod
+    assert [(f.container_name, f.reason) for f in actions.backoff] == [("app", "CrashLoopBackOff")]
+    assert "back-off 20s restarting failed container=app" in actions.backoff[0].message
+
+
+def test_backoff_expired_restarts() -> None:
+    actions = sync.compute_pod_actions(make_pod(), observed(infra(), crashed(2, ago=25)), NOW)
+    assert actions.containers_to_start == ["app"] and actions.backoff == []
