@@ -1,0 +1,324 @@
+"""pyctl's describe output: kubectl describe pod / describe node, as pure functions of the
+objects and the current time.
+
+The lines are built with tabs between a label and its value and aligned by
+``printers.tabwrite`` over the whole output, as kubectl's describe does through Go's tabwriter
+(padding 2), so consecutive labels line up and a line without a tab starts a new block.
+``describe node`` adds a Usage section (the agent's latest psutil report) that Kubernetes has no
+field for.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+
+from google.protobuf.message import Message
+
+from pymaster.api import objects_pb2
+from pymaster.api.quantity import format_bytes, format_cpu_millis
+from pymaster.cli import printers as p
+
+NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
+
+
+def pod_resources(pod: objects_pb2.Pod) -> tuple[int, int, int, int]:
+    """(cpu request millis, cpu limit millis, memory request bytes, memory limit bytes) summed over
+    the pod's containers. A container with a limit and no request requests its limit
+    (Kubernetes' defaulting); unparsable quantities count as 0."""
+    cpu_req = cpu_lim = mem_req = mem_lim = 0
+    for container in pod.spec.containers:
+        requests, limits = container.resources.requests, container.resources.limits
+        cpu_limit = p.parse_cpu(limits["cpu"]) if "cpu" in limits else None
+        mem_limit = p.parse_memory(limits["memory"]) if "memory" in limits else None
+        cpu_request = p.parse_cpu(requests["cpu"]) if "cpu" in requests else cpu_limit
+        mem_request = p.parse_memory(requests["memory"]) if "memory" in requests else mem_limit
+        cpu_req += cpu_request or 0
+        cpu_lim += cpu_limit or 0
+        mem_req += mem_request or 0
+        mem_lim += mem_limit or 0
+    return cpu_req, cpu_lim, mem_req, mem_lim
+
+
+
+
+
+def _multiline_map(key: str, values: Mapping[str, str], indent: str = "") -> list[str]:
+    """kubectl's labels block: the first pair after the key, the rest aligned beneath it."""
+    pairs = [f"{k}={v}" for k, v in sorted(values.items())] or [p.NONE]
+    lines = [f"{indent}{key}:\t{pairs[0]}"]
+    lines.extend(f"{indent}\t{pair}" for pair in pairs[1:])
+    return lines
+
+
+def _quantity_block(key: str, values: Mapping[str, str], indent: str) -> list[str]:
+    if not values:
+        return []
+    lines = [f"{indent}{key}:"]
+    lines.extend(f"{indent}  {name}:\t{value}" for name, value in sorted(values.items()))
+    return lines
+
+
+def _container_state(
+    label: str, state: objects_pb2.ContainerState, indent: str, tz: datetime.tzinfo | None
+) -> list[str]:
+    inner = indent + "  "
+    if state.HasField("running"):
+        lines = [f"{indent}{label}:\tRunning"]
+        if state.running.HasField("started_at"):
+            lines.append(f"{inner}Started:\t{p.format_time(state.running.started_at, tz)}")
+        return lines
+    if state.HasField("terminated"):
+        term = state.terminated
+        lines = [f"{indent}{label}:\tTerminated"]
+        if term.reason:
+            lines.append(f"{inner}Reason:\t{term.reason}")
+        if term.message:
+            lines.append(f"{inner}Message:\t{p.one_line(term.message)}")
+        lines.append(f"{inner}Exit Code:\t{term.exit_code}")
+        if term.signal:
+            lines.append(f"{inner}Signal:\t{term.signal}")
+        if term.HasField("started_at"):
+            lines.append(f"{inner}Started:\t{p.format_time(term.started_at, tz)}")
+        if term.HasField("finished_at"):
+            lines.append(f"{inner}Finished:\t{p.format_time(term.finished_at, tz)}")
+        return lines
+    lines = [f"{indent}{label}:\tWaiting"]
+    if state.HasField("waiting") and state.waiting.reason:
+        lines.append(f"{inner}Reason:\t{state.waiting.reason}")
+    if state.HasField("waiting") and state.waiting.message:
+        lines.append(f"{inner}Message:\t{p.one_line(state.waiting.message)}")
+    return lines
+
+
+def _ports(ports: Iterable[objects_pb2.ContainerPort], host: bool) -> str:
+    return ", ".join(f"{p.host_port if host else p.container_port}/{p.protocol or 'TCP'}" for p in ports)
+
+
+def _container_lines(
+    container: objects_pb2.Container, status: objects_pb2.ContainerStatus | None, tz: datetime.tzinfo | None
+) -> list[str]:
+    ind = "    "
+    lines = [f"  {container.name}:"]
+    if status is not None and status.container_id:
+        lines.append(f"{ind}Container ID:\t{status.container_id}")
+    lines.append(f"{ind}Image:\t{container.image}")
+    if status is not None and status.image_id:
+        lines.append(f"{ind}Image ID:\t{status.image_id}")
+    ports, host_ports = _ports(container.ports, False), _ports(container.ports, True)
+    lines.append(f"{ind}{'Ports' if ',' in ports else 'Port'}:\t{ports or p.NONE}")
+    lines.append(f"{ind}{'Host Ports' if ',' in host_ports else 'Host Port'}:\t{host_ports or p.NONE}")
+    for key, words in (("Command", container.command), ("Args", container.args)):
+        if words:
+            lines.append(f"{ind}{key}:")
+            lines.extend(f"{ind}  {word}" for word in words)
+    state = status.state if status is not None else objects_pb2.ContainerState()
+    lines += _container_state("State", state, ind, tz)
+    if status is not None and status.last_state.HasField("terminated"):
+        lines += _container_state("Last State", status.last_state, ind, tz)
+    ready = status is not None and status.ready
+    lines.append(f"{ind}Ready:\t{ready}")
+    lines.append(f"{ind}Restart Count:\t{status.restart_count if status is not None else 0}")
+    lines += _quantity_block("Limits", container.resources.limits, ind)
+    lines += _quantity_block("Requests", container.resources.requests, ind)
+    if container.env:
+        lines.append(f"{ind}Environment:")
+        lines.extend(f"{ind}  {env.name}:\t{env.value}" for env in container.env)
+    else:
+        lines.append(f"{ind}Environment:\t{p.NONE}")
+    return lines
+
+
+def qos_class(pod: objects_pb2.Pod) -> str:
+    """The pod's QoS class, Kubernetes' rules for cpu and memory: Guaranteed when every container
+    limits both and requests equal limits (missing requests default to limits), BestEffort when
+    none requests or limits anything, Burstable otherwise."""
+    any_set, guaranteed = False, True
+    for container in pod.spec.containers:
+        requests, limits = container.resources.requests, container.resources.limits
+        for resource in ("cpu", "memory"):
+            if resource in requests or resource in limits:
+                any_set = True
+            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def describe_pod(pod: objects_pb2.Pod, now: float, tz: datetime.tzinfo | None = None) -> str:
+    """kubectl describe pod: metadata, status, every container, conditions.
+
+    Args:
+        pod: the pod.
+        now: current epoch seconds (for "Terminating (lasts 25s)").
+        tz: zone for times; None for the local zone.
+    """
+    meta, spec, status = pod.metadata, pod.spec, pod.status
+    node = spec.node_name or p.NONE
+    if spec.node_name and status.host_ip:
+        node = f"{spec.node_name}/{status.host_ip}"
+    lines = [
+        f"Name:\t{meta.name}",
+        f"Namespace:\t{meta.namespace}",
+        f"Node:\t{node}",
+    ]
+    if status.HasField("start_time"):
+        lines.append(f"Start Time:\t{p.format_time(status.start_time, tz)}")
+    lines += _multiline_map("Labels", meta.labels)
+    lines += _multiline_map("Annotations", meta.annotations)
+    if meta.HasField("deletion_timestamp"):
+        lasts = p.human_duration(p.timestamp_seconds(meta.deletion_timestamp) - now)
+        lines.append(f"Status:\tTerminating (lasts {lasts})")
+        lines.append(f"Termination Grace Period:\t{meta.deletion_grace_period_seconds}s")
+    else:
+        lines.append(f"Status:\t{status.phase or 'Pending'}")
+    if status.reason:
+        lines.append(f"Reason:\t{status.reason}")
+    if status.message:
+        lines.append(f"Message:\t{p.one_line(status.message)}")
+    lines.append(f"IP:\t{status.pod_ip}")
+    if status.pod_ip:
+        lines += ["IPs:", f"  IP:\t{status.pod_ip}"]
+    lines.append("Containers:")
+    statuses = {cs.name: cs for cs in status.container_statuses}
+    for container in spec.containers:
+        lines += _container_lines(container, statuses.get(container.name), tz)
+    if status.conditions:
+        lines += ["Conditions:", "  Type\tStatus"]
+        lines.extend(f"  {c.type} \t{c.status} " for c in status.conditions)
+    lines.append(f"QoS Class:\t{qos_class(pod)}")
+    lines += _multiline_map("Node-Selectors", spec.node_selector)
+    lines.append(f"Events:\t{p.NONE}")
+    return p.tabwrite(lines, 0, p.DESCRIBE_PADDING)
+
+
+def node_roles(node: objects_pb2.Node) -> str:
+    """kubectl's ROLES: the X of every node-role.kubernetes.io/X label, "<none>" without any."""
+    roles = sorted(k[len(NODE_ROLE_PREFIX):] for k in node.metadata.labels if k.startswith(NODE_ROLE_PREFIX))
+    return ",".join(role for role in roles if role) or p.NONE
+
+
+def _percent(value: int, total: int | None) -> str:
+    return f"{int(value / total * 100)}%" if total else "0%"
+
+
+def _optional_time(msg: Message, name: str, tz: datetime.tzinfo | None) -> str:
+    return p.format_time(getattr(msg, name), tz) if msg.HasField(name) else ""
+
+
+def _node_usage_lines(node: objects_pb2.Node, now: float, tz: datetime.tzinfo | None) -> list[str]:
+    if not p.has_usage(node):
+        return [f"Usage:\t{p.UNKNOWN}"]
+    usage = node.status.usage
+    used, available = usage.memory_used_bytes, usage.memory_available_bytes
+    disk = f"{p.human_bytes(usage.disk_used_bytes)} used of {p.human_bytes(usage.disk_total_bytes)}"
+    if usage.disk_total_bytes:
+        disk += f" ({_percent(usage.disk_used_bytes, usage.disk_total_bytes)})"
+    ago = p.human_duration(now - p.timestamp_seconds(usage.timestamp))
+    reported = f"{p.format_time(usage.timestamp, tz)} ({ago} ago)"
+    return [
+        "Usage:",
+        f"  CPU:\t{usage.cpu_percent:.1f}%",
+        f"  Memory:\t{p.human_bytes(used)} used, {p.human_bytes(available)} available",
+        f"  Disk:\t{disk}",
+        f"  Load Average:\t{usage.load1:.2f}, {usage.load5:.2f}, {usage.load15:.2f}",
+        f"  Running Pods:\t{usage.running_pods}",
+        f"  Running Containers:\t{usage.running_containers}",
+        f"  Reported:\t{reported}",
+    ]
+
+
+def describe_node(
+    node: objects_pb2.Node, pods: Sequence[objects_pb2.Pod], now: float, tz: datetime.tzinfo | None = None
+) -> str:
+    """kubectl describe node, plus a Usage section with the agent's latest resource report.
+
+    Args:
+        node: the node.
+        pods: the pods bound to it; terminated ones (Succeeded/Failed) are left out here.
+        now: current epoch seconds.
+        tz: zone for times; None for the local zone.
+    """
+    meta, status = node.metadata, node.status
+    lines = [f"Name:\t{meta.name}", f"Roles:\t{node_roles(node)}"]
+    lines += _multiline_map("Labels", meta.labels)
+    lines += _multiline_map("Annotations", meta.annotations)
+    if meta.HasField("creation_timestamp"):
+        lines.append(f"CreationTimestamp:\t{p.format_time(meta.creation_timestamp, tz)}")
+    lines.append(f"Unschedulable:\t{str(node.spec.unschedulable).lower()}")
+    if status.conditions:
+        lines += [
+            "Conditions:",
+            "  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage",
+            "  ----\t------\t-----------------\t------------------\t------\t-------",
+        ]
+        for c in status.conditions:
+            heartbeat = _optional_time(c, "last_heartbeat_time", tz)
+            transition = _optional_time(c, "last_transition_time", tz)
+            lines.append(f"  {c.type}\t{c.status}\t{heartbeat}\t{transition}\t{c.reason}\t{c.message}")
+    else:
+        lines.append(f"Conditions:\t{p.NONE}")
+    if status.addresses:
+        lines.append("Addresses:")
+        lines.extend(f"  {a.type}:\t{a.address}" for a in status.addresses)
+    else:
+        lines.append(f"Addresses:\t{p.NONE}")
+    lines += _quantity_block("Capacity", status.capacity, "")
+    lines += _quantity_block("Allocatable", status.allocatable, "")
+    info = status.node_info
+    if info.ByteSize():
+        lines += [
+            "System Info:",
+            f"  Machine ID:\t{info.machine_id}",
+            f"  Boot ID:\t{info.boot_id}",
+            f"  Kernel Version:\t{info.kernel_version}",
+            f"  OS Image:\t{info.os_image}",
+            f"  Operating System:\t{info.operating_system}",
+            f"  Architecture:\t{info.architecture}",
+            f"  Container Runtime Version:\t{info.container_runtime_version}",
+            f"  Kubelet Version:\t{info.kubelet_version}",
+        ]
+    lines += _node_usage_lines(node, now, tz)
+    lines += _node_pod_lines(node, pods, now)
+    lines.append(f"Events:\t{p.NONE}")
+    return p.tabwrite(lines, 0, p.DESCRIBE_PADDING)
+
+
+def _node_pod_lines(node: objects_pb2.Node, pods: Sequence[objects_pb2.Pod], now: float) -> list[str]:
+    allocatable = node.status.allocatable or node.status.capacity
+    cpu_total = p.parse_cpu(allocatable["cpu"]) if "cpu" in allocatable else None
+    mem_total = p.parse_memory(allocatable["memory"]) if "memory" in allocatable else None
+
+    def cpu(m: int) -> str:
+        return f"{format_cpu_millis(m)} ({_percent(m, cpu_total)})"
+
+    def mem(n: int) -> str:
+        return f"{format_bytes(n)} ({_percent(n, mem_total)})"
+
+    running = [pod for pod in pods if pod.status.phase not in p.TERMINAL_PHASES]
+    lines = [f"Non-terminated Pods:\t({len(running)} in total)"]
+    totals = [0, 0, 0, 0]
+    if running:
+        lines += [
+            "  Namespace\tName\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge",
+            "  ---------\t----\t------------\t----------\t---------------\t-------------\t---",
+        ]
+    for pod in running:
+        resources = pod_resources(pod)
+        totals = [t + r for t, r in zip(totals, resources, strict=True)]
+        cpu_req, cpu_lim, mem_req, mem_lim = resources
+        meta = pod.metadata
+        pod_age = p.age(meta.creation_timestamp, now, present=meta.HasField("creation_timestamp"))
+        cells = [meta.namespace, meta.name, cpu(cpu_req), cpu(cpu_lim), mem(mem_req), mem(mem_lim), pod_age]
+        lines.append("  " + "\t".join(cells))
+    cpu_req, cpu_lim, mem_req, mem_lim = totals
+    lines += [
+        "Allocated resources:",
+        "  (Total limits may be over 100 percent, i.e., overcommitted.)",
+        "  Resource\tRequests\tLimits",
+        "  --------\t--------\t------",
+        f"  cpu\t{cpu(cpu_req)}\t{cpu(cpu_lim)}",
+        f"  memory\t{mem(mem_req)}\t{mem(mem_lim)}",
+    ]
+    return lines

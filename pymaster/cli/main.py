@@ -1,0 +1,425 @@
+"""pyctl: kubectl's habits over the pykube master (console script ``pyctl``).
+
+This module owns the command line: the argparse tree, kubectl-style flag handling and the
+process's exit codes. The commands themselves live in ``pymaster.cli.commands``.
+
+kubectl habits kept on purpose:
+
+- global flags (``-s/--server``, ``--request-timeout``, ``-n/--namespace``) go before or after
+  the subcommand; ``--server`` defaults to $PYKUBE_SERVER, then 127.0.0.1:6443;
+- resource types take kubectl's names and short forms (``pods``, ``pod``, ``po``, ``nodes``,
+  ``node``, ``no``) and ``TYPE/NAME`` arguments (``get pod/web``);
+- boolean flags also take ``--flag=true|false`` (``delete --wait=false``);
+- usage errors print ``error: <message>`` and exit 1, as kubectl does (not argparse's 2);
+- an API error prints one line (``Error from server (NotFound): pods "web" not found``) and
+  exits 1; Ctrl-C exits 130 quietly, or 0 while watching (``get -w``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pymaster.api import errors
+from pymaster.cli import commands, printers
+from pymaster.client import Client, default_server
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+POD_NAMES = ("pods", "pod", "po")
+NODE_NAMES = ("nodes", "node", "no")
+RESOURCES = {**dict.fromkeys(POD_NAMES, "pods"), **dict.fromkeys(NODE_NAMES, "nodes")}
+OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
+GLOBAL_VALUE_FLAGS = ("-s", "--server", "--request-timeout", "-n", "--namespace")
+GLOBAL_DESTS = ("server", "request_timeout", "namespace")
+# Boolean flags that also take "=true"/"=false"; the value is each flag's default.
+BOOL_FLAGS = {
+    "--watch": False,
+    "--all-namespaces": False,
+    "--force": False,
+    "--wait": True,
+    "--follow": False,
+    "--timestamps": False,
+    "--show-labels": False,
+    "--no-headers": False,
+    "--all": False,
+    "--ignore-not-found": False,
+}
+# Go's strconv.ParseBool, which kubectl's flags use.
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+_DURATION = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>ms|s|m|h)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class UsageError(Exception):
+    """A bad command line; main prints ``error: <message>`` and exits 1."""
+
+    def __init__(self, message: str, command: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.command = command
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting 2.
+
+    The top-level parser also keeps its subcommands' parsers in ``commands``.
+    """
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        raise UsageError(message, command)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a ``--request-timeout``/``--timeout`` value: "5", "2.5", "500ms", "30s", "1m", "1h".
+
+    Raises:
+        argparse.ArgumentTypeError: not a non-negative duration.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use seconds (5, 2.5) or 500ms, 30s, 1m")
+    return float(match["number"]) * _UNIT_SECONDS[match["unit"]]
+
+
+def normalize_bool_flags(argv: Sequence[str]) -> list[str]:
+    """Rewrites kubectl's ``--flag=true|false`` for the boolean flags argparse knows as switches.
+
+    ``--wait=false`` becomes ``--no-wait``, ``--force=true`` becomes ``--force``, and
+    ``--force=false`` (the default) is dropped. Arguments after ``--`` are left alone.
+
+    Raises:
+        UsageError: a value that is not a boolean.
+    """
+    result: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            result.extend(argv[i:])
+            break
+        flag, sep, value = arg.partition("=")
+        if not sep or flag not in BOOL_FLAGS:
+            result.append(arg)
+            continue
+        if value in _TRUE:
+            result.append(flag)
+        elif value not in _FALSE:
+            raise UsageError(f'invalid argument "{value}" for "{flag}" flag: must be true or false')
+        elif BOOL_FLAGS[flag]:
+            result.append("--no-" + flag[2:])
+    return result
+
+
+def _global_flags(suppress: bool) -> argparse.ArgumentParser:
+    """The flags every command takes. On subcommands their default is SUPPRESS, so a value
+    given before the subcommand is not reset by the subcommand's default."""
+    parent = argparse.ArgumentParser(add_help=False)
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    parent.add_argument(
+        "-s", "--server", metavar="HOST:PORT", **default,
+        help="the pykube master (default: $PYKUBE_SERVER, else 127.0.0.1:6443)",
+    )
+    parent.add_argument(
+        "--request-timeout", metavar="DURATION", type=parse_duration, **default,
+        help="deadline of each request in seconds (or 500ms, 30s, 1m); 0 for none (default 10)",
+    )
+    parent.add_argument(
+        "-n", "--namespace", metavar="NS", **default,
+        help="the namespace (default: default)",
+    )
+    return parent
+
+
+_RESOURCE_HELP = "TYPE [NAME...] or TYPE/NAME...; TYPE is pods (pod, po) or nodes (node, no)"
+
+
+def _selector_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-l", "--selector", default="", metavar="SELECTOR",
+                        help="label selector, e.g. app=web,tier!=db or 'env in (a,b)'")
+
+
+def _filename_flag(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("-f", "--filename", action="append", default=[], required=required, metavar="FILE",
+                        help="manifest file, directory of manifests, or - for stdin (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole pyctl command line."""
+    parser = _Parser(
+        prog="pyctl", parents=[_global_flags(suppress=False)],
+        description="Control a pykube cluster, the kubectl way.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = [_global_flags(suppress=True)]
+
+    get = sub.add_parser("get", parents=common, help="list pods or nodes, or show some by name")
+    get.add_argument("targets", nargs="*", metavar="RESOURCE", help=_RESOURCE_HELP)
+    get.add_argument("-A", "--all-namespaces", action="store_true", help="pods of every namespace")
+    _selector_flags(get)
+    get.add_argument("--field-selector", default="", metavar="SELECTOR",
+                     help="e.g. spec.nodeName=n1,status.phase=Running")
+    get.add_argument("-o", "--output", choices=OUTPUT_FORMATS, help="wide, yaml, json or name")
+    get.add_argument("-w", "--watch", action="store_true", help="after listing, print every change")
+    get.add_argument("--show-labels", action="store_true", help="add a LABELS column")
+    get.add_argument("--no-headers", action="store_true", help="print tables without a header")
+    get.set_defaults(handler=commands.get)
+
+    describe = sub.add_parser("describe", parents=common, help="show a pod or node in detail")
+    describe.add_argument("targets", nargs="+", metavar="RESOURCE", help=_RESOURCE_HELP)
+    describe.add_argument("-A", "--all-namespaces", action="store_true", help="pods of every namespace")
+    _selector_flags(describe)
+    describe.set_defaults(handler=commands.describe)
+
+    apply = sub.add_parser("apply", parents=common, help="create or update pods from manifests")
+    _filename_flag(apply, required=True)
+    apply.set_defaults(handler=commands.apply)
+
+    create = sub.add_parser("create", parents=common, help="create pods from manifests")
+    _filename_flag(create, required=True)
+    create.set_defaults(handler=commands.create)
+
+    delete = sub.add_parser("delete", parents=common, help="delete pods (or nodes) by name, label or file")
+    delete.add_argument("targets", nargs="*", metavar="RESOURCE", help=_RESOURCE_HELP)
+    _filename_flag(delete, required=False)
+    _selector_flags(delete)
+    delete.add_argument("--all", action="store_true", help="every pod of the namespace")
+    delete.add_argument("--grace-period", type=int, default=-1, metavar="SECONDS",
+                        help="seconds the pod gets to stop; -1 (default) uses the pod's own")
+    delete.add_argument("--force", action="store_true",
+                        help="with --grace-period 0 (the default with --force): remove at once")
+    delete.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                        help="wait until the objects are gone (default; --wait=false to return at once)")
+    delete.add_argument("--ignore-not-found", action="store_true",
+                        help="a missing object is not an error")
+    delete.add_argument("--timeout", type=parse_duration, default=0.0, metavar="DURATION",
+                        help="how long --wait waits; 0 (default) for as long as it takes")
+    delete.set_defaults(handler=commands.delete)
+
+    logs = sub.add_parser("logs", parents=common, help="print a container's logs")
+    logs.add_argument("pod", metavar="POD", help="the pod (or pod/NAME)")
+    logs.add_argument("container_arg", nargs="?", default="", metavar="CONTAINER", help="the container")
+    logs.add_argument("-c", "--container", default="", help="the container (needed when several)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
+    logs.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines (-1: all)")
+    logs.add_argument("--timestamps", action="store_true", help="prefix each line with its RFC 3339 time")
+    logs.set_defaults(handler=commands.logs)
+
+    for name, verb in (("cordon", "mark nodes unschedulable"), ("uncordon", "mark nodes schedulable")):
+        node_cmd = sub.add_parser(name, parents=common, help=verb)
+        node_cmd.add_argument("nodes", nargs="+", metavar="NODE", help="node names (or node/NAME)")
+        node_cmd.set_defaults(handler=commands.cordon if name == "cordon" else commands.uncordon)
+
+    version = sub.add_parser("version", parents=common, help="print the client version")
+    version.set_defaults(handler=commands.version)
+    parser.commands = dict(sub.choices)
+    return parser
+
+
+def resolve_targets(words: Sequence[str], command: str) -> tuple[str, list[str]]:
+    """kubectl's resource arguments: ``TYPE NAME...`` or ``TYPE/NAME...`` -> (plural type, names).
+
+    Raises:
+        UsageError: no type, an unknown type, or TYPE/NAME mixing types.
+    """
+    if not words:
+        raise UsageError("you must specify the type of resource: pods (po) or nodes (no)", command)
+    if "/" not in words[0]:
+        resource = _resource(words[0], command)
+        names = list(words[1:])
+        if any("/" in name for name in names):
+            raise UsageError("there is no need to specify a resource type as a separate argument when "
+                             "passing arguments in resource/name form", command)
+        return resource, names
+    resource, names = "", []
+    for word in words:
+        kind, sep, name = word.partition("/")
+        if not sep or not name:
+            raise UsageError(f"arguments in resource/name form must have a single resource and name: {word}",
+                             command)
+        kind = _resource(kind, command)
+        if resource and kind != resource:
+            raise UsageError("only one resource type at a time: pods or nodes", command)
+        resource = kind
+        names.append(name)
+    return resource, names
+
+
+def _resource(word: str, command: str) -> str:
+    resource = RESOURCES.get(word.lower())
+    if resource is None:
+        raise UsageError(f'the server doesn\'t have a resource type "{word}"', command)
+    return resource
+
+
+def _pod_name(word: str, command: str) -> str:
+    """A pod argument of logs: "web" or "pod/web"."""
+    if "/" not in word:
+        return word
+    kind, _, name = word.partition("/")
+    if _resource(kind, command) != "pods" or not name:
+        raise UsageError(f"{command} works on pods only: {word}", command)
+    return name
+
+
+def _node_name(word: str, command: str) -> str:
+    if "/" not in word:
+        return word
+    kind, _, name = word.partition("/")
+    if _resource(kind, command) != "nodes" or not name:
+        raise UsageError(f"{command} works on nodes only: {word}", command)
+    return name
+
+
+def _check(args: argparse.Namespace) -> None:
+    """kubectl's cross-flag checks, and the resource arguments resolved into args.resource and
+    args.names."""
+    command = args.command
+    if command in ("get", "describe"):
+        args.resource, args.names = resolve_targets(args.targets, command)
+        if args.names and args.all_namespaces:
+            raise UsageError("a resource cannot be retrieved by name across all namespaces", command)
+        if args.names and args.selector:
+            raise UsageError("name cannot be provided when a selector is specified", command)
+    if command == "get":
+        if args.names and args.field_selector:
+            raise UsageError("name cannot be provided when a selector is specified", command)
+        if args.watch and len(args.names) > 1:
+            raise UsageError("watch is only supported on one name or a whole collection", command)
+    elif command == "delete":
+        _check_delete(args)
+    elif command == "logs":
+        args.pod = _pod_name(args.pod, command)
+        if args.container and args.container_arg and args.container != args.container_arg:
+            raise UsageError("only one of -c or an inline container name is allowed", command)
+        args.container = args.container or args.container_arg
+        if args.tail < -1:
+            raise UsageError("--tail must be -1 (all) or a number of lines", command)
+    elif command in ("cordon", "uncordon"):
+        args.nodes = [_node_name(word, command) for word in args.nodes]
+
+
+def _check_delete(args: argparse.Namespace) -> None:
+    command = "delete"
+    if args.filename:
+        if args.targets:
+            raise UsageError("when -f is given, you may not specify resource arguments as well", command)
+        if args.selector or args.all:
+            raise UsageError("-f cannot be combined with -l or --all", command)
+        args.resource, args.names = "pods", []
+    else:
+        args.resource, args.names = resolve_targets(args.targets, command)
+        if args.names and (args.selector or args.all):
+            raise UsageError("names cannot be combined with -l or --all", command)
+        if not args.names and not args.selector and not args.all:
+            raise UsageError("resource(s) were provided, but no name was specified", command)
+        if args.resource == "nodes" and (args.selector or args.all):
+            raise UsageError("delete nodes by name", command)
+    if args.grace_period < -1:
+        raise UsageError("--grace-period must be -1 (the pod's own) or a number of seconds", command)
+
+
+def _command_index(argv: Sequence[str], known: dict[str, argparse.ArgumentParser]) -> int | None:
+    """Where the subcommand is: the first word that is neither a flag nor a global flag's value."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in GLOBAL_VALUE_FLAGS:
+            i += 2
+            continue
+        if word.startswith("-"):
+            i += 1
+            continue
+        return i if word in known else None
+    return None
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parses a pyctl command line.
+
+    Returns:
+        The namespace: ``command`` (None when none was given), ``handler``, the global ``server``,
+        ``request_timeout`` and ``namespace`` (None when not given) and the command's flags;
+        get/describe/delete also get ``resource`` ("pods"/"nodes") and ``names``.
+
+    Raises:
+        UsageError: a bad command line.
+    """
+    argv = normalize_bool_flags(argv)
+    parser = build_parser()
+    index = _command_index(argv, parser.commands)
+    if index is None:
+        return parser.parse_args(argv)  # help, or the error for an unknown command
+    top = parser.parse_args(argv[:index])
+    # Intermixed parsing takes names after flags too (delete pod --force web), as kubectl does;
+    # argparse cannot do that through subparsers, so the command's own parser parses its part.
+    args = parser.commands[argv[index]].parse_intermixed_args(argv[index + 1 :])
+    for name in GLOBAL_DESTS:
+        if not hasattr(args, name):
+            setattr(args, name, getattr(top, name))
+    args.command = argv[index]
+    _check(args)
+    return args
+
+
+def _interrupt_code(args: argparse.Namespace) -> int:
+    return EXIT_OK if getattr(args, "watch", False) else EXIT_INTERRUPTED
+
+
+async def _run(args: argparse.Namespace) -> int:
+    timeout = args.request_timeout
+    # kubectl's --request-timeout=0 means no deadline; without the flag, the client's default.
+    options = {} if timeout is None else {"timeout": timeout or None}
+    client = Client(args.server or default_server(), **options)
+    ctx = commands.Context(client=client, namespace=args.namespace)
+    try:
+        return await args.handler(args, ctx)
+    except commands.CommandError as exc:
+        ctx.print_error(f"error: {exc}")
+    except errors.ApiError as exc:
+        ctx.print_error(printers.format_api_error(exc, client.server, client.timeout))
+    finally:
+        await client.close()
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The pyctl console script.
+
+    Args:
+        argv: the arguments after the program name; sys.argv[1:] when None.
+
+    Returns:
+        The exit code: 0 on success, 1 on any error, 130 on Ctrl-C (0 while watching).
+    """
+    args = argparse.Namespace()
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command is None:
+            build_parser().print_help()
+            return EXIT_OK
+        return asyncio.run(_run(args))
+    except UsageError as exc:
+        see = f"pyctl {exc.command} -h" if exc.command else "pyctl -h"
+        print(f"error: {exc.message}\nSee '{see}' for help.", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return _interrupt_code(args)
+    except BrokenPipeError:
+        # The reader went away (pyctl get pods | head): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,491 @@
+"""pyctl's printers: kubectl-like tables, ages, JSON/YAML documents and one-line error messages.
+
+Everything here is pure: functions from API messages (and the current time, passed in as epoch
+seconds) to strings, so the output is unit-tested without a server. The layout rules are
+kubectl's own: tables and describe output go through ``tabwrite``, a port of Go's text/tabwriter
+cell alignment (kubectl get: min width 6, padding 3; kubectl describe: padding 2); ages follow
+kubectl's ``HumanDuration``; the STATUS and RESTARTS columns of pods follow kubectl's printPod.
+Describe output is in ``pymaster.cli.describe``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+import yaml
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pymaster.api import errors, objects_pb2
+from pymaster.api.quantity import cpu_millis, format_cpu_millis, memory_bytes
+
+TABLE_MIN_WIDTH = 6
+TABLE_PADDING = 3
+DESCRIBE_PADDING = 2
+NONE = "<none>"
+UNKNOWN = "<unknown>"
+# Kubernetes' NodeUnreachablePodReason: a pod marked for deletion on a lost node shows "Unknown".
+NODE_LOST = "NodeLost"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+_GI = 1024**3
+_MI = 1024**2
+_KI = 1024
+
+# kubectl's "Error from server (<Reason>)": the Kubernetes status reason for each gRPC code.
+_REASONS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: "Invalid",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.ABORTED: "Conflict",
+    grpc.StatusCode.OUT_OF_RANGE: "Expired",
+    grpc.StatusCode.FAILED_PRECONDITION: "BadRequest",
+    grpc.StatusCode.PERMISSION_DENIED: "Forbidden",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthorized",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "TooManyRequests",
+    grpc.StatusCode.UNIMPLEMENTED: "MethodNotAllowed",
+    grpc.StatusCode.UNAVAILABLE: "ServiceUnavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "Timeout",
+}
+# gRPC's own wording when the channel cannot connect at all, as opposed to the master answering
+# UNAVAILABLE about something behind it (an agent it proxies logs from, its store).
+_CONNECT_FAILURES = (
+    "failed to connect",
+    "connection refused",
+    "dns resolution failed",
+    "socket closed",
+    "connection reset",
+    "connections to all backends failing",
+    "name resolution",
+)
+
+
+# ---- alignment ----
+
+
+def tabwrite(lines: Iterable[str], minwidth: int = 0, padding: int = DESCRIBE_PADDING) -> str:
+    """Aligns tab-separated cells like Go's text/tabwriter (which kubectl prints through).
+
+    A cell is text terminated by a tab; the text after a line's last tab is not a cell and is
+    never padded. A column block is a run of consecutive lines that all have a cell in that
+    column; every cell of the block is padded to the block's widest cell plus ``padding``, and
+    at least to ``minwidth``.
+
+    Args:
+        lines: lines without their newline, cells separated by "\\t".
+        minwidth: minimal width of a padded cell, padding included.
+        padding: spaces added to the widest cell of a block.
+
+    Returns:
+        The aligned text, every line ending with a newline.
+    """
+    cells = [line.split("\t") for line in lines]
+    widths: list[list[int]] = [[0] * (len(row) - 1) for row in cells]
+
+    def align(first: int, last: int, column: int) -> None:
+        i = first
+        while i < last:
+            if len(cells[i]) - 1 <= column:
+                i += 1
+                continue
+            j, width = i, minwidth
+            while j < last and len(cells[j]) - 1 > column:
+                width = max(width, len(cells[j][column]) + padding)
+                j += 1
+            for k in range(i, j):
+                widths[k][column] = width
+            align(i, j, column + 1)
+            i = j
+
+    align(0, len(cells), 0)
+    out = []
+    for row, row_widths in zip(cells, widths, strict=True):
+        padded = [cell.ljust(width) for cell, width in zip(row, row_widths, strict=False)]
+        out.append("".join(padded) + row[-1] + "\n")
+    return "".join(out)
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, headers: bool = True) -> str:
+    """A kubectl get table: columns left-aligned, 3 spaces apart, at least 6 wide."""
+    lines = [header] if headers else []
+    lines.extend(rows)
+    return tabwrite(("\t".join(line) for line in lines), TABLE_MIN_WIDTH, TABLE_PADDING)
+
+
+def column_widths(lines: Iterable[Sequence[str]]) -> list[int]:
+    """The padded width of every column but the last over ``lines`` (table rows of equal length),
+    so rows printed later (watch events) line up with the table printed first."""
+    widths: list[int] = []
+    for line in lines:
+        for i, cell in enumerate(line[:-1]):
+            width = max(len(cell) + TABLE_PADDING, TABLE_MIN_WIDTH)
+            if i == len(widths):
+                widths.append(width)
+            else:
+                widths[i] = max(widths[i], width)
+    return widths
+
+
+def format_row(cells: Sequence[str], widths: list[int]) -> str:
+    """One table row (with its newline) padded to ``widths``, which grow (in place) when a cell
+    is wider than any before it."""
+    for i, cell in enumerate(cells[:-1]):
+        width = max(len(cell) + TABLE_PADDING, TABLE_MIN_WIDTH)
+        if i == len(widths):
+            widths.append(width)
+        elif width > widths[i]:
+            widths[i] = width
+    padded = [cell.ljust(width) for cell, width in zip(cells[:-1], widths, strict=False)]
+    return "".join(padded) + cells[-1] + "\n"
+
+
+# ---- time ----
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's HumanDuration: "45s", "3m2s", "15m", "5h30m", "20h", "3d4h", "45d", "2y30d".
+
+    A duration down to 2 seconds in the future still reads "0s" (clock skew between machines);
+    further in the future is "<invalid>".
+    """
+    whole = int(seconds)
+    if whole < -1:
+        return "<invalid>"
+    if whole < 0:
+        return "0s"
+    if whole < 120:
+        return f"{whole}s"
+    minutes = whole // 60
+    if minutes < 10:
+        rest = whole % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = whole // 3600
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{days}d{rest}h" if rest else f"{days}d"
+    if hours < 24 * 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    if hours < 24 * 365 * 8:
+        rest = days % 365
+        return f"{years}y{rest}d" if rest else f"{years}y"
+    return f"{years}y"
+
+
+def timestamp_seconds(ts: Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def age(ts: Timestamp, now: float, *, present: bool = True) -> str:
+    """The time since ``ts`` as kubectl prints it, "<unknown>" when the timestamp is not set.
+
+    Args:
+        ts: the timestamp.
+        now: the current time in epoch seconds.
+        present: whether the timestamp field is set (``msg.HasField(...)``).
+    """
+    if not present or (ts.seconds == 0 and ts.nanos == 0):
+        return UNKNOWN
+    return human_duration(now - timestamp_seconds(ts))
+
+
+def format_time(ts: Timestamp, tz: datetime.tzinfo | None = None) -> str:
+    """RFC 1123 with numeric zone, as kubectl describe prints times: "Tue, 25 Nov 2026 17:04:32 +0000".
+
+    Args:
+        ts: the timestamp.
+        tz: the zone to show it in; None for the local zone (kubectl's choice).
+    """
+    moment = datetime.datetime.fromtimestamp(ts.seconds, tz=datetime.UTC)
+    moment = moment.astimezone(tz) if tz is not None else moment.astimezone()
+    return moment.strftime("%a, %d %b %Y %H:%M:%S %z")
+
+
+# ---- quantities ----
+
+
+def human_bytes(n: int) -> str:
+    """A readable size for tables: "15.5Gi", "512Mi", "64Ki", "900"."""
+    if n >= _GI:
+        text = f"{n / _GI:.1f}"
+        return (text[:-2] if text.endswith(".0") else text) + "Gi"
+    if n >= _MI:
+        return f"{n // _MI}Mi"
+    if n >= _KI:
+        return f"{n // _KI}Ki"
+    return str(n)
+
+
+def parse_cpu(quantity: str) -> int | None:
+    try:
+        return cpu_millis(quantity)
+    except ValueError:
+        return None
+
+
+def parse_memory(quantity: str) -> int | None:
+    try:
+        return memory_bytes(quantity)
+    except ValueError:
+        return None
+
+
+# ---- pods ----
+
+
+def pod_status(pod: objects_pb2.Pod) -> str:
+    """The STATUS column of a pod, kubectl's rules.
+
+    The phase (or the pod's status reason, e.g. "Evicted"), overridden by the last container's
+    waiting reason (ContainerCreating, ErrImagePull, CrashLoopBackOff) or terminated reason
+    (Completed, Error; "Signal:N"/"ExitCode:N" without one); "Terminating" while a pod not yet
+    finished is marked for deletion, "Unknown" when that pod's node was lost. A pod with no phase
+    yet reads "Pending".
+    """
+    status = pod.status
+    reason = status.reason or status.phase or "Pending"
+    has_running = False
+    for cs in reversed(status.container_statuses):
+        state = cs.state
+        if state.HasField("waiting") and state.waiting.reason:
+            reason = state.waiting.reason
+        elif state.HasField("terminated") and state.terminated.reason:
+            reason = state.terminated.reason
+        elif state.HasField("terminated"):
+            term = state.terminated
+            reason = f"Signal:{term.signal}" if term.signal else f"ExitCode:{term.exit_code}"
+        elif cs.ready and state.HasField("running"):
+            has_running = True
+    if reason == "Completed" and has_running:
+        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+        reason = "Running" if ready else "NotReady"
+    if pod.metadata.HasField("deletion_timestamp"):
+        if status.reason == NODE_LOST:
+            return "Unknown"
+        if status.phase not in TERMINAL_PHASES:
+            return "Terminating"
+    return reason
+
+
+def pod_ready(pod: objects_pb2.Pod) -> str:
+    """The READY column: ready-and-running containers / containers in the spec, e.g. "1/2"."""
+    ready = sum(1 for cs in pod.status.container_statuses if cs.ready and cs.state.HasField("running"))
+    return f"{ready}/{len(pod.spec.containers)}"
+
+
+def pod_restarts(pod: objects_pb2.Pod, now: float) -> str:
+    """The RESTARTS column: the sum over containers, with the age of the latest restart like
+    kubectl >= 1.22 ("3 (2m ago)")."""
+    restarts = 0
+    last: float | None = None
+    for cs in pod.status.container_statuses:
+        restarts += cs.restart_count
+        if cs.last_state.HasField("terminated") and cs.last_state.terminated.HasField("finished_at"):
+            finished = timestamp_seconds(cs.last_state.terminated.finished_at)
+            last = finished if last is None else max(last, finished)
+    if restarts and last is not None:
+        return f"{restarts} ({human_duration(now - last)} ago)"
+    return str(restarts)
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """Labels as kubectl --show-labels prints them: "a=1,b=2" sorted, "<none>" when empty."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
+
+
+def pod_header(*, wide: bool = False, namespace: bool = False, labels: bool = False) -> list[str]:
+    """The header of a pod table (kubectl get pods)."""
+    header = ["NAMESPACE"] if namespace else []
+    header += ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if wide:
+        header += ["IP", "NODE"]
+    if labels:
+        header.append("LABELS")
+    return header
+
+
+def pod_row(
+    pod: objects_pb2.Pod, now: float, *, wide: bool = False, namespace: bool = False, labels: bool = False
+) -> list[str]:
+    """One row of a pod table, matching ``pod_header`` with the same flags."""
+    meta = pod.metadata
+    row = [meta.namespace] if namespace else []
+    row += [
+        meta.name,
+        pod_ready(pod),
+        pod_status(pod),
+        pod_restarts(pod, now),
+        age(meta.creation_timestamp, now, present=meta.HasField("creation_timestamp")),
+    ]
+    if wide:
+        row += [pod.status.pod_ip or NONE, pod.spec.node_name or NONE]
+    if labels:
+        row.append(format_labels(meta.labels))
+    return row
+
+
+# ---- nodes ----
+
+
+def node_status(node: objects_pb2.Node) -> str:
+    """The STATUS column of a node: Ready / NotReady / Unknown (Ready condition Unknown or
+    absent), plus ",SchedulingDisabled" when cordoned."""
+    status = "Unknown"
+    for condition in node.status.conditions:
+        if condition.type == "Ready":
+            status = {"True": "Ready", "False": "NotReady"}.get(condition.status, "Unknown")
+    if node.spec.unschedulable:
+        status += ",SchedulingDisabled"
+    return status
+
+
+def has_usage(node: objects_pb2.Node) -> bool:
+    return node.status.HasField("usage") and node.status.usage.HasField("timestamp")
+
+
+def node_cpu(node: objects_pb2.Node) -> str:
+    """The CPU column: "<used %>/<capacity in cores>", e.g. "12%/8"; "<unknown>" before any report."""
+    cores = node.status.capacity.get("cpu", "")
+    millis = parse_cpu(cores) if cores else None
+    capacity = format_cpu_millis(millis) if millis is not None else "?"
+    if not has_usage(node):
+        return UNKNOWN
+    return f"{round(node.status.usage.cpu_percent)}%/{capacity}"
+
+
+def node_memory(node: objects_pb2.Node) -> str:
+    """The MEMORY column: "<used>/<capacity>", e.g. "3.1Gi/15.5Gi"; "<unknown>" before any report."""
+    if not has_usage(node):
+        return UNKNOWN
+    total = node.status.capacity.get("memory", "")
+    total_bytes = parse_memory(total) if total else None
+    used = human_bytes(node.status.usage.memory_used_bytes)
+    return f"{used}/{human_bytes(total_bytes) if total_bytes is not None else '?'}"
+
+
+def node_pods(node: objects_pb2.Node) -> str:
+    """The PODS column: pods running on the node (as last reported) / pod capacity, e.g. "3/110"."""
+    if not has_usage(node):
+        return UNKNOWN
+    running = str(node.status.usage.running_pods)
+    capacity = node.status.capacity.get("pods", "")
+    return f"{running}/{capacity}" if capacity else running
+
+
+def node_internal_ip(node: objects_pb2.Node) -> str:
+    """The node's first InternalIP address, "<none>" without one."""
+    for address in node.status.addresses:
+        if address.type == "InternalIP":
+            return address.address
+    return NONE
+
+
+def node_header(*, wide: bool = False, labels: bool = False) -> list[str]:
+    """The header of a node table."""
+    header = ["NAME", "STATUS", "CPU", "MEMORY", "PODS", "AGE", "VERSION"]
+    if wide:
+        header += ["INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    if labels:
+        header.append("LABELS")
+    return header
+
+
+def node_row(node: objects_pb2.Node, now: float, *, wide: bool = False, labels: bool = False) -> list[str]:
+    """One row of a node table, matching ``node_header`` with the same flags."""
+    meta, info = node.metadata, node.status.node_info
+    row = [
+        meta.name,
+        node_status(node),
+        node_cpu(node),
+        node_memory(node),
+        node_pods(node),
+        age(meta.creation_timestamp, now, present=meta.HasField("creation_timestamp")),
+        info.kubelet_version or NONE,
+    ]
+    if wide:
+        row += [
+            node_internal_ip(node),
+            info.os_image or UNKNOWN,
+            info.kernel_version or UNKNOWN,
+            info.container_runtime_version or UNKNOWN,
+        ]
+    if labels:
+        row.append(format_labels(meta.labels))
+    return row
+
+
+# ---- documents ----
+
+
+def list_document(items: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
+    """The Kubernetes ``List`` kubectl prints for ``get -o json|yaml`` of several objects."""
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": items,
+        "metadata": {"resourceVersion": resource_version},
+    }
+
+
+def dump_json(document: dict[str, Any]) -> str:
+    """JSON indented 4 like kubectl, with a final newline."""
+    return json.dumps(document, indent=4, ensure_ascii=False) + "\n"
+
+
+def dump_yaml(document: dict[str, Any]) -> str:
+    """Block-style YAML in the document's key order (that of ``manifest.to_dict``)."""
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def resource_name(resource: str, name: str) -> str:
+    """``-o name`` output: "pod/web", "node/n1" (resource in its singular form)."""
+    return f"{resource}/{name}"
+
+
+# ---- errors ----
+
+
+def is_connect_failure(exc: errors.ApiError) -> bool:
+    """True when an UNAVAILABLE error means the master itself could not be reached."""
+    text = exc.message.lower()
+    return any(marker in text for marker in _CONNECT_FAILURES)
+
+
+def format_api_error(exc: errors.ApiError, server: str, timeout: float | None = None) -> str:
+    """The one line kubectl would print for an error from the API.
+
+    Args:
+        exc: the error the client raised.
+        server: "HOST:PORT" of the master, named when it cannot be reached.
+        timeout: the request timeout in seconds, named when a request ran out of time.
+
+    Returns:
+        e.g. ``Error from server (NotFound): pods "web" not found``, or for an unreachable
+        master ``error: cannot reach the pykube master at 127.0.0.1:6443: <detail> (...)``.
+    """
+    code = exc.code
+    if code == grpc.StatusCode.UNAVAILABLE and is_connect_failure(exc):
+        return (
+            f"error: cannot reach the pykube master at {server}: {one_line(exc.message)} "
+            "(is pymaster running? try `make up`)"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        within = f" within {timeout:g}s" if timeout else ""
+        return f"error: the pykube master at {server} did not answer{within} (see --request-timeout)"
+    reason = _REASONS.get(code, "InternalError")
+    return f"Error from server ({reason}): {one_line(exc.message)}"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
