@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from pymaster.api.manifest import load_pods
 
 from pymaster.api import errors, objects_pb2
+from pymaster.api.manifest import load_pods
 from pymaster.client import Client
 
 from .harness import (

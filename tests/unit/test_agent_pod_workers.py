@@ -148,7 +148,8 @@ class Harness:
             self.runtime, self.client, self.desired, self.synced, self.status,  # type: ignore[arg-type]
             AgentMetrics(self.registry, "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
         )
-        monkeypatch.setattr(pw.sync, "compute_pod_actions", lambda pod, observed, now=None: Actions(self.noop))
+        plan = lambda pod, observed, now=None: Actions(self.noop)  # noqa: E731
+        monkeypatch.setattr(pw.sync, "compute_pod_actions", plan)
         monkeypatch.setattr(pw.sync, "execute", self._execute)
         monkeypatch.setattr(pw.sync, "kill_pod", self._kill)
         monkeypatch.setattr(pw, "compute_pod_status", self._status)

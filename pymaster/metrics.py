@@ -1,0 +1,148 @@
+"""Every metric of the master, in one place, each registered on the ``registry`` it is given.
+
+- gRPC server metrics with go-grpc-prometheus' names, recorded by the interceptor:
+  ``grpc_server_handled_total{grpc_service,grpc_method,grpc_type,grpc_code}`` and
+  ``grpc_server_handling_seconds{grpc_service,grpc_method,grpc_type}``; grpc_code uses Go's
+  spelling ("OK", "NotFound", "Canceled") so existing dashboards work unchanged.
+- Scheduler: ``scheduler_schedule_attempts_total{result}``, ``scheduler_pending_pods{queue}``.
+- Cluster state, computed at scrape time from the store by a Collector (kube-state-metrics
+  style): ``kube_pod_status_phase{namespace,pod,phase}``,
+  ``kube_node_status_condition{node,condition,status}`` and ``pykube_store_resource_version``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pymaster.api import objects_pb2
+
+POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+CONDITION_STATUSES = ("true", "false", "unknown")
+SCHEDULE_RESULTS = ("scheduled", "unschedulable", "error")
+
+# grpc.StatusCode names in Go's spelling (codes.Code.String()), as go-grpc-prometheus reports them.
+_GO_CODE_NAMES = {grpc.StatusCode.OK: "OK", grpc.StatusCode.CANCELLED: "Canceled"}
+
+
+def grpc_code_name(code: grpc.StatusCode) -> str:
+    """Go's name of a status code: NOT_FOUND -> "NotFound"."""
+    return _GO_CODE_NAMES.get(code) or "".join(part.capitalize() for part in code.name.split("_"))
+
+
+@dataclass
+class ClusterState:
+    """What the state collector reads at scrape time."""
+
+    pods: list[objects_pb2.Pod] = field(default_factory=list)
+    nodes: list[objects_pb2.Node] = field(default_factory=list)
+    resource_version: int = 0
+
+
+class ClusterStateCollector(Collector):
+    """kube-state-metrics-style gauges computed from a fresh snapshot on every scrape."""
+
+    def __init__(self, snapshot: Callable[[], ClusterState]):
+        """
+        Args:
+            snapshot: Returns the current state; called from the scrape thread, so it must be
+                safe to call there.
+        """
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Names only, so registering the collector does not take a snapshot.
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._snapshot()
+        phase, condition, rv = self._families()
+        for pod in state.pods:
+            meta = pod.metadata
+            for name in POD_PHASES:
+                phase.add_metric([meta.namespace, meta.name, name], 1.0 if pod.status.phase == name else 0.0)
+        for node in state.nodes:
+            for cond in node.status.conditions:
+                current = cond.status.lower()
+                for status in CONDITION_STATUSES:
+                    condition.add_metric(
+                        [node.metadata.name, cond.type, status], 1.0 if current == status else 0.0
+                    )
+        rv.add_metric([], float(state.resource_version))
+        yield from (phase, condition, rv)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "kube_pod_status_phase",
+                "The pods' current phase (1 for the current one).",
+                labels=["namespace", "pod", "phase"],
+            ),
+            GaugeMetricFamily(
+                "kube_node_status_condition",
+                "The condition of a cluster node.",
+                labels=["node", "condition", "status"],
+            ),
+            GaugeMetricFamily(
+                "pykube_store_resource_version", "The store's current resourceVersion (writes so far)."
+            ),
+        )
+
+
+class MasterMetrics:
+    """The master's metric objects, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry, state: Callable[[], ClusterState] | None = None):
+        """
+        Args:
+            registry: Where every metric is registered.
+            state: The snapshot for the cluster-state collector; None registers no state metrics.
+        """
+        self.grpc_handled = Counter(
+            "grpc_server_handled_total",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+            registry=registry,
+        )
+        self.grpc_handling_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level "
+            "handled by the server.",
+            ["grpc_type", "grpc_service", "grpc_method"],
+            registry=registry,
+        )
+        self.schedule_attempts = Counter(
+            "scheduler_schedule_attempts_total",
+            "Number of attempts to schedule pods, by the result.",
+            ["result"],
+            registry=registry,
+        )
+        self.pending_pods = Gauge(
+            "scheduler_pending_pods",
+            "Number of pending pods, by the queue type.",
+            ["queue"],
+            registry=registry,
+        )
+        for result in SCHEDULE_RESULTS:
+            self.schedule_attempts.labels(result=result)
+        self.set_pending(0, 0)
+        if state is not None:
+            registry.register(ClusterStateCollector(state))
+
+    def observe_rpc(
+        self, grpc_type: str, service: str, method: str, code: grpc.StatusCode, seconds: float
+    ) -> None:
+        """Records one finished RPC."""
+        self.grpc_handled.labels(grpc_type, service, method, grpc_code_name(code)).inc()
+        self.grpc_handling_seconds.labels(grpc_type, service, method).observe(seconds)
+
+    def set_pending(self, active: int, unschedulable: int) -> None:
+        """Sets the scheduler queue sizes."""
+        self.pending_pods.labels(queue="active").set(active)
+        self.pending_pods.labels(queue="unschedulable").set(unschedulable)

@@ -1,0 +1,72 @@
+"""PodLogs' upstream: stream a container's log from the agent of the pod's node.
+
+The master dials the agent's own gRPC API (Kubelet.ContainerLogs) at the node's InternalIP and
+kubelet endpoint port, one channel per request (logs are rare next to watches), and relays the
+chunks. If the caller goes away, the relay is cancelled and so is the upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from pymaster.api import services_pb2, services_pb2_grpc
+from pymaster.api.errors import ApiError, Unavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+async def stream_container_logs(
+    node_name: str,
+    address: str,
+    request: services_pb2.ContainerLogsRequest,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> AsyncIterator[services_pb2.LogChunk]:
+    """Yields the log chunks of one container from the agent at ``address``.
+
+    Raises:
+        Unavailable: the agent cannot be reached.
+        ApiError: the agent's own error (e.g. NOT_FOUND for an unknown container), same code and
+            message.
+    """
+    async with grpc.aio.insecure_channel(address) as channel:
+        await _connect(channel, node_name, address, connect_timeout)
+        call = services_pb2_grpc.KubeletStub(channel).ContainerLogs(request)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as err:
+            raise _upstream_error(node_name, address, err) from None
+        finally:
+            call.cancel()
+
+
+async def _connect(channel: grpc.aio.Channel, node_name: str, address: str, timeout: float) -> None:
+    """Waits until the channel is connected; fails fast on the first failed attempt (connection
+    refused) instead of retrying, and after ``timeout`` for an address that does not answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    state = channel.get_state(try_to_connect=True)
+    while state != grpc.ChannelConnectivity.READY:
+        if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+            raise Unavailable(f"cannot reach the agent of node {node_name} at {address}: connection failed")
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), timeout=deadline - loop.time())
+        except TimeoutError:
+            raise Unavailable(
+                f"cannot reach the agent of node {node_name} at {address}: no connection within {timeout:g}s"
+            ) from None
+        state = channel.get_state(try_to_connect=True)
+
+
+def _upstream_error(node_name: str, address: str, err: grpc.aio.AioRpcError) -> ApiError:
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"cannot reach the agent of node {node_name} at {address}: {err.details()}")
+    error = ApiError(err.details() or err.code().name)
+    error.code = err.code()
+    return error

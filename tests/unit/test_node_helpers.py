@@ -1,0 +1,183 @@
+"""Table tests of the pure node helpers and the in-memory lease table."""
+
+from __future__ import annotations
+
+import pytest
+
+from pymaster.api import objects_pb2
+from pymaster.controllers.node_lifecycle import NodeLeases
+from pymaster.server.node_helpers import (
+    apply_status_report,
+    kubelet_address,
+    mark_ready,
+    mark_unknown,
+    merge_node_update,
+    merge_registration,
+    next_renew_seconds,
+    ready_status,
+)
+from pymaster.server.pod_helpers import find_condition
+
+NOW = 1_000_000
+
+
+def reported_node(name: str = "n1", labels: dict[str, str] | None = None) -> objects_pb2.Node:
+    node = objects_pb2.Node()
+    node.metadata.name = name
+    node.metadata.labels.update(labels or {})
+    node.status.capacity.update({"cpu": "4", "memory": "8Gi", "pods": "110"})
+    node.status.allocatable.update({"cpu": "4", "memory": "8Gi", "pods": "110"})
+    node.status.addresses.add(type="InternalIP", address="10.0.0.5")
+    node.status.daemon_endpoints.kubelet_endpoint.port = 10250
+    node.status.conditions.add(type="Ready", status="False")  # agents do not own conditions
+    return node
+
+
+def test_merge_registration_new_node():
+    node = merge_registration(None, reported_node(labels={"zone": "a"}), "uid-1", NOW)
+    assert (node.api_version, node.kind) == ("v1", "Node")
+    assert node.metadata.uid == "uid-1"
+    assert node.metadata.creation_timestamp.seconds == NOW
+    assert dict(node.metadata.labels) == {"zone": "a"}
+    assert node.status.allocatable["cpu"] == "4"
+    ready = find_condition(node.status.conditions, "Ready")
+    assert (ready.status, ready.reason) == ("True", "KubeletReady")
+    assert ready.last_heartbeat_time.seconds == ready.last_transition_time.seconds == NOW
+    assert len(node.status.conditions) == 1
+
+
+def test_merge_registration_existing_node_keeps_admin_state():
+    existing = merge_registration(None, reported_node(labels={"zone": "a"}), "uid-1", NOW)
+    existing.spec.unschedulable = True
+    existing.metadata.labels["team"] = "infra"  # set by an admin
+    mark_unknown(existing, NOW + 50)
+
+    node = merge_registration(existing, reported_node(labels={"zone": "b"}), "uid-2", NOW + 60)
+
+    assert node.metadata.uid == "uid-1"
+    assert node.spec.unschedulable
+    assert dict(node.metadata.labels) == {"zone": "b", "team": "infra"}
+    ready = find_condition(node.status.conditions, "Ready")
+    assert ready.status == "True"
+    assert ready.last_transition_time.seconds == NOW + 60
+
+
+def test_apply_status_report_updates_only_reported_fields():
+    node = merge_registration(None, reported_node(), "uid-1", NOW)
+    status = objects_pb2.NodeStatus()
+    status.allocatable.update({"cpu": "3500m", "memory": "7Gi", "pods": "110"})
+    status.usage.cpu_percent = 12.5
+
+    apply_status_report(node, status, NOW + 10)
+
+    assert node.status.allocatable["cpu"] == "3500m"
+    assert node.status.capacity["cpu"] == "4"  # not in the report: kept
+    assert node.status.addresses[0].address == "10.0.0.5"
+    assert node.status.usage.cpu_percent == 12.5
+    ready = find_condition(node.status.conditions, "Ready")
+    assert ready.last_heartbeat_time.seconds == NOW + 10
+    assert ready.last_transition_time.seconds == NOW
+
+
+def test_mark_unknown_then_ready():
+    node = merge_registration(None, reported_node(), "uid-1", NOW)
+    assert mark_unknown(node, NOW + 40)
+    ready = find_condition(node.status.conditions, "Ready")
+    assert (ready.status, ready.reason, ready.message) == (
+        "Unknown",
+        "NodeStatusUnknown",
+        "Kubelet stopped posting node status.",
+    )
+    assert ready.last_heartbeat_time.seconds == NOW  # the last time the agent was heard
+    assert ready.last_transition_time.seconds == NOW + 40
+    assert not mark_unknown(node, NOW + 80)
+    assert mark_ready(node, NOW + 90)
+    assert ready_status(node) == "True"
+
+
+def test_merge_node_update_only_takes_metadata_and_spec():
+    current = merge_registration(None, reported_node(labels={"zone": "a"}), "uid-1", NOW)
+    desired = objects_pb2.Node()
+    desired.CopyFrom(current)
+    desired.metadata.labels["team"] = "infra"
+    desired.spec.unschedulable = True
+    desired.status.allocatable["cpu"] = "64"  # ignored: status is the agent's
+    desired.metadata.uid = "forged"
+
+    merged = merge_node_update(current, desired)
+
+    assert dict(merged.metadata.labels) == {"zone": "a", "team": "infra"}
+    assert merged.spec.unschedulable
+    assert merged.status.allocatable["cpu"] == "4"
+    assert merged.metadata.uid == "uid-1"
+    assert merged.metadata.generation == 2
+
+
+@pytest.mark.parametrize(
+    ("addresses", "port", "expected"),
+    [
+        ([("InternalIP", "10.0.0.5")], 10250, "10.0.0.5:10250"),
+        ([("Hostname", "h1"), ("InternalIP", "10.0.0.6")], 1, "10.0.0.6:1"),
+        ([("InternalIP", "::1")], 10250, "[::1]:10250"),
+        ([("Hostname", "h1")], 10250, None),
+        ([("InternalIP", "10.0.0.5")], 0, None),
+    ],
+)
+def test_kubelet_address(addresses, port, expected):
+    node = objects_pb2.Node()
+    for kind, address in addresses:
+        node.status.addresses.add(type=kind, address=address)
+    node.status.daemon_endpoints.kubelet_endpoint.port = port
+    assert kubelet_address(node) == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "grace", "jitter", "expected"),
+    [
+        (0, 40, 0.0, 10.0),  # default
+        (5, 40, 0.0, 5.0),
+        (30, 40, 0.0, 40 / 3),  # at most a third of the grace period
+        (0.01, 40, 0.0, 0.1),  # at least 0.1 s
+        (10, 40, 0.5, 9.5),  # jitter: up to 10% shorter
+        (1, 0.1, 0.0, 0.1),
+    ],
+)
+def test_next_renew_seconds(requested, grace, jitter, expected):
+    assert next_renew_seconds(requested, grace, jitter) == pytest.approx(expected)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_leases_expire_after_grace_and_come_back():
+    clock = FakeClock()
+    leases = NodeLeases(40, clock)
+    assert not leases.renew("n1")
+    clock.now += 20
+    leases.renew("n1")
+    clock.now += 30  # 50 s since registration, 30 s since renewal
+    assert leases.pop_expired() == []
+    assert leases.seconds_to_next_deadline() == pytest.approx(10)
+    clock.now += 10
+    assert leases.pop_expired() == ["n1"]
+    assert leases.pop_expired() == []  # once per expiry
+    assert leases.seconds_to_next_deadline() is None
+    assert leases.renew("n1")  # back: the caller sets Ready=True
+    assert not leases.renew("n1")
+
+
+def test_leases_seed_and_remove():
+    clock = FakeClock()
+    leases = NodeLeases(10, clock)
+    leases.seed(["n1", "n2"], unknown=["n2"])
+    assert "n1" in leases and "n2" in leases
+    assert leases.renew("n2")  # stored as Unknown: the first renewal restores Ready
+    leases.remove("n1")
+    clock.now += 10
+    assert leases.pop_expired() == ["n2"]
+    assert not leases.is_expired("n1")

@@ -1,0 +1,199 @@
+"""Tests of the scheduling framework (NodeInfo sums, one decision, the unschedulable message)
+and of the scheduling queue."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import pytest
+
+from pymaster.api import objects_pb2
+from pymaster.scheduler.framework import NodeInfo, PodInfo, ScheduleResult, unschedulable_message
+from pymaster.scheduler.queue import SchedulingQueue
+from pymaster.scheduler.registry import build_framework
+
+
+def make_pod(cpu: str = "", memory: str = "", limits_cpu: str = "", phase: str = "") -> objects_pb2.Pod:
+    pod = objects_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace = "web", "default"
+    container = pod.spec.containers.add(name="app", image="busybox:1.35")
+    if cpu:
+        container.resources.requests["cpu"] = cpu
+    if memory:
+        container.resources.requests["memory"] = memory
+    if limits_cpu:
+        container.resources.limits["cpu"] = limits_cpu
+    pod.status.phase = phase
+    return pod
+
+
+def make_node(
+    name: str,
+    cpu: str = "2",
+    memory: str = "4Gi",
+    ready: bool = True,
+    unschedulable: bool = False,
+    use_capacity: bool = False,
+) -> objects_pb2.Node:
+    node = objects_pb2.Node()
+    node.metadata.name = name
+    node.spec.unschedulable = unschedulable
+    resources = node.status.capacity if use_capacity else node.status.allocatable
+    resources.update({"cpu": cpu, "memory": memory, "pods": "110"})
+    node.status.conditions.add(type="Ready", status="True" if ready else "False")
+    return node
+
+
+def test_node_info_sums_requests_of_running_pods():
+    pods = [
+        make_pod("500m", "1Gi"),
+        make_pod(limits_cpu="250m"),  # limits count as requests
+        make_pod("1", "1Gi", phase="Succeeded"),  # terminal: holds nothing
+        make_pod(),  # request-less: counts only in the scoring sums
+    ]
+    info = NodeInfo.from_node(make_node("n1"), pods)
+    assert (info.allocatable_cpu_millis, info.allocatable_memory_bytes, info.allocatable_pods) == (
+        2000,
+        4 * 1024**3,
+        110,
+    )
+    assert (info.requested_cpu_millis, info.requested_memory_bytes, info.pod_count) == (750, 1024**3, 3)
+    assert info.nonzero_cpu_millis == 750 + 100
+    assert info.nonzero_memory_bytes == 1024**3 + 2 * 200 * 1024**2
+    assert info.ready and info.name == "n1"
+
+
+def test_node_info_falls_back_to_capacity():
+    info = NodeInfo.from_node(make_node("n1", cpu="4", use_capacity=True))
+    assert info.allocatable_cpu_millis == 4000
+
+
+@pytest.mark.parametrize(
+    ("total", "reasons", "message"),
+    [
+        (0, {}, "0/0 nodes available: no nodes registered"),
+        (2, {"insufficient cpu": 2}, "0/2 nodes available: 2 insufficient cpu"),
+        (
+            3,
+            {"node(s) were unschedulable": 2, "insufficient memory": 1},
+            "0/3 nodes available: 1 insufficient memory, 2 node(s) were unschedulable",
+        ),
+    ],
+)
+def test_unschedulable_message(total, reasons, message):
+    assert unschedulable_message(total, Counter(reasons)) == message
+
+
+@pytest.mark.parametrize(
+    ("nodes", "pod", "expected"),
+    [
+        pytest.param(
+            [], make_pod(), ScheduleResult(None, "0/0 nodes available: no nodes registered"), id="none"
+        ),
+        pytest.param(
+            [make_node("n1"), make_node("n2")],
+            make_pod("3"),
+            ScheduleResult(None, "0/2 nodes available: 2 insufficient cpu"),
+            id="too big",
+        ),
+        pytest.param(
+            [
+                make_node("n1", unschedulable=True),
+                make_node("n2", unschedulable=True),
+                make_node("n3", memory="1Gi"),
+            ],
+            make_pod("1", "2Gi"),
+            ScheduleResult(None, "0/3 nodes available: 1 insufficient memory, 2 node(s) were unschedulable"),
+            id="mixed reasons",
+        ),
+        pytest.param(
+            [make_node("n1", cpu="1", memory="1Gi"), make_node("n2", cpu="4", memory="8Gi")],
+            make_pod("500m", "512Mi"),
+            ScheduleResult("n2"),
+            id="least allocated wins",
+        ),
+        pytest.param(
+            [make_node("n1", ready=False), make_node("n2", cpu="1")],
+            make_pod("500m"),
+            ScheduleResult("n2"),
+            id="skips not ready",
+        ),
+        pytest.param(
+            [make_node("n1", cpu="3", memory="1Gi")],
+            make_pod("1", "1Gi", phase=""),
+            ScheduleResult("n1"),
+            id="exact memory fit",
+        ),
+    ],
+)
+def test_framework_schedule(nodes, pod, expected):
+    infos = [NodeInfo.from_node(n) for n in nodes]
+    assert build_framework().schedule(PodInfo.from_pod(pod), infos) == expected
+
+
+def test_framework_breaks_ties_randomly_among_best():
+    infos = [NodeInfo.from_node(make_node(name)) for name in ("a", "b", "c")]
+    framework = build_framework(rng=random.Random(7))
+    chosen = {framework.schedule(PodInfo.from_pod(make_pod("100m")), infos).node_name for _ in range(50)}
+    assert chosen == {"a", "b", "c"}
+
+
+def test_framework_counts_each_reason_of_a_node():
+    infos = [NodeInfo.from_node(make_node("n1", cpu="1", memory="1Gi"))]
+    result = build_framework().schedule(PodInfo.from_pod(make_pod("2", "2Gi")), infos)
+    assert result.message == "0/1 nodes available: 1 insufficient cpu, 1 insufficient memory"
+
+
+# ---- queue ----
+
+
+async def test_queue_fifo_without_duplicates():
+    sizes = []
+    queue = SchedulingQueue(on_change=lambda active, parked: sizes.append((active, parked)))
+    for key in ("a", "b", "a", "c"):
+        queue.add(key)
+    assert [await queue.pop() for _ in range(3)] == ["a", "b", "c"]
+    assert sizes[-1] == (0, 0)
+
+
+async def test_queue_pop_waits_for_add():
+    queue = SchedulingQueue()
+    waiter = asyncio.ensure_future(queue.pop())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    queue.add("a")
+    assert await asyncio.wait_for(waiter, 5) == "a"
+
+
+async def test_queue_parks_until_move():
+    queue = SchedulingQueue()
+    queue.add("a")
+    key = await queue.pop()
+    queue.mark_unschedulable(key, queue.move_cycle)
+    assert queue.is_unschedulable("a") and queue.active_count == 0
+    queue.move_all_to_active()
+    assert not queue.is_unschedulable("a")
+    assert await queue.pop() == "a"
+
+
+async def test_queue_move_during_attempt_requeues():
+    queue = SchedulingQueue()
+    queue.add("a")
+    cycle = queue.move_cycle
+    await queue.pop()
+    queue.move_all_to_active()  # e.g. a node was added while "a" was being scheduled
+    queue.mark_unschedulable("a", cycle)
+    assert queue.active_count == 1 and queue.unschedulable_count == 0
+
+
+async def test_queue_remove_and_add_unparks():
+    queue = SchedulingQueue()
+    for key in ("a", "b"):
+        queue.add(key)
+        queue.mark_unschedulable(await queue.pop(), queue.move_cycle)
+    queue.remove("a")
+    queue.add("b")  # the pod's spec changed: try again
+    assert "a" not in queue
+    assert (queue.active_count, queue.unschedulable_count) == (1, 0)

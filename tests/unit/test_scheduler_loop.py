@@ -1,0 +1,162 @@
+"""The scheduler task against a real SQLite store in tmp_path: event-driven binding, the
+unschedulable message, parking and waking, and the no-overcommit guarantee of "assume"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pymaster.api import objects_pb2
+from pymaster.metrics import MasterMetrics
+from pymaster.scheduler.scheduler import Scheduler
+from pymaster.server.pod_helpers import find_condition
+from pymaster.store.sqlite import SQLiteStore
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def new_pod(name: str, cpu: str = "", node_name: str = "") -> objects_pb2.Pod:
+    pod = objects_pb2.Pod(api_version="v1", kind="Pod")
+    pod.metadata.name, pod.metadata.namespace, pod.metadata.uid = name, "default", str(uuid.uuid4())
+    container = pod.spec.containers.add(name="app", image="busybox:1.35")
+    if cpu:
+        container.resources.requests["cpu"] = cpu
+    pod.spec.node_name = node_name
+    pod.status.phase = "Pending"
+    return pod
+
+
+def new_node(name: str, cpu: str = "2", ready: str = "True", unschedulable: bool = False) -> objects_pb2.Node:
+    node = objects_pb2.Node(api_version="v1", kind="Node")
+    node.metadata.name, node.metadata.uid = name, str(uuid.uuid4())
+    node.spec.unschedulable = unschedulable
+    node.status.allocatable.update({"cpu": cpu, "memory": "4Gi", "pods": "110"})
+    node.status.conditions.add(type="Ready", status=ready)
+    return node
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    store = SQLiteStore(tmp_path / "pykube.db")
+    await store.open()
+    registry = CollectorRegistry()
+    scheduler = Scheduler(store, MasterMetrics(registry))
+    await scheduler.start()
+    yield store, scheduler, registry
+    await scheduler.stop()
+    await store.close()
+
+
+def scheduled_condition(store: SQLiteStore, name: str) -> objects_pb2.PodCondition | None:
+    return find_condition(store.get("pods", "default", name).status.conditions, "PodScheduled")
+
+
+def node_of(store: SQLiteStore, name: str) -> str:
+    return store.get("pods", "default", name).spec.node_name
+
+
+def attempts(registry: CollectorRegistry, result: str) -> float:
+    return registry.get_sample_value("scheduler_schedule_attempts_total", {"result": result})
+
+
+async def test_pod_waits_for_a_node_then_binds(cluster):
+    store, _, registry = cluster
+    await store.create("pods", new_pod("web", cpu="100m"))
+    await wait_for(lambda: scheduled_condition(store, "web") is not None)
+    condition = scheduled_condition(store, "web")
+    assert (condition.status, condition.reason, condition.message) == (
+        "False",
+        "Unschedulable",
+        "0/0 nodes available: no nodes registered",
+    )
+
+    await store.create("nodes", new_node("n1"))
+    await wait_for(lambda: node_of(store, "web") == "n1")
+    condition = scheduled_condition(store, "web")
+    assert (condition.status, condition.reason, condition.message) == ("True", "", "")
+    assert attempts(registry, "scheduled") == 1
+    assert attempts(registry, "unschedulable") == 1  # its own status write did not retrigger it
+    assert registry.get_sample_value("scheduler_pending_pods", {"queue": "unschedulable"}) == 0
+
+
+async def test_oversized_pod_reports_why_and_retries_when_room_frees(cluster):
+    store, _, _ = cluster
+    await store.create("nodes", new_node("n1", cpu="2"))
+    await store.create("pods", new_pod("big", cpu="1500m"))
+    await wait_for(lambda: node_of(store, "big") == "n1")
+    await store.create("pods", new_pod("web", cpu="1"))
+    await wait_for(lambda: scheduled_condition(store, "web") is not None)
+    assert scheduled_condition(store, "web").message == "0/1 nodes available: 1 insufficient cpu"
+
+    await store.delete("pods", "default", "big")
+    await wait_for(lambda: node_of(store, "web") == "n1")
+
+
+async def test_no_overcommit_when_pods_arrive_together(cluster):
+    store, _, registry = cluster
+    await store.create("nodes", new_node("n1", cpu="2"))
+    for i in range(3):
+        await store.create("pods", new_pod(f"p{i}", cpu="1"))
+    await wait_for(
+        lambda: registry.get_sample_value("scheduler_pending_pods", {"queue": "unschedulable"}) == 1
+    )
+    bound = [name for name in ("p0", "p1", "p2") if node_of(store, name)]
+    assert len(bound) == 2
+    assert attempts(registry, "scheduled") == 2
+
+
+async def test_cordoned_and_not_ready_nodes_get_nothing_until_they_change(cluster):
+    store, _, _ = cluster
+    await store.create("nodes", new_node("n1", unschedulable=True))
+    await store.create("nodes", new_node("n2", ready="Unknown"))
+    await store.create("pods", new_pod("web"))
+    await wait_for(lambda: scheduled_condition(store, "web") is not None)
+    assert scheduled_condition(store, "web").message == (
+        "0/2 nodes available: 1 node(s) were not ready, 1 node(s) were unschedulable"
+    )
+
+    def uncordon(node: objects_pb2.Node) -> objects_pb2.Node:
+        node.spec.unschedulable = False
+        return node
+
+    await store.mutate("nodes", "", "n1", uncordon)
+    await wait_for(lambda: node_of(store, "web") == "n1")
+
+
+async def test_bound_and_deleting_pods_are_left_alone(cluster):
+    store, _, registry = cluster
+    await store.create("nodes", new_node("n1"))
+    await store.create("pods", new_pod("pinned", node_name="elsewhere"))
+    deleting = new_pod("leaving")
+    deleting.metadata.deletion_timestamp.seconds = int(time.time())
+    await store.create("pods", deleting)
+    await store.create("pods", new_pod("web"))
+    await wait_for(lambda: node_of(store, "web") == "n1")
+    assert node_of(store, "pinned") == "elsewhere"
+    assert node_of(store, "leaving") == ""
+    assert attempts(registry, "scheduled") == 1
+
+
+async def test_scheduler_picks_up_pending_pods_at_start(tmp_path):
+    store = SQLiteStore(tmp_path / "pykube.db")
+    await store.open()
+    await store.create("nodes", new_node("n1"))
+    await store.create("pods", new_pod("web"))
+    scheduler = Scheduler(store, MasterMetrics(CollectorRegistry()))
+    await scheduler.start()
+    try:
+        await wait_for(lambda: node_of(store, "web") == "n1")
+    finally:
+        await scheduler.stop()
+        await store.close()
