@@ -17,9 +17,12 @@ trap 'rm -rf "$work"' EXIT
 cp images/pause/Dockerfile "$work/"
 gcc -Os -static -o "$work/pause" images/pause/pause.c
 strip "$work/pause" || true
-docker build -q -t "$PAUSE_TAG" "$work" >/dev/null
+build() {  # tag, context: the legacy builder's deprecation notice is noise unless the build fails
+  docker build -q -t "$1" "$2" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; return 1; }
+}
+build "$PAUSE_TAG" "$work"
 mkdir "$work/bb"
 cp images/busybox/Dockerfile "$work/bb/"
 cp /bin/busybox "$work/bb/busybox"
-docker build -q -t "$BUSYBOX_TAG" "$work/bb" >/dev/null
+build "$BUSYBOX_TAG" "$work/bb"
 echo "built $PAUSE_TAG and $BUSYBOX_TAG" >&2
