@@ -10,6 +10,8 @@ import os
 import re
 import sys
 
+import prometheus_client
+
 from pykubelet import node_info
 from pymaster.client import default_server
 
@@ -150,6 +152,8 @@ def configure_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the agent and exits with its status."""
     args = parse_args(argv)
+    # Kubernetes components export no *_created series; dashboards written for them expect none.
+    prometheus_client.disable_created_metrics()
     configure_logging(args.log_level)
     # Imported here so that --help works (and is fast) even without Docker libraries loaded.
     from pykubelet.agent import Agent, AgentConfig

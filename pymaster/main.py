@@ -15,6 +15,8 @@ import logging
 import signal
 import sys
 
+import prometheus_client
+
 from pymaster.server.app import MasterApp
 
 log = logging.getLogger("pymaster")
@@ -90,6 +92,8 @@ async def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Runs the master until SIGTERM/SIGINT. Returns the exit status."""
     args = build_parser().parse_args(argv)
+    # Kubernetes components export no *_created series; dashboards written for them expect none.
+    prometheus_client.disable_created_metrics()
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:
         asyncio.run(_run(args))

@@ -24,7 +24,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.pykube-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  echo "installing pykube and its dependencies into $VENV ..." >&2
+  log="$VENV/pip-install.log"
+  # The build backend's warnings are noise unless the install fails.
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e ".[dev]"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
