@@ -91,8 +91,50 @@ class ResourceRequirements(_message.Message):
     limits: _containers.ScalarMap[str, str]
     def __init__(self, requests: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class SecurityContext(_message.Message):
+    __slots__ = ("privileged",)
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    privileged: bool
+    def __init__(self, privileged: _Optional[bool] = ...) -> None: ...
+
+class VolumeMount(_message.Message):
+    __slots__ = ("name", "mount_path", "read_only")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_PATH_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mount_path: str
+    read_only: bool
+    def __init__(self, name: _Optional[str] = ..., mount_path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class HostPathVolumeSource(_message.Message):
+    __slots__ = ("path", "type")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    type: str
+    def __init__(self, path: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+
+class EmptyDirVolumeSource(_message.Message):
+    __slots__ = ("medium", "size_limit")
+    MEDIUM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    medium: str
+    size_limit: str
+    def __init__(self, medium: _Optional[str] = ..., size_limit: _Optional[str] = ...) -> None: ...
+
+class Volume(_message.Message):
+    __slots__ = ("name", "host_path", "empty_dir")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    EMPTY_DIR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    host_path: HostPathVolumeSource
+    empty_dir: EmptyDirVolumeSource
+    def __init__(self, name: _Optional[str] = ..., host_path: _Optional[_Union[HostPathVolumeSource, _Mapping]] = ..., empty_dir: _Optional[_Union[EmptyDirVolumeSource, _Mapping]] = ...) -> None: ...
+
 class Container(_message.Message):
-    __slots__ = ("name", "image", "command", "args", "env", "ports", "resources", "image_pull_policy", "working_dir")
+    __slots__ = ("name", "image", "command", "args", "env", "ports", "resources", "image_pull_policy", "working_dir", "security_context", "volume_mounts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +144,8 @@ class Container(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_PULL_POLICY_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_MOUNTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
@@ -111,10 +155,12 @@ class Container(_message.Message):
     resources: ResourceRequirements
     image_pull_policy: str
     working_dir: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., image_pull_policy: _Optional[str] = ..., working_dir: _Optional[str] = ...) -> None: ...
+    security_context: SecurityContext
+    volume_mounts: _containers.RepeatedCompositeFieldContainer[VolumeMount]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., image_pull_policy: _Optional[str] = ..., working_dir: _Optional[str] = ..., security_context: _Optional[_Union[SecurityContext, _Mapping]] = ..., volume_mounts: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ...) -> None: ...
 
 class PodSpec(_message.Message):
-    __slots__ = ("containers", "restart_policy", "node_name", "node_selector", "termination_grace_period_seconds")
+    __slots__ = ("containers", "restart_policy", "node_name", "node_selector", "termination_grace_period_seconds", "host_network", "volumes")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,12 +173,16 @@ class PodSpec(_message.Message):
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     TERMINATION_GRACE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HOST_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     containers: _containers.RepeatedCompositeFieldContainer[Container]
     restart_policy: str
     node_name: str
     node_selector: _containers.ScalarMap[str, str]
     termination_grace_period_seconds: int
-    def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., node_name: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., termination_grace_period_seconds: _Optional[int] = ...) -> None: ...
+    host_network: bool
+    volumes: _containers.RepeatedCompositeFieldContainer[Volume]
+    def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., node_name: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., termination_grace_period_seconds: _Optional[int] = ..., host_network: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[Volume, _Mapping]]] = ...) -> None: ...
 
 class PodCondition(_message.Message):
     __slots__ = ("type", "status", "reason", "message", "last_probe_time", "last_transition_time")
@@ -397,3 +447,13 @@ class NodeList(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[Node]
     resource_version: str
     def __init__(self, items: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., resource_version: _Optional[str] = ...) -> None: ...
+
+class NodeIdentity(_message.Message):
+    __slots__ = ("metadata", "public_key_sha256", "revoked_serials")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_SERIALS_FIELD_NUMBER: _ClassVar[int]
+    metadata: ObjectMeta
+    public_key_sha256: str
+    revoked_serials: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., public_key_sha256: _Optional[str] = ..., revoked_serials: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -193,6 +193,36 @@ class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class CertificateSigningRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class CertificateResponse(_message.Message):
+    __slots__ = ("certificate_pem", "ca_pem")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: bytes
+    ca_pem: bytes
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ...) -> None: ...
+
+class CABundle(_message.Message):
+    __slots__ = ("ca_pem",)
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    ca_pem: bytes
+    def __init__(self, ca_pem: _Optional[bytes] = ...) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("node_name", "csr_pem", "proof")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    csr_pem: bytes
+    proof: bytes
+    def __init__(self, node_name: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
 class ContainerLogsRequest(_message.Message):
     __slots__ = ("pod_uid", "container", "follow", "tail_lines", "timestamps")
     POD_UID_FIELD_NUMBER: _ClassVar[int]

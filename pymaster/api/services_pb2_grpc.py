@@ -650,6 +650,11 @@ class NodeAgentStub:
                 request_serializer=pykube_dot_v1_dot_services__pb2.PodStatusUpdate.SerializeToString,
                 response_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/pykube.v1.NodeAgent/RenewCertificate',
+                request_serializer=pykube_dot_v1_dot_services__pb2.CertificateSigningRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.CertificateResponse.FromString,
+                _registered_method=True)
         self.ConfirmPodTerminated = channel.unary_unary(
                 '/pykube.v1.NodeAgent/ConfirmPodTerminated',
                 request_serializer=pykube_dot_v1_dot_services__pb2.PodTerminated.SerializeToString,
@@ -691,6 +696,14 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewCertificate(self, request, context):
+        """A new certificate for the calling node (same identity), signed from a fresh CSR; the agent
+        calls it well before its certificate expires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ConfirmPodTerminated(self, request, context):
         """The agent stopped every container of a pod marked for deletion: the master removes it.
         """
@@ -725,6 +738,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.UpdatePodStatus,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.PodStatusUpdate.FromString,
                     response_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.CertificateSigningRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.CertificateResponse.SerializeToString,
             ),
             'ConfirmPodTerminated': grpc.unary_unary_rpc_method_handler(
                     servicer.ConfirmPodTerminated,
@@ -878,6 +896,33 @@ class NodeAgent:
             _registered_method=True)
 
     @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pykube.v1.NodeAgent/RenewCertificate',
+            pykube_dot_v1_dot_services__pb2.CertificateSigningRequest.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.CertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ConfirmPodTerminated(request,
             target,
             options=(),
@@ -894,6 +939,121 @@ class NodeAgent:
             '/pykube.v1.NodeAgent/ConfirmPodTerminated',
             pykube_dot_v1_dot_services__pb2.PodTerminated.SerializeToString,
             pykube_dot_v1_dot_services__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class BootstrapStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetCA = channel.unary_unary(
+                '/pykube.v1.Bootstrap/GetCA',
+                request_serializer=pykube_dot_v1_dot_services__pb2.Empty.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.CABundle.FromString,
+                _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/pykube.v1.Bootstrap/Join',
+                request_serializer=pykube_dot_v1_dot_services__pb2.JoinRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.CertificateResponse.FromString,
+                _registered_method=True)
+
+
+class BootstrapServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def GetCA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Join(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BootstrapServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCA,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.Empty.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.CABundle.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.JoinRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.CertificateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pykube.v1.Bootstrap', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pykube.v1.Bootstrap', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Bootstrap:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pykube.v1.Bootstrap/GetCA',
+            pykube_dot_v1_dot_services__pb2.Empty.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.CABundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pykube.v1.Bootstrap/Join',
+            pykube_dot_v1_dot_services__pb2.JoinRequest.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.CertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,
