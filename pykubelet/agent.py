@@ -1,10 +1,13 @@
 """The agent's wiring: start-up checks, the concurrent loops, and shutdown.
 
-Start-up fails fast, with a message naming the fix, when Docker does not answer or the infra
-image is missing. Then every loop runs as its own asyncio task (lease, node status, pod stream,
-docker events, relist, resync tick, status pushes, pod workers), so one slow Docker call delays
-only its own pod. On SIGTERM/SIGINT the loops stop and the containers keep running, like the
-kubelet's: the next agent adopts them from their labels.
+Start-up fails fast, with a message naming the fix, when Docker does not answer, the infra
+image is missing, or the node has no credentials and no join token (or the join is refused).
+The node's certificate (``credentials``) is then both its client certificate towards the master
+and the agent API's serving certificate; when it is renewed, the master client reconnects and
+the agent API serves the new one. Every loop runs as its own asyncio task (lease, node status,
+pod stream, docker events, relist, resync tick, status pushes, certificate renewal, pod workers),
+so one slow Docker call delays only its own pod. On SIGTERM/SIGINT the loops stop and the
+containers keep running, like the kubelet's: the next agent adopts them from their labels.
 """
 
 from __future__ import annotations
@@ -16,21 +19,32 @@ import os
 import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from pykubelet import node_info
+from pykubelet.admission import AdmissionPolicy
 from pykubelet.config_source import ConfigSource
+from pykubelet.credentials import (
+    CertificateManager,
+    CredentialsError,
+    CredentialSettings,
+    NodeCredentials,
+    node_sans,
+)
+from pykubelet.main import default_join_server
 from pykubelet.metrics import AgentMetrics
 from pykubelet.node_status import NodeConfig, NodeStatusReporter
 from pykubelet.pleg import Pleg
 from pykubelet.pod_workers import PodWorkers
 from pykubelet.runtime.base import ImageNeverPullError, Runtime
 from pykubelet.runtime.docker import DockerRuntime
-from pykubelet.server import AgentServer
+from pykubelet.server import AgentServer, ServerTLS
 from pykubelet.status import StatusManager
 from pymaster.api.metrics_http import MetricsServer
+from pymaster.api.tokens import JoinToken
 from pymaster.client import Client
 
 log = logging.getLogger(__name__)
@@ -59,10 +73,22 @@ class AgentConfig:
     max_pods: int = 110
     node_labels: dict[str, str] = field(default_factory=dict)
     infra_image: str = "pykube/pause:3.9"
+    join_server: str = ""  # the master's Bootstrap port; empty: the --server host, port + 1
+    token: JoinToken | None = None
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
 
 
 class StartupError(Exception):
     """A start-up check failed; the message says what to do."""
+
+
+@dataclass
+class _Started:
+    """What start-up established."""
+
+    docker_version: str
+    internal_ip: str
+    certificates: CertificateManager
 
 
 class Agent:
@@ -86,9 +112,12 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
         runtime: Runtime | None = None
         try:
-            runtime = DockerRuntime(base_url=self.config.docker_host, observe=self.metrics.observe_runtime)
-            # An engine that hangs must not make Ctrl-C wait for its request timeout.
-            check = asyncio.create_task(self._check_runtime(runtime))
+            runtime = DockerRuntime(
+                base_url=self.config.docker_host, observe=self.metrics.observe_runtime,
+                volumes_dir=Path(self.config.root_dir) / "pods",
+            )
+            # An engine that hangs, or a master not up yet, must not make Ctrl-C wait.
+            check = asyncio.create_task(self._start(runtime))
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({check, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
@@ -105,6 +134,26 @@ class Agent:
                 loop.remove_signal_handler(sig)
             if runtime is not None:
                 await runtime.close()
+
+    async def _start(self, runtime: Runtime) -> _Started:
+        cfg = self.config
+        docker_version = await self._check_runtime(runtime)
+        self._prepare_root_dir()
+        listen_host = cfg.listen.rpartition(":")[0].strip("[]")
+        internal_ip = node_info.internal_ip(listen_host, node_info.primary_ip())
+        certificates = CertificateManager(
+            CredentialSettings(
+                root_dir=cfg.root_dir, node_name=cfg.node_name, server=cfg.server,
+                join_server=cfg.join_server or default_join_server(cfg.server), token=cfg.token,
+                sans=node_sans(cfg.node_name, internal_ip, listen_host),
+            ),
+            metrics=self.metrics,
+        )
+        try:
+            await certificates.start()
+        except CredentialsError as err:
+            raise StartupError(str(err)) from None
+        return _Started(docker_version, internal_ip, certificates)
 
     async def _check_runtime(self, runtime: Runtime) -> str:
         cfg = self.config
@@ -123,18 +172,31 @@ class Agent:
             raise StartupError(f"cannot check the infra image {cfg.infra_image}: {err}") from None
         return version
 
-    async def _serve(self, runtime: Runtime, docker_version: str, stop: asyncio.Event) -> int:
+    async def _serve(self, runtime: Runtime, started: _Started, stop: asyncio.Event) -> int:
         cfg = self.config
-        self._prepare_root_dir()
+        docker_version, internal_ip = started.docker_version, started.internal_ip
+        certificates = started.certificates
         listen_host = cfg.listen.rpartition(":")[0]
-        internal_ip = node_info.internal_ip(listen_host.strip("[]"), node_info.primary_ip())
+        creds = certificates.credentials
 
-        server = AgentServer(cfg.listen, runtime, cfg.node_name)
+        tls = ServerTLS(creds.key_pem, creds.cert_pem, creds.ca_pem)
+        server = AgentServer(cfg.listen, runtime, cfg.node_name, tls)
         try:
             api_port = await server.start()
         except RuntimeError as err:
             raise StartupError(f"cannot listen on --listen {cfg.listen}: {err}") from None
-        client = Client(cfg.server)
+        # The explicit server wins over $PYKUBE_SERVER, which the Client would prefer to the config's.
+        client = Client(server=cfg.server, config=certificates.client_config())
+
+        async def rotated(new: NodeCredentials) -> None:
+            tls.update(new.key_pem, new.cert_pem, new.ca_pem)
+            await client.reconnect(certificates.client_config())
+            info = new.info()
+            log.info("node certificate rotated node=%s serial=%s not_after=%s", cfg.node_name, info.serial,
+                     info.not_after.isoformat())
+
+        certificates.on_rotate(rotated)
+        self.metrics.certificate_ttl.set_function(certificates.ttl_seconds)
         status_manager = StatusManager(client)
 
         # The workers and the pod source refer to each other (changes -> syncs, syncs read the
@@ -145,7 +207,7 @@ class Agent:
         source = ConfigSource(client, cfg.node_name, on_change=pod_changed)
         workers = PodWorkers(
             runtime, client, source.pods, source.synced, status_manager, self.metrics,
-            cfg.node_name, cfg.infra_image, internal_ip,
+            cfg.node_name, cfg.infra_image, internal_ip, cfg.policy,
         )
         pleg = Pleg(runtime, cfg.node_name, workers.sync, self.metrics, on_relist=workers.reap)
         reporter = NodeStatusReporter(
@@ -157,6 +219,7 @@ class Agent:
                 status_interval=cfg.status_interval,
             ),
             counts=lambda: pleg.counts,
+            on_unauthenticated=certificates.renew_soon,
         )
         try:
             metrics_server = MetricsServer(cfg.metrics_addr, self.registry, healthz=pleg.healthy).start()
@@ -166,9 +229,11 @@ class Agent:
             raise StartupError(f"cannot listen on --metrics-addr {cfg.metrics_addr}: {err}") from None
         log.info(
             "pykubelet started node=%s server=%s api=%s:%d metrics=%s:%d docker=%s docker_version=%s "
-            "infra_image=%s internal_ip=%s",
+            "infra_image=%s internal_ip=%s allow_privileged=%s allow_host_network=%s allowed_host_paths=%s",
             cfg.node_name, cfg.server, listen_host, api_port, cfg.metrics_addr.rpartition(":")[0],
             metrics_server.port, cfg.docker_host, docker_version, cfg.infra_image, internal_ip,
+            cfg.policy.allow_privileged, cfg.policy.allow_host_network,
+            ",".join(cfg.policy.allowed_host_paths) or "none",
         )
 
         async def watch_pods() -> None:
@@ -184,6 +249,7 @@ class Agent:
             "pleg-events": pleg.run_events(),
             "resync": workers.run_resync(),
             "status-manager": status_manager.run(),
+            "certificates": certificates.run(),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
         stopped = asyncio.create_task(stop.wait(), name="stop")
@@ -208,10 +274,9 @@ class Agent:
         return code
 
     def _prepare_root_dir(self) -> None:
-        # Nothing is stored there yet (Docker's labels are the agent's memory); its filesystem is
-        # the one reported as disk usage, so create it when possible.
+        # It holds the node's credentials (pki/) and emptyDir volumes (pods/); Docker's labels
+        # are the agent's memory of its pods. Its filesystem is the one reported as disk usage.
         try:
             os.makedirs(self.config.root_dir, exist_ok=True)
         except OSError as err:
-            log.warning("cannot create root dir path=%s error=%s (disk usage of / is reported)",
-                        self.config.root_dir, err)
+            raise StartupError(f"cannot create --root-dir {self.config.root_dir}: {err}") from None

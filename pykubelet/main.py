@@ -1,5 +1,10 @@
 """``pykubelet``: the node agent's command line. Parses the flags, sets up key=value logging and
-runs the agent until SIGTERM/SIGINT (exit 0) or a failed start-up check (exit 1)."""
+runs the agent until SIGTERM/SIGINT (exit 0) or a failed start-up check (exit 1).
+
+The join token comes from ``--token``, ``--token-file`` or $PYKUBE_TOKEN (in that order); the
+file or the variable keep it out of ``ps``. It is needed only for the first start (or to join
+again): afterwards the node's key and certificate under ``<root-dir>/pki`` are reused.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,17 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 
 import prometheus_client
 
 from pykubelet import node_info
-from pymaster.client import default_server
+from pykubelet.admission import AdmissionPolicy, normalize_prefix
+from pymaster.api.tokens import JoinToken
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DEFAULT_SERVER = "127.0.0.1:6443"
+TOKEN_ENV = "PYKUBE_TOKEN"
 
 # A label key is an optional DNS-subdomain prefix and a name; values are names or empty.
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -62,6 +71,52 @@ def parse_address(text: str, flag: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def default_join_server(server: str) -> str:
+    """The master's Bootstrap address by default: the --server host, port + 1 (the master's
+    --join-listen default).
+
+    Raises:
+        ValueError: --server is not HOST:PORT or its port is the last one.
+    """
+    host, port = parse_address(server, "--server")
+    if port >= 65535:
+        raise ValueError(f"--join-server: cannot default to --server's port + 1 (--server {server})")
+    return f"[{host}]:{port + 1}" if ":" in host else f"{host}:{port + 1}"
+
+
+def read_token(token: str | None, token_file: str | None, env: Mapping[str, str]) -> JoinToken | None:
+    """The join token of ``--token``, else ``--token-file``, else $PYKUBE_TOKEN (None: none).
+
+    Raises:
+        ValueError: the file cannot be read or the token is malformed; the message names where
+            it came from and never contains the secret.
+    """
+    if token:
+        source, text = "--token", token
+    elif token_file:
+        source = "--token-file"
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            raise ValueError(f"--token-file: cannot read {token_file}: {err.strerror or err}") from None
+    elif env.get(TOKEN_ENV):
+        source, text = "$" + TOKEN_ENV, env[TOKEN_ENV]
+    else:
+        return None
+    try:
+        return JoinToken.parse(text)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+
+
+def _host_path_prefix(text: str) -> str:
+    try:
+        return normalize_prefix(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -93,14 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="The pykube node agent: registers this host with the master and runs the pods "
         "bound to it on the local Docker Engine.",
     )
-    p.add_argument("--server", default=default_server(), metavar="HOST:PORT",
-                   help="the master (default: $PYKUBE_SERVER or 127.0.0.1:6443)")
+    p.add_argument("--server", default=os.environ.get("PYKUBE_SERVER") or DEFAULT_SERVER, metavar="HOST:PORT",
+                   help="the master's mutual-TLS API (default: $PYKUBE_SERVER or 127.0.0.1:6443)")
+    p.add_argument("--join-server", metavar="HOST:PORT",
+                   help="the master's plaintext join port (its --join-listen; default: the --server host "
+                   "with port + 1)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", metavar="TOKEN",
+                       help="the join token (the master's <data-dir>/token), needed when the node has no "
+                       f"credentials under <root-dir>/pki yet; also ${TOKEN_ENV}")
+    token.add_argument("--token-file", metavar="PATH", help="read the join token from this file")
     p.add_argument("--node-name", default=node_info.hostname(),
                    help="this node's name (default: the hostname, lowercased)")
     p.add_argument("--root-dir", default="/var/lib/pykubelet", metavar="DIR",
-                   help="the agent's directory; its filesystem is reported as disk usage")
+                   help="the agent's directory: node credentials (pki/) and emptyDir volumes (pods/); its "
+                   "filesystem is reported as disk usage")
     p.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT",
-                   help="the agent's gRPC API (logs); port 0 picks a free one")
+                   help="the agent's gRPC API (logs; mutual TLS, the master only); port 0 picks a free one")
     p.add_argument("--metrics-addr", default="127.0.0.1:10255", metavar="HOST:PORT",
                    help="/metrics and /healthz; port 0 picks a free one")
     p.add_argument("--status-interval", type=_positive_seconds, default=10.0,
@@ -114,13 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the image of pods' infra containers (never pulled)")
     p.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
                    metavar="URL", help="the Docker Engine (default: $DOCKER_HOST or the local socket)")
+    p.add_argument("--allow-privileged", action="store_true",
+                   help="run containers with securityContext.privileged (refused by default)")
+    p.add_argument("--allow-host-network", action="store_true",
+                   help="run pods with hostNetwork (refused by default)")
+    p.add_argument("--allowed-host-path", action="append", type=_host_path_prefix, default=[],
+                   metavar="PREFIX", help="a host directory pods may mount as hostPath, with everything "
+                   "under it; repeatable (default: none)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses and checks the flags; exits with status 2 and a message naming the flag on error."""
+    """Parses and checks the flags; exits with status 2 and a message naming the flag on error.
+
+    ``args.token`` becomes a ``JoinToken`` (or None) and ``args.join_server`` is always set.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     args.node_name = args.node_name.strip().lower()
@@ -134,6 +208,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parse_address(getattr(args, flag), "--" + flag.replace("_", "-"))
         except ValueError as err:
             parser.error(str(err))
+    try:
+        if args.join_server is None:
+            args.join_server = default_join_server(args.server)
+        else:
+            parse_address(args.join_server, "--join-server")
+        args.token = read_token(args.token, args.token_file, os.environ)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -170,6 +252,13 @@ def main(argv: list[str] | None = None) -> None:
         max_pods=args.max_pods,
         node_labels=args.node_labels,
         infra_image=args.pod_infra_image,
+        join_server=args.join_server,
+        token=args.token,
+        policy=AdmissionPolicy(
+            allow_privileged=args.allow_privileged,
+            allow_host_network=args.allow_host_network,
+            allowed_host_paths=tuple(dict.fromkeys(args.allowed_host_path)),
+        ),
     )
     sys.exit(asyncio.run(Agent(config).run()))
 

@@ -77,6 +77,21 @@ class AgentMetrics:
             buckets=_RELIST_BUCKETS,
             registry=registry,
         )
+        self.certificate_ttl = Gauge(
+            "kubelet_certificate_manager_client_ttl_seconds",
+            "Seconds until the node's client certificate expires (negative once expired).",
+            registry=registry,
+        )
+        self.certificate_renew_errors = Counter(
+            "kubelet_certificate_manager_client_expiration_renew_errors",
+            "Failed attempts to renew (or re-join for) the node's certificate.",
+            registry=registry,
+        )
+        self.admission_rejections = Counter(
+            "pykube_agent_admission_rejections",
+            "Pods this node refused to run (privileged, hostNetwork, hostPath outside the allowed prefixes).",
+            registry=registry,
+        )
         node = Gauge("kubelet_node_name", "The node's name (always 1).", ["node"], registry=registry)
         node.labels(node=node_name).set(1)
         registry.register(NodeResourceCollector())

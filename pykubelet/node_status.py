@@ -7,6 +7,10 @@ each on its own timer and task so that a slow Docker call never delays them.
   again. An unreachable master is retried with capped, jittered back-off (0.2 s .. 10 s).
 - Status: ``ReportNodeStatus`` every ``--status-interval`` with a fresh psutil reading.
 
+UNAUTHENTICATED means the master no longer accepts the node's certificate (expired, revoked,
+node deleted): the reporter tells the certificate manager (``on_unauthenticated``), which renews
+or joins again, and keeps retrying meanwhile.
+
 Node conditions are the master's: it marks the node Ready when it hears from the agent and
 Unknown when the lease runs out, so the agent reports none.
 """
@@ -19,6 +23,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import grpc
 
 from pykubelet import node_info
 from pykubelet.backoff import Backoff
@@ -60,6 +66,8 @@ class NodeStatusReporter:
         client: the master's client.
         config: the node's facts.
         counts: the running pod/container counts of the last relist.
+        on_unauthenticated: called with the master's message when it refuses the node's
+            certificate.
     """
 
     def __init__(
@@ -67,10 +75,12 @@ class NodeStatusReporter:
         client: Client,
         config: NodeConfig,
         counts: Callable[[], node_info.PodCounts],
+        on_unauthenticated: Callable[[str], None] | None = None,
     ):
         self._client = client
         self._config = config
         self._counts = counts
+        self._on_unauthenticated = on_unauthenticated
         self._cpu = node_info.CpuSampler()
         self._registered = asyncio.Event()
         self._register_lock = asyncio.Lock()
@@ -116,6 +126,7 @@ class NodeStatusReporter:
                 try:
                     reply = await self._client.register_node(self.build_node())
                 except errors.ApiError as err:
+                    self._check_refused(err)
                     delay = backoff.next_delay()
                     log.warning("node registration failed node=%s code=%s error=%s retry_in=%.2fs",
                                 self._config.name, err.code.name, err.message, delay)
@@ -139,6 +150,7 @@ class NodeStatusReporter:
                 await asyncio.sleep(backoff.next_delay())
                 continue
             except errors.ApiError as err:
+                self._check_refused(err)
                 delay = backoff.next_delay()
                 log.warning("lease renewal failed node=%s code=%s error=%s retry_in=%.2fs", self._config.name,
                             err.code.name, err.message, delay)
@@ -160,3 +172,7 @@ class NodeStatusReporter:
             except errors.ApiError as err:
                 log.warning("node status report failed node=%s code=%s error=%s", self._config.name,
                             err.code.name, err.message)
+
+    def _check_refused(self, err: errors.ApiError) -> None:
+        if err.code == grpc.StatusCode.UNAUTHENTICATED and self._on_unauthenticated is not None:
+            self._on_unauthenticated(err.message)

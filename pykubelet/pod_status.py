@@ -8,8 +8,9 @@
 - phase, by kubelet's getPhase: Pending while a container waits to start for the first time;
   Running once all started and one runs (or, under Always/OnFailure, restarts); Succeeded /
   Failed once all terminated and the restart policy runs none again. A terminal phase is final.
-- podIP from the running infra container (kept from the previous status once it stopped),
-  hostIP, startTime (kept once set: infra creation or first computation).
+- podIP from the running infra container (kept from the previous status once it stopped); on
+  the host's network (spec.hostNetwork) the node's address, as in Kubernetes; hostIP, startTime
+  (kept once set: infra creation or first computation).
 - conditions Initialized, Ready, ContainersReady; lastTransitionTime is kept from the previous
   status while a condition's status does not change. PodScheduled is the master's.
 """
@@ -63,7 +64,9 @@ def compute_pod_status(
     status.phase = phase
 
     infra = observed.infra if observed is not None else None
-    if infra is not None and infra.state == "running" and infra.ip:
+    if pod.spec.host_network:
+        status.pod_ip = host_ip  # the infra container has no address of its own there
+    elif infra is not None and infra.state == "running" and infra.ip:
         status.pod_ip = infra.ip
     elif previous is not None:
         status.pod_ip = previous.pod_ip

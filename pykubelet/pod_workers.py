@@ -10,6 +10,10 @@ costs latency, never correctness.
 A worker's life: sync (observe -> ``compute_pod_actions`` -> ``execute`` -> ``compute_pod_status``
 -> status manager) until the pod is marked for deletion (kill with its deletion grace, remove the
 containers, ``ConfirmPodTerminated``, end) or leaves the desired set (kill and remove, end).
+
+Every sync first runs the node's own admission check (``admission.check_pod``): a pod this node
+refuses gets no container (any it still runs, say after the agent restarted with stricter flags,
+is stopped) and the status phase Failed, reason Forbidden, with a message naming the field.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pykubelet import sync
+from pykubelet import admission, sync
 from pykubelet.metrics import AgentMetrics
 from pykubelet.pod_status import compute_pod_status
 from pykubelet.runtime.base import ContainerRuntimeError, PodRuntime, Runtime
@@ -32,6 +36,7 @@ from pymaster.client import Client
 log = logging.getLogger(__name__)
 
 REAP_GRACE_SECONDS = 1.0  # containers no pod owns: a short SIGTERM grace, then SIGKILL
+_LIVE_STATES = ("running", "unknown")  # as in sync: the container's process may still be alive
 
 
 def all_running(pod: objects_pb2.Pod, observed: PodRuntime | None) -> bool:
@@ -80,6 +85,7 @@ class _Worker:
     task: asyncio.Task[None] | None = None
     start_recorded: bool = False
     synced_once: bool = False
+    rejected: bool = False
     failures: FailureTracker = field(default_factory=FailureTracker)
 
 
@@ -96,6 +102,7 @@ class PodWorkers:
         node_name: this node.
         infra_image: the image of pods' infra containers.
         host_ip: the node's InternalIP, reported as status.hostIP.
+        policy: what this node admits (privileged, hostNetwork, hostPath); nothing by default.
     """
 
     def __init__(
@@ -109,6 +116,7 @@ class PodWorkers:
         node_name: str,
         infra_image: str,
         host_ip: str,
+        policy: admission.AdmissionPolicy | None = None,
     ):
         self._runtime = runtime
         self._client = client
@@ -119,6 +127,7 @@ class PodWorkers:
         self._node_name = node_name
         self._infra_image = infra_image
         self._host_ip = host_ip
+        self._policy = policy or admission.AdmissionPolicy()
         self._workers: dict[str, _Worker] = {}
         # Pods confirmed terminated while the master still lists them: not to be synced again.
         self._finished: set[str] = set()
@@ -211,6 +220,10 @@ class PodWorkers:
 
     async def _sync(self, worker: _Worker, pod: objects_pb2.Pod) -> None:
         observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        violations = admission.check_pod(pod, self._policy)
+        if violations:
+            await self._reject(worker, pod, observed, violations)
+            return
         if not worker.synced_once:
             worker.synced_once = True
             # Adopted after an agent restart: its start was measured (if ever) by the last agent.
@@ -239,6 +252,27 @@ class PodWorkers:
         )
         self._status.set_status(pod, status)
 
+    async def _reject(
+        self,
+        worker: _Worker,
+        pod: objects_pb2.Pod,
+        observed: PodRuntime | None,
+        violations: list[admission.Violation],
+    ) -> None:
+        """The node refuses the pod: stop whatever it runs, report it Failed/Forbidden."""
+        message = admission.rejection_message(violations)
+        if not worker.rejected:
+            worker.rejected = True
+            self._metrics.admission_rejections.inc()
+            log.warning("pod rejected pod=%s uid=%s reason=%s message=%s", _pod_key(pod), worker.uid,
+                        admission.REASON, message)
+        if observed is not None and any(c.state in _LIVE_STATES for c in observed.containers):
+            grace = sync.pod_grace_seconds(pod)
+            log.info("killing pod pod=%s uid=%s grace=%s reason=rejected", _pod_key(pod), worker.uid, grace)
+            await sync.kill_pod(self._runtime, observed, grace, remove=False)
+        previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
+        self._status.set_status(pod, rejected_status(message, self._host_ip, datetime.now(UTC), previous))
+
     async def _terminate(self, worker: _Worker, pod: objects_pb2.Pod) -> bool:
         """Stops and removes the pod's containers, then confirms; True once the master knows."""
         observed = await self._runtime.get_pod(self._node_name, worker.uid)
@@ -262,6 +296,19 @@ class PodWorkers:
             grace = sync.pod_grace_seconds(pod)
             log.info("killing pod pod=%s uid=%s grace=%s reason=removed", _pod_key(pod), worker.uid, grace)
             await sync.kill_pod(self._runtime, observed, grace, remove=True)
+
+
+def rejected_status(
+    message: str, host_ip: str, now: datetime, previous: objects_pb2.PodStatus | None = None
+) -> objects_pb2.PodStatus:
+    """The status of a pod the node refused (kubelet's rejectPod): phase Failed, reason
+    Forbidden, the message; startTime kept from ``previous``, else now."""
+    status = objects_pb2.PodStatus(phase="Failed", reason=admission.REASON, message=message, host_ip=host_ip)
+    if previous is not None and previous.HasField("start_time"):
+        status.start_time.CopyFrom(previous.start_time)
+    else:
+        status.start_time.FromDatetime(now)
+    return status
 
 
 def _pod_key(pod: objects_pb2.Pod) -> str:

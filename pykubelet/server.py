@@ -3,13 +3,23 @@ master calls to proxy ``pyctl logs``, and the standard gRPC health service.
 
 The node's InternalIP and the port this server actually bound are reported in node status
 (``daemonEndpoints.kubeletEndpoint.port``), which is how the master finds it.
+
+Only the master may call it, unlike the kubelet's port, which is anonymous by default: the server
+speaks mutual TLS with the node certificate, requires a client certificate issued by the cluster
+CA (no certificate: the handshake fails), and an interceptor refuses every method, health
+included, to any identity but the master's (``CN=system:pymaster, O=system:masters``) with
+PERMISSION_DENIED. The certificate is swapped while serving when the node's is renewed
+(``grpc.dynamic_ssl_server_credentials``: the next handshake uses the new one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,8 +33,11 @@ from pykubelet.runtime.base import (
     Runtime,
 )
 from pymaster.api import services_pb2, services_pb2_grpc
+from pymaster.api.identity import Identity, identity_from_context
 
 log = logging.getLogger(__name__)
+
+MASTER_ONLY = "only the master may call the agent API"
 
 
 class ContainerLookupError(Exception):
@@ -109,6 +122,112 @@ class KubeletService(services_pb2_grpc.KubeletServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{err.reason}: {err.message}")
 
 
+def master_only(identity: Identity) -> bool:
+    """The agent API's authorization rule: the master's client certificate, nobody else."""
+    return identity.kind == "master"
+
+
+class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
+    """Runs ``allowed(identity)`` before every method of the server; a caller it refuses gets
+    PERMISSION_DENIED before the method runs.
+
+    grpc.aio interceptors do not see the caller, so the check wraps each method's handler,
+    whatever its kind (unary or streaming, coroutine or async generator): a method added later
+    (exec) is covered without anyone remembering to check.
+
+    Args:
+        allowed: whether an identity may call.
+        denied_message: the error message of a refused call.
+    """
+
+    def __init__(self, allowed: Callable[[Identity], bool], denied_message: str = MASTER_ONLY):
+        self._allowed = allowed
+        self._denied_message = denied_message
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # unknown method: UNIMPLEMENTED
+        method = handler_call_details.method
+        for kind, factory in _HANDLER_FACTORIES.items():
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return factory(
+                    self._guard(behavior, method),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
+
+    async def _authorize(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        identity = identity_from_context(context)
+        if not self._allowed(identity):
+            log.warning("agent API call refused method=%s identity=%s peer=%s", method, identity,
+                        context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, self._denied_message)
+
+    def _guard(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        authorize = self._authorize
+        # grpc.aio tells async generators (streamed by yield) from coroutines (context.write or a
+        # single reply) by inspection, so the wrapper must be of the same kind.
+        if inspect.isasyncgenfunction(behavior):
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                await authorize(context, method)
+                async for item in behavior(request, context):
+                    yield item
+
+            return stream
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await authorize(context, method)
+            return await behavior(request, context)
+
+        return call
+
+
+_HANDLER_FACTORIES = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
+
+
+class ServerTLS:
+    """The agent API's TLS material (node key and certificate, the CA that client certificates
+    must chain to), replaceable while the server runs.
+
+    gRPC asks ``_fetch`` for a new configuration at every handshake (from its own threads): it
+    returns the pending one once, then None ("unchanged").
+    """
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes, ca_pem: bytes):
+        self._lock = threading.Lock()
+        self._pending: grpc.ServerCertificateConfiguration | None = None
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self._configuration(key_pem, cert_pem, ca_pem), self._fetch, require_client_authentication=True
+        )
+
+    @staticmethod
+    def _configuration(key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], root_certificates=ca_pem)
+
+    def update(self, key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> None:
+        """Serves ``cert_pem`` from the next TLS handshake on; open connections keep theirs."""
+        configuration = self._configuration(key_pem, cert_pem, ca_pem)
+        with self._lock:
+            self._pending = configuration
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            configuration, self._pending = self._pending, None
+        return configuration
+
+
 class AgentServer:
     """The grpc.aio server of the agent API.
 
@@ -116,11 +235,21 @@ class AgentServer:
         address: "HOST:PORT" to listen on; port 0 picks a free one.
         runtime: the container runtime.
         node_name: this node.
+        tls: the node's TLS material (mutual TLS, client certificate required).
+        allowed: who may call (the master only).
     """
 
-    def __init__(self, address: str, runtime: Runtime, node_name: str):
+    def __init__(
+        self,
+        address: str,
+        runtime: Runtime,
+        node_name: str,
+        tls: ServerTLS,
+        allowed: Callable[[Identity], bool] = master_only,
+    ):
         self.address = address
-        self._server = grpc.aio.server()
+        self._tls = tls
+        self._server = grpc.aio.server(interceptors=[AuthorizationInterceptor(allowed)])
         services_pb2_grpc.add_KubeletServicer_to_server(KubeletService(runtime, node_name), self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -132,7 +261,7 @@ class AgentServer:
         Raises:
             RuntimeError: the address could not be bound.
         """
-        self.port = self._server.add_insecure_port(self.address)
+        self.port = self._server.add_secure_port(self.address, self._tls.credentials)
         if not self.port:
             raise RuntimeError(f"cannot listen on {self.address}")
         await self._server.start()

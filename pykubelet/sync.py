@@ -350,16 +350,21 @@ async def _remove_garbage(runtime: Runtime, container_ids: list[str], key: str) 
 
 async def kill_pod(runtime: Runtime, observed: PodRuntime, grace_seconds: float, remove: bool) -> None:
     """Stops every live container of a pod, app containers in parallel first, then the infra
-    container(s); with ``remove``, then removes all of its containers.
+    container(s); with ``remove``, then removes all of its containers and, once they are gone,
+    its volumes (emptyDir contents).
+
+    Without ``remove`` the volumes stay: a pod whose sandbox is re-created keeps its emptyDir
+    data, as in Kubernetes.
 
     Args:
         runtime: the container runtime.
         observed: the pod's containers.
         grace_seconds: SIGTERM to SIGKILL delay for each container.
-        remove: also remove the containers (deleted pods, orphans).
+        remove: also remove the containers and the pod's volumes (deleted pods, orphans).
 
     Raises:
-        ContainerRuntimeError: a stop or removal failed (after the others were attempted).
+        ContainerRuntimeError: a stop or removal failed (after the others were attempted); the
+            volumes are then left for the next attempt, never removed under a live container.
     """
     apps = [c for c in observed.containers if c.name != INFRA_CONTAINER_NAME and c.state in _LIVE_STATES]
     infras = [c for c in observed.containers if c.name == INFRA_CONTAINER_NAME and c.state in _LIVE_STATES]
@@ -367,6 +372,7 @@ async def kill_pod(runtime: Runtime, observed: PodRuntime, grace_seconds: float,
     await _all(runtime.stop_container(c.id, grace_seconds) for c in infras)
     if remove:
         await _all(runtime.remove_container(c.id) for c in observed.containers)
+        await runtime.remove_pod_volumes(observed.uid)
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

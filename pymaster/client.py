@@ -1,27 +1,46 @@
 """The Python client for pykube: typed async methods for every RPC of the master's Cluster and
-NodeAgent services, over one grpc.aio channel.
+NodeAgent services, over one mutual-TLS grpc.aio channel.
 
 Every other part uses it: pyctl for the Cluster service, the agent for the NodeAgent service.
 gRPC errors come back as the typed exceptions of ``pymaster.api.errors`` (``NotFound``,
-``ValidationError`` ...), so callers never inspect status codes themselves.
+``ValidationError``, ``Forbidden`` ...), so callers never inspect status codes themselves.
+
+The client always speaks TLS with a client certificate, from a client config file (kubeconfig-like,
+see ``pymaster.api.clientconfig``): ``config_path``, else $PYKUBE_CONFIG, else ~/.pykube/config.
+``make up`` installs the master's ``<data-dir>/admin.yaml`` there; an agent passes its own config.
 
 Example::
 
-    async with Client("127.0.0.1:6443") as client:
+    async with Client() as client:  # ~/.pykube/config
         pod = await client.get_pod("web", namespace="default")
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from pymaster.api import errors, objects_pb2, services_pb2, services_pb2_grpc
+from pymaster.api.clientconfig import (
+    ClientConfig,
+    channel_credentials,
+    channel_options,
+    default_config_path,
+    load_config,
+)
 
 DEFAULT_SERVER = "127.0.0.1:6443"
+# Lists of thousands of pods are larger than gRPC's 4 MiB default; a request stays far smaller
+# (the master refuses big ones itself), so sending is capped lower.
+MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
+# Seconds calls still in flight on the old channel get after reconnect() before it is closed.
+RECONNECT_GRACE_SECONDS = 2.0
 
 # Which exception each status code becomes; anything else is a plain ApiError with that code.
 _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
@@ -31,7 +50,24 @@ _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
     grpc.StatusCode.OUT_OF_RANGE: errors.TooOld,
     grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.PERMISSION_DENIED: errors.Forbidden,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
 }
+
+
+class MissingConfigError(FileNotFoundError):
+    """No client config file where the client looked; the message says how to get one."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"no client config at {path}; run `make up` (it writes ~/.pykube/config) "
+            "or pass --config <master data dir>/admin.yaml"
+        )
+        self.path = path
+
+
+class InvalidConfigError(ValueError):
+    """A client config file that cannot be used (missing key, bad PEM); the message names it."""
 
 
 def api_error(err: grpc.aio.AioRpcError) -> errors.ApiError:
@@ -48,28 +84,62 @@ def api_error(err: grpc.aio.AioRpcError) -> errors.ApiError:
     return exc
 
 
-def default_server() -> str:
-    """The master's address: $PYKUBE_SERVER, else 127.0.0.1:6443."""
-    return os.environ.get("PYKUBE_SERVER") or DEFAULT_SERVER
+def load_client_config(path: str | Path | None = None) -> ClientConfig:
+    """Reads a client config: ``path``, else $PYKUBE_CONFIG, else ~/.pykube/config.
+
+    Raises:
+        MissingConfigError: no file there.
+        InvalidConfigError: the file exists but is not a usable config.
+    """
+    config_path = Path(path).expanduser() if path else default_config_path()
+    if not config_path.is_file():
+        raise MissingConfigError(config_path)
+    try:
+        return load_config(config_path)
+    except FileNotFoundError:
+        raise MissingConfigError(config_path) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidConfigError(str(exc)) from None
 
 
 class Client:
-    """An async client of the pykube master.
+    """An async client of the pykube master, over mutual TLS.
 
     Args:
-        server: "HOST:PORT" of the master; defaults to $PYKUBE_SERVER or 127.0.0.1:6443.
+        server: "HOST:PORT" of the master; defaults to $PYKUBE_SERVER, else the config's server.
         timeout: deadline in seconds for every unary call (streams have none).
+        config: the client config (CA, client certificate and key); loaded from ``config_path``
+            when None.
+        config_path: the config file when ``config`` is None; defaults to $PYKUBE_CONFIG, else
+            ~/.pykube/config.
+
+    Raises:
+        MissingConfigError: no config given and no file where it was looked for.
+        InvalidConfigError: the config file is not usable.
     """
 
-    def __init__(self, server: str | None = None, timeout: float = 10.0):
-        self.server = server or default_server()
+    def __init__(
+        self,
+        server: str | None = None,
+        timeout: float = 10.0,
+        config: ClientConfig | None = None,
+        config_path: str | Path | None = None,
+    ):
+        self.config = config if config is not None else load_client_config(config_path)
+        self.server = server or os.environ.get("PYKUBE_SERVER") or self.config.server or DEFAULT_SERVER
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(
-            self.server,
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
-        )
+        self._closing: set[asyncio.Task[None]] = set()
+        self._channel = self._open(self.config)
         self._cluster = services_pb2_grpc.ClusterStub(self._channel)
         self._agent = services_pb2_grpc.NodeAgentStub(self._channel)
+
+    def _open(self, config: ClientConfig) -> grpc.aio.Channel:
+        options = [
+            *channel_options(config),
+            ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
+        ]
+        return grpc.aio.secure_channel(self.server, channel_credentials(config), options=options)
 
     async def __aenter__(self) -> Client:
         return self
@@ -79,6 +149,23 @@ class Client:
 
     async def close(self) -> None:
         await self._channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def reconnect(self, config: ClientConfig, grace: float = RECONNECT_GRACE_SECONDS) -> None:
+        """Switches to a new config (a renewed certificate) for every later call.
+
+        Calls in flight on the old channel get ``grace`` seconds to finish, then are cancelled
+        (a stream ends with CANCELLED: its caller re-opens it on the new channel).
+        """
+        old = self._channel
+        self._channel = self._open(config)
+        self.config = config
+        self._cluster = services_pb2_grpc.ClusterStub(self._channel)
+        self._agent = services_pb2_grpc.NodeAgentStub(self._channel)
+        task = asyncio.create_task(old.close(grace))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _unary(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
@@ -222,3 +309,9 @@ class Client:
         """Tells the master every container of a pod marked for deletion is gone."""
         request = services_pb2.PodTerminated(namespace=namespace, name=name, uid=uid)
         await self._unary(self._agent.ConfirmPodTerminated, request)
+
+    async def renew_certificate(self, csr_pem: bytes) -> services_pb2.CertificateResponse:
+        """Asks the master to sign a new certificate for this node (the CSR's key is kept, the
+        subject is the caller's identity); call ``reconnect`` with it afterwards."""
+        request = services_pb2.CertificateSigningRequest(csr_pem=csr_pem)
+        return await self._unary(self._agent.RenewCertificate, request)

@@ -3,8 +3,13 @@
     pymaster --data-dir ./pykube-data --listen 127.0.0.1:6443 --metrics-addr 127.0.0.1:8080 \\
              --node-monitor-grace-period 40 --log-level info
 
-Logs are key=value lines on stderr. SIGTERM or SIGINT stops it gracefully: health turns
-NOT_SERVING, in-flight calls get a short grace, then the store is closed.
+Secure by default: the first start creates the cluster CA, the master's certificates, the admin
+client config (``<data-dir>/admin.yaml``) and the join token (``<data-dir>/token``); later starts
+reuse them. ``--listen`` is mutual TLS only; agents join through ``--join-listen`` (plaintext,
+Bootstrap only) with the token. Privileged containers, host networking and host paths are
+refused unless allowed by flags. Logs are key=value lines on stderr; the start line names the
+addresses and the paths of admin.yaml and the token. SIGTERM or SIGINT stops it gracefully:
+health turns NOT_SERVING, in-flight calls get a short grace, then the store is closed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import sys
 import prometheus_client
 
 from pymaster.server.app import MasterApp
+from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS
+from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME
 
 log = logging.getLogger("pymaster")
 
@@ -41,12 +48,20 @@ def _address(value: str) -> str:
     return value
 
 
+def _host_path_prefix(value: str) -> str:
+    if not value.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must be an absolute path, got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pymaster", description="The pykube master: API server, store and scheduler."
     )
     parser.add_argument(
-        "--data-dir", default="./pykube-data", help="where the SQLite store lives (default: %(default)s)"
+        "--data-dir",
+        default="./pykube-data",
+        help="the SQLite store, pki/, admin.yaml and the join token (default: %(default)s)",
     )
     parser.add_argument(
         "--listen",
@@ -67,6 +82,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without a lease renewal before a node turns Ready=Unknown (default: 40)",
     )
     parser.add_argument(
+        "--join-listen",
+        type=_address,
+        default=None,
+        help="plaintext address HOST:PORT of the Bootstrap service agents join through "
+        "(default: the --listen host, port + 1; port 0 picks a free one, logged)",
+    )
+    parser.add_argument(
+        "--tls-san",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra DNS name or IP of the serving certificate; repeatable or comma-separated "
+        "(always: localhost, 127.0.0.1, ::1, the host name and the --listen host)",
+    )
+    parser.add_argument(
+        "--certificate-lifetime",
+        type=_positive_seconds,
+        default=float(DEFAULT_CERTIFICATE_LIFETIME),
+        metavar="SECONDS",
+        help="lifetime of node certificates; agents renew theirs well before expiry; the master's own "
+        f"certificates live at least a year (default: {DEFAULT_CERTIFICATE_LIFETIME} = one year)",
+    )
+    parser.add_argument(
+        "--rotate-join-token",
+        action="store_true",
+        help="write a new join token at start; the old one stops working for new joins "
+        "(nodes that joined keep their certificates)",
+    )
+    parser.add_argument(
+        "--allow-privileged", action="store_true", help="admit pods with privileged containers"
+    )
+    parser.add_argument(
+        "--allow-host-network", action="store_true", help="admit pods with spec.hostNetwork: true"
+    )
+    parser.add_argument(
+        "--allowed-host-path",
+        action="append",
+        default=[],
+        type=_host_path_prefix,
+        metavar="PREFIX",
+        help="admit hostPath volumes under this absolute path prefix; repeatable (default: none)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_UNARY_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="longest a unary call may run before DEADLINE_EXCEEDED (default: %(default)g)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -76,7 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    app = MasterApp(args.data_dir, args.listen, args.metrics_addr, args.node_monitor_grace_period)
+    app = MasterApp(
+        args.data_dir,
+        args.listen,
+        args.metrics_addr,
+        args.node_monitor_grace_period,
+        join_listen=args.join_listen,
+        tls_sans=args.tls_san,
+        certificate_lifetime=args.certificate_lifetime,
+        allow_privileged=args.allow_privileged,
+        allow_host_network=args.allow_host_network,
+        allowed_host_paths=args.allowed_host_path,
+        rotate_join_token=args.rotate_join_token,
+        unary_timeout=args.request_timeout,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:
         asyncio.run(_run(args))
-    except OSError as err:
+    except (OSError, ValueError) as err:
+        # A port in use, an unwritable data dir, a broken CA or token file.
         log.error("pymaster failed to start error=%r", str(err))
         return 1
     return 0

@@ -5,6 +5,11 @@
   ``grpc_server_handling_seconds{grpc_service,grpc_method,grpc_type}``; grpc_code uses Go's
   spelling ("OK", "NotFound", "Canceled") so existing dashboards work unchanged.
 - Scheduler: ``scheduler_schedule_attempts_total{result}``, ``scheduler_pending_pods{queue}``.
+- Security: ``pykube_authentication_failed_total{identity_kind,method}`` (UNAUTHENTICATED: an
+  unknown certificate subject, a revoked node certificate) and
+  ``pykube_authorization_denied_total{identity_kind,method}`` (PERMISSION_DENIED by the role
+  table); method is "Cluster.ListPods"-style. Wrong join tokens show as
+  ``grpc_server_handled_total{grpc_method="Join",grpc_code="Unauthenticated"}``.
 - Cluster state, computed at scrape time from the store by a Collector (kube-state-metrics
   style): ``kube_pod_status_phase{namespace,pod,phase}``,
   ``kube_node_status_condition{node,condition,status}`` and ``pykube_store_resource_version``.
@@ -129,6 +134,18 @@ class MasterMetrics:
             ["queue"],
             registry=registry,
         )
+        self.authentication_failed = Counter(
+            "pykube_authentication_failed_total",
+            "Calls refused because the client certificate names no identity or a revoked one.",
+            ["identity_kind", "method"],
+            registry=registry,
+        )
+        self.authorization_denied = Counter(
+            "pykube_authorization_denied_total",
+            "Calls of an authenticated identity refused by the per-RPC role table.",
+            ["identity_kind", "method"],
+            registry=registry,
+        )
         for result in SCHEDULE_RESULTS:
             self.schedule_attempts.labels(result=result)
         self.set_pending(0, 0)
@@ -141,6 +158,12 @@ class MasterMetrics:
         """Records one finished RPC."""
         self.grpc_handled.labels(grpc_type, service, method, grpc_code_name(code)).inc()
         self.grpc_handling_seconds.labels(grpc_type, service, method).observe(seconds)
+
+    def observe_refused(self, code: grpc.StatusCode, identity_kind: str, method: str) -> None:
+        """Records a call refused by authentication (UNAUTHENTICATED) or authorization."""
+        unauthenticated = code == grpc.StatusCode.UNAUTHENTICATED
+        counter = self.authentication_failed if unauthenticated else self.authorization_denied
+        counter.labels(identity_kind, method).inc()
 
     def set_pending(self, active: int, unschedulable: int) -> None:
         """Sets the scheduler queue sizes."""

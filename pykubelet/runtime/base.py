@@ -83,7 +83,9 @@ class ContainerInfo:
     image_id: str = ""
     error: str = ""  # Docker's State.Error
     oom_killed: bool = False
-    ip: str = ""  # the infra container's IP on the bridge; empty for app containers
+    # The infra container's IP on the bridge; empty for app containers and for a pod on the host's
+    # network (its podIP is the node's address: pod_status uses spec.hostNetwork).
+    ip: str = ""
 
 
 @dataclass
@@ -128,7 +130,8 @@ class Runtime(Protocol):
     async def start_infra(
         self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
     ) -> ContainerInfo:
-        """Creates and starts the pod's infra container (network namespace, published ports).
+        """Creates and starts the pod's infra container (network namespace, published ports; the
+        host's network namespace under spec.hostNetwork) and the pod's memory-backed volumes.
         ``restart_count`` is the attempt number of the sandbox (0 first, +1 per re-creation), so
         a re-created infra container never clashes with the name of a dead one.
         Raises InfraImageMissing / CreateContainerError / RunContainerError."""
@@ -142,8 +145,10 @@ class Runtime(Protocol):
         infra: ContainerInfo,
         restart_count: int,
     ) -> ContainerInfo:
-        """Creates and starts one app container joined to the infra container's namespaces.
-        Raises CreateContainerError / RunContainerError."""
+        """Creates and starts one app container joined to the infra container's namespaces, with
+        its volume mounts (creating emptyDir directories and, per hostPath type, host paths) and
+        its securityContext. Raises CreateContainerError (also for a failed hostPath type check)
+        / RunContainerError."""
         ...
 
     async def stop_container(self, container_id: str, grace_seconds: float) -> None:
@@ -152,6 +157,12 @@ class Runtime(Protocol):
 
     async def remove_container(self, container_id: str) -> None:
         """Removes a container (forcefully). Removing a missing container is fine."""
+        ...
+
+    async def remove_pod_volumes(self, pod_uid: str) -> None:
+        """Deletes what the pod's volumes hold on this node (emptyDir contents, on disk or in
+        memory); hostPath data is never touched. Call it once the pod's containers are removed.
+        A pod without volumes (or already cleaned up) is fine."""
         ...
 
     def logs(

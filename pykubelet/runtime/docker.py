@@ -18,6 +18,31 @@ as ``observe(operation_type, seconds, error)``.
 Cost of a relist: one ``GET /containers/json`` for the node; a container is inspected only when
 its state changed since the previous list (exit codes, start/finish times, OOM and start errors
 are not in the list's data), so a steady node costs one request per relist.
+
+Pod features:
+
+- ``hostNetwork``: the infra container runs in the host's network namespace (Docker's "host"
+  network: no published ports, no IP of its own, the host's hostname); the app containers join
+  it as usual. Its ContainerInfo.ip stays empty: the pod's IP is the node's (pod_status).
+- ``securityContext.privileged``: Docker's Privileged on that app container only.
+- ``hostPath``: a bind mount of the path as given. Per type, checked (and created) on the host
+  before the container is created: ``Directory``/``File`` must exist as such (else
+  CreateContainerError "hostPath type check failed: ..."); ``DirectoryOrCreate`` creates a missing
+  directory (0755, with its parents), ``FileOrCreate`` a missing empty file (0644; its parent
+  must exist), as in Kubernetes; ``""`` checks nothing but, like Docker's ``-v`` and containerd,
+  creates a missing directory rather than fail. Whether the path is allowed at all is the
+  admission's business (master and agent), not the runtime's.
+- ``emptyDir`` on disk: the directory ``<volumes_dir>/<pod uid>/<volume name>`` (mode 0777 like
+  kubelet's), created when the first container mounting it starts and bind-mounted into every
+  container that mounts it, so the pod's containers share it; it outlives container restarts
+  and sandbox re-creations and is deleted by ``remove_pod_volumes``. ``sizeLimit`` is not
+  enforced on disk (Kubernetes evicts such pods; pykube has no eviction yet).
+- ``emptyDir`` with ``medium: Memory``: a Docker tmpfs mount is private to one container, so a
+  pod-wide Docker volume of the local driver with tmpfs options (``size`` = sizeLimit; without
+  one the kernel's default, half the RAM) named ``pk_<uid>_<volume>`` is used instead, labelled
+  like the containers. The infra container mounts it too and so keeps the tmpfs mounted while
+  app containers restart; it is lost (empty again) when the sandbox is re-created, where
+  kubelet would keep it. ``remove_pod_volumes`` removes it.
 """
 
 from __future__ import annotations
@@ -27,13 +52,18 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import os
 import re
+import shutil
+import stat
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -73,6 +103,14 @@ _REQUEST_TIMEOUT = 60.0  # seconds per engine request (stop adds the grace perio
 _EVENTS_MAX_BACKOFF = 30.0
 _EXITED_STATUS = re.compile(r"Exited \((-?\d+)\)")
 
+_VOLUMES_ROOT_MODE = 0o750  # the volumes dir and each pod's dir: pod data is nobody else's
+_EMPTY_DIR_MODE = 0o777  # kubelet's emptyDir permissions: any user of any container may write
+_HOST_DIR_MODE = 0o755  # hostPath DirectoryOrCreate, as in Kubernetes
+_HOST_FILE_MODE = 0o644  # hostPath FileOrCreate, as in Kubernetes
+_INFRA_VOLUMES_PATH = "/.pykube/volumes"  # where the infra container holds the pod's tmpfs volumes
+# A pod uid as one path component: never "", "." or "..", never a "/".
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+
 
 @dataclass(frozen=True)
 class _Details:
@@ -99,14 +137,29 @@ class DockerRuntime:
         observe: called as ``observe(operation_type, seconds, error)`` after every engine call
             (operation types: list_containers, inspect_container, create_container,
             start_container, stop_container, remove_container, pull_image, inspect_image, logs,
-            events, version). It may be called from the stream threads.
+            events, version, create_volume, list_volumes, remove_volume). It may be called from
+            the stream threads.
+        volumes_dir: where emptyDir volumes live on the host (``<volumes_dir>/<pod uid>/<volume
+            name>``); the engine must see the same file system (a local engine). None: the
+            directory ``pykube-volumes`` in the system's temp dir. Created on first use (0750);
+            it must not be a symlink and must belong to this process' user.
 
     The engine is contacted lazily: constructing a DockerRuntime never fails while the engine
     is down; calls raise RuntimeUnavailable until it answers.
     """
 
-    def __init__(self, base_url: str | None = None, max_workers: int = 8, observe: Observer | None = None):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        max_workers: int = 8,
+        observe: Observer | None = None,
+        volumes_dir: str | Path | None = None,
+    ):
         self._base_url = base_url
+        if volumes_dir is None:
+            volumes_dir = Path(tempfile.gettempdir()) / "pykube-volumes"
+        # Docker wants absolute bind sources; not resolved, so a symlinked root_dir stays as given.
+        self._volumes_dir = Path(os.path.abspath(volumes_dir))
         self._max_workers = max_workers
         self._observe = observe
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="docker")
@@ -208,7 +261,9 @@ class DockerRuntime:
     ) -> ContainerInfo:
         """Creates and starts the pod's infra container: bridge network, hostname = pod name,
         every container port with a hostPort published on it, IPC shareable for the app
-        containers. Returns it inspected, with its IP.
+        containers; under hostNetwork the host's network instead (no ports to publish, no IP).
+        It also creates the pod's memory-backed emptyDir volumes and holds them mounted.
+        Returns it inspected, with its IP.
 
         Raises:
             InfraImageMissing: the infra image is absent and could not be pulled.
@@ -224,16 +279,29 @@ class DockerRuntime:
             ) from err
         meta = pod.metadata
         name = labels.container_name(INFRA_CONTAINER_NAME, meta.name, meta.namespace, meta.uid, restart_count)
-        exposed, bindings = _port_bindings(pod)
+        host_network = pod.spec.host_network
+        exposed, bindings = ([], {}) if host_network else _port_bindings(pod)
+        memory = _memory_volumes(pod.spec.volumes)
+        await self._ensure_memory_volumes(pod, node_name, memory)
+        mounts = [
+            docker.types.Mount(
+                f"{_INFRA_VOLUMES_PATH}/{v.name}", labels.volume_name(meta.uid, v.name), no_copy=True
+            )
+            for v in memory
+        ]
 
         def create(api: docker.APIClient) -> dict[str, Any]:
             host_config = api.create_host_config(
-                port_bindings=bindings or None, ipc_mode="shareable", restart_policy={"Name": "no"}
+                port_bindings=bindings or None,
+                ipc_mode="shareable",
+                restart_policy={"Name": "no"},
+                network_mode="host" if host_network else None,
+                mounts=mounts or None,
             )
             return api.create_container(
                 infra_image,
                 name=name,
-                hostname=_hostname(meta.name),
+                hostname=None if host_network else _hostname(meta.name),
                 labels=labels.infra_labels(pod, node_name, restart_count),
                 ports=exposed or None,
                 host_config=host_config,
@@ -261,12 +329,15 @@ class DockerRuntime:
         namespaces; ``command`` replaces the image's ENTRYPOINT and ``args`` its CMD, as in
         Kubernetes. Resources: limits.cpu -> NanoCpus, limits.memory -> Memory, requests.cpu (or
         limits.cpu) -> CpuShares. Docker's own restart policy stays "no": the agent restarts.
+        volumeMounts become Docker mounts (see the module docstring), prepared on the host first;
+        securityContext.privileged -> Privileged.
 
         A container whose start fails is kept (its State.Error records why, and it counts as
         that attempt); the next attempt gets a new name from its restart count.
 
         Raises:
-            CreateContainerError: Docker refused to create it (its message), or a bad quantity.
+            CreateContainerError: Docker refused to create it (its message), a bad quantity, a
+                failed hostPath type check or a volume that could not be prepared.
             RunContainerError: the start failed, e.g. executable not found.
         """
         meta = pod.metadata
@@ -278,6 +349,16 @@ class DockerRuntime:
             resources = _resources(container.resources)
         except ValueError as err:
             raise CreateContainerError(f"invalid resources of container {container.name}: {err}") from err
+        mounted = {m.name for m in container.volume_mounts}
+        await self._ensure_memory_volumes(
+            pod, node_name, _memory_volumes(v for v in pod.spec.volumes if v.name in mounted)
+        )
+        loop = asyncio.get_running_loop()
+        try:  # file system work (mkdir, stat) may block: not on the event loop
+            mounts = await loop.run_in_executor(self._pool, self._mounts, pod, container)
+        except OSError as err:
+            raise CreateContainerError(f"preparing the volumes of container {container.name}: {err}") from err
+        privileged = container.security_context.privileged
 
         def create(api: docker.APIClient) -> dict[str, Any]:
             host_config = api.create_host_config(
@@ -285,6 +366,8 @@ class DockerRuntime:
                 ipc_mode=f"container:{infra.id}",
                 restart_policy={"Name": "no"},
                 log_config=docker.types.LogConfig(type="json-file"),
+                mounts=mounts or None,
+                privileged=privileged,
                 **resources,
             )
             return api.create_container(
@@ -331,6 +414,33 @@ class DockerRuntime:
 
         await self._run("remove_container", remove)
         self._details.pop(container_id, None)
+
+    async def remove_pod_volumes(self, pod_uid: str) -> None:
+        """Deletes ``<volumes_dir>/<pod uid>`` (emptyDir on disk) and the pod's Docker tmpfs
+        volumes (emptyDir in memory). Never follows a symlink a container left in an emptyDir,
+        never touches hostPath data. Call it once the pod's containers are removed.
+
+        Raises:
+            ContainerRuntimeError: a directory or volume could not be removed (retry later).
+            RuntimeUnavailable: the engine did not answer.
+        """
+        if _SAFE_COMPONENT.fullmatch(pod_uid):  # any other uid never got a directory
+            pod_dir = self._volumes_dir / pod_uid
+            loop = asyncio.get_running_loop()
+            try:
+                # rmtree is symlink-safe on Linux (it walks by file descriptor, never follows links).
+                await loop.run_in_executor(self._pool, shutil.rmtree, pod_dir)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                raise ContainerRuntimeError(f"removing the volumes of pod {pod_uid}: {err}") from err
+
+        def listed(api: docker.APIClient) -> list[str]:
+            found = api.volumes(filters={"label": f"{labels.POD_UID}={pod_uid}"}) or {}
+            return [volume["Name"] for volume in found.get("Volumes") or []]
+
+        for name in await self._run("list_volumes", listed):
+            await self._run("remove_volume", lambda api, name=name: _remove_volume(api, name))
 
     def logs(
         self, container_id: str, follow: bool, tail_lines: int | None, timestamps: bool
@@ -419,6 +529,95 @@ class DockerRuntime:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+    # ---- volumes ----
+
+    async def _ensure_memory_volumes(
+        self, pod: objects_pb2.Pod, node_name: str, volumes: list[objects_pb2.Volume]
+    ) -> None:
+        """Creates the Docker tmpfs volumes of ``volumes`` (memory-backed emptyDirs); creating an
+        existing one is a no-op for the engine.
+
+        Raises:
+            CreateContainerError: a bad sizeLimit, or Docker refused.
+        """
+        for volume in volumes:
+            try:
+                options = _tmpfs_options(volume.empty_dir.size_limit)
+            except ValueError as err:
+                raise CreateContainerError(f"invalid sizeLimit of volume {volume.name}: {err}") from err
+            name = labels.volume_name(pod.metadata.uid, volume.name)
+            driver_opts = {"type": "tmpfs", "device": "tmpfs", "o": options}
+            volume_labels = labels.volume_labels(pod, node_name, volume.name)
+            await self._run(
+                "create_volume",
+                lambda api, name=name, opts=driver_opts, tags=volume_labels: api.create_volume(
+                    name, driver="local", driver_opts=opts, labels=tags
+                ),
+                CreateContainerError,
+            )
+
+    def _mounts(self, pod: objects_pb2.Pod, container: objects_pb2.Container) -> list[docker.types.Mount]:
+        """The Docker mounts of ``container``'s volumeMounts, after preparing their sources on the
+        host (blocking: runs in the pool).
+
+        Raises:
+            CreateContainerError: an unknown volume, a failed hostPath type check.
+            OSError: a directory or file could not be created.
+        """
+        volumes = {volume.name: volume for volume in pod.spec.volumes}
+        mounts = []
+        for mount in container.volume_mounts:
+            volume = volumes.get(mount.name)
+            target, read_only = mount.mount_path, mount.read_only
+            if volume is None:
+                raise CreateContainerError(
+                    f'volume "{mount.name}" of container {container.name} is not in the pod'
+                )
+            if volume.HasField("host_path"):
+                source = _prepare_host_path(volume.host_path)
+            elif not volume.HasField("empty_dir"):
+                raise CreateContainerError(f"volume {volume.name} has no source (hostPath or emptyDir)")
+            elif volume.empty_dir.medium == "Memory":
+                # A named volume; no_copy: it starts empty like an emptyDir, not with the image's files.
+                name = labels.volume_name(pod.metadata.uid, volume.name)
+                mounts.append(docker.types.Mount(target, name, read_only=read_only, no_copy=True))
+                continue
+            else:
+                source = self._empty_dir(pod.metadata.uid, volume.name)
+            mounts.append(docker.types.Mount(target, source, type="bind", read_only=read_only))
+        return mounts
+
+    def _empty_dir(self, pod_uid: str, volume: str) -> str:
+        """The host directory of an on-disk emptyDir, created (0777) if missing (blocking)."""
+        if not _SAFE_COMPONENT.fullmatch(pod_uid) or not _SAFE_COMPONENT.fullmatch(volume):
+            raise CreateContainerError(
+                f"pod uid {pod_uid!r} or volume name {volume!r} is not a safe directory name"
+            )
+        self._ensure_volumes_dir()
+        pod_dir = self._volumes_dir / pod_uid
+        with contextlib.suppress(FileExistsError):
+            pod_dir.mkdir(mode=_VOLUMES_ROOT_MODE)
+        path = pod_dir / volume
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(path, _EMPTY_DIR_MODE)  # mkdir's mode is cut by the umask
+        return str(path)
+
+    def _ensure_volumes_dir(self) -> None:
+        """Creates the volumes dir if missing; refuses one that a symlink or another user could
+        redirect (in a shared /tmp, someone else may have created the path first)."""
+        self._volumes_dir.mkdir(mode=_VOLUMES_ROOT_MODE, parents=True, exist_ok=True)
+        info = self._volumes_dir.lstat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise CreateContainerError(f"volumes dir {self._volumes_dir} is not a directory (a symlink?)")
+        if info.st_uid != os.geteuid():
+            raise CreateContainerError(
+                f"volumes dir {self._volumes_dir} belongs to uid {info.st_uid}, not to this agent's user"
+            )
 
     # ---- helpers ----
 
@@ -630,6 +829,13 @@ def _pull(api: docker.APIClient, image: str) -> None:
         raise ImagePullError(f'failed to pull image "{image}": {_explanation(err)}') from err
 
 
+def _remove_volume(api: docker.APIClient, name: str) -> None:
+    try:
+        api.remove_volume(name)
+    except docker.errors.NotFound:
+        pass
+
+
 def _explanation(err: docker.errors.APIError) -> str:
     message = err.explanation or str(err)
     return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
@@ -757,6 +963,56 @@ def _port_bindings(pod: objects_pb2.Pod) -> tuple[list[tuple[int, str]], dict[st
                 exposed.append((port.container_port, protocol))
             bindings.setdefault(key, []).append((port.host_ip or "0.0.0.0", port.host_port))
     return exposed, bindings
+
+
+def _memory_volumes(volumes: Iterable[objects_pb2.Volume]) -> list[objects_pb2.Volume]:
+    """The memory-backed emptyDir volumes among ``volumes``."""
+    return [v for v in volumes if v.HasField("empty_dir") and v.empty_dir.medium == "Memory"]
+
+
+def _tmpfs_options(size_limit: str) -> str:
+    """The mount options of a memory-backed emptyDir's tmpfs.
+
+    Raises:
+        ValueError: ``size_limit`` is not a quantity.
+    """
+    options = f"mode={_EMPTY_DIR_MODE:04o}"
+    size = memory_bytes(size_limit) if size_limit else 0
+    return f"{options},size={size}" if size > 0 else options  # size=0 would mean unlimited
+
+
+def _prepare_host_path(source: objects_pb2.HostPathVolumeSource) -> str:
+    """Checks (and per type creates) a hostPath volume's path; returns it (blocking).
+
+    Raises:
+        CreateContainerError: not an absolute path, or the type check failed.
+        OSError: creating it failed (e.g. FileOrCreate without its parent directory).
+    """
+    path, kind = source.path, source.type
+    if not path.startswith("/") or "\x00" in path:
+        raise CreateContainerError(f"hostPath {path!r} is not an absolute path")
+    if not os.path.exists(path):
+        # Only what this call created gets its mode set (the umask cuts the one given at creation);
+        # a path someone else created meanwhile is left as it is.
+        if kind in ("", "DirectoryOrCreate"):
+            os.makedirs(os.path.dirname(path), mode=_HOST_DIR_MODE, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, _HOST_DIR_MODE)
+                os.chmod(path, _HOST_DIR_MODE)
+        elif kind == "FileOrCreate":
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _HOST_FILE_MODE)
+                try:
+                    os.fchmod(fd, _HOST_FILE_MODE)
+                finally:
+                    os.close(fd)
+        else:
+            raise CreateContainerError(f"hostPath type check failed: {path} does not exist (type {kind})")
+    if kind in ("Directory", "DirectoryOrCreate") and not os.path.isdir(path):
+        raise CreateContainerError(f"hostPath type check failed: {path} is not a directory")
+    if kind in ("File", "FileOrCreate") and not os.path.isfile(path):
+        raise CreateContainerError(f"hostPath type check failed: {path} is not a file")
+    return path
 
 
 def _resources(resources: objects_pb2.ResourceRequirements) -> dict[str, int]:

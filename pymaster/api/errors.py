@@ -56,3 +56,16 @@ class FailedPrecondition(ApiError):
 
 class Unavailable(ApiError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(ApiError):
+    """The caller's identity is not (or no longer) accepted: an unknown certificate subject, a
+    revoked node certificate, a wrong join token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Forbidden(ApiError):
+    """The caller is known but may not do this: the per-RPC role table or the admission policy."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

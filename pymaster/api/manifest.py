@@ -14,6 +14,14 @@ YAML numbers (``cpu: 1``, ``cpu: 0.5``) and make them strings, and timestamps ma
 ``load_pods`` reads multi-document YAML with a safe loader that also rejects duplicate keys (a
 second ``containers:`` would otherwise silently replace the first), and validates every pod so a
 bad manifest is reported before anything is sent.
+
+Hostile input: ``load_pods`` refuses text over ``MAX_MANIFEST_BYTES`` before parsing. YAML aliases
+are allowed (Kubernetes allows them too) but bounded, against "billion laughs" documents whose few
+bytes expand to billions of nodes: before a document is constructed its node graph is walked with
+every alias expanded, and the stream fails once aliases have added ``MAX_ALIAS_NODES`` nodes or a
+document nests deeper than ``MAX_DEPTH`` levels. Whatever the input (random text, random nested
+dicts for ``from_dict``), the only exception raised is ``ValidationError`` with a path; user
+values quoted in messages are cut short and escaped.
 """
 
 from __future__ import annotations
@@ -70,9 +78,42 @@ _QUANTITY_MAPS = frozenset(
 _TIMESTAMP = "google.protobuf.Timestamp"
 _WELL_KNOWN_PREFIX = "google.protobuf."
 
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_ALIAS_NODES = 100_000  # nodes aliases may add to a stream, all documents together
+MAX_DEPTH = 100  # nesting levels of one document, aliases expanded
+_DESCRIBE_MAX = 256  # characters of a user's key or value quoted in a path or message
+# Far above any valid quantity, and below the size at which Python refuses str() of an int.
+_MAX_QUANTITY_INT_BITS = 128
+# What a YAML constructor may raise on a value it cannot build (an invalid date, an integer too
+# long for Python to convert ...): reported as a YAML error at the value's position.
+_CONSTRUCT_ERRORS = (ValueError, OverflowError, TypeError)
+
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _describe(value: Any) -> str:
+    """A short, printable rendering of a user's key or value for a path or a message."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # repr of a huge int or a self-nested list raises; anything else may too
+            text = f"<{type(value).__name__}>"
+    if not text.isprintable():
+        text = json.dumps(text)[1:-1]  # escapes control characters and lone surrogates
+    return text if len(text) <= _DESCRIBE_MAX else f"{text[:_DESCRIBE_MAX]}..."
+
+
+def _check_text(value: str, path: str) -> str:
+    """``value`` if protobuf can store it (UTF-8: no lone surrogates)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValidationError(path, "must be valid UTF-8 text (no lone surrogates)") from None
+    return value
 
 
 def _is_map(field: FieldDescriptor) -> bool:
@@ -171,7 +212,7 @@ def _fill(msg: Message, data: Any, path: str) -> None:
         raise ValidationError(path, "must be an object")
     fields = _fields_by_json_name(msg.DESCRIPTOR)
     for key, value in data.items():
-        field_path = _join(path, str(key))
+        field_path = _join(path, _describe(key))
         field = fields.get(key) if isinstance(key, str) else None
         if field is None:
             raise ValidationError(field_path, "unknown field")
@@ -194,8 +235,8 @@ def _fill_message(sub: Message, value: Any, path: str) -> None:
     elif full_name.startswith(_WELL_KNOWN_PREFIX):
         try:
             json_format.ParseDict(value, sub)
-        except json_format.ParseError as e:
-            raise ValidationError(path, str(e)) from None
+        except (json_format.ParseError, *_CONSTRUCT_ERRORS) as e:
+            raise ValidationError(path, _describe(str(e))) from None
     else:
         sub.SetInParent()  # `metadata: {}` still sets the field
         _fill(sub, value, path)
@@ -209,8 +250,9 @@ def _fill_map(msg: Message, field: FieldDescriptor, value: Any, path: str) -> No
     quantities = field.full_name in _QUANTITY_MAPS
     for key, item in value.items():
         if not isinstance(key, str):
-            raise ValidationError(path, f"key {key!r} must be a string")
-        entry_path = key_path(path, key)
+            raise ValidationError(path, f"key {_describe(key)} must be a string")
+        entry_path = key_path(path, _describe(key))
+        _check_text(key, entry_path)
         if item is None:
             raise ValidationError(entry_path, "must not be null")
         if value_field.message_type is not None:
@@ -235,15 +277,15 @@ def _fill_repeated(msg: Message, field: FieldDescriptor, value: Any, path: str) 
 
 def _fill_timestamp(ts: Message, value: Any, path: str) -> None:
     # YAML turns an unquoted timestamp into a datetime; a naive one is UTC, as in YAML itself.
-    if isinstance(value, datetime.datetime):
-        ts.FromDatetime(value)
-        return
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, datetime.datetime):
+            ts.FromDatetime(value)
+            return
+        if isinstance(value, str):
             ts.FromJsonString(value)
             return
-        except ValueError:
-            pass
+    except (ValueError, OverflowError):  # e.g. year 1 with a positive UTC offset
+        pass
     raise ValidationError(path, "must be an RFC 3339 timestamp like 2026-11-25T17:04:32Z")
 
 
@@ -253,9 +295,11 @@ def _scalar(value: Any, field: FieldDescriptor, path: str, *, quantity: bool = F
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == FieldDescriptor.TYPE_STRING:
         if isinstance(value, str):
-            return value
-        if quantity and is_number and math.isfinite(value):
-            return str(value) if isinstance(value, int) else repr(value)
+            return _check_text(value, path)
+        if quantity and isinstance(value, float) and math.isfinite(value):
+            return repr(value)
+        if quantity and is_number and isinstance(value, int) and value.bit_length() <= _MAX_QUANTITY_INT_BITS:
+            return str(value)
         raise ValidationError(path, "must be a string")
     if kind == FieldDescriptor.TYPE_BOOL:
         if isinstance(value, bool):
@@ -270,20 +314,23 @@ def _scalar(value: Any, field: FieldDescriptor, path: str, *, quantity: bool = F
         return value
     if kind in _FLOAT_TYPES:
         if is_number:
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ValidationError(path, "number out of range") from None
         raise ValidationError(path, "must be a number")
     if kind == FieldDescriptor.TYPE_ENUM:
         values = field.enum_type.values_by_name
         if isinstance(value, str) and value in values:
             return values[value].number
-        raise ValidationError(path, f"unsupported value {value!r}; supported: {', '.join(values)}")
+        raise ValidationError(path, f"unsupported value {_describe(value)}; supported: {', '.join(values)}")
     if kind == FieldDescriptor.TYPE_BYTES:
         if isinstance(value, bytes):  # YAML !!binary
             return value
         if isinstance(value, str):
             try:
                 return base64.b64decode(value, validate=True)
-            except binascii.Error:
+            except (binascii.Error, ValueError):  # ValueError: characters outside ASCII
                 pass
         raise ValidationError(path, "must be a base64 string")
     raise ValidationError(path, f"unsupported field type {kind}")  # groups: not in this API
@@ -293,7 +340,62 @@ def _scalar(value: Any, field: FieldDescriptor, path: str, *, quantity: bool = F
 
 
 class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The safe loader, plus: a key repeated in one mapping is an error, as in kubectl."""
+    """The safe loader, plus: a key repeated in one mapping is an error, as in kubectl; aliases
+    and nesting are bounded (``_check_limits``); a value no constructor can build is a YAML
+    error at its position, not a ValueError."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._alias_nodes = 0  # across the stream's documents
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_limits(node)
+        return super().construct_document(node)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except _CONSTRUCT_ERRORS as e:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid value: {_describe(str(e))}", node.start_mark
+            ) from None
+
+    def _check_limits(self, root: yaml.Node) -> None:
+        """Walks a composed document with its aliases expanded (an alias is the same node object
+        reached a second time), with a budget: the walk stops at the first node past a limit,
+        so checking costs at most the document's own size plus ``MAX_ALIAS_NODES``.
+
+        Raises:
+            yaml.constructor.ConstructorError: too deep, or aliases expand to too many nodes.
+        """
+        seen: set[int] = set()
+        stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+        while stack:
+            node, depth, aliased = stack.pop()
+            if not aliased:
+                aliased = id(node) in seen
+                seen.add(id(node))
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [child for pair in node.value for child in pair]
+            else:
+                continue
+            if not children:
+                continue
+            if depth >= MAX_DEPTH:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark
+                )
+            if aliased:
+                # Counted when pushed, so a wide node reached through many aliases is refused
+                # before its children are ever stacked.
+                self._alias_nodes += len(children)
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"aliases expand to more than {MAX_ALIAS_NODES} nodes", node.start_mark
+                    )
+            stack.extend((child, depth + 1, aliased) for child in children)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -309,7 +411,9 @@ class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
-                    f"found duplicate key {key!r}",
+                    f"found duplicate key {_describe(key)!r}"
+                    if isinstance(key, str)
+                    else f"found duplicate key {_describe(key)}",
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -334,12 +438,12 @@ def _pod_from_document(doc: Any) -> objects_pb2.Pod:
     if not isinstance(kind, str):
         raise ValidationError("kind", "must be a string")
     if kind != "Pod":
-        raise ValidationError("kind", f"unsupported kind {kind}; supported: Pod")
+        raise ValidationError("kind", f"unsupported kind {_describe(kind)}; supported: Pod")
     api_version = doc.get("apiVersion")
     if api_version is None or api_version == "":
         raise ValidationError("apiVersion", "required; supported: v1")
     if api_version != "v1":
-        raise ValidationError("apiVersion", f"unsupported apiVersion {api_version!s}; supported: v1")
+        raise ValidationError("apiVersion", f"unsupported apiVersion {_describe(api_version)}; supported: v1")
     pod = from_dict(doc, objects_pb2.Pod)
     validate_pod(pod)
     return pod
@@ -358,10 +462,22 @@ def load_pods(text: str) -> list[objects_pb2.Pod]:
         The pods, in document order.
 
     Raises:
-        ValidationError: bad YAML (``yaml: line 3, column 5: ...``), a document that is not a
-            Pod (on ``kind``/``apiVersion``) or an invalid pod; errors in the second document
-            onwards are prefixed ``document N: ``.
+        ValidationError: text over 4 MiB (``manifest: larger than 4 MiB``), bad YAML (``yaml: line
+            3, column 5: ...``, also for too many aliases or too deep nesting), a document that is
+            not a Pod (on ``kind``/``apiVersion``) or an invalid pod; errors in the second
+            document onwards are prefixed ``document N: ``.
     """
+    if not isinstance(text, str):
+        raise ValidationError("manifest", f"must be text, not {type(text).__name__}")
+    # A character is at least one byte: only text near the limit needs encoding to be measured.
+    if len(text) > MAX_MANIFEST_BYTES or (
+        len(text) * 4 > MAX_MANIFEST_BYTES and len(text.encode(errors="surrogatepass")) > MAX_MANIFEST_BYTES
+    ):
+        raise ValidationError("manifest", f"larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB")
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        raise ValidationError("manifest", f"invalid text at character {e.start}: a lone surrogate") from None
     pods: list[objects_pb2.Pod] = []
     documents = yaml.load_all(text, Loader=_StrictSafeLoader)
     index = 0
@@ -372,6 +488,8 @@ def load_pods(text: str) -> list[objects_pb2.Pod]:
             return pods
         except yaml.YAMLError as e:
             raise _yaml_error(e) from None
+        except RecursionError:  # the pure-Python parser (no libyaml) recurses per nesting level
+            raise ValidationError("yaml", f"nested deeper than {MAX_DEPTH} levels") from None
         index += 1
         if doc is None:
             continue

@@ -5,14 +5,24 @@ the first error found is raised, in a fixed order: metadata, then spec fields in
 order, map keys sorted. ``validate_pod`` accepts a pod both before and after ``default_pod``:
 fields that defaulting fills (restartPolicy, imagePullPolicy, protocol, namespace) may be empty.
 Status is never validated: the server owns it.
+
+Hostile input: counts and sizes are bounded (``MAX_CONTAINERS`` containers, ``MAX_VOLUMES``
+volumes, ``MAX_ENV`` env entries, ``MAX_STRING_BYTES`` per command/args/env string ...), checked
+before the elements themselves so a huge pod costs little to refuse, and a value quoted in a
+message is cut to ``_QUOTE_MAX`` characters so an error always fits in a gRPC status.
+
+Volumes follow Kubernetes' rules for the two sources pykube supports (hostPath, emptyDir);
+``securityContext.privileged`` and ``hostNetwork`` are valid whatever their value: whether they
+are allowed is the master's admission policy (and the agent's), not validation.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 
 from google.protobuf.message import Message
 
@@ -29,12 +39,23 @@ _IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _ENV_VAR_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ANNOTATIONS_MAX_BYTES = 256 * 1024
+_QUOTE_MAX = 256  # characters of a user's value repeated in an error message
+
+MAX_CONTAINERS = 64
+MAX_VOLUMES = 64
+MAX_VOLUME_MOUNTS = 64  # per container
+MAX_ENV = 1000  # per container
+MAX_ARGS = 1000  # entries of command, and of args, per container
+MAX_STRING_BYTES = 64 * 1024  # one command/args entry, env value, workingDir or image
+MAX_PATH_BYTES = 4096  # a hostPath or mountPath (Linux' PATH_MAX)
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP")
 POD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 NODE_RESOURCES = ("cpu", "memory", "ephemeral-storage", "pods")
+HOST_PATH_TYPES = ("", "Directory", "DirectoryOrCreate", "File", "FileOrCreate")
+EMPTY_DIR_MEDIA = ("", "Memory")
 NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 DEFAULT_GRACE_PERIOD_SECONDS = 30
@@ -53,11 +74,16 @@ def key_path(path: str, key: str) -> str:
     """The path of a map entry: ``limits.cpu`` for a plain key, ``labels[app.kubernetes.io/name]``
     when the key itself holds dots, slashes or other characters that would make a dotted path
     ambiguous."""
+    if len(key) > _QUOTE_MAX:  # a path is repeated in messages: keep it short
+        return f"{path}[{key[:_QUOTE_MAX]}...]"
     return f"{path}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{path}[{key}]"
 
 
 def _q(value: str) -> str:
-    """Quote a user's value in a message the way Go's %q would, escaping anything unprintable."""
+    """Quote a user's value in a message the way Go's %q would, escaping anything unprintable;
+    a long value is cut to its first ``_QUOTE_MAX`` characters and "..."."""
+    if len(value) > _QUOTE_MAX:
+        return json.dumps(value[:_QUOTE_MAX], ensure_ascii=False) + "..."
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -84,8 +110,8 @@ def default_pod(pod: objects_pb2.Pod) -> None:
     """Fill in the defaults Kubernetes' API server would, in place.
 
     apiVersion "v1", kind "Pod", namespace "default", restartPolicy "Always",
-    terminationGracePeriodSeconds 30, imagePullPolicy from the image tag, port protocol "TCP".
-    Fields already set are left alone.
+    terminationGracePeriodSeconds 30, imagePullPolicy from the image tag, port protocol "TCP",
+    and under hostNetwork a port's hostPort = its containerPort. Fields already set are left alone.
     """
     pod.api_version = pod.api_version or "v1"
     pod.kind = pod.kind or "Pod"
@@ -98,6 +124,9 @@ def default_pod(pod: objects_pb2.Pod) -> None:
         container.image_pull_policy = container.image_pull_policy or default_pull_policy(container.image)
         for port in container.ports:
             port.protocol = port.protocol or "TCP"
+            if spec.host_network and not port.host_port:
+                # On the host's network a container port is a host port (Kubernetes' defaulting).
+                port.host_port = port.container_port
 
 
 # ---- generic checks ----
@@ -232,9 +261,11 @@ def _is_port_name(name: str) -> bool:
     )
 
 
-def _check_ports(path: str, ports: Iterable[objects_pb2.ContainerPort], seen: set[tuple]) -> None:
+def _check_ports(
+    path: str, ports: Iterable[objects_pb2.ContainerPort], seen: set[tuple], host_network: bool
+) -> None:
     """Ports of one container; ``seen`` carries names and ports across the pod's containers,
-    which share one network namespace."""
+    which share one network namespace. On the host's network no port can be remapped."""
     for j, port in enumerate(ports):
         p = f"{path}[{j}]"
         if port.name:
@@ -251,6 +282,8 @@ def _check_ports(path: str, ports: Iterable[objects_pb2.ContainerPort], seen: se
             raise ValidationError(f"{p}.containerPort", "must be between 1 and 65535")
         if not 0 <= port.host_port <= 65535:
             raise ValidationError(f"{p}.hostPort", "must be between 1 and 65535, or 0 for none")
+        if host_network and port.host_port and port.host_port != port.container_port:
+            raise ValidationError(f"{p}.hostPort", "must match containerPort when hostNetwork is true")
         _check_enum(f"{p}.protocol", port.protocol, PROTOCOLS)
         if port.host_ip:
             try:
@@ -281,8 +314,73 @@ def _check_resources(path: str, resources: objects_pb2.ResourceRequirements) -> 
             )
 
 
+def _check_count(path: str, items: Sized, limit: int, what: str) -> None:
+    if len(items) > limit:
+        raise ValidationError(path, f"at most {limit} {what} allowed")
+
+
+def _check_string_size(path: str, value: str, limit: int = MAX_STRING_BYTES) -> None:
+    # A character is at most 4 bytes in UTF-8: only a long string needs encoding to be measured.
+    if len(value) * 4 > limit and len(value.encode()) > limit:
+        raise ValidationError(path, f"too long: must have at most {limit} bytes")
+
+
+def _check_strings(path: str, values: Sequence[str]) -> None:
+    _check_count(path, values, MAX_ARGS, "entries")
+    for k, value in enumerate(values):
+        _check_string_size(f"{path}[{k}]", value)
+
+
+def _check_absolute_path(path: str, value: str) -> None:
+    if not value:
+        raise ValidationError(path, "required")
+    _check_string_size(path, value, MAX_PATH_BYTES)
+    if "\x00" in value:
+        raise ValidationError(path, "must not contain a NUL character")
+    if not value.startswith("/"):
+        raise ValidationError(path, f"invalid value {_q(value)}: must be an absolute path")
+
+
+def _check_env(path: str, env: Sequence[objects_pb2.EnvVar]) -> None:
+    _check_count(path, env, MAX_ENV, "entries")
+    for k, var in enumerate(env):
+        if not var.name:
+            raise ValidationError(f"{path}[{k}].name", "required")
+        _check_string_size(f"{path}[{k}].name", var.name)
+        if not _ENV_VAR_NAME.fullmatch(var.name):
+            raise ValidationError(
+                f"{path}[{k}].name",
+                f"invalid value {_q(var.name)}: must consist of letters, digits, '_', '-' or '.', "
+                "and not start with a digit",
+            )
+        _check_string_size(f"{path}[{k}].value", var.value)
+
+
+def _check_volume_mounts(
+    path: str, mounts: Sequence[objects_pb2.VolumeMount], volume_names: set[str]
+) -> None:
+    _check_count(path, mounts, MAX_VOLUME_MOUNTS, "volume mounts")
+    targets: set[str] = set()
+    for j, mount in enumerate(mounts):
+        p = f"{path}[{j}]"
+        if not mount.name:
+            raise ValidationError(f"{p}.name", "required")
+        if mount.name not in volume_names:
+            raise ValidationError(f"{p}.name", f"volume {_q(mount.name)} not found")
+        _check_absolute_path(f"{p}.mountPath", mount.mount_path)
+        target = posixpath.normpath(mount.mount_path)  # "/data/" and "/data" are one mount point
+        if target in targets:
+            raise ValidationError(f"{p}.mountPath", f"duplicate mount path {_q(mount.mount_path)}")
+        targets.add(target)
+
+
 def _check_container(
-    path: str, container: objects_pb2.Container, names: set[str], ports_seen: set[tuple]
+    path: str,
+    container: objects_pb2.Container,
+    names: set[str],
+    ports_seen: set[tuple],
+    spec: objects_pb2.PodSpec,
+    volume_names: set[str],
 ) -> None:
     if not container.name:
         raise ValidationError(f"{path}.name", "required")
@@ -292,20 +390,57 @@ def _check_container(
     names.add(container.name)
     if not container.image:
         raise ValidationError(f"{path}.image", "required")
+    _check_string_size(f"{path}.image", container.image)
     if container.image != container.image.strip():
         raise ValidationError(f"{path}.image", "must not have leading or trailing whitespace")
-    for k, env in enumerate(container.env):
-        if not env.name:
-            raise ValidationError(f"{path}.env[{k}].name", "required")
-        if not _ENV_VAR_NAME.fullmatch(env.name):
-            raise ValidationError(
-                f"{path}.env[{k}].name",
-                f"invalid value {_q(env.name)}: must consist of letters, digits, '_', '-' or '.', "
-                "and not start with a digit",
-            )
-    _check_ports(f"{path}.ports", container.ports, ports_seen)
+    _check_strings(f"{path}.command", container.command)
+    _check_strings(f"{path}.args", container.args)
+    _check_env(f"{path}.env", container.env)
+    _check_ports(f"{path}.ports", container.ports, ports_seen, spec.host_network)
     _check_resources(f"{path}.resources", container.resources)
     _check_enum(f"{path}.imagePullPolicy", container.image_pull_policy, PULL_POLICIES)
+    _check_string_size(f"{path}.workingDir", container.working_dir)
+    _check_volume_mounts(f"{path}.volumeMounts", container.volume_mounts, volume_names)
+
+
+def _check_host_path(path: str, source: objects_pb2.HostPathVolumeSource) -> None:
+    _check_absolute_path(f"{path}.path", source.path)
+    if ".." in source.path.split("/"):
+        # Kubernetes' rule too: a prefix check of the admission policy must not be escapable.
+        raise ValidationError(f"{path}.path", f"invalid value {_q(source.path)}: must not contain '..'")
+    _check_enum(f"{path}.type", source.type, HOST_PATH_TYPES[1:])
+
+
+def _check_empty_dir(path: str, source: objects_pb2.EmptyDirVolumeSource) -> None:
+    _check_enum(f"{path}.medium", source.medium, EMPTY_DIR_MEDIA[1:])
+    if source.size_limit:
+        try:
+            size = parse_quantity(source.size_limit)
+        except ValueError:
+            raise ValidationError(f"{path}.sizeLimit", f"invalid quantity {_q(source.size_limit)}") from None
+        if size <= 0:
+            # Stricter than Kubernetes (>= 0): a tmpfs of size 0 would be an unlimited one.
+            raise ValidationError(
+                f"{path}.sizeLimit", f"invalid value {_q(source.size_limit)}: must be greater than 0"
+            )
+
+
+def _check_volumes(volumes: Sequence[objects_pb2.Volume]) -> None:
+    names: set[str] = set()
+    for i, volume in enumerate(volumes):
+        p = f"spec.volumes[{i}]"
+        if not volume.name:
+            raise ValidationError(f"{p}.name", "required")
+        _check_dns_label(f"{p}.name", volume.name)
+        if volume.name in names:
+            raise ValidationError(f"{p}.name", f"duplicate name {_q(volume.name)}")
+        names.add(volume.name)
+        if volume.HasField("host_path") == volume.HasField("empty_dir"):
+            raise ValidationError(p, "exactly one volume source (hostPath, emptyDir) is required")
+        if volume.HasField("host_path"):
+            _check_host_path(f"{p}.hostPath", volume.host_path)
+        else:
+            _check_empty_dir(f"{p}.emptyDir", volume.empty_dir)
 
 
 def validate_pod(pod: objects_pb2.Pod) -> None:
@@ -319,16 +454,21 @@ def validate_pod(pod: objects_pb2.Pod) -> None:
     spec = pod.spec
     if not spec.containers:
         raise ValidationError("spec.containers", "required")
+    _check_count("spec.containers", spec.containers, MAX_CONTAINERS, "containers")
+    _check_count("spec.volumes", spec.volumes, MAX_VOLUMES, "volumes")
+    # Mounts are checked against the volumes' names; the volumes themselves in field order.
+    volume_names = {volume.name for volume in spec.volumes}
     names: set[str] = set()
     ports_seen: set[tuple] = set()
     for i, container in enumerate(spec.containers):
-        _check_container(f"spec.containers[{i}]", container, names, ports_seen)
+        _check_container(f"spec.containers[{i}]", container, names, ports_seen, spec, volume_names)
     _check_enum("spec.restartPolicy", spec.restart_policy, RESTART_POLICIES)
     if spec.node_name:
         _check_dns_subdomain("spec.nodeName", spec.node_name)
     _check_labels("spec.nodeSelector", spec.node_selector)
     if spec.HasField("termination_grace_period_seconds") and spec.termination_grace_period_seconds < 0:
         raise ValidationError("spec.terminationGracePeriodSeconds", "must be greater than or equal to 0")
+    _check_volumes(spec.volumes)
 
 
 def _first_difference(path: str, old: Message, new: Message, skip: Callable[[str], bool]) -> str | None:

@@ -56,15 +56,31 @@ class CommandError(Exception):
 
 @dataclass
 class Context:
-    """What a command works with: the client, the namespace flag and the output streams."""
+    """What a command works with: the client, the namespace flag and the output streams.
 
-    client: Client
+    The client is made by ``connect`` on first use, so that a command failing on its own input
+    (a bad manifest, a missing file) says so even where no client config exists yet.
+    """
+
+    connect: Callable[[], Client]
     namespace: str | None = None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     out_bytes: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
     clock: Callable[[], float] = time.time
+    _client: Client | None = field(default=None, init=False, repr=False)
+
+    @property
+    def client(self) -> Client:
+        """The master's client (raises the client's config errors on first use)."""
+        if self._client is None:
+            self._client = self.connect()
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
 
     @property
     def ns(self) -> str:
@@ -95,7 +111,8 @@ def _is_fatal(exc: errors.ApiError) -> bool:
     """Errors after which a multi-object command stops instead of moving to the next object."""
     if isinstance(exc, errors.Unavailable):
         return printers.is_connect_failure(exc)
-    return exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    # A refused identity fails every call alike.
+    return exc.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED)
 
 
 # ---- reading the API, generically over pods and nodes ----

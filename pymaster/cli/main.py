@@ -5,21 +5,31 @@ process's exit codes. The commands themselves live in ``pymaster.cli.commands``.
 
 kubectl habits kept on purpose:
 
-- global flags (``-s/--server``, ``--request-timeout``, ``-n/--namespace``) go before or after
-  the subcommand; ``--server`` defaults to $PYKUBE_SERVER, then 127.0.0.1:6443;
+- global flags (``--config``, ``-s/--server``, ``--request-timeout``, ``-n/--namespace``) go
+  before or after the subcommand; ``--config`` (kubectl's ``--kubeconfig``, also accepted) is the
+  client config file with the master's address, CA and the client's certificate: it defaults to
+  $PYKUBE_CONFIG, then ~/.pykube/config (which ``make up`` writes); ``--server`` defaults to
+  $PYKUBE_SERVER, then the config's server;
 - resource types take kubectl's names and short forms (``pods``, ``pod``, ``po``, ``nodes``,
   ``node``, ``no``) and ``TYPE/NAME`` arguments (``get pod/web``);
 - boolean flags also take ``--flag=true|false`` (``delete --wait=false``);
 - usage errors print ``error: <message>`` and exit 1, as kubectl does (not argparse's 2);
-- an API error prints one line (``Error from server (NotFound): pods "web" not found``) and
-  exits 1; Ctrl-C exits 130 quietly, or 0 while watching (``get -w``).
+- an API error prints one line (``Error from server (NotFound): pods "web" not found``,
+  ``Error from server (Forbidden): ...``, ``error: You must be logged in to the server
+  (Unauthorized): ...``, ``error: TLS handshake with the pykube master at ... failed``), and so
+  does a missing or unusable config; both exit 1; Ctrl-C exits 130 quietly, or 0 while watching (``get -w``).
 """
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs a failed TLS handshake on stderr at INFO; pyctl says it in its one error line.
+# Read when grpc is first imported, so set before that (GRPC_VERBOSITY=debug still wins).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import argparse
 import asyncio
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -27,7 +37,7 @@ from typing import NoReturn
 
 from pymaster.api import errors
 from pymaster.cli import commands, printers
-from pymaster.client import Client, default_server
+from pymaster.client import Client, InvalidConfigError, MissingConfigError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -37,8 +47,8 @@ POD_NAMES = ("pods", "pod", "po")
 NODE_NAMES = ("nodes", "node", "no")
 RESOURCES = {**dict.fromkeys(POD_NAMES, "pods"), **dict.fromkeys(NODE_NAMES, "nodes")}
 OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
-GLOBAL_VALUE_FLAGS = ("-s", "--server", "--request-timeout", "-n", "--namespace")
-GLOBAL_DESTS = ("server", "request_timeout", "namespace")
+GLOBAL_VALUE_FLAGS = ("--config", "--kubeconfig", "-s", "--server", "--request-timeout", "-n", "--namespace")
+GLOBAL_DESTS = ("config", "server", "request_timeout", "namespace")
 # Boolean flags that also take "=true"/"=false"; the value is each flag's default.
 BOOL_FLAGS = {
     "--watch": False,
@@ -126,8 +136,14 @@ def _global_flags(suppress: bool) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     default = {"default": argparse.SUPPRESS} if suppress else {}
     parent.add_argument(
+        "--config", "--kubeconfig", dest="config", metavar="PATH", **default,
+        help="client config: the master's address, CA and this client's certificate "
+        "(default: $PYKUBE_CONFIG, else ~/.pykube/config, written by `make up`; a master writes "
+        "its admin config to <data-dir>/admin.yaml)",
+    )
+    parent.add_argument(
         "-s", "--server", metavar="HOST:PORT", **default,
-        help="the pykube master (default: $PYKUBE_SERVER, else 127.0.0.1:6443)",
+        help="the pykube master (default: $PYKUBE_SERVER, else the config's server)",
     )
     parent.add_argument(
         "--request-timeout", metavar="DURATION", type=parse_duration, **default,
@@ -347,8 +363,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parses a pyctl command line.
 
     Returns:
-        The namespace: ``command`` (None when none was given), ``handler``, the global ``server``,
-        ``request_timeout`` and ``namespace`` (None when not given) and the command's flags;
+        The namespace: ``command`` (None when none was given), ``handler``, the global ``config``,
+        ``server``, ``request_timeout`` and ``namespace`` (None when not given) and the command's flags;
         get/describe/delete also get ``resource`` ("pods"/"nodes") and ``names``.
 
     Raises:
@@ -379,16 +395,21 @@ async def _run(args: argparse.Namespace) -> int:
     timeout = args.request_timeout
     # kubectl's --request-timeout=0 means no deadline; without the flag, the client's default.
     options = {} if timeout is None else {"timeout": timeout or None}
-    client = Client(args.server or default_server(), **options)
-    ctx = commands.Context(client=client, namespace=args.namespace)
+
+    def connect() -> Client:
+        return Client(args.server, config_path=args.config, **options)
+
+    ctx = commands.Context(connect=connect, namespace=args.namespace)
     try:
         return await args.handler(args, ctx)
     except commands.CommandError as exc:
         ctx.print_error(f"error: {exc}")
+    except (MissingConfigError, InvalidConfigError) as exc:
+        ctx.print_error(f"error: {printers.one_line(str(exc))}")
     except errors.ApiError as exc:
-        ctx.print_error(printers.format_api_error(exc, client.server, client.timeout))
+        ctx.print_error(printers.format_api_error(exc, ctx.client.server, ctx.client.timeout))
     finally:
-        await client.close()
+        await ctx.close()
     return EXIT_ERROR
 
 

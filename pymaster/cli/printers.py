@@ -61,6 +61,10 @@ _CONNECT_FAILURES = (
     "connections to all backends failing",
     "name resolution",
 )
+# gRPC's wording when the TLS handshake fails on this side: the master's certificate does not
+# verify against the config's CA, or the port does not speak TLS (the plaintext join port).
+_TLS_FAILURES = ("handshake failed", "ssl_error", "tsi_", "certificate_verify_failed")
+_VERIFY_FAILED = "CERTIFICATE_VERIFY_FAILED: "
 
 
 # ---- alignment ----
@@ -457,9 +461,39 @@ def resource_name(resource: str, name: str) -> str:
 
 
 def is_connect_failure(exc: errors.ApiError) -> bool:
-    """True when an UNAVAILABLE error means the master itself could not be reached."""
+    """True when an UNAVAILABLE error means the master itself could not be reached (TLS
+    handshake failures included)."""
     text = exc.message.lower()
-    return any(marker in text for marker in _CONNECT_FAILURES)
+    return any(marker in text for marker in _CONNECT_FAILURES) or is_tls_failure(exc)
+
+
+def is_tls_failure(exc: errors.ApiError) -> bool:
+    """True when the connection failed in the TLS handshake.
+
+    Either this side refused the master's certificate, or the master refused this side's: with
+    TLS 1.3 the client's half of the handshake is done before the server checks the client
+    certificate, so a refused certificate only shows as the master closing the new connection
+    ("failed to connect to all addresses; ... Socket closed").
+    """
+    if exc.code != grpc.StatusCode.UNAVAILABLE:
+        return False
+    text = exc.message.lower()
+    if any(marker in text for marker in _TLS_FAILURES):
+        return True
+    return "failed to connect to all addresses" in text and "socket closed" in text
+
+
+def _tls_reason(message: str) -> str:
+    """The part of a handshake failure a user can act on."""
+    last = message.rpartition("last error: ")[2] or message
+    if "socket closed" in last.lower():
+        return "the master closed the connection: it did not accept the client certificate"
+    if "WRONG_VERSION_NUMBER" in last:
+        return "the server does not speak TLS: the master's plaintext join port?"
+    verify = last.partition(_VERIFY_FAILED)[2]
+    if verify:
+        return f"the master's certificate did not verify: {one_line(verify.removesuffix(': OK'))}"
+    return one_line(last)
 
 
 def format_api_error(exc: errors.ApiError, server: str, timeout: float | None = None) -> str:
@@ -471,10 +505,17 @@ def format_api_error(exc: errors.ApiError, server: str, timeout: float | None = 
         timeout: the request timeout in seconds, named when a request ran out of time.
 
     Returns:
-        e.g. ``Error from server (NotFound): pods "web" not found``, or for an unreachable
-        master ``error: cannot reach the pykube master at 127.0.0.1:6443: <detail> (...)``.
+        e.g. ``Error from server (NotFound): pods "web" not found``, for an unreachable master
+        ``error: cannot reach the pykube master at 127.0.0.1:6443: <detail> (...)``, for a failed
+        TLS handshake ``error: TLS handshake with the pykube master at 127.0.0.1:6443 failed: ...``,
+        for a refused certificate ``error: You must be logged in to the server (Unauthorized): ...``.
     """
     code = exc.code
+    if is_tls_failure(exc):
+        return (
+            f"error: TLS handshake with the pykube master at {server} failed: is --config the admin "
+            f"config of this master? ({_tls_reason(exc.message)})"
+        )
     if code == grpc.StatusCode.UNAVAILABLE and is_connect_failure(exc):
         return (
             f"error: cannot reach the pykube master at {server}: {one_line(exc.message)} "
@@ -483,6 +524,8 @@ def format_api_error(exc: errors.ApiError, server: str, timeout: float | None = 
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         within = f" within {timeout:g}s" if timeout else ""
         return f"error: the pykube master at {server} did not answer{within} (see --request-timeout)"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return f"error: You must be logged in to the server (Unauthorized): {one_line(exc.message)}"
     reason = _REASONS.get(code, "InternalError")
     return f"Error from server ({reason}): {one_line(exc.message)}"
 

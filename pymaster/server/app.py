@@ -1,5 +1,17 @@
-"""The master's wiring: store, gRPC server (Cluster, NodeAgent, health, reflection), scheduler,
-node lifecycle controller, bound-pods hub and the metrics endpoint, started and stopped in order.
+"""The master's wiring: PKI, store, the two gRPC servers, scheduler, node lifecycle controller,
+bound-pods hub and the metrics endpoint, started and stopped in order.
+
+- The main port (``listen``) is mutual TLS with client certificates required: Cluster,
+  NodeAgent, health and reflection, every call authenticated and authorized by the interceptor.
+- The join port (``join_listen``) is plaintext and serves only Bootstrap (GetCA, Join) and
+  health: a joining agent has no certificate yet; it pins the CA by the token's hash and proves
+  the token's secret without sending it (see pymaster.server.bootstrap).
+
+Both servers refuse messages over ``MAX_MESSAGE_BYTES`` (4 MiB; a pod is limited to 1 MiB by
+pymaster.server.limits), ping idle peers every ``KEEPALIVE_SECONDS`` and drop those that do not
+answer within ``KEEPALIVE_TIMEOUT_SECONDS`` (so a vanished agent's stream is released), give a TLS
+handshake ``HANDSHAKE_TIMEOUT_SECONDS``, serve at most ``MAX_CONCURRENT_RPCS`` calls at once
+(streams included; beyond that RESOURCE_EXHAUSTED) and bound unary calls to ``unary_timeout``.
 
 ``MasterApp`` is what ``pymaster`` runs and what in-process tests start on port 0.
 """
@@ -10,7 +22,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,10 +37,20 @@ from pymaster.api.metrics_http import MetricsServer
 from pymaster.controllers.node_lifecycle import NodeLeases, NodeLifecycleController
 from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.scheduler.scheduler import Scheduler
+from pymaster.server.admission import AdmissionPolicy
+from pymaster.server.bootstrap import BootstrapServicer, NodeCertificates
 from pymaster.server.bound_pods import BoundPodsHub
 from pymaster.server.cluster import ClusterServicer
-from pymaster.server.interceptors import MasterInterceptor
+from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS, MasterInterceptor
 from pymaster.server.node_agent import NodeAgentServicer
+from pymaster.server.tls import (
+    ADMIN_CONFIG,
+    DEFAULT_CERTIFICATE_LIFETIME,
+    TOKEN_FILE,
+    MasterPKI,
+    client_address,
+    host_of,
+)
 from pymaster.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +65,33 @@ SERVICE_NAMES = tuple(
 SHUTDOWN_GRACE_SECONDS = 2.0
 # How long a metrics scrape waits for the event loop to take a snapshot of the store.
 SNAPSHOT_TIMEOUT_SECONDS = 5.0
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+KEEPALIVE_SECONDS = 30
+KEEPALIVE_TIMEOUT_SECONDS = 10
+# Clients may ping this often without data (a client's keepalive must not be slower than this
+# allows, or the server sends GOAWAY "too_many_pings").
+MIN_CLIENT_PING_INTERVAL_SECONDS = 10
+HANDSHAKE_TIMEOUT_SECONDS = 10
+MAX_CONCURRENT_RPCS = 10_000
+MAX_CONCURRENT_JOIN_RPCS = 1_000
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_SECONDS * 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_SECONDS * 1000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_SECONDS * 1000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_SECONDS * 1000),
+]
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+BOOTSTRAP_SERVICE = services_pb2.DESCRIPTOR.services_by_name["Bootstrap"].full_name
+
+
+def default_join_listen(listen: str) -> str:
+    """The join address for a --listen address: same host, port + 1 (port 0 stays 0)."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + 1 if int(port) else 0}"
 
 
 class MasterApp:
@@ -55,29 +104,64 @@ class MasterApp:
         metrics_addr: str = "127.0.0.1:8080",
         node_monitor_grace_period: float = 40.0,
         registry: CollectorRegistry | None = None,
+        *,
+        join_listen: str | None = None,
+        tls_sans: Iterable[str] = (),
+        certificate_lifetime: float = DEFAULT_CERTIFICATE_LIFETIME,
+        allow_privileged: bool = False,
+        allow_host_network: bool = False,
+        allowed_host_paths: Iterable[str] = (),
+        rotate_join_token: bool = False,
+        unary_timeout: float = DEFAULT_UNARY_TIMEOUT_SECONDS,
     ):
         """
         Args:
-            data_dir: Directory of the SQLite database (created if missing).
-            listen: gRPC "HOST:PORT"; port 0 picks a free one (see ``port`` after start).
+            data_dir: Directory of the SQLite database and the PKI (created if missing).
+            listen: mTLS gRPC "HOST:PORT"; port 0 picks a free one (see ``port`` after start).
             metrics_addr: "HOST:PORT" of /metrics and /healthz; port 0 picks a free one.
             node_monitor_grace_period: Seconds without lease renewal before a node is Unknown.
             registry: Where the metrics go; a new registry by default (several apps per process).
+            join_listen: Plaintext Bootstrap "HOST:PORT"; default the listen host, port + 1;
+                port 0 picks a free one (``join_port``).
+            tls_sans: Extra SANs of the serving certificate (each may be a comma list).
+            certificate_lifetime: Seconds node certificates live (the master's own: at least a year).
+            allow_privileged: Admit privileged containers.
+            allow_host_network: Admit pods with hostNetwork.
+            allowed_host_paths: Path prefixes hostPath volumes may use (none by default).
+            rotate_join_token: Write a new join token at start; the old one stops working for joins.
+            unary_timeout: Seconds a unary call may take before DEADLINE_EXCEEDED.
+
+        Raises:
+            ValueError: an allowed host path is not absolute.
         """
         self.data_dir = Path(data_dir)
         self.listen = listen
+        self.join_listen = join_listen or default_join_listen(listen)
         self.metrics_addr = metrics_addr
         self.node_monitor_grace_period = node_monitor_grace_period
+        self.tls_sans = list(tls_sans)
+        self.certificate_lifetime = certificate_lifetime
+        self.admission = AdmissionPolicy.of(
+            allow_privileged=allow_privileged,
+            allow_host_network=allow_host_network,
+            allowed_host_paths=allowed_host_paths,
+        )
+        self.rotate_join_token = rotate_join_token
+        self.unary_timeout = unary_timeout
         self.registry = registry or CollectorRegistry()
         self.port = 0
+        self.join_port = 0
         self.metrics_port = 0
+        self.pki: MasterPKI | None = None
         self.store = SQLiteStore(self.data_dir / DB_FILE)
         self.metrics = MasterMetrics(self.registry, self._cluster_state)
         self.leases = NodeLeases(node_monitor_grace_period)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._join_server: grpc.aio.Server | None = None
         self._health = health_aio.HealthServicer()
+        self._join_health = health_aio.HealthServicer()
         self._serving = False
         self._hub = BoundPodsHub(self.store)
         self._scheduler = Scheduler(self.store, self.metrics)
@@ -86,53 +170,101 @@ class MasterApp:
 
     @property
     def address(self) -> str:
-        """The bound gRPC "HOST:PORT" (after start)."""
+        """The bound mTLS gRPC "HOST:PORT" (after start)."""
         host = self.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
 
+    @property
+    def join_address(self) -> str:
+        """The bound plaintext Bootstrap "HOST:PORT" (after start)."""
+        host = self.join_listen.rpartition(":")[0]
+        return f"{host}:{self.join_port}"
+
+    @property
+    def admin_config_path(self) -> Path:
+        """<data-dir>/admin.yaml: the admin client config (written at start)."""
+        return self.data_dir / ADMIN_CONFIG
+
+    @property
+    def token_path(self) -> Path:
+        """<data-dir>/token: the join token (written at first start)."""
+        return self.data_dir / TOKEN_FILE
+
     async def start(self) -> None:
-        """Opens the store, starts the background loops, then serves gRPC and metrics."""
+        """Loads or creates the PKI, opens the store, starts the background loops, then serves
+        gRPC (mTLS and join ports) and metrics, and writes admin.yaml for the bound address."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Key generation and file writes: off the event loop.
+        self.pki = master_pki = await asyncio.to_thread(
+            MasterPKI,
+            self.data_dir,
+            tls_sans=self.tls_sans,
+            listen_host=host_of(self.listen),
+            certificate_lifetime=self.certificate_lifetime,
+            rotate_join_token=self.rotate_join_token,
+        )
         await self.store.open()
         self._hub.start()
         self._lifecycle.start()
         await self._scheduler.start()
 
-        server = grpc.aio.server(interceptors=[MasterInterceptor(self.metrics)])
-        services_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(self.store, self.leases), server)
-        services_pb2_grpc.add_NodeAgentServicer_to_server(
-            NodeAgentServicer(self.store, self.leases, self._hub), server
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
+        certificates = NodeCertificates(self.store, master_pki.ca, self.certificate_lifetime)
+        server = self._grpc_server(self.store, MAX_CONCURRENT_RPCS)
+        services_pb2_grpc.add_ClusterServicer_to_server(
+            ClusterServicer(
+                self.store, self.leases, self._hub, master_pki.agent_channel_credentials, self.admission
             ),
             server,
         )
-        try:
-            self.port = server.add_insecure_port(self.listen)
-        except RuntimeError as err:  # grpc reports a failed bind as RuntimeError
-            raise OSError(f"cannot listen on {self.listen}: address in use or not available") from err
+        services_pb2_grpc.add_NodeAgentServicer_to_server(
+            NodeAgentServicer(self.store, self.leases, self._hub, certificates), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+        credentials = master_pki.server_credentials()
+        self.port = _bind(self.listen, lambda: server.add_secure_port(self.listen, credentials))
+
+        join_server = self._grpc_server(None, MAX_CONCURRENT_JOIN_RPCS)
+        services_pb2_grpc.add_BootstrapServicer_to_server(
+            BootstrapServicer(certificates, lambda: master_pki.token), join_server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._join_health, join_server)
+        self.join_port = _bind(self.join_listen, lambda: join_server.add_insecure_port(self.join_listen))
+
         await server.start()
         self._server = server
+        await join_server.start()
+        self._join_server = join_server
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for service in ("", BOOTSTRAP_SERVICE):
+            await self._join_health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await asyncio.to_thread(master_pki.write_admin_config, client_address(self.listen, self.port))
         self._serving = True
         self._metrics_server = MetricsServer(
             self.metrics_addr, self.registry, healthz=lambda: self._serving
         ).start()
         self.metrics_port = self._metrics_server.port
         log.info(
-            "pymaster listening address=%s metrics_port=%d data_dir=%s node_monitor_grace_period=%s",
+            "pymaster listening address=%s join_address=%s metrics_port=%d data_dir=%s admin_config=%s "
+            "token=%s ca_sha256=%s node_monitor_grace_period=%s",
             self.address,
+            self.join_address,
             self.metrics_port,
             self.data_dir,
+            self.admin_config_path,
+            self.token_path,
+            master_pki.ca.sha256,
             self.node_monitor_grace_period,
+        )
+
+    def _grpc_server(self, store: SQLiteStore | None, max_concurrent_rpcs: int) -> grpc.aio.Server:
+        """A server with the master's interceptor (authenticating when ``store`` is given)."""
+        return grpc.aio.server(
+            interceptors=[MasterInterceptor(self.metrics, store, self.unary_timeout)],
+            options=SERVER_OPTIONS,
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
 
     async def stop(self) -> None:
@@ -140,10 +272,12 @@ class MasterApp:
         self._serving = False
         if self._server is not None:
             await self._health.enter_graceful_shutdown()
+            await self._join_health.enter_graceful_shutdown()
             # Agent streams end first so that they do not hold the grace period.
             await self._hub.stop()
-            await self._server.stop(SHUTDOWN_GRACE_SECONDS)
-            self._server = None
+            servers = [s for s in (self._server, self._join_server) if s is not None]
+            await asyncio.gather(*(s.stop(SHUTDOWN_GRACE_SECONDS) for s in servers))
+            self._server = self._join_server = None
         await self._hub.stop()
         await self._scheduler.stop()
         await self._lifecycle.stop()
@@ -195,3 +329,11 @@ class MasterApp:
         except Exception:
             log.exception("metrics snapshot failed")
         return default
+
+
+def _bind(address: str, add_port: Callable[[], int]) -> int:
+    """Runs a server's add_*_port; a failed bind becomes OSError (grpc raises RuntimeError)."""
+    try:
+        return add_port()
+    except RuntimeError as err:
+        raise OSError(f"cannot listen on {address}: address in use or not available") from err

@@ -11,7 +11,9 @@ Cost per pod event is a dict lookup or two, however many agents are connected, w
 thousands of agent streams need (a store watcher per stream would filter every event N times).
 A subscriber that lets its queue fill up is not allowed to hold memory: its queue is replaced by
 a fresh SNAPSHOT (the agent reconciles to the full set, as after any gap). When the hub's own
-watch falls behind (TooOld), it relists and every subscriber gets a fresh SNAPSHOT too.
+watch falls behind (TooOld), it relists and every subscriber gets a fresh SNAPSHOT too. A stream
+takes the next event only when gRPC has sent the previous one (HTTP/2 flow control), so a slow
+agent costs at most its queue, never unbounded memory.
 
 Must be used from one asyncio event loop.
 """
@@ -118,6 +120,12 @@ class BoundPodsHub:
         subscription.offer(self.snapshot(node_name))
         self._subscribers.setdefault(node_name, set()).add(subscription)
         return subscription
+
+    def disconnect(self, node_name: str) -> None:
+        """Ends every subscription of ``node_name`` (the node was deleted: its agent must
+        authenticate again, which its revoked certificate cannot)."""
+        for subscription in self._subscribers.pop(node_name, set()):
+            subscription.end()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscribers = self._subscribers.get(subscription.node_name)

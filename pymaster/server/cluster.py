@@ -1,8 +1,13 @@
 """The Cluster service: what pyctl and the Python client call (pods, nodes, logs).
 
-Servicer methods stay thin: the rules live in pod_helpers/node_helpers and
-pymaster.api.validation; errors are raised as ApiError and turned into statuses by the
-interceptor. Watches get one store watcher per client stream, filtered here.
+Servicer methods stay thin: the rules live in pod_helpers/node_helpers,
+pymaster.api.validation, the master's input limits (limits.py) and admission policy
+(admission.py); errors are raised as ApiError and turned into statuses by the interceptor, which
+has also authenticated and authorized the caller. Watches get one store watcher per client
+stream, filtered here.
+
+DeleteNode also removes the node's identity binding, which revokes every certificate of the node
+(its agent must join again with the token), and ends the node's bound-pods streams.
 """
 
 from __future__ import annotations
@@ -18,7 +23,19 @@ from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
 from pymaster.api.errors import Conflict, NotFound, Unavailable, ValidationError
 from pymaster.api.validation import default_pod, validate_node, validate_pod, validate_pod_update
 from pymaster.controllers.node_lifecycle import NodeLeases
-from pymaster.server.logs_proxy import stream_container_logs
+from pymaster.server.admission import AdmissionPolicy, admit_pod
+from pymaster.server.authz import IDENTITIES
+from pymaster.server.bound_pods import BoundPodsHub
+from pymaster.server.limits import (
+    check_grace_period,
+    check_name,
+    check_namespace,
+    check_object_size,
+    check_pod_limits,
+    check_selectors,
+    check_tail_lines,
+)
+from pymaster.server.logs_proxy import AgentCredentials, stream_container_logs
 from pymaster.server.node_helpers import kubelet_address, merge_node_update
 from pymaster.server.pod_helpers import (
     ObjectFilter,
@@ -60,21 +77,53 @@ def _parse_rv(value: str) -> int:
     return rv
 
 
+_KeyRequest = services_pb2.GetRequest | services_pb2.DeleteRequest | services_pb2.LogsRequest
+
+
+def _check_key(request: _KeyRequest) -> None:
+    check_namespace("namespace", request.namespace)
+    check_name("name", request.name)
+
+
+def _check_filter(request: services_pb2.ListRequest | services_pb2.WatchRequest) -> None:
+    check_namespace("namespace", request.namespace)
+    check_selectors(request.label_selector, request.field_selector)
+
+
 class ClusterServicer(services_pb2_grpc.ClusterServicer):
     """pykube.v1.Cluster over a Store."""
 
-    def __init__(self, store: Store, leases: NodeLeases, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: Store,
+        leases: NodeLeases,
+        hub: BoundPodsHub,
+        agent_credentials: AgentCredentials,
+        admission: AdmissionPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        """
+        Args:
+            hub: Ends a deleted node's bound-pods streams.
+            agent_credentials: Returns the channel credentials for calling an agent (logs).
+            admission: What pods may do beyond the safe default (default: nothing more).
+        """
         self._store = store
         self._leases = leases
+        self._hub = hub
+        self._agent_credentials = agent_credentials
+        self._admission = admission or AdmissionPolicy()
         self._clock = clock
 
     # ---- pods ----
 
     async def CreatePod(self, request: objects_pb2.Pod, context: grpc.aio.ServicerContext) -> objects_pb2.Pod:
+        check_pod_limits(request)
         pod = objects_pb2.Pod()
         pod.CopyFrom(request)
         default_pod(pod)
         validate_pod(pod)
+        admit_pod(pod, self._admission)
         prepare_new_pod(pod, str(uuid.uuid4()), self._clock())
         created = await self._store.create("pods", pod)
         log.info(
@@ -88,6 +137,9 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
     async def ApplyPod(
         self, request: objects_pb2.Pod, context: grpc.aio.ServicerContext
     ) -> services_pb2.ApplyPodResponse:
+        check_pod_limits(request)
+        check_namespace("metadata.namespace", request.metadata.namespace)
+        check_name("metadata.name", request.metadata.name)
         try:
             self._store.get("pods", _namespace(request.metadata.namespace), request.metadata.name)
         except NotFound:
@@ -96,11 +148,17 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
         return services_pb2.ApplyPodResponse(pod=pod, action="configured" if changed else "unchanged")
 
     async def UpdatePod(self, request: objects_pb2.Pod, context: grpc.aio.ServicerContext) -> objects_pb2.Pod:
+        check_pod_limits(request)
+        check_namespace("metadata.namespace", request.metadata.namespace)
+        check_name("metadata.name", request.metadata.name)
         pod, _ = await self._update_pod(request, check_rv=bool(request.metadata.resource_version))
         return pod
 
     async def _update_pod(self, request: objects_pb2.Pod, *, check_rv: bool) -> tuple[objects_pb2.Pod, bool]:
         """Writes a user's labels/annotations/spec over the stored pod (no write if the same).
+
+        Admission runs again only when the spec changes, so a pod admitted under an older policy
+        can still be relabelled (Kubernetes' Pod Security admission exempts such updates too).
 
         Returns:
             (the stored pod, whether it was written).
@@ -122,6 +180,9 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
             validate_pod_update(current, merged)
             if same_desired_state(current, merged):
                 return None
+            if merged.spec != current.spec:
+                admit_pod(merged, self._admission)
+            check_object_size("pod", merged)
             changed = True
             return merged
 
@@ -134,11 +195,13 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
     async def GetPod(
         self, request: services_pb2.GetRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.Pod:
+        _check_key(request)
         return self._store.get("pods", _namespace(request.namespace), request.name)
 
     async def ListPods(
         self, request: services_pb2.ListRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.PodList:
+        _check_filter(request)
         selection = ObjectFilter.of("pods", request)
         pods, rv = self._store.list("pods", request.namespace or None)
         return objects_pb2.PodList(items=[p for p in pods if selection.matches(p)], resource_version=str(rv))
@@ -146,9 +209,12 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
     async def DeletePod(
         self, request: services_pb2.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.Pod:
+        _check_key(request)
+        grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
+        if grace is not None:
+            check_grace_period("gracePeriodSeconds", grace)
         namespace = _namespace(request.namespace)
         pod = self._store.get("pods", namespace, request.name)
-        grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
         node_exists = bool(pod.spec.node_name) and self._node_exists(pod.spec.node_name)
         plan = plan_pod_delete(
             pod, node_exists=node_exists, grace_period=grace, force=request.force, now=self._clock()
@@ -188,6 +254,9 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
     async def PodLogs(
         self, request: services_pb2.LogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[services_pb2.LogChunk]:
+        _check_key(request)
+        if request.HasField("tail_lines"):
+            check_tail_lines("tailLines", request.tail_lines)
         pod = self._store.get("pods", _namespace(request.namespace), request.name)
         container = log_container(pod, request.container)
         node_name = pod.spec.node_name
@@ -206,7 +275,8 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
         )
         if request.HasField("tail_lines"):
             upstream.tail_lines = request.tail_lines
-        async for chunk in stream_container_logs(node_name, address, upstream):
+        credentials = self._agent_credentials()
+        async for chunk in stream_container_logs(node_name, address, upstream, credentials):
             yield chunk
 
     # ---- nodes ----
@@ -214,11 +284,13 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
     async def GetNode(
         self, request: services_pb2.GetRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.Node:
+        check_name("name", request.name)
         return self._store.get("nodes", "", request.name)
 
     async def ListNodes(
         self, request: services_pb2.ListRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.NodeList:
+        _check_filter(request)
         selection = ObjectFilter.of("nodes", request)
         nodes, rv = self._store.list("nodes")
         return objects_pb2.NodeList(
@@ -238,10 +310,11 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
                 )
             merged = merge_node_update(current, request)
             validate_node(merged)
+            check_object_size("node", merged)
             return None if merged == current else merged
 
-        if not name:
-            raise ValidationError("metadata.name", "required")
+        check_object_size("node", request)
+        check_name("metadata.name", name)
         node = await self._store.mutate("nodes", "", name, update)
         log.info("node updated node=%s unschedulable=%s", name, node.spec.unschedulable)
         return node
@@ -249,9 +322,27 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
     async def DeleteNode(
         self, request: services_pb2.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.Node:
-        node = await self._store.delete("nodes", "", request.name)
-        self._leases.remove(request.name)
-        log.info("node deleted node=%s", request.name)
+        name = request.name
+        check_name("name", name)
+        # The identity first: from here on no certificate of the node is accepted.
+        try:
+            await self._store.delete(IDENTITIES, "", name)
+            released = True
+        except NotFound:
+            released = False
+        self._hub.disconnect(name)
+        self._leases.remove(name)
+        try:
+            node = await self._store.delete("nodes", "", name)
+        except NotFound:
+            if not released:
+                raise
+            # It joined but never registered: releasing the name is the whole deletion.
+            log.info("node identity released node=%s registered=False", name)
+            node = objects_pb2.Node(api_version="v1", kind="Node")
+            node.metadata.name = name
+            return node
+        log.info("node deleted node=%s identity_released=%s", name, released)
         return node
 
     async def WatchNodes(
@@ -271,6 +362,7 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
         Raises TooOld (OUT_OF_RANGE) if the resourceVersion is older than the event log, or if this
         watcher falls behind: the client lists again.
         """
+        _check_filter(request)
         selection = ObjectFilter.of(kind, request)
         namespace = selection.namespace or None
         if request.resource_version:

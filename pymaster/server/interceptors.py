@@ -1,6 +1,17 @@
-"""The one server interceptor of the master: turns errors into gRPC statuses and records the
-go-grpc-prometheus metrics of every call.
+"""The one server interceptor of the master: authenticates and authorizes every call, bounds
+unary calls in time, turns errors into gRPC statuses and records the go-grpc-prometheus metrics.
 
+- With a store (the mutual-TLS port), the caller's certificate is mapped to an identity
+  (pymaster.api.identity), checked (pymaster.server.authz.authenticate: node certificates
+  against their binding) and the call against the role table (authz.authorize) before the
+  handler runs; refusals are UNAUTHENTICATED / PERMISSION_DENIED and counted. The identity is
+  available to handlers as ``authz.current_identity()``. Without a store (the plaintext join
+  port, which serves only Bootstrap and health) nothing is checked.
+- A request that does not decode as its message type is INVALID_ARGUMENT (gRPC alone would
+  answer UNKNOWN), never reaching the handler.
+- A unary handler gets at most ``unary_timeout`` seconds (default 30), then DEADLINE_EXCEEDED, so
+  a stuck call cannot hold the master's resources; streams are long-lived by design and bounded
+  in memory by their queues (store watchers, bound-pods subscriptions) instead.
 - ``ApiError`` (NotFound, ValidationError, ...) becomes its status code with its message, so
   servicers just raise;
 - an abort the handler did itself keeps its code, and so does a code it set before raising;
@@ -13,19 +24,28 @@ health service writes with ``context.write``), in every cardinality.
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import functools
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from pymaster.api.errors import ApiError
+from pymaster.api import pki
+from pymaster.api.errors import ApiError, Forbidden, Unauthenticated, ValidationError
+from pymaster.api.identity import identity_from_context
 from pymaster.metrics import MasterMetrics
+from pymaster.server import authz
 
 log = logging.getLogger(__name__)
+
+DEFAULT_UNARY_TIMEOUT_SECONDS = 30.0
+_PEER_CERT = "x509_pem_cert"
 
 _GRPC_TYPES = {
     (False, False): "unary",
@@ -77,11 +97,80 @@ class _Call:
         self._metrics.observe_rpc(*self._labels, self.code, time.perf_counter() - self._start)
 
 
-class MasterInterceptor(grpc.aio.ServerInterceptor):
-    """Error mapping and metrics around every handler."""
+class _DeadlineExceeded(ApiError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
-    def __init__(self, metrics: MasterMetrics):
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands for a request that did not decode: the handler wrapper answers INVALID_ARGUMENT."""
+
+    error: str
+
+
+def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as err:  # DecodeError, bad UTF-8, recursion limit: all the caller's fault
+            return _Undecodable(str(err))
+
+    return parse
+
+
+@functools.lru_cache(maxsize=4096)
+def _issued_at(cert_pem: bytes) -> datetime.datetime:
+    """When a certificate was signed: the CA backdates notBefore by pki.CLOCK_SKEW."""
+    return pki.cert_info(cert_pem).not_before + pki.CLOCK_SKEW
+
+
+class _Guard:
+    """Authentication and authorization of the calls of one method."""
+
+    def __init__(self, metrics: MasterMetrics, store, method: str):
         self._metrics = metrics
+        self._store = store
+        self._method = method
+        self._short = authz.short_method(method)
+
+    def check(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """Raises Unauthenticated/Forbidden, or sets the call's identity."""
+        identity = identity_from_context(context)
+        try:
+            issued_at = None
+            if identity.kind == "node":
+                issued_at = _issued_at((context.auth_context().get(_PEER_CERT) or [b""])[0])
+            authz.authenticate(identity, self._store, issued_at)
+            authz.authorize(self._method, identity, request, self._store)
+        except (Unauthenticated, Forbidden) as err:
+            self._metrics.observe_refused(err.code, identity.kind, self._short)
+            log.info(
+                "call refused identity=%s method=%s code=%s reason=%r",
+                identity, self._short, err.code.name, err.message,
+            )
+            raise
+        authz.set_current_identity(identity)
+
+
+class MasterInterceptor(grpc.aio.ServerInterceptor):
+    """Authentication, authorization, deadlines, error mapping and metrics around every handler."""
+
+    def __init__(
+        self,
+        metrics: MasterMetrics,
+        store=None,
+        unary_timeout: float = DEFAULT_UNARY_TIMEOUT_SECONDS,
+    ):
+        """
+        Args:
+            metrics: Where calls and refusals are counted.
+            store: Has ``get(kind, namespace, name)``: node identity bindings and pods for the
+                role table. None: no authentication or authorization (the join port).
+            unary_timeout: Seconds a unary handler may run.
+        """
+        self._metrics = metrics
+        self._store = store
+        self._unary_timeout = unary_timeout
 
     async def intercept_service(
         self,
@@ -96,24 +185,55 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
         factory, attribute = _HANDLER_FACTORIES[grpc_type]
         behavior = getattr(handler, attribute)
         new_call = functools.partial(_Call, self._metrics, grpc_type, service, method)
-        wrapped = (
-            _wrap_generator(behavior, new_call)
-            if inspect.isasyncgenfunction(behavior)
-            else (_wrap_coroutine(behavior, new_call))
-        )
+        guard = None
+        if self._store is not None:
+            guard = _Guard(self._metrics, self._store, handler_call_details.method)
+        check = _checker(guard, handler.request_streaming)
+        if inspect.isasyncgenfunction(behavior):
+            wrapped = _wrap_generator(behavior, new_call, check)
+        else:
+            timeout = self._unary_timeout if grpc_type == "unary" else None
+            wrapped = _wrap_coroutine(behavior, new_call, check, timeout)
+        deserializer = handler.request_deserializer
+        if deserializer is not None and not handler.request_streaming:
+            deserializer = _lenient(deserializer)
         return factory(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            wrapped, request_deserializer=deserializer, response_serializer=handler.response_serializer
         )
 
 
-def _wrap_coroutine(behavior: Callable[..., Awaitable[Any]], new_call: Callable[[], _Call]) -> Callable:
+_Check = Callable[[Any, grpc.aio.ServicerContext], None]
+
+
+def _checker(guard: _Guard | None, request_streaming: bool) -> _Check:
+    """What runs before the handler: the request must have decoded, and the guard must pass (a
+    streamed request is checked by identity only)."""
+
+    def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+        if isinstance(request, _Undecodable):
+            raise ValidationError("", f"the request is not a valid message: {request.error}")
+        if guard is not None:
+            guard.check(None if request_streaming else request, context)
+
+    return check
+
+
+def _wrap_coroutine(
+    behavior: Callable[..., Awaitable[Any]],
+    new_call: Callable[[], _Call],
+    check: _Check,
+    timeout: float | None,
+) -> Callable:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = new_call()
+        deadline = asyncio.timeout(timeout)
         try:
-            return await behavior(request, context)
+            check(request, context)
+            async with deadline:
+                return await behavior(request, context)
         except BaseException as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                exc = _DeadlineExceeded(f"the call took longer than the server's limit of {timeout:g}s")
             await call.fail(exc, context)
         finally:
             call.done()
@@ -121,10 +241,15 @@ def _wrap_coroutine(behavior: Callable[..., Awaitable[Any]], new_call: Callable[
     return handle
 
 
-def _wrap_generator(behavior: Callable[..., AsyncIterator[Any]], new_call: Callable[[], _Call]) -> Callable:
+def _wrap_generator(
+    behavior: Callable[..., AsyncIterator[Any]],
+    new_call: Callable[[], _Call],
+    check: _Check,
+) -> Callable:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = new_call()
         try:
+            check(request, context)
             async for response in behavior(request, context):
                 yield response
         except BaseException as exc:

@@ -44,6 +44,8 @@ _T = TypeVar("_T")
 KINDS: dict[str, type[Message]] = {
     "pods": objects_pb2.Pod,
     "nodes": objects_pb2.Node,
+    # Internal: which public key holds each node name (pymaster.server.bootstrap); never served.
+    "identities": objects_pb2.NodeIdentity,
 }
 
 _SCHEMA = """

@@ -1,6 +1,10 @@
 """Starts real pykube processes for end-to-end tests, the way a user would: `pymaster`,
 `pykubelet` and `pyctl` from the virtualenv, on 127.0.0.1 with free ports and temp dirs.
 
+Everything speaks mutual TLS, as in production: the master writes its CA, ``admin.yaml`` and join
+token into its data dir on first start; test clients and pyctl use that admin config (never the
+user's ~/.pykube/config); agents join with the token over the master's plaintext join port.
+
 Every process is killed and every container labelled with a test node's name is removed when
 the test (or module) that started it finishes.
 """
@@ -22,6 +26,7 @@ from typing import TypeVar
 
 import docker
 
+from pymaster.api.clientconfig import ClientConfig, load_config
 from pymaster.client import Client
 
 BIN = Path(sys.executable).parent
@@ -61,11 +66,21 @@ class Process:
         self.name, self.args, self.log_path = name, args, log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def argv(self) -> list[str]:
+        """The command-line arguments, computed when the process starts."""
+        return list(self.args)
+
     def start(self) -> Process:
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
-        self.proc = subprocess.Popen([str(BIN / self.name), *self.args], stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(BIN / self.name), *self.argv()], stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         return self
+
+    def exited(self) -> int | None:
+        """The exit code, or None while it runs."""
+        return self.proc.poll() if self.proc else None
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -85,21 +100,47 @@ class Process:
 
 
 class Master(Process):
-    def __init__(self, workdir: Path):
-        self.port, self.metrics_port = free_port(), free_port()
+    """``pymaster`` on free ports: ``address`` (mutual TLS), ``join_port`` (plaintext Bootstrap)."""
+
+    def __init__(self, workdir: Path, extra: list[str] | None = None):
+        self.port, self.join_port, self.metrics_port = free_port(), free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.join_address = f"127.0.0.1:{self.join_port}"
         self.data_dir = workdir / "master"
         super().__init__(
             "pymaster",
-            ["--data-dir", str(self.data_dir), "--listen", self.address,
-             "--metrics-addr", f"127.0.0.1:{self.metrics_port}"],
+            ["--data-dir", str(self.data_dir), "--listen", self.address, "--join-listen", self.join_address,
+             "--metrics-addr", f"127.0.0.1:{self.metrics_port}", *(extra or [])],
             workdir / "pymaster.log",
         )
+
+    @property
+    def admin_config(self) -> Path:
+        """The admin client config the master writes on first start."""
+        return self.data_dir / "admin.yaml"
+
+    @property
+    def token(self) -> str:
+        """The join token (the master writes it on first start)."""
+        return (self.data_dir / "token").read_text().strip()
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    def config(self) -> ClientConfig:
+        return load_config(self.admin_config)
+
+    def client(self, timeout: float = 10.0) -> Client:
+        """A Client with the admin identity."""
+        return Client(self.address, timeout=timeout, config=self.config())
 
     async def wait_serving(self, timeout: float = 30.0) -> None:
         async def serving() -> bool:
             assert self.proc and self.proc.poll() is None, f"pymaster exited:\n{self.log()}"
-            async with Client(self.address, timeout=1.0) as client:
+            if not self.admin_config.exists():
+                return False
+            async with self.client(timeout=1.0) as client:
                 await client.list_nodes()
             return True
 
@@ -107,17 +148,51 @@ class Master(Process):
 
 
 class Agent(Process):
-    def __init__(self, workdir: Path, master: Master, node_name: str, extra: list[str] | None = None):
+    """``pykubelet`` joining ``master`` with its token (or ``token``, to test a wrong one)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        master: Master,
+        node_name: str,
+        extra: list[str] | None = None,
+        token: str | None = None,
+    ):
         self.node_name = node_name
+        self.master = master
+        self.token = token
         self.port, self.metrics_port = free_port(), free_port()
-        root = workdir / node_name
-        root.mkdir(parents=True, exist_ok=True)
+        self.address = f"127.0.0.1:{self.port}"
+        self.root_dir = workdir / node_name
+        self.root_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(
             "pykubelet",
-            ["--server", master.address, "--node-name", node_name, "--root-dir", str(root),
-             "--listen", f"127.0.0.1:{self.port}", "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+            ["--server", master.address, "--node-name", node_name, "--root-dir", str(self.root_dir),
+             "--listen", self.address, "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
              "--status-interval", "1", "--lease-interval", "1", *(extra or [])],
             workdir / f"pykubelet-{node_name}.log",
+        )
+
+    def argv(self) -> list[str]:
+        # The master writes its token on first start, after this object is made.
+        token = self.token if self.token is not None else self.master.token
+        return [*self.args, "--token", token, "--join-server", self.master.join_address]
+
+    @property
+    def pki_dir(self) -> Path:
+        """Where the agent keeps node.key, node.crt and ca.crt."""
+        return self.root_dir / "pki"
+
+    def has_credentials(self) -> bool:
+        return all((self.pki_dir / name).exists() for name in ("node.key", "node.crt", "ca.crt"))
+
+    def node_config(self, server: str | None = None) -> ClientConfig:
+        """A client config with this node's own identity, read from its pki dir (to act as the node)."""
+        return ClientConfig(
+            server=server or self.master.address,
+            ca_pem=(self.pki_dir / "ca.crt").read_bytes(),
+            cert_pem=(self.pki_dir / "node.crt").read_bytes(),
+            key_pem=(self.pki_dir / "node.key").read_bytes(),
         )
 
 
@@ -142,10 +217,12 @@ def node_containers(node_name: str, pod_uid: str | None = None) -> list:
 
 
 def pyctl(
-    server: str, *args: str, stdin: str | None = None, timeout: float = 60
+    master: Master, *args: str, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Runs the real pyctl and returns its completed process (text mode)."""
-    env = {**os.environ, "PYKUBE_SERVER": server}
+    """Runs the real pyctl with the master's admin config ($PYKUBE_CONFIG, as a user would after
+    `make up`) and returns its completed process (text mode)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYKUBE_SERVER"}
+    env["PYKUBE_CONFIG"] = str(master.admin_config)
     return subprocess.run(
         [str(BIN / "pyctl"), *args], input=stdin, capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -1,6 +1,7 @@
 """The agent end to end: a real ``pymaster`` and a real ``pykubelet`` process on this host's Docker
 Engine, driven through the Python client: registration, pods through their lifecycle, logs,
-deletion, adoption after ``kill -9``, metrics, start-up failures and a clean SIGTERM."""
+deletion, adoption after ``kill -9``, metrics, start-up failures and a clean SIGTERM. The agent
+joins with the master's token and talks mutual TLS; the client uses the master's admin config."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def command(name: str) -> list[str]:
 def start(process: Process) -> Process:
     """Starts a harness process with ``command()``'s fallback."""
     with open(process.log_path, "ab") as log:
-        process.proc = subprocess.Popen([*command(process.name), *process.args], stdout=log,
+        process.proc = subprocess.Popen([*command(process.name), *process.argv()], stdout=log,
                                         stderr=subprocess.STDOUT)
     return process
 
@@ -58,7 +59,7 @@ class Setup:
         self.agent = Agent(workdir, self.master, self.node)
 
     def client(self) -> Client:
-        return Client(self.master.address)
+        return self.master.client()
 
     def restart_agent(self) -> None:
         """A new pykubelet process with the same flags (same node, same ports)."""

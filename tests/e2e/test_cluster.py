@@ -1,5 +1,6 @@
 """The cluster end to end: a real pymaster, two real pykubelets sharing this host's Docker Engine
-(nodes with different names), pyctl and the Python client, exactly as a user runs them."""
+(nodes with different names), pyctl and the Python client, exactly as a user runs them: every
+connection is mutual TLS (admin config for the client and pyctl, join token for the agents)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class Cluster:
         return next(a for a in self.agents if a.node_name == node_name)
 
     def client(self) -> Client:
-        return Client(self.master.address)
+        return self.master.client()
 
     def logs(self) -> str:
         return "\n".join(f"==== {p.name} ====\n{p.log()[-4000:]}" for p in [self.master, *self.agents])
@@ -267,7 +268,7 @@ async def test_unschedulable_pod_stays_pending_with_reason(cluster: Cluster) -> 
     ],
 )
 def test_invalid_manifest_rejected_with_field_path(cluster: Cluster, manifest: str, field: str) -> None:
-    result = pyctl(cluster.master.address, "apply", "-f", "-", stdin=manifest)
+    result = pyctl(cluster.master, "apply", "-f", "-", stdin=manifest)
     assert result.returncode != 0
     assert field in result.stderr
     assert "Traceback" not in result.stderr
@@ -280,9 +281,9 @@ def test_invalid_document_applies_nothing(cluster: Cluster) -> None:
         "spec: {containers: [{name: a, image: x}]}\n"
         "---\napiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {containers: [{name: a, image: ''}]}\n"
     )
-    result = pyctl(cluster.master.address, "apply", "-f", "-", stdin=manifest)
+    result = pyctl(cluster.master, "apply", "-f", "-", stdin=manifest)
     assert result.returncode != 0
-    assert pyctl(cluster.master.address, "get", "pod", good).returncode != 0
+    assert pyctl(cluster.master, "get", "pod", good).returncode != 0
 
 
 def test_pyctl_apply_get_logs_delete(cluster: Cluster, tmp_path: Path) -> None:
@@ -299,8 +300,8 @@ def test_pyctl_apply_get_logs_delete(cluster: Cluster, tmp_path: Path) -> None:
               image: {BUSYBOX}
               command: ["sh", "-c", "echo line-one; echo line-two; sleep 3600"]
         """))
-    server = cluster.master.address
-    applied = pyctl(server, "apply", "-f", str(manifest))
+    master = cluster.master
+    applied = pyctl(master, "apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     assert f"pod/{name} created" in applied.stdout
 
@@ -309,7 +310,7 @@ def test_pyctl_apply_get_logs_delete(cluster: Cluster, tmp_path: Path) -> None:
             return (await client.get_pod(name)).status.phase == "Running"
 
     asyncio.run(wait_for(running, 60, "Running"))
-    table = pyctl(server, "get", "pods", "-o", "wide")
+    table = pyctl(master, "get", "pods", "-o", "wide")
     assert table.returncode == 0, table.stderr
     header = table.stdout.splitlines()[0].split()
     assert header[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
@@ -317,15 +318,15 @@ def test_pyctl_apply_get_logs_delete(cluster: Cluster, tmp_path: Path) -> None:
     assert "Running" in row and "1/1" in row
 
     async def logged() -> str | None:
-        result = pyctl(server, "logs", name)
+        result = pyctl(master, "logs", name)
         return result.stdout if "line-two" in result.stdout else None
 
     out = asyncio.run(wait_for(logged, 30, "the container's output in pyctl logs"))
     assert out.splitlines()[:2] == ["line-one", "line-two"]
 
-    deleted = pyctl(server, "delete", "pod", name)
+    deleted = pyctl(master, "delete", "pod", name)
     assert deleted.returncode == 0, deleted.stderr
-    assert pyctl(server, "get", "pod", name).returncode != 0
+    assert pyctl(master, "get", "pod", name).returncode != 0
 
 
 def test_both_metrics_endpoints_answer_prometheus_text(cluster: Cluster) -> None:

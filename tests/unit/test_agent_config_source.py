@@ -51,7 +51,7 @@ def test_apply_event(
 class FakeClient:
     """Streams scripted sessions; each session is a list of events, then an error or the end."""
 
-    def __init__(self, sessions: list[list[services_pb2.BoundPodsEvent | Exception]]):
+    def __init__(self, sessions: list[list[services_pb2.BoundPodsEvent | BaseException]]):
         self.sessions = sessions
         self.opened = 0
 
@@ -60,7 +60,7 @@ class FakeClient:
         if not self.sessions:
             await asyncio.Event().wait()  # the last session stays open
         for item in self.sessions.pop(0):
-            if isinstance(item, Exception):
+            if isinstance(item, BaseException):
                 raise item
             yield item
 
@@ -83,3 +83,20 @@ async def test_reconnects_and_the_next_snapshot_is_authoritative() -> None:
         task.cancel()
     assert set(source.pods) == {"a", "c"}
     assert sorted(changes) == ["a", "b", "b", "c"]
+
+
+async def test_a_stream_cancelled_by_a_reconnect_is_reopened() -> None:
+    # grpc.aio ends a stream whose channel was closed (Client.reconnect) with CancelledError.
+    client = FakeClient([[event(Type.SNAPSHOT, pod("a")), asyncio.CancelledError()], [event(Type.SNAPSHOT)]])
+    source = ConfigSource(client, "n1", lambda uid: None)  # type: ignore[arg-type]
+    task = asyncio.create_task(source.run())
+    try:
+        async with asyncio.timeout(10):
+            while client.opened < 3:
+                await asyncio.sleep(0.01)
+        assert not task.done() and source.pods == {}
+    finally:
+        task.cancel()
+    # Cancelling the loop itself still stops it.
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pykubelet import main
+from pymaster.api.tokens import JoinToken
+
+TOKEN = str(JoinToken.new("ab" * 32))
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,7 @@ def test_parse_address_errors(text: str) -> None:
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYKUBE_SERVER", raising=False)
+    monkeypatch.delenv("PYKUBE_TOKEN", raising=False)
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setattr(main.node_info, "hostname", lambda: "myhost")
     args = main.parse_args([])
@@ -76,6 +80,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.pod_infra_image == "pykube/pause:3.9"
     assert args.docker_host == "unix:///var/run/docker.sock"
     assert args.log_level == "INFO"
+    assert args.join_server == "127.0.0.1:6444"
+    assert args.token is None
+    assert (args.allow_privileged, args.allow_host_network, args.allowed_host_path) == (False, False, [])
 
 
 def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,6 +116,12 @@ def test_flags() -> None:
         (["--node-name", "my_host"], "--node-name: 'my_host' is not a valid node name"),
         (["--node-name", " "], "--node-name: '' is not a valid node name"),
         (["--node-name", "a-"], "--node-name: 'a-' is not a valid node name"),
+        (["--token", "nope"], "--token: invalid join token: must start with PK10"),
+        (["--token", TOKEN, "--token-file", "/x"], "--token-file: not allowed with argument --token"),
+        (["--token-file", "/nonexistent/token"], "--token-file: cannot read /nonexistent/token"),
+        (["--join-server", "6444"], "--join-server: expected HOST:PORT"),
+        (["--server", "m:65535"], "--join-server: cannot default to --server's port + 1"),
+        (["--allowed-host-path", "data"], "argument --allowed-host-path: 'data' is not an absolute path"),
     ],
 )
 def test_flag_errors_name_the_flag(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,3 +129,43 @@ def test_flag_errors_name_the_flag(argv: list[str], message: str, capsys: pytest
         main.parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [("127.0.0.1:6443", "127.0.0.1:6444"), ("master:7000", "master:7001"), ("[::1]:6443", "[::1]:6444")],
+)
+def test_default_join_server(server: str, expected: str) -> None:
+    assert main.parse_args(["--server", server]).join_server == expected
+
+
+def test_security_flags(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYKUBE_TOKEN", raising=False)
+    args = main.parse_args([
+        "--join-server", "10.0.0.1:9000", "--token", TOKEN, "--allow-privileged", "--allow-host-network",
+        "--allowed-host-path", "/data/", "--allowed-host-path", "/srv",
+    ])
+    assert args.join_server == "10.0.0.1:9000"
+    assert args.token == JoinToken.parse(TOKEN)
+    assert (args.allow_privileged, args.allow_host_network) == (True, True)
+    assert args.allowed_host_path == ["/data", "/srv"]
+
+
+def test_token_sources(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = str(JoinToken.new("cd" * 32))
+    token_file = tmp_path / "token"
+    token_file.write_text(other + "\n")
+    monkeypatch.setenv("PYKUBE_TOKEN", TOKEN)
+    assert main.parse_args([]).token == JoinToken.parse(TOKEN)
+    assert main.parse_args(["--token-file", str(token_file)]).token == JoinToken.parse(other)
+    assert main.parse_args(["--token", other]).token == JoinToken.parse(other)
+    with pytest.raises(ValueError, match="^\\$PYKUBE_TOKEN: invalid join token"):
+        main.read_token(None, None, {"PYKUBE_TOKEN": "PK10bad"})
+
+
+def test_token_errors_never_show_the_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = "PK10" + "zz" * 32 + "::supersecretsupersecret"
+    with pytest.raises(SystemExit):
+        main.parse_args(["--token", bad])
+    err = capsys.readouterr().err
+    assert "--token: invalid join token" in err and "supersecret" not in err

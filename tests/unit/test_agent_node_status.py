@@ -86,3 +86,15 @@ async def test_status_report_registers_again_on_not_found(tmp_path) -> None:
     finally:
         task.cancel()
     assert len(master.registered) == 2
+
+
+async def test_a_refused_certificate_asks_for_a_new_one(tmp_path) -> None:
+    master = FakeMaster([errors.Unauthenticated("certificate revoked"), errors.Unavailable("down"), 0.01])
+    refused: list[str] = []
+    reporter = NodeStatusReporter(master, config(tmp_path), PodCounts, on_unauthenticated=refused.append)  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run_lease())
+    try:
+        await wait_for(lambda: master.renewed >= 1)
+    finally:
+        task.cancel()
+    assert refused == ["certificate revoked"]  # not for UNAVAILABLE

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from pykubelet import pod_workers as pw
+from pykubelet.admission import AdmissionPolicy
 from pykubelet.metrics import AgentMetrics
 from pykubelet.runtime.base import ContainerInfo, PodRuntime
 from pykubelet.sync import ContainerFailure
@@ -257,3 +259,64 @@ async def test_reaper_waits_for_the_snapshot_and_spares_desired(monkeypatch: pyt
     h.workers.reap(observed)
     await wait_for(lambda: len(h.kills) == 1)
     assert h.kills == [("orphan", pw.REAP_GRACE_SECONDS, True)]
+
+
+# ---- the node's own admission check ----
+
+
+async def test_rejected_pod_fails_without_containers(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    pod = make_pod()
+    pod.spec.host_network = True
+    h.desired["u1"] = pod
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    status = h.status.statuses["u1"]
+    assert (status.phase, status.reason) == ("Failed", "Forbidden")
+    assert status.message.startswith("Pod was rejected: spec.hostNetwork: host networking is not allowed")
+    assert status.host_ip == "10.0.0.1" and status.HasField("start_time")
+    assert h.executes == [] and h.kills == []
+    assert h.registry.get_sample_value("pykube_agent_admission_rejections_total") == 1
+    h.workers.sync("u1")  # every later sync refuses again, counted once
+    await wait_for(lambda: h.runtime.gets >= 2)
+    assert h.registry.get_sample_value("pykube_agent_admission_rejections_total") == 1
+    await h.workers.stop()
+
+
+async def test_rejected_pod_that_runs_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Say the agent restarted without --allow-privileged: what the pod runs is stopped, not removed.
+    h = Harness(monkeypatch)
+    pod = make_pod(grace=7, containers=("app", "tool"))
+    pod.spec.containers[1].security_context.privileged = True
+    h.runtime.pods["u1"] = runtime_of(info("a1"))
+    h.desired["u1"] = pod
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    assert h.kills == [("u1", 7.0, False)]
+    assert "spec.containers[1].securityContext.privileged" in h.status.statuses["u1"].message
+    assert h.executes == []
+    await h.workers.stop()
+
+
+def test_rejected_status_keeps_the_start_time() -> None:
+    previous = objects_pb2.PodStatus(phase="Running")
+    previous.start_time.seconds = 42
+    status = pw.rejected_status("Pod was rejected: x: y", "10.0.0.1", datetime.now(UTC), previous)
+    assert (status.phase, status.reason, status.message) == ("Failed", "Forbidden", "Pod was rejected: x: y")
+    assert status.start_time.seconds == 42
+
+
+async def test_admitted_by_the_node_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.workers = pw.PodWorkers(
+        h.runtime, h.client, h.desired, h.synced, h.status,  # type: ignore[arg-type]
+        AgentMetrics(CollectorRegistry(), "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
+        AdmissionPolicy(allow_host_network=True),
+    )
+    pod = make_pod()
+    pod.spec.host_network = True
+    h.desired["u1"] = pod
+    h.workers.sync("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    assert h.status.statuses["u1"].phase == "Running" and h.executes == ["u1"]
+    await h.workers.stop()

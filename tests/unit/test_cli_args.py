@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pymaster.api import clientconfig, pki
 from pymaster.cli import commands
 from pymaster.cli.main import (
     UsageError,
@@ -17,6 +18,20 @@ from pymaster.cli.main import (
     parse_duration,
     resolve_targets,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyctl never reads the real ~/.pykube/config here, nor a $PYKUBE_SERVER of the caller."""
+    monkeypatch.setenv("PYKUBE_CONFIG", str(tmp_path / "absent-config"))
+    monkeypatch.delenv("PYKUBE_SERVER", raising=False)
+
+
+def _write_config(path: Path, server: str) -> Path:
+    ca = pki.CertificateAuthority.create()
+    key, cert = ca.issue(pki.ADMIN_CN, pki.MASTERS_GROUP, [], 3600, server=False, client=True)
+    clientconfig.save_config(path, clientconfig.ClientConfig(server, ca.cert_pem, cert, key))
+    return path
 
 
 @pytest.mark.parametrize(
@@ -45,6 +60,11 @@ from pymaster.cli.main import (
         ("-s h:1 get pods --server h:3", {"server": "h:3"}),
         ("--request-timeout 5 get pods", {"request_timeout": 5.0}),
         ("get pods --request-timeout=1m", {"request_timeout": 60.0}),
+        ("get pods", {"config": None, "server": None}),
+        ("--config /x/admin.yaml get pods", {"config": "/x/admin.yaml"}),
+        ("get pods --config=/x/a.yaml", {"config": "/x/a.yaml"}),
+        ("--kubeconfig /k get pods -s h:1", {"config": "/k", "server": "h:1"}),
+        ("--config get get pods", {"config": "get", "command": "get"}),
         ("describe pod web", {"command": "describe", "resource": "pods", "names": ["web"]}),
         ("describe no n1 n2", {"resource": "nodes", "names": ["n1", "n2"]}),
         ("describe pods -l app=web", {"resource": "pods", "names": [], "selector": "app=web"}),
@@ -193,12 +213,57 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_unreachable_master_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("how", ["flag", "env", "config"])
+def test_unreachable_master_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
     server = f"127.0.0.1:{_closed_port()}"
-    assert main(["--server", server, "get", "pods"]) == 1
+    config = _write_config(tmp_path / "admin.yaml", server if how == "config" else "127.0.0.1:1")
+    argv = ["--config", str(config), "get", "pods"]
+    if how == "flag":
+        argv[:0] = ["--server", server]
+    elif how == "env":
+        monkeypatch.setenv("PYKUBE_SERVER", server)
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot reach the pykube master at {server}: ")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["get", "pods"], ["version"], ["logs", "web"]])
+def test_missing_config_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: no client config at {tmp_path / 'absent-config'}; run `make up` (it writes "
+        "~/.pykube/config) or pass --config <master data dir>/admin.yaml\n"
+    )
+
+
+def test_config_flag_beats_the_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "nope.yaml"), "get", "pods"]) == 1
+    assert f"error: no client config at {tmp_path / 'nope.yaml'};" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("server: h:1\n", "missing certificate-authority-data"),
+        ("[1, 2]\n", "must be a YAML mapping"),
+        ("server: h:1\ncertificate-authority-data: '%%%'\n", "invalid base64"),
+    ],
+)
+def test_unusable_config_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["--config", str(config), "get", "nodes"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}") and message in err
+    assert err.count("\n") == 1
 
 
 def test_apply_reports_a_bad_manifest_before_contacting_the_master(

@@ -312,6 +312,38 @@ def _api_error(code: grpc.StatusCode, message: str) -> errors.ApiError:
          "Error from server (ServiceUnavailable): node n1 is not reachable"),
         (_api_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
          "error: the pykube master at 127.0.0.1:6443 did not answer within 10s (see --request-timeout)"),
+        (errors.Forbidden('node "a" may not read pods bound to node "b"'),
+         'Error from server (Forbidden): node "a" may not read pods bound to node "b"'),
+        (errors.Forbidden("spec.containers[0].securityContext.privileged: not allowed"),
+         "Error from server (Forbidden): spec.containers[0].securityContext.privileged: not allowed"),
+        (errors.Unauthenticated("certificate expired"),
+         "error: You must be logged in to the server (Unauthorized): certificate expired"),
+        (errors.Unavailable("failed to connect to all addresses; last error: UNAVAILABLE: "
+                            "ipv4:127.0.0.1:6443: Socket closed"),
+         "error: TLS handshake with the pykube master at 127.0.0.1:6443 failed: is --config the admin "
+         "config of this master? (the master closed the connection: it did not accept the client "
+         "certificate)"),
+        (errors.Unavailable("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:6443: "
+                            "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+                            "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local "
+                            "issuer certificate: OK"),
+         "error: TLS handshake with the pykube master at 127.0.0.1:6443 failed: is --config the admin "
+         "config of this master? (the master's certificate did not verify: unable to get local issuer "
+         "certificate)"),
+        (errors.Unavailable("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:6444: "
+                            "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL "
+                            "routines:OPENSSL_internal:WRONG_VERSION_NUMBER: Invalid certificate "
+                            "verification context: OK"),
+         "error: TLS handshake with the pykube master at 127.0.0.1:6443 failed: is --config the admin "
+         "config of this master? (the server does not speak TLS: the master's plaintext join port?)"),
+        (errors.Unavailable("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:6443: "
+                            "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+                            "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: certificate has expired: "
+                            "OK"),
+         "error: TLS handshake with the pykube master at 127.0.0.1:6443 failed: is --config the admin "
+         "config of this master? (the master's certificate did not verify: certificate has expired)"),
+        (errors.Unavailable("Socket closed"), "error: cannot reach the pykube master at 127.0.0.1:6443: "
+                                              "Socket closed (is pymaster running? try `make up`)"),
     ],
 )
 def test_format_api_error(exc: errors.ApiError, line: str) -> None:

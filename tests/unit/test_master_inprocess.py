@@ -1,7 +1,9 @@
-"""The real master app in-process (port 0, SQLite in tmp_path), driven over grpc.aio.
+"""The real master app in-process (port 0, SQLite in tmp_path), driven over grpc.aio with mutual
+TLS, as the admin (the client config the app writes to <data-dir>/admin.yaml).
 
-Nodes are registered through the NodeAgent RPCs by the test itself: this is the master alone,
-no agent and no Docker.
+Nodes are registered through the NodeAgent RPCs by the test itself (the admin may call them
+all): this is the master alone, no agent and no Docker. What nodes may and may not do is
+tests/unit/test_master_tls.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
+from pymaster.api import objects_pb2, pki, services_pb2, services_pb2_grpc
+from pymaster.api.clientconfig import channel_credentials, channel_options, load_config
 from pymaster.api.errors import NotFound, TooOld
 from pymaster.metrics import MasterMetrics
 from pymaster.server.app import MasterApp
@@ -37,6 +40,13 @@ async def start_master(data_dir, grace: float = 40.0) -> MasterApp:
     return app
 
 
+def admin_channel(app: MasterApp) -> grpc.aio.Channel:
+    """An mTLS channel with the admin certificate, from the config the app wrote."""
+    config = load_config(app.admin_config_path)
+    credentials = channel_credentials(config)
+    return grpc.aio.secure_channel(config.server, credentials, options=channel_options(config))
+
+
 @pytest.fixture
 async def master(tmp_path) -> AsyncIterator[MasterApp]:
     app = await start_master(tmp_path / "data")
@@ -46,7 +56,7 @@ async def master(tmp_path) -> AsyncIterator[MasterApp]:
 
 @pytest.fixture
 async def channel(master) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(master.address) as ch:
+    async with admin_channel(master) as ch:
         yield ch
 
 
@@ -229,6 +239,9 @@ async def test_watch_lists_then_follows(cluster):
     assert (first.type, first.object.metadata.name) == (services_pb2.ADDED, "a")
     await cluster.CreatePod(pod_manifest("b"))
     event = await next_event(stream)
+    # The scheduler may write its verdict on "a" (no nodes) in between.
+    while (event.type, event.object.metadata.name) == (services_pb2.MODIFIED, "a"):
+        event = await next_event(stream)
     assert (event.type, event.object.metadata.name) == (services_pb2.ADDED, "b")
     stream.cancel()
 
@@ -250,7 +263,7 @@ async def test_watch_from_resource_version_with_selector(cluster):
 async def test_watch_too_old_after_restart_is_out_of_range(tmp_path):
     app = await start_master(tmp_path / "data")
     try:
-        async with grpc.aio.insecure_channel(app.address) as ch:
+        async with admin_channel(app) as ch:
             cluster = services_pb2_grpc.ClusterStub(ch)
             await cluster.CreatePod(pod_manifest("a"))
             await cluster.CreatePod(pod_manifest("b"))
@@ -258,7 +271,7 @@ async def test_watch_too_old_after_restart_is_out_of_range(tmp_path):
         await app.stop()
     app = await start_master(tmp_path / "data")  # the event log starts empty at the stored rv
     try:
-        async with grpc.aio.insecure_channel(app.address) as ch:
+        async with admin_channel(app) as ch:
             cluster = services_pb2_grpc.ClusterStub(ch)
             assert len((await cluster.ListPods(services_pb2.ListRequest())).items) == 2
             stream = cluster.WatchPods(services_pb2.WatchRequest(resource_version="1"))
@@ -344,7 +357,7 @@ async def test_lease_renewal(cluster, agent):
 async def test_expired_lease_marks_node_unknown_and_renewal_restores(tmp_path):
     app = await start_master(tmp_path / "data", grace=1.0)
     try:
-        async with grpc.aio.insecure_channel(app.address) as ch:
+        async with admin_channel(app) as ch:
             cluster, agent = services_pb2_grpc.ClusterStub(ch), services_pb2_grpc.NodeAgentStub(ch)
             await agent.RegisterNode(node_manifest())
 
@@ -507,11 +520,19 @@ class FakeKubelet(services_pb2_grpc.KubeletServicer):
 
 
 @pytest.fixture
-async def kubelet() -> AsyncIterator[tuple[FakeKubelet, int]]:
+async def kubelet(master) -> AsyncIterator[tuple[FakeKubelet, int]]:
+    """An agent API of node n1 as the agent serves it: its node certificate, clients must present
+    a certificate of the cluster CA."""
     server = grpc.aio.server()
     fake = FakeKubelet()
     services_pb2_grpc.add_KubeletServicer_to_server(fake, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    key_pem, cert_pem = master.pki.ca.issue(
+        pki.node_common_name("n1"), pki.NODES_GROUP, ["n1", "127.0.0.1"], 3600
+    )
+    credentials = grpc.ssl_server_credentials(
+        [(key_pem, cert_pem)], root_certificates=master.pki.ca.cert_pem, require_client_auth=True
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
     yield fake, port
     await server.stop(0)
@@ -701,7 +722,7 @@ async def test_interceptor_maps_errors(caplog):
 async def test_restart_gives_nodes_a_fresh_grace_period(tmp_path):
     app = await start_master(tmp_path / "data", grace=1.0)
     try:
-        async with grpc.aio.insecure_channel(app.address) as ch:
+        async with admin_channel(app) as ch:
             await services_pb2_grpc.NodeAgentStub(ch).RegisterNode(node_manifest())
             registered = time.monotonic()
     finally:
@@ -710,7 +731,7 @@ async def test_restart_gives_nodes_a_fresh_grace_period(tmp_path):
     await asyncio.sleep(max(0.0, registered + 1.0 - time.monotonic()))
     app = await start_master(tmp_path / "data", grace=1.0)
     try:
-        async with grpc.aio.insecure_channel(app.address) as ch:
+        async with admin_channel(app) as ch:
             cluster = services_pb2_grpc.ClusterStub(ch)
             node = await cluster.GetNode(get("n1", ""))
             assert find_condition(node.status.conditions, "Ready").status == "True"  # a grace period from now

@@ -12,6 +12,7 @@ from pykubelet import sync
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
     ContainerInfo,
+    ContainerRuntimeError,
     CreateContainerError,
     ImagePullError,
     InfraImageMissing,
@@ -214,6 +215,7 @@ class FakeRuntime:
         self.calls: list[tuple] = []
         self.fail_images = fail_images or {}
         self.infra_error = infra_error
+        self.fail_removals: set[str] = set()
 
     async def ensure_image(self, image, pull_policy):
         self.calls.append(("ensure_image", image, pull_policy))
@@ -243,6 +245,11 @@ class FakeRuntime:
 
     async def remove_container(self, container_id):
         self.calls.append(("remove", container_id))
+        if container_id in self.fail_removals:
+            raise ContainerRuntimeError(f"cannot remove {container_id}")
+
+    async def remove_pod_volumes(self, pod_uid):
+        self.calls.append(("remove_volumes", pod_uid))
 
 
 async def test_execute_new_pod_starts_sandbox_then_containers_in_order():
@@ -335,6 +342,31 @@ async def test_kill_pod_stops_apps_then_infra(remove):
     assert stops[2:] == [("stop", "POD-0", 2.0)]
     removes = [call[1] for call in runtime.calls if call[0] == "remove"]
     assert sorted(removes) == (["POD-0", "a-0", "b-0", "c-0"] if remove else [])
+    # The volumes go last, once every container is gone; a mere kill keeps them (emptyDir data
+    # survives a sandbox re-creation).
+    volume_calls = [call for call in runtime.calls if call[0] == "remove_volumes"]
+    assert volume_calls == ([("remove_volumes", UID)] if remove else [])
+    if remove:
+        assert runtime.calls[-1] == ("remove_volumes", UID)
+
+
+async def test_kill_pod_keeps_volumes_when_a_container_removal_fails():
+    obs = observed(infra(state="exited"), app("a", state="exited", code=0))
+    runtime = FakeRuntime()
+    runtime.fail_removals.add("a-0")
+    with pytest.raises(ContainerRuntimeError):
+        await sync.kill_pod(runtime, obs, 1.0, remove=True)
+    assert ("remove_volumes", UID) not in runtime.calls
+
+
+async def test_execute_kill_pod_keeps_volumes():
+    pod = make_pod()
+    obs = observed(infra(state="exited"), app(state="running"))
+    runtime = FakeRuntime()
+    actions = sync.compute_pod_actions(pod, obs)
+    assert actions.kill_pod and actions.create_sandbox
+    await sync.execute(runtime, pod, actions, "n1", "p", obs)
+    assert not [call for call in runtime.calls if call[0] == "remove_volumes"]
 
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

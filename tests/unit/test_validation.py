@@ -42,6 +42,28 @@ def _c(pod: objects_pb2.Pod, i: int = 0) -> objects_pb2.Container:
     return pod.spec.containers[i]
 
 
+def _with_volumes(pod: objects_pb2.Pod) -> objects_pb2.Pod:
+    """``pod`` plus an emptyDir "data" and a hostPath "logs", both mounted by container 0."""
+    pod.spec.volumes.add(name="data").empty_dir.SetInParent()
+    pod.spec.volumes.add(name="logs").host_path.path = "/var/log/web"
+    _c(pod).volume_mounts.add(name="data", mount_path="/data")
+    _c(pod).volume_mounts.add(name="logs", mount_path="/logs", read_only=True)
+    return pod
+
+
+def _v(pod: objects_pb2.Pod, i: int = 0) -> objects_pb2.Volume:
+    """Volume ``i`` of the pod, after giving it the two volumes of ``_with_volumes``."""
+    if not pod.spec.volumes:
+        _with_volumes(pod)
+    return pod.spec.volumes[i]
+
+
+def _m(pod: objects_pb2.Pod, j: int = 0) -> objects_pb2.VolumeMount:
+    """Volume mount ``j`` of container 0, after ``_with_volumes``."""
+    _v(pod)  # gives the pod its volumes first
+    return _c(pod).volume_mounts[j]
+
+
 # ---- defaulting ----
 
 
@@ -291,6 +313,152 @@ POD_CASES = [
         lambda p: setattr(p.spec, "termination_grace_period_seconds", -1),
         "spec.terminationGracePeriodSeconds: must be greater than or equal to 0",
     ),
+    # limits
+    (
+        lambda p: [p.spec.containers.add(name=f"c{i}", image="x") for i in range(63)],
+        "spec.containers: at most 64 containers allowed",
+    ),
+    (
+        lambda p: [p.spec.volumes.add(name=f"v{i}").empty_dir.SetInParent() for i in range(65)],
+        "spec.volumes: at most 64 volumes allowed",
+    ),
+    (
+        lambda p: [_c(p).env.add(name=f"E{i}") for i in range(1001)],
+        "spec.containers[0].env: at most 1000 entries allowed",
+    ),
+    (
+        lambda p: _c(p).command.extend(["x"] * 1001),
+        "spec.containers[0].command: at most 1000 entries allowed",
+    ),
+    (
+        lambda p: _c(p, 1).args.extend(["x"] * 1001),
+        "spec.containers[1].args: at most 1000 entries allowed",
+    ),
+    (
+        lambda p: _c(p).args.extend(["ok", "x" * (64 * 1024 + 1)]),
+        "spec.containers[0].args[1]: too long: must have at most 65536 bytes",
+    ),
+    (
+        lambda p: _c(p).command.append("é" * (32 * 1024 + 1)),  # bytes, not characters
+        "spec.containers[0].command[0]: too long: must have at most 65536 bytes",
+    ),
+    (
+        lambda p: _c(p).env.add(name="A", value="x" * (64 * 1024 + 1)),
+        "spec.containers[0].env[0].value: too long: must have at most 65536 bytes",
+    ),
+    (
+        lambda p: _c(p).env.add(name="A" * (64 * 1024 + 1)),
+        "spec.containers[0].env[0].name: too long: must have at most 65536 bytes",
+    ),
+    (
+        lambda p: setattr(_c(p), "working_dir", "/" * (64 * 1024 + 1)),
+        "spec.containers[0].workingDir: too long: must have at most 65536 bytes",
+    ),
+    (
+        lambda p: setattr(_c(p), "image", "i" * (64 * 1024 + 1)),
+        "spec.containers[0].image: too long: must have at most 65536 bytes",
+    ),
+    (  # a long value is quoted cut short, so that an error always fits in a gRPC status
+        lambda p: setattr(p.metadata, "namespace", "A" * 100_000),
+        f'metadata.namespace: invalid value "{"A" * 256}"...: must be no more than 63 characters',
+    ),
+    (
+        lambda p: p.metadata.labels.update({"k" * 300: "x"}),
+        f'metadata.labels[{"k" * 256}...]: invalid key "{"k" * 256}"...: name part must be at most 63 '
+        "characters of A-Z, a-z, 0-9, '-', '_' or '.', starting and ending alphanumeric",
+    ),
+    # volumes
+    (
+        lambda p: setattr(_v(p), "name", ""),
+        'spec.containers[0].volumeMounts[0].name: volume "data" not found',
+    ),
+    (
+        lambda p: (setattr(_v(p), "name", ""), _c(p).ClearField("volume_mounts")),
+        "spec.volumes[0].name: required",
+    ),
+    (
+        lambda p: (setattr(_v(p), "name", "Data"), setattr(_m(p), "name", "Data")),
+        'spec.volumes[0].name: invalid value "Data": must be a lowercase RFC 1123 label '
+        "(a-z, 0-9 and '-', starting and ending alphanumeric)",
+    ),
+    (
+        lambda p: setattr(_v(p, 1), "name", "data"),
+        'spec.containers[0].volumeMounts[1].name: volume "logs" not found',
+    ),
+    (
+        lambda p: (setattr(_v(p, 1), "name", "data"), _c(p).volume_mounts.pop()),
+        'spec.volumes[1].name: duplicate name "data"',
+    ),
+    (
+        lambda p: _v(p).ClearField("empty_dir"),
+        "spec.volumes[0]: exactly one volume source (hostPath, emptyDir) is required",
+    ),
+    (
+        lambda p: setattr(_v(p).host_path, "path", "/x"),
+        "spec.volumes[0]: exactly one volume source (hostPath, emptyDir) is required",
+    ),
+    (lambda p: setattr(_v(p, 1).host_path, "path", ""), "spec.volumes[1].hostPath.path: required"),
+    (
+        lambda p: setattr(_v(p, 1).host_path, "path", "var/log"),
+        'spec.volumes[1].hostPath.path: invalid value "var/log": must be an absolute path',
+    ),
+    (
+        lambda p: setattr(_v(p, 1).host_path, "path", "/var/\x00log"),
+        "spec.volumes[1].hostPath.path: must not contain a NUL character",
+    ),
+    (
+        lambda p: setattr(_v(p, 1).host_path, "path", "/data/../etc"),
+        "spec.volumes[1].hostPath.path: invalid value \"/data/../etc\": must not contain '..'",
+    ),
+    (
+        lambda p: setattr(_v(p, 1).host_path, "path", "/" + "a" * 4096),
+        "spec.volumes[1].hostPath.path: too long: must have at most 4096 bytes",
+    ),
+    (
+        lambda p: setattr(_v(p, 1).host_path, "type", "Socket"),
+        'spec.volumes[1].hostPath.type: unsupported value "Socket"; '
+        "supported: Directory, DirectoryOrCreate, File, FileOrCreate",
+    ),
+    (
+        lambda p: setattr(_v(p).empty_dir, "medium", "HugePages"),
+        'spec.volumes[0].emptyDir.medium: unsupported value "HugePages"; supported: Memory',
+    ),
+    (
+        lambda p: setattr(_v(p).empty_dir, "size_limit", "lots"),
+        'spec.volumes[0].emptyDir.sizeLimit: invalid quantity "lots"',
+    ),
+    (
+        lambda p: setattr(_v(p).empty_dir, "size_limit", "-1Mi"),
+        'spec.volumes[0].emptyDir.sizeLimit: invalid value "-1Mi": must be greater than 0',
+    ),
+    (
+        lambda p: setattr(_v(p).empty_dir, "size_limit", "0"),
+        'spec.volumes[0].emptyDir.sizeLimit: invalid value "0": must be greater than 0',
+    ),
+    # volume mounts
+    (lambda p: setattr(_m(p), "name", ""), "spec.containers[0].volumeMounts[0].name: required"),
+    (
+        lambda p: _c(p, 1).volume_mounts.add(name="cache", mount_path="/c"),
+        'spec.containers[1].volumeMounts[0].name: volume "cache" not found',
+    ),
+    (lambda p: setattr(_m(p), "mount_path", ""), "spec.containers[0].volumeMounts[0].mountPath: required"),
+    (
+        lambda p: setattr(_m(p), "mount_path", "data"),
+        'spec.containers[0].volumeMounts[0].mountPath: invalid value "data": must be an absolute path',
+    ),
+    (
+        lambda p: setattr(_m(p, 1), "mount_path", "/data/"),
+        'spec.containers[0].volumeMounts[1].mountPath: duplicate mount path "/data/"',
+    ),
+    (
+        lambda p: [_c(p, 1).volume_mounts.add(name=_v(p).name, mount_path=f"/m{i}") for i in range(65)],
+        "spec.containers[1].volumeMounts: at most 64 volume mounts allowed",
+    ),
+    # host network
+    (
+        lambda p: (setattr(p.spec, "host_network", True), setattr(_c(p).ports[0], "host_port", 8080)),
+        "spec.containers[0].ports[0].hostPort: must match containerPort when hostNetwork is true",
+    ),
 ]
 
 
@@ -327,12 +495,45 @@ def test_validate_pod_rejects(mutate, error):
         lambda p: p.spec.node_selector.update({"kubernetes.io/hostname": "node-1"}),
         lambda p: setattr(p.spec, "termination_grace_period_seconds", 0),
         lambda p: setattr(p.status, "phase", "Bogus"),  # status is the server's, never validated
+        # limits: exactly at the bound
+        lambda p: [p.spec.containers.add(name=f"c{i}", image="x") for i in range(62)],
+        lambda p: [p.spec.volumes.add(name=f"v{i}").empty_dir.SetInParent() for i in range(64)],
+        lambda p: [_c(p).env.add(name=f"E{i}", value="v" * 64) for i in range(1000)],
+        lambda p: (_c(p).command.extend(["x"] * 1000), _c(p).args.extend(["y" * 64 * 1024])),
+        # volumes
+        _with_volumes,
+        lambda p: _v(p).empty_dir.MergeFrom(
+            objects_pb2.EmptyDirVolumeSource(medium="Memory", size_limit="1G")
+        ),
+        lambda p: setattr(_v(p, 1).host_path, "type", "DirectoryOrCreate"),
+        lambda p: setattr(_v(p, 1).host_path, "type", "FileOrCreate"),
+        lambda p: setattr(_v(p, 1).host_path, "path", "/"),
+        lambda p: setattr(_v(p, 1).host_path, "path", "/data/..x/y.."),  # ".." only as a whole element
+        lambda p: _c(p, 1).volume_mounts.add(name=_v(p).name, mount_path="/data"),  # per container
+        lambda p: p.spec.volumes.add(name="unused").empty_dir.SetInParent(),
+        # security context: any value is valid, admission decides
+        lambda p: setattr(_c(p).security_context, "privileged", True),
+        lambda p: setattr(_c(p).security_context, "privileged", False),
+        # host network: hostPort equal to containerPort, or unset (defaulted to it)
+        lambda p: setattr(p.spec, "host_network", True),
+        lambda p: (setattr(p.spec, "host_network", True), setattr(_c(p).ports[0], "host_port", 80)),
     ],
 )
 def test_validate_pod_accepts(mutate):
     pod = _pod()
     mutate(pod)
     validate_pod(pod)
+
+
+def test_default_pod_host_network_sets_host_ports():
+    pod = _pod(host_network=True)
+    _c(pod).ports.add(container_port=9090, host_port=9090)
+    default_pod(pod)
+    assert [(p.container_port, p.host_port) for p in _c(pod).ports] == [(80, 80), (9090, 9090)]
+    validate_pod(pod)
+    plain = _pod()
+    default_pod(plain)
+    assert _c(plain).ports[0].host_port == 0
 
 
 def test_validate_pod_reports_the_first_error_in_a_fixed_order():
@@ -410,6 +611,12 @@ _IMMUTABLE = "field is immutable (a pod update may only change labels, annotatio
         ),
         (lambda p: setattr(_c(p), "working_dir", "/tmp"), f"spec.containers[0].workingDir: {_IMMUTABLE}"),
         (
+            lambda p: setattr(_c(p).security_context, "privileged", False),  # unset -> false: a change
+            f"spec.containers[0].securityContext: {_IMMUTABLE}",
+        ),
+        (lambda p: setattr(p.spec, "host_network", True), f"spec.hostNetwork: {_IMMUTABLE}"),
+        (lambda p: _with_volumes(p), f"spec.volumes: {_IMMUTABLE}"),
+        (
             lambda p: p.spec.containers.add(name="x", image="y"),
             "spec.containers: may not add or remove containers",
         ),
@@ -425,6 +632,23 @@ def test_validate_pod_update_rejects(mutate, error):
         validate_pod_update(old, new)
     if error is not None:
         assert str(exc.value) == error
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda p: setattr(_m(p, 1), "read_only", False), f"spec.containers[0].volumeMounts: {_IMMUTABLE}"),
+        (lambda p: setattr(_v(p, 1).host_path, "path", "/etc"), f"spec.volumes: {_IMMUTABLE}"),
+        (lambda p: setattr(_v(p).empty_dir, "medium", "Memory"), f"spec.volumes: {_IMMUTABLE}"),
+    ],
+)
+def test_validate_pod_update_volumes_are_immutable(mutate, error):
+    old, new = _with_volumes(_defaulted()), _with_volumes(_defaulted())
+    validate_pod_update(old, new)
+    mutate(new)
+    with pytest.raises(ValidationError) as exc:
+        validate_pod_update(old, new)
+    assert str(exc.value) == error
 
 
 # ---- nodes ----

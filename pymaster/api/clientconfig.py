@@ -1,0 +1,133 @@
+"""Client config files (kubeconfig-like YAML): where the master is and the mTLS material to reach it.
+
+Format (``admin.yaml`` written by the master and the agent's own config share it)::
+
+    server: 127.0.0.1:6443
+    certificate-authority-data: <base64 of CA PEM>
+    client-certificate-data: <base64 of cert PEM>
+    client-key-data: <base64 of key PEM>
+    tls-server-name: ""   # optional override of the name checked in the server certificate
+
+The file holds a private key, so it is written 0600 and atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import yaml
+
+from pymaster.api.pki import atomic_write, cert_info, load_key
+
+CONFIG_ENV = "PYKUBE_CONFIG"
+_SERVER = "server"
+_CA = "certificate-authority-data"
+_CERT = "client-certificate-data"
+_KEY = "client-key-data"
+_SERVER_NAME = "tls-server-name"
+
+
+@dataclass
+class ClientConfig:
+    """Connection settings of a pykube client. ``repr`` hides the private key."""
+
+    server: str
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+    tls_server_name: str = ""
+
+
+def default_config_path() -> Path:
+    """``$PYKUBE_CONFIG`` if set, else ``~/.pykube/config``."""
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".pykube" / "config"
+
+
+def _pem_field(data: dict, key: str, path: Path) -> bytes:
+    value = data.get(key)
+    if not value:
+        raise ValueError(f"{path}: missing {key}")
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: {key}: must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{path}: {key}: invalid base64") from None
+
+
+def load_config(path: str | Path) -> ClientConfig:
+    """Read and check a client config file.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: bad YAML, a missing or malformed key, or PEM data that does not parse; the
+            message names the file and the key.
+    """
+    path = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be a YAML mapping")
+    server = data.get(_SERVER)
+    if not server or not isinstance(server, str):
+        raise ValueError(f"{path}: missing {_SERVER}")
+    server_name = data.get(_SERVER_NAME) or ""
+    if not isinstance(server_name, str):
+        raise ValueError(f"{path}: {_SERVER_NAME}: must be a string")
+    cfg = ClientConfig(
+        server=server,
+        ca_pem=_pem_field(data, _CA, path),
+        cert_pem=_pem_field(data, _CERT, path),
+        key_pem=_pem_field(data, _KEY, path),
+        tls_server_name=server_name,
+    )
+    # Parse now: a broken file is reported here, by name, not as an opaque TLS handshake failure.
+    for key, value, parse in (
+        (_CA, cfg.ca_pem, cert_info),
+        (_CERT, cfg.cert_pem, cert_info),
+        (_KEY, cfg.key_pem, load_key),
+    ):
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {key}: {exc}") from None
+    return cfg
+
+
+def dump_config(cfg: ClientConfig) -> str:
+    """The YAML text of a client config."""
+    data = {
+        _SERVER: cfg.server,
+        _CA: base64.b64encode(cfg.ca_pem).decode(),
+        _CERT: base64.b64encode(cfg.cert_pem).decode(),
+        _KEY: base64.b64encode(cfg.key_pem).decode(),
+        _SERVER_NAME: cfg.tls_server_name,
+    }
+    return yaml.safe_dump(data, sort_keys=False, width=1 << 20)
+
+
+def save_config(path: str | Path, cfg: ClientConfig) -> None:
+    """Write ``cfg`` to ``path`` (mode 0600, parent directories created 0700, atomic rename)."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, dump_config(cfg).encode(), 0o600)
+
+
+def channel_credentials(cfg: ClientConfig) -> grpc.ChannelCredentials:
+    """mTLS channel credentials: trust the cluster CA, present the config's client certificate."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=cfg.ca_pem, private_key=cfg.key_pem, certificate_chain=cfg.cert_pem
+    )
+
+
+def channel_options(cfg: ClientConfig) -> list[tuple[str, str]]:
+    """Channel options: the server-name override when ``tls_server_name`` is set, else none."""
+    return [("grpc.ssl_target_name_override", cfg.tls_server_name)] if cfg.tls_server_name else []

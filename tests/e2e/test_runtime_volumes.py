@@ -1,0 +1,405 @@
+"""Volumes, privileged containers and host networking on the real engine: the Docker runtime and
+the sync plan's execution, one pod at a time, no agent process.
+
+Each test uses its own node name and its own volumes dir (under pytest's tmp_path) and removes
+what it created: containers and Docker volumes by the node label, then the volumes dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import stat
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+import pytest
+
+from pykubelet import sync
+from pykubelet.pod_status import compute_pod_status
+from pykubelet.runtime import labels
+from pykubelet.runtime.base import CreateContainerError
+from pykubelet.runtime.docker import DockerRuntime
+from pymaster.api import objects_pb2
+
+from .harness import BUSYBOX, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PAUSE = "pykube/pause:3.9"
+HOST_IP = "10.1.2.3"  # what the agent would report as the node's address
+
+
+@pytest.fixture
+def node(docker_client: docker.DockerClient) -> Iterator[str]:
+    """A unique node name; afterwards its containers, then its Docker volumes, are removed."""
+    node_name = f"test-vol-{uuid.uuid4().hex[:8]}"
+    yield node_name
+    node_filter = {"label": f"{labels.NODE_NAME}={node_name}"}
+    for container in docker_client.containers.list(all=True, filters=node_filter):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for volume in docker_client.volumes.list(filters=node_filter):
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove(force=True)
+
+
+@pytest.fixture
+def volumes_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "pods"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def runtime(volumes_dir: Path) -> AsyncIterator[DockerRuntime]:
+    rt = DockerRuntime(volumes_dir=volumes_dir)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+def make_pod(name: str = "vol", policy: str = "Always") -> objects_pb2.Pod:
+    pod = objects_pb2.Pod(
+        metadata=objects_pb2.ObjectMeta(name=name, namespace="default", uid=str(uuid.uuid4()))
+    )
+    pod.spec.restart_policy = policy
+    pod.spec.termination_grace_period_seconds = 1
+    return pod
+
+
+def add_container(pod: objects_pb2.Pod, name: str, script: str, **mounts: str) -> objects_pb2.Container:
+    """A busybox container running ``sh -c script``; ``mounts`` maps volume name -> mount path
+    (a path ending in ":ro" is mounted read-only)."""
+    container = pod.spec.containers.add(
+        name=name, image=BUSYBOX, image_pull_policy="IfNotPresent", command=["sh", "-c", script]
+    )
+    for volume, path in mounts.items():
+        read_only = path.endswith(":ro")
+        container.volume_mounts.add(name=volume, mount_path=path.removesuffix(":ro"), read_only=read_only)
+    return container
+
+
+async def sync_once(rt: DockerRuntime, pod: objects_pb2.Pod, node: str):
+    """One pod sync as the agent does it; returns (failures, observed after)."""
+    observed = await rt.get_pod(node, pod.metadata.uid)
+    actions = sync.compute_pod_actions(pod, observed)
+    failures = await sync.execute(rt, pod, actions, node, PAUSE, observed)
+    return failures, await rt.get_pod(node, pod.metadata.uid)
+
+
+async def output_of(rt: DockerRuntime, pod: objects_pb2.Pod, node: str, container: str, text: str) -> str:
+    """Waits until the container's output contains ``text``; returns the output."""
+
+    async def check() -> str | None:
+        observed = await rt.get_pod(node, pod.metadata.uid)
+        latest = observed.latest(container) if observed is not None else None
+        if latest is None:
+            return None
+        async with contextlib.aclosing(rt.logs(latest.id, False, None, False)) as chunks:
+            output = b"".join([chunk async for chunk in chunks]).decode(errors="replace")
+        return output if text in output else None
+
+    return await wait_for(check, 30, f"{text!r} in the output of {container}")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_empty_dir_is_shared_and_removed_with_the_pod(runtime, node, volumes_dir, docker_client):
+    pod = make_pod()
+    pod.spec.volumes.add(name="data").empty_dir.SetInParent()
+    add_container(pod, "writer", "echo hello > /data/msg; sleep 3600", data="/data")
+    add_container(
+        pod,
+        "reader",
+        "until [ -f /shared/msg ]; do sleep 0.1; done; cat /shared/msg; sleep 3600",
+        data="/shared",
+    )
+    failures, observed = await sync_once(runtime, pod, node)
+    assert failures == []
+    assert "hello" in await output_of(runtime, pod, node, "reader", "hello")
+
+    pod_dir = volumes_dir / pod.metadata.uid
+    assert (pod_dir / "data" / "msg").read_text() == "hello\n"
+    assert mode(pod_dir / "data") == 0o777  # kubelet's emptyDir permissions
+    mounts = docker_client.api.inspect_container(observed.latest("reader").id)["Mounts"]
+    assert [(m["Type"], m["Source"], m["Destination"], m["RW"]) for m in mounts] == [
+        ("bind", str(pod_dir / "data"), "/shared", True)
+    ]
+
+    # A container's restart keeps the data; only the pod's removal deletes it.
+    await sync.kill_pod(runtime, observed, 1, remove=False)
+    assert (pod_dir / "data" / "msg").exists()
+    observed = await runtime.get_pod(node, pod.metadata.uid)
+    await sync.kill_pod(runtime, observed, 1, remove=True)
+    assert not pod_dir.exists()
+    assert volumes_dir.exists()
+
+
+async def test_removing_volumes_never_follows_a_symlink(runtime, node, volumes_dir, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("precious")
+    pod = make_pod()
+    pod.spec.volumes.add(name="data").empty_dir.SetInParent()
+    add_container(
+        pod, "main", f"ln -s {victim} /data/link; ln -s {victim}/keep /data/file; sleep 3600", data="/data"
+    )
+    failures, observed = await sync_once(runtime, pod, node)
+    assert failures == []
+    link = volumes_dir / pod.metadata.uid / "data" / "file"
+
+    async def linked() -> bool:
+        return link.is_symlink()
+
+    await wait_for(linked, 10, "the symlinks")
+    await sync.kill_pod(runtime, observed, 1, remove=True)
+    assert not (volumes_dir / pod.metadata.uid).exists()
+    assert (victim / "keep").read_text() == "precious"
+
+
+async def test_memory_empty_dir_is_a_shared_sized_tmpfs(runtime, node, docker_client):
+    pod = make_pod()
+    pod.spec.volumes.add(name="cache").empty_dir.CopyFrom(
+        objects_pb2.EmptyDirVolumeSource(medium="Memory", size_limit="1Mi")
+    )
+    add_container(pod, "writer", "echo in-memory > /cache/msg; sleep 3600", cache="/cache")
+    add_container(
+        pod,
+        "reader",
+        "until [ -f /m/msg ]; do sleep 0.1; done; cat /m/msg; grep ' /m ' /proc/mounts;"
+        " dd if=/dev/zero of=/m/big bs=1024 count=2048; echo dd-done; sleep 3600",
+        cache="/m",
+    )
+    failures, observed = await sync_once(runtime, pod, node)
+    assert failures == []
+    output = await output_of(runtime, pod, node, "reader", "dd-done")
+    assert "in-memory" in output
+    assert "tmpfs /m tmpfs" in output
+    assert "No space left on device" in output  # sizeLimit: 1Mi
+
+    name = labels.volume_name(pod.metadata.uid, "cache")
+    volume = docker_client.api.inspect_volume(name)
+    assert volume["Labels"][labels.POD_UID] == pod.metadata.uid
+    assert volume["Labels"][labels.NODE_NAME] == node
+    assert volume["Options"]["type"] == "tmpfs"
+
+    await sync.kill_pod(runtime, observed, 1, remove=True)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_volume(name)
+
+
+@pytest.mark.parametrize("medium", ["", "Memory"])
+async def test_empty_dir_outlives_a_container_restart(runtime, node, medium):
+    pod = make_pod()
+    pod.spec.volumes.add(name="data").empty_dir.medium = medium
+    add_container(
+        pod,
+        "main",
+        "if [ -f /data/msg ]; then echo found; sleep 3600; else echo x > /data/msg; exit 1; fi",
+        data="/data",
+    )
+    failures, _ = await sync_once(runtime, pod, node)
+    assert failures == []
+
+    async def exited() -> bool:
+        observed = await runtime.get_pod(node, pod.metadata.uid)
+        return observed.latest("main").state == "exited"
+
+    await wait_for(exited, 30, "the first attempt to exit")
+    failures, observed = await sync_once(runtime, pod, node)  # the restart, in the same sandbox
+    assert failures == [] and observed.latest("main").restart_count == 1
+    assert "found" in await output_of(runtime, pod, node, "main", "found")
+
+
+async def test_host_path_directory_or_create_and_read_only(runtime, node, tmp_path):
+    host_dir = tmp_path / "host" / "logs"
+    pod = make_pod()
+    pod.spec.volumes.add(name="logs").host_path.CopyFrom(
+        objects_pb2.HostPathVolumeSource(path=str(host_dir), type="DirectoryOrCreate")
+    )
+    add_container(pod, "rw", "echo written > /logs/out; sleep 3600", logs="/logs")
+    add_container(
+        pod,
+        "ro",
+        "until [ -f /logs/out ]; do sleep 0.1; done; cat /logs/out;"
+        " touch /logs/nope || echo refused; sleep 3600",
+        logs="/logs:ro",
+    )
+    failures, observed = await sync_once(runtime, pod, node)
+    assert failures == []
+    output = await output_of(runtime, pod, node, "ro", "refused")
+    assert "written" in output
+    assert "Read-only file system" in output
+    assert mode(host_dir) == 0o755
+    assert (host_dir / "out").read_text() == "written\n"
+    assert not (host_dir / "nope").exists()
+
+    await sync.kill_pod(runtime, observed, 1, remove=True)
+    assert (host_dir / "out").read_text() == "written\n"  # host data is never the runtime's to delete
+
+
+@pytest.mark.parametrize(
+    ("kind", "prepare", "error"),
+    [
+        ("Directory", None, "hostPath type check failed: {path} does not exist (type Directory)"),
+        ("File", None, "hostPath type check failed: {path} does not exist (type File)"),
+        ("Directory", "file", "hostPath type check failed: {path} is not a directory"),
+        ("DirectoryOrCreate", "file", "hostPath type check failed: {path} is not a directory"),
+        ("File", "dir", "hostPath type check failed: {path} is not a file"),
+        ("FileOrCreate", "dir", "hostPath type check failed: {path} is not a file"),
+    ],
+)
+async def test_host_path_type_checks(runtime, node, tmp_path, kind, prepare, error):
+    path = tmp_path / "target"
+    if prepare == "file":
+        path.write_text("")
+    elif prepare == "dir":
+        path.mkdir()
+    pod = make_pod(policy="Never")
+    pod.spec.volumes.add(name="h").host_path.CopyFrom(
+        objects_pb2.HostPathVolumeSource(path=str(path), type=kind)
+    )
+    add_container(pod, "main", "true", h="/h")
+    failures, observed = await sync_once(runtime, pod, node)
+    assert [(f.container_name, f.reason, f.message) for f in failures] == [
+        ("main", CreateContainerError.reason, error.format(path=path))
+    ]
+    assert observed.latest("main") is None  # refused before Docker was asked
+    pod_status = compute_pod_status(
+        pod, observed, {f.container_name: f for f in failures}, HOST_IP, datetime.now(UTC)
+    )
+    assert pod_status.container_statuses[0].state.waiting.reason == "CreateContainerError"
+
+
+@pytest.mark.parametrize(
+    ("kind", "is_file"), [("DirectoryOrCreate", False), ("FileOrCreate", True), ("", False)]
+)
+async def test_host_path_created_when_missing(runtime, node, tmp_path, kind, is_file):
+    path = tmp_path / "made"
+    pod = make_pod()
+    pod.spec.volumes.add(name="h").host_path.CopyFrom(
+        objects_pb2.HostPathVolumeSource(path=str(path), type=kind)
+    )
+    add_container(pod, "main", "sleep 3600", h="/h")
+    failures, _ = await sync_once(runtime, pod, node)
+    assert failures == []
+    assert path.is_file() if is_file else path.is_dir()
+    assert mode(path) == (0o644 if is_file else 0o755)
+    if is_file:
+        assert path.read_bytes() == b""
+
+
+async def test_file_or_create_needs_its_parent(runtime, node, tmp_path):
+    path = tmp_path / "no-such-dir" / "file"
+    pod = make_pod(policy="Never")
+    pod.spec.volumes.add(name="h").host_path.CopyFrom(
+        objects_pb2.HostPathVolumeSource(path=str(path), type="FileOrCreate")
+    )
+    add_container(pod, "main", "true", h="/h")
+    failures, _ = await sync_once(runtime, pod, node)
+    assert [f.reason for f in failures] == [CreateContainerError.reason]
+    assert "No such file or directory" in failures[0].message
+
+
+async def test_volumes_dir_of_another_user_is_refused(runtime, node, volumes_dir):
+    volumes_dir.mkdir()
+    os.chown(volumes_dir, 12345, -1)
+    pod = make_pod(policy="Never")
+    pod.spec.volumes.add(name="data").empty_dir.SetInParent()
+    add_container(pod, "main", "true", data="/data")
+    failures, _ = await sync_once(runtime, pod, node)
+    assert [f.reason for f in failures] == [CreateContainerError.reason]
+    assert f"volumes dir {volumes_dir} belongs to uid 12345" in failures[0].message
+    assert list(volumes_dir.iterdir()) == []
+
+
+async def test_remove_pod_volumes_without_volumes_is_fine(runtime, volumes_dir, tmp_path):
+    await runtime.remove_pod_volumes(str(uuid.uuid4()))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    volumes_dir.mkdir()
+    await runtime.remove_pod_volumes("../outside")  # never a path: nothing is removed
+    await runtime.remove_pod_volumes("")
+    assert outside.exists() and volumes_dir.exists()
+
+
+async def test_privileged_is_set_on_that_container_only(runtime, node, docker_client):
+    pod = make_pod()
+    add_container(pod, "plain", "sleep 3600")
+    add_container(pod, "priv", "sleep 3600").security_context.privileged = True
+    await sync_once(runtime, pod, node)  # the privileged start may fail on a restricted engine
+    observed = await runtime.get_pod(node, pod.metadata.uid)
+    privileged = {
+        name: docker_client.api.inspect_container(observed.latest(name).id)["HostConfig"]["Privileged"]
+        for name in ("plain", "priv")
+    }
+    assert privileged == {"plain": False, "priv": True}
+    infra = docker_client.api.inspect_container(observed.infra.id)
+    assert infra["HostConfig"]["Privileged"] is False
+
+
+async def test_privileged_container_can_mount_where_a_plain_one_cannot(runtime, node):
+    pod = make_pod()
+    script = (
+        "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo mount-ok || echo mount-refused; sleep 3600"
+    )
+    add_container(pod, "plain", script)
+    add_container(pod, "priv", script).security_context.privileged = True
+    failures, _ = await sync_once(runtime, pod, node)
+    if failures:
+        # Some engines cannot grant every capability (a container runtime inside a restricted VM
+        # or container): the setting is tested above, the behaviour only where it can run.
+        assert [(f.container_name, f.reason) for f in failures] == [("priv", "RunContainerError")]
+        pytest.skip(f"this engine cannot run privileged containers: {failures[0].message}")
+    assert "mount-refused" in await output_of(runtime, pod, node, "plain", "mount-")
+    assert "mount-ok" in await output_of(runtime, pod, node, "priv", "mount-")
+
+
+async def test_host_network_pod_uses_the_hosts_interfaces(runtime, node, docker_client):
+    port = free_port()
+    pod = make_pod()
+    pod.spec.host_network = True
+    main = add_container(
+        pod,
+        "main",
+        f"ls /sys/class/net; hostname; mkdir -p /www && echo on-host > /www/index.html"
+        f" && httpd -f -p 127.0.0.1:{port} -h /www",
+    )
+    main.ports.add(container_port=port, host_port=port)
+    failures, observed = await sync_once(runtime, pod, node)
+    assert failures == []
+
+    infra = docker_client.api.inspect_container(observed.infra.id)
+    assert infra["HostConfig"]["NetworkMode"] == "host"
+    assert not infra["HostConfig"]["PortBindings"]
+    assert observed.infra.ip == ""
+    output = await output_of(runtime, pod, node, "main", "\n")
+    host_interfaces = set(os.listdir("/sys/class/net"))
+    assert host_interfaces <= set(output.split())  # e.g. docker0, which no bridge container sees
+    assert socket.gethostname() in output.split()
+
+    async def served() -> str | None:
+        def get() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as response:
+                return response.read().decode()
+
+        try:
+            return await asyncio.to_thread(get)
+        except OSError:
+            return None
+
+    assert (await wait_for(served, 20, "the pod's port on the host")).strip() == "on-host"
+
+    status = compute_pod_status(pod, observed, {}, HOST_IP, datetime.now(UTC))
+    assert (status.pod_ip, status.host_ip) == (HOST_IP, HOST_IP)

@@ -1,0 +1,211 @@
+"""The role table and node certificate authentication (pymaster.server.authz), without gRPC."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+
+import pytest
+from google.protobuf.message import Message
+
+from pymaster.api import objects_pb2, services_pb2
+from pymaster.api.errors import Forbidden, NotFound, Unauthenticated
+from pymaster.api.identity import Identity
+from pymaster.server import authz
+
+ADMIN = Identity("admin", "admin")
+MASTER = Identity("master", "system:pymaster")
+ANONYMOUS = Identity("anonymous", "")
+N1 = Identity("node", "n1", serial="a1", public_key_sha256="k1")
+
+
+class FakeStore:
+    def __init__(self, *objects: tuple[str, Message]):
+        self._objects = {(kind, obj.metadata.namespace, obj.metadata.name): obj for kind, obj in objects}
+
+    def get(self, kind: str, namespace: str, name: str) -> Message:
+        try:
+            return self._objects[(kind, namespace, name)]
+        except KeyError:
+            raise NotFound(f'{kind} "{name}" not found') from None
+
+
+def pod(name: str, node: str, uid: str = "u1", namespace: str = "default") -> tuple[str, objects_pb2.Pod]:
+    p = objects_pb2.Pod()
+    p.metadata.namespace, p.metadata.name, p.metadata.uid = namespace, name, uid
+    p.spec.node_name = node
+    return "pods", p
+
+
+def binding(name: str, key: str, revoked: tuple[str, ...] = (), created: int = 1000) -> tuple[str, Message]:
+    b = objects_pb2.NodeIdentity(public_key_sha256=key, revoked_serials=revoked)
+    b.metadata.name = name
+    b.metadata.creation_timestamp.seconds = created
+    return "identities", b
+
+
+STORE = FakeStore(pod("mine", "n1"), pod("theirs", "n2"), pod("pending", ""), binding("n1", "k1"))
+
+
+def node(name: str) -> objects_pb2.Node:
+    n = objects_pb2.Node()
+    n.metadata.name = name
+    return n
+
+
+AGENT = "/pykube.v1.NodeAgent/"
+CLUSTER = "/pykube.v1.Cluster/"
+
+
+@pytest.mark.parametrize(
+    "method, request_",
+    [
+        (AGENT + "RegisterNode", node("n1")),
+        (AGENT + "RenewLease", services_pb2.RenewLeaseRequest(node_name="n1")),
+        (AGENT + "ReportNodeStatus", services_pb2.NodeStatusReport(node_name="n1")),
+        (AGENT + "WatchBoundPods", services_pb2.BoundPodsRequest(node_name="n1")),
+        (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(name="mine", uid="u1")),
+        (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(namespace="default", name="mine")),
+        (AGENT + "ConfirmPodTerminated", services_pb2.PodTerminated(name="mine", uid="u1")),
+        (AGENT + "RenewCertificate", services_pb2.CertificateSigningRequest()),
+        (CLUSTER + "GetNode", services_pb2.GetRequest(name="n1")),
+        (CLUSTER + "GetPod", services_pb2.GetRequest(name="mine")),
+        # Gone, or another pod of the name: through to the servicer's NOT_FOUND (no write).
+        (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(name="gone")),
+        (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(name="theirs", uid="old-uid")),
+        (AGENT + "ConfirmPodTerminated", services_pb2.PodTerminated(name="theirs", uid="old-uid")),
+        (CLUSTER + "GetPod", services_pb2.GetRequest(name="gone")),
+        ("/grpc.health.v1.Health/Check", None),
+        ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", None),
+    ],
+)
+def test_node_allowed(method, request_):
+    authz.authorize(method, N1, request_, STORE)
+
+
+@pytest.mark.parametrize(
+    "method, request_, message",
+    [
+        (CLUSTER + "ListPods", services_pb2.ListRequest(), 'node "n1" may not call Cluster.ListPods'),
+        (CLUSTER + "WatchPods", services_pb2.WatchRequest(), 'node "n1" may not call Cluster.WatchPods'),
+        (CLUSTER + "CreatePod", objects_pb2.Pod(), 'node "n1" may not call Cluster.CreatePod'),
+        (
+            CLUSTER + "DeleteNode",
+            services_pb2.DeleteRequest(name="n1"),
+            'node "n1" may not call Cluster.DeleteNode',
+        ),
+        (CLUSTER + "ListNodes", services_pb2.ListRequest(), 'node "n1" may not call Cluster.ListNodes'),
+        (
+            CLUSTER + "PodLogs",
+            services_pb2.LogsRequest(name="mine"),
+            'node "n1" may not call Cluster.PodLogs',
+        ),
+        (CLUSTER + "UpdateNode", node("n1"), 'node "n1" may not call Cluster.UpdateNode'),
+        (AGENT + "SomethingNew", services_pb2.Empty(), 'node "n1" may not call NodeAgent.SomethingNew'),
+        (AGENT + "RegisterNode", node("n2"), 'node "n1" may not register node "n2"'),
+        (
+            AGENT + "RenewLease",
+            services_pb2.RenewLeaseRequest(node_name="n2"),
+            'node "n1" may not renew the lease of node "n2"',
+        ),
+        (
+            AGENT + "ReportNodeStatus",
+            services_pb2.NodeStatusReport(node_name="n2"),
+            'node "n1" may not report the status of node "n2"',
+        ),
+        (
+            AGENT + "WatchBoundPods",
+            services_pb2.BoundPodsRequest(node_name=""),
+            'node "n1" may not watch the pods of node ""',
+        ),
+        (
+            AGENT + "UpdatePodStatus",
+            services_pb2.PodStatusUpdate(name="theirs", uid="u1"),
+            'node "n1" may not update pod default/theirs bound to node "n2"',
+        ),
+        (
+            AGENT + "UpdatePodStatus",
+            services_pb2.PodStatusUpdate(name="theirs"),
+            'node "n1" may not update pod default/theirs bound to node "n2"',
+        ),
+        (
+            AGENT + "ConfirmPodTerminated",
+            services_pb2.PodTerminated(name="pending", uid="u1"),
+            'node "n1" may not delete pod default/pending not bound to any node',
+        ),
+        (CLUSTER + "GetNode", services_pb2.GetRequest(name="n2"), 'node "n1" may not read node "n2"'),
+        (
+            CLUSTER + "GetPod",
+            services_pb2.GetRequest(name="theirs"),
+            'node "n1" may not read pod default/theirs bound to node "n2"',
+        ),
+        # A client-streaming call has no single request: only identity rules apply.
+        (AGENT + "RegisterNode", None, 'node "n1" may not call NodeAgent.RegisterNode'),
+    ],
+)
+def test_node_denied(method, request_, message):
+    with pytest.raises(Forbidden) as err:
+        authz.authorize(method, N1, request_, STORE)
+    assert err.value.message == message
+
+
+@pytest.mark.parametrize("identity", [ADMIN, MASTER])
+@pytest.mark.parametrize(
+    "method", [CLUSTER + "ListPods", CLUSTER + "DeleteNode", AGENT + "UpdatePodStatus", AGENT + "Whatever"]
+)
+def test_masters_may_do_everything(identity, method):
+    authz.authorize(method, identity, services_pb2.Empty(), STORE)
+
+
+def test_anonymous_is_unauthenticated():
+    with pytest.raises(Unauthenticated):
+        authz.authorize(CLUSTER + "ListPods", ANONYMOUS, services_pb2.ListRequest(), STORE)
+    with pytest.raises(Unauthenticated, match="names no pykube identity"):
+        authz.authenticate(ANONYMOUS, STORE)
+
+
+AFTER = datetime.datetime.fromtimestamp(1000, datetime.UTC)
+BEFORE = datetime.datetime.fromtimestamp(999, datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    "identity, store, issued_at, ok",
+    [
+        (ADMIN, FakeStore(), None, True),
+        (MASTER, FakeStore(), None, True),
+        (N1, FakeStore(binding("n1", "k1")), AFTER, True),
+        (N1, FakeStore(binding("n1", "k1")), None, True),
+        (N1, FakeStore(), AFTER, False),  # deleted
+        (N1, FakeStore(binding("n1", "k2")), AFTER, False),  # the name went to another key
+        (N1, FakeStore(binding("n1", "k1", revoked=("a1",))), AFTER, False),
+        (N1, FakeStore(binding("n1", "k1", revoked=("b2",))), AFTER, True),
+        (N1, FakeStore(binding("n1", "k1")), BEFORE, False),  # issued before the binding: old cert
+    ],
+)
+def test_authenticate(identity, store, issued_at, ok):
+    if ok:
+        authz.authenticate(identity, store, issued_at)
+        return
+    with pytest.raises(Unauthenticated) as err:
+        authz.authenticate(identity, store, issued_at)
+    assert err.value.message == "certificate of node n1 is revoked or the node was deleted; join again"
+
+
+@pytest.mark.parametrize(
+    "method, short",
+    [
+        ("/pykube.v1.Cluster/ListPods", "Cluster.ListPods"),
+        ("/grpc.health.v1.Health/Check", "Health.Check"),
+    ],
+)
+def test_short_method(method, short):
+    assert authz.short_method(method) == short
+
+
+def test_current_identity_is_per_context():
+    def inner() -> Identity | None:
+        authz.set_current_identity(N1)
+        return authz.current_identity()
+
+    assert contextvars.copy_context().run(inner) == N1
+    assert authz.current_identity() is None
