@@ -275,11 +275,7 @@ class PodWorkers:
 
     async def _terminate(self, worker: _Worker, pod: objects_pb2.Pod) -> bool:
         """Stops and removes the pod's containers, then confirms; True once the master knows."""
-        observed = await self._runtime.get_pod(self._node_name, worker.uid)
-        if observed is not None and observed.containers:
-            grace = sync.pod_grace_seconds(pod)
-            log.info("killing pod pod=%s uid=%s grace=%s reason=deleted", _pod_key(pod), worker.uid, grace)
-            await sync.kill_pod(self._runtime, observed, grace, remove=True)
+        await self._kill_and_clean(worker.uid, pod, "deleted")
         try:
             await self._client.confirm_pod_terminated(pod.metadata.namespace, pod.metadata.name, worker.uid)
         except errors.NotFound:
@@ -290,12 +286,18 @@ class PodWorkers:
 
     async def _remove(self, worker: _Worker) -> None:
         """The pod left the desired set: stop and remove whatever it still runs."""
-        observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        await self._kill_and_clean(worker.uid, worker.pod, "removed")
+
+    async def _kill_and_clean(self, uid: str, pod: objects_pb2.Pod, reason: str) -> None:
+        """Stops and removes the pod's containers with its grace period, then its volumes (also
+        when it has no container left, e.g. its sandbox never started)."""
+        observed = await self._runtime.get_pod(self._node_name, uid)
         if observed is not None and observed.containers:
-            pod = worker.pod
             grace = sync.pod_grace_seconds(pod)
-            log.info("killing pod pod=%s uid=%s grace=%s reason=removed", _pod_key(pod), worker.uid, grace)
+            log.info("killing pod pod=%s uid=%s grace=%s reason=%s", _pod_key(pod), uid, grace, reason)
             await sync.kill_pod(self._runtime, observed, grace, remove=True)
+        else:
+            await self._runtime.remove_pod_volumes(uid)
 
 
 def rejected_status(

@@ -4,7 +4,7 @@ serve something huge or unrenderable.
 
 - a pod or node is at most ``MAX_POD_BYTES`` serialized (1 MiB; gRPC itself refuses messages
   over 4 MiB, see ``pymaster.server.app.MAX_MESSAGE_BYTES``), also after an agent's status
-  write; a pod has at most ``MAX_CONTAINERS``;
+  write (the container count is validation's ``MAX_CONTAINERS``);
 - grace periods (pod spec and DeletePod) are at most ``MAX_GRACE_PERIOD_SECONDS`` (one year),
   so a deletion deadline is always a valid timestamp;
 - object names in requests are required and well formed; selectors are at most
@@ -27,7 +27,6 @@ from pymaster.api import objects_pb2
 from pymaster.api.errors import ValidationError
 
 MAX_POD_BYTES = 1024 * 1024
-MAX_CONTAINERS = 64
 MAX_GRACE_PERIOD_SECONDS = 365 * 24 * 3600
 MAX_SELECTOR_LENGTH = 4096
 MAX_NAME_LENGTH = 253
@@ -145,8 +144,6 @@ def check_pod_limits(pod: objects_pb2.Pod) -> None:
         ValidationError: too big, too many containers, an absurd grace period.
     """
     check_object_size("pod", pod)
-    if len(pod.spec.containers) > MAX_CONTAINERS:
-        raise ValidationError("spec.containers", f"at most {MAX_CONTAINERS} containers")
     if pod.spec.HasField("termination_grace_period_seconds"):
         check_grace_period("spec.terminationGracePeriodSeconds", pod.spec.termination_grace_period_seconds)
 

@@ -101,6 +101,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.pods: dict[str, PodRuntime] = {}
         self.gets = 0
+        self.volumes_removed: list[str] = []
         self.block = asyncio.Event()
         self.block.set()
 
@@ -108,6 +109,9 @@ class FakeRuntime:
         self.gets += 1
         await self.block.wait()
         return self.pods.get(uid)
+
+    async def remove_pod_volumes(self, uid: str) -> None:
+        self.volumes_removed.append(uid)
 
 
 class FakeClient:
@@ -230,6 +234,8 @@ async def test_deleted_pod_is_killed_then_confirmed(monkeypatch: pytest.MonkeyPa
     await wait_for(lambda: h.client.confirmed == ["u1"])
     await wait_for(lambda: "u1" not in h.workers.active())
     assert h.kills == [("u1", 4.0, True)]
+    # The retry found no container left: only the volumes were cleaned.
+    assert h.runtime.volumes_removed == ["u1"]
     assert h.status.forgotten == ["u1"]
     # Still listed by the master until it processes the confirmation: no new worker.
     h.workers.sync("u1")

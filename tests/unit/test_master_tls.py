@@ -539,7 +539,7 @@ async def test_hostile_pods_are_invalid_argument(admin):
     err = await rpc_error(cluster.CreatePod(many))
     assert (err.code(), err.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT,
-        "spec.containers: at most 64 containers",
+        "spec.containers: at most 64 containers allowed",
     )
 
     cases = [
