@@ -24,7 +24,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -377,35 +377,39 @@ def load_manifests(ctx: Context, filenames: list[str]) -> list[objects_pb2.Pod]:
 
 async def apply(args: argparse.Namespace, ctx: Context) -> int:
     """pyctl apply -f FILE|DIR|- [-n NS]: prints ``pod/web created|configured|unchanged``."""
-    pods = load_manifests(ctx, args.filename)
-    code = 0
-    for pod in pods:
-        try:
-            response = await ctx.client.apply_pod(pod)
-        except errors.ApiError as exc:
-            if _is_fatal(exc):
-                raise
-            ctx.print_error(printers.format_api_error(exc, ctx.client.server))
-            code = 1
-            continue
-        ctx.print(f"pod/{pod.metadata.name} {response.action}")
-    return code
+
+    async def send(pod: objects_pb2.Pod) -> str:
+        return (await ctx.client.apply_pod(pod)).action
+
+    return await _send_each(ctx, load_manifests(ctx, args.filename), send)
 
 
 async def create(args: argparse.Namespace, ctx: Context) -> int:
     """pyctl create -f FILE|DIR|- [-n NS]: like apply, but an existing pod is an error."""
-    pods = load_manifests(ctx, args.filename)
+
+    async def send(pod: objects_pb2.Pod) -> str:
+        await ctx.client.create_pod(pod)
+        return "created"
+
+    return await _send_each(ctx, load_manifests(ctx, args.filename), send)
+
+
+async def _send_each(
+    ctx: Context, pods: list[objects_pb2.Pod], send: Callable[[objects_pb2.Pod], Awaitable[str]]
+) -> int:
+    """Sends every (already validated) pod, printing ``pod/NAME ACTION`` or the error of each;
+    returns 1 if any failed. A fatal error (master unreachable, not authenticated) stops it."""
     code = 0
     for pod in pods:
         try:
-            await ctx.client.create_pod(pod)
+            action = await send(pod)
         except errors.ApiError as exc:
             if _is_fatal(exc):
                 raise
             ctx.print_error(printers.format_api_error(exc, ctx.client.server))
             code = 1
             continue
-        ctx.print(f"pod/{pod.metadata.name} created")
+        ctx.print(f"pod/{pod.metadata.name} {action}")
     return code
 
 
