@@ -21,13 +21,14 @@ never change the cache.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from google.protobuf.message import Message
 
@@ -109,6 +110,7 @@ class SQLiteStore:
         self._lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock_file: TextIO | None = None
         self._open = False
 
     @property
@@ -367,6 +369,7 @@ class SQLiteStore:
     # ---- the writer thread: everything below touches SQLite ----
 
     def _open_sync(self) -> tuple[list[tuple[str, str, str, Message]], int]:
+        self._lock_file = _lock_exclusively(f"{os.fspath(self._path)}.lock")
         conn = sqlite3.connect(self._path, isolation_level=None)
         try:
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
@@ -388,6 +391,7 @@ class SQLiteStore:
                 rows.append((kind, namespace, name, KINDS[kind].FromString(data)))
         except BaseException:
             conn.close()
+            self._unlock()
             raise
         self._conn = conn
         return rows, rv
@@ -420,3 +424,25 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor releases the flock
+            self._lock_file = None
+
+
+def _lock_exclusively(lock_path: str) -> TextIO:
+    """Takes the data dir's lock, so two masters never hand out the same resourceVersions from
+    one database. The kernel drops it when the process dies, even by kill -9.
+
+    Raises:
+        OSError: another process (or store) holds it.
+    """
+    lock_file = open(lock_path, "a")  # noqa: SIM115 (held open for the store's lifetime)
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise OSError(f"{lock_path} is held by another pymaster using the same --data-dir") from None
+    return lock_file

@@ -423,3 +423,14 @@ def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(check())
+
+
+async def test_second_store_on_the_same_file_is_refused(tmp_path):
+    first = SQLiteStore(tmp_path / "pykube.db")
+    await first.open()
+    second = SQLiteStore(tmp_path / "pykube.db")
+    with pytest.raises(OSError, match="held by another pymaster"):
+        await second.open()
+    await first.close()
+    await second.open()  # released on close
+    await second.close()
