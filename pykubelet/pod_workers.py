@@ -87,6 +87,8 @@ class _Worker:
     synced_once: bool = False
     rejected: bool = False
     failures: FailureTracker = field(default_factory=FailureTracker)
+    # The grace period of the kill in flight (None: not killing); a shorter one cuts it short.
+    killing_grace: float | None = None
 
 
 class PodWorkers:
@@ -132,6 +134,7 @@ class PodWorkers:
         # Pods confirmed terminated while the master still lists them: not to be synced again.
         self._finished: set[str] = set()
         self._reaping: dict[str, asyncio.Task[None]] = {}
+        self._shortening: set[asyncio.Task[None]] = set()
 
     def active(self) -> set[str]:
         """The uids with a running worker."""
@@ -142,6 +145,7 @@ class PodWorkers:
         worker = self._workers.get(uid)
         if worker is not None:
             worker.wake.set()
+            self._shorten_kill(worker)
             return
         pod = self._desired.get(uid)
         if pod is None:
@@ -177,7 +181,8 @@ class PodWorkers:
 
     async def stop(self) -> None:
         """Cancels every worker and reap in flight; containers are left as they are."""
-        tasks = [w.task for w in self._workers.values() if w.task is not None] + list(self._reaping.values())
+        tasks = [w.task for w in self._workers.values() if w.task is not None]
+        tasks += [*self._reaping.values(), *self._shortening]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -275,7 +280,7 @@ class PodWorkers:
 
     async def _terminate(self, worker: _Worker, pod: objects_pb2.Pod) -> bool:
         """Stops and removes the pod's containers, then confirms; True once the master knows."""
-        await self._kill_and_clean(worker.uid, pod, "deleted")
+        await self._kill_and_clean(worker, pod, "deleted")
         try:
             await self._client.confirm_pod_terminated(pod.metadata.namespace, pod.metadata.name, worker.uid)
         except errors.NotFound:
@@ -286,18 +291,47 @@ class PodWorkers:
 
     async def _remove(self, worker: _Worker) -> None:
         """The pod left the desired set: stop and remove whatever it still runs."""
-        await self._kill_and_clean(worker.uid, worker.pod, "removed")
+        await self._kill_and_clean(worker, worker.pod, "removed")
 
-    async def _kill_and_clean(self, uid: str, pod: objects_pb2.Pod, reason: str) -> None:
+    async def _kill_and_clean(self, worker: _Worker, pod: objects_pb2.Pod, reason: str) -> None:
         """Stops and removes the pod's containers with its grace period, then its volumes (also
         when it has no container left, e.g. its sandbox never started)."""
+        uid = worker.uid
         observed = await self._runtime.get_pod(self._node_name, uid)
         if observed is not None and observed.containers:
             grace = sync.pod_grace_seconds(pod)
             log.info("killing pod pod=%s uid=%s grace=%s reason=%s", _pod_key(pod), uid, grace, reason)
-            await sync.kill_pod(self._runtime, observed, grace, remove=True)
+            worker.killing_grace = grace
+            try:
+                await sync.kill_pod(self._runtime, observed, grace, remove=True)
+            finally:
+                worker.killing_grace = None
         else:
             await self._runtime.remove_pod_volumes(uid)
+
+    def _shorten_kill(self, worker: _Worker) -> None:
+        """Cuts a kill in flight short when the pod now asks for less grace: a second delete with
+        a shorter grace period, or the pod gone from the master (force-deleted: no grace left),
+        as the kubelet does. The stops in flight return once their containers exit."""
+        if worker.killing_grace is None:
+            return
+        pod = self._desired.get(worker.uid)
+        grace = 0.0 if pod is None else sync.pod_grace_seconds(pod)
+        if grace >= worker.killing_grace:
+            return
+        worker.killing_grace = grace
+        log.info("shortening kill pod=%s uid=%s grace=%s", _pod_key(worker.pod), worker.uid, grace)
+        task = asyncio.create_task(self._stop_now(worker.uid, grace), name=f"shorten-kill-{worker.uid}")
+        self._shortening.add(task)
+        task.add_done_callback(self._shortening.discard)
+
+    async def _stop_now(self, uid: str, grace: float) -> None:
+        try:
+            observed = await self._runtime.get_pod(self._node_name, uid)
+            if observed is not None:
+                await sync.kill_pod(self._runtime, observed, grace, remove=False)
+        except Exception as err:  # the kill in flight still ends it, at its own pace
+            log.warning("shortening kill failed uid=%s error=%s", uid, err)
 
 
 def rejected_status(

@@ -84,7 +84,9 @@ def _ready(node: objects_pb2.Node) -> bool:
     return any(cond.type == "Ready" and cond.status == "True" for cond in node.status.conditions)
 
 
-def _pod(name: str, script: str, restart_policy: str = "Always", cpu: str = "50m") -> objects_pb2.Pod:
+def _pod(
+    name: str, script: str, restart_policy: str = "Always", cpu: str = "50m", grace: int = 2
+) -> objects_pb2.Pod:
     manifest = textwrap.dedent(f"""\
         apiVersion: v1
         kind: Pod
@@ -93,7 +95,7 @@ def _pod(name: str, script: str, restart_policy: str = "Always", cpu: str = "50m
           labels: {{app: e2e}}
         spec:
           restartPolicy: {restart_policy}
-          terminationGracePeriodSeconds: 2
+          terminationGracePeriodSeconds: {grace}
           containers:
             - name: main
               image: {BUSYBOX}
@@ -190,6 +192,29 @@ async def test_restart_always_restarts_an_exited_container(cluster: Cluster) -> 
 
         await wait_for(restarted, 60, "a restart")
         await _delete_and_wait_gone(client, name)
+
+
+async def test_force_delete_cuts_a_graceful_stop_short(cluster: Cluster) -> None:
+    name = unique("stubborn")
+    async with cluster.client() as client:
+        # The shell ignores SIGTERM, so only the grace period's SIGKILL (or a shorter one) ends it.
+        await client.create_pod(_pod(name, "trap '' TERM; while true; do sleep 1; done", grace=300))
+        pod = await _wait_phase(client, name, {"Running"})
+        await client.delete_pod(name)
+        assert (await client.get_pod(name)).metadata.HasField("deletion_timestamp")
+
+        async def stopping() -> bool:  # the agent has started its 300 s graceful stop
+            return any(c.status == "running" for c in node_containers(pod.spec.node_name, pod.metadata.uid))
+
+        await wait_for(stopping, 10, "the graceful stop to begin")
+        await client.delete_pod(name, grace_period_seconds=0, force=True)
+        with pytest.raises(errors.NotFound):
+            await client.get_pod(name)
+
+        async def gone() -> bool:
+            return node_containers(pod.spec.node_name, pod.metadata.uid) == []
+
+        await wait_for(gone, 30, "the force delete to cut the 300 s stop short")
 
 
 async def test_agent_kill9_and_restart_restarts_nothing(cluster: Cluster) -> None:
