@@ -2,7 +2,8 @@
 (the kubelet's ``pod_workers``), plus the reaper of containers no pod owns.
 
 Every input only means "sync pod <uid>" (``PodWorkers.sync``): a new spec, a container event, a
-relist difference, the 1 s resync tick. Requests coalesce in a pending flag, so a busy worker
+relist difference, the periodic resync (``RESYNC_SECONDS``), the end of a container's crash-loop
+back-off. Requests coalesce in a pending flag, so a busy worker
 (pulling an image, waiting out a grace period) runs once more afterwards, never once per request.
 Each sync recomputes from the desired pod and the freshly observed containers, so a missed input
 costs latency, never correctness.
@@ -35,6 +36,10 @@ from pymaster.client import Client
 
 log = logging.getLogger(__name__)
 
+# Like the kubelet's syncFrequency: changes arrive as events and relist differences within about
+# a second; this periodic sync of every pod only bounds the cost of anything missed, so it is
+# kept well above the relist period (each sync inspects the pod's containers).
+RESYNC_SECONDS = 10.0
 REAP_GRACE_SECONDS = 1.0  # containers no pod owns: a short SIGTERM grace, then SIGKILL
 _LIVE_STATES = ("running", "unknown")  # as in sync: the container's process may still be alive
 
@@ -160,7 +165,7 @@ class PodWorkers:
         self._workers[uid] = worker
         log.info("pod worker started pod=%s uid=%s", _pod_key(pod), uid)
 
-    async def run_resync(self, period: float = 1.0) -> None:
+    async def run_resync(self, period: float = RESYNC_SECONDS) -> None:
         """Triggers a sync of every desired pod and every worker each ``period`` until cancelled."""
         while True:
             await asyncio.sleep(period)
@@ -233,8 +238,11 @@ class PodWorkers:
             worker.synced_once = True
             # Adopted after an agent restart: its start was measured (if ever) by the last agent.
             worker.start_recorded = all_running(pod, observed)
-        actions = sync.compute_pod_actions(pod, observed, datetime.now(UTC))
+        now = datetime.now(UTC)
+        actions = sync.compute_pod_actions(pod, observed, now)
         failures = list(actions.backoff)  # shown as CrashLoopBackOff until the restart
+        if actions.backoff and observed is not None:
+            self._wake_after_backoff(worker, observed, actions.backoff, now)
         if not actions.is_noop():
             log.info("pod sync pod=%s uid=%s actions=%s", _pod_key(pod), worker.uid, actions)
             started = await sync.execute(
@@ -308,6 +316,18 @@ class PodWorkers:
                 worker.killing_grace = None
         else:
             await self._runtime.remove_pod_volumes(uid)
+
+    def _wake_after_backoff(
+        self, worker: _Worker, observed: PodRuntime, backoff: list[sync.ContainerFailure], now: datetime
+    ) -> None:
+        """Schedules the sync that restarts the first container whose back-off ends."""
+        waits = []
+        for failure in backoff:
+            latest = observed.latest(failure.container_name)
+            if latest is not None:
+                waits.append(sync.restart_backoff(latest, now))
+        if waits:
+            asyncio.get_running_loop().call_later(min(waits) + 0.05, worker.wake.set)
 
     def _shorten_kill(self, worker: _Worker) -> None:
         """Cuts a kill in flight short when the pod now asks for less grace: a second delete with

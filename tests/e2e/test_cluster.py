@@ -181,16 +181,28 @@ async def test_restart_never_pod_ends_with_exit_code(cluster: Cluster, code: int
         await _delete_and_wait_gone(client, name)
 
 
-async def test_restart_always_restarts_an_exited_container(cluster: Cluster) -> None:
+async def test_restart_always_restarts_with_crash_loop_backoff(cluster: Cluster) -> None:
     name = unique("crash")
     async with cluster.client() as client:
         await client.create_pod(_pod(name, "sleep 1; exit 1"))
 
-        async def restarted() -> bool:
+        async def backing_off() -> bool:
             pod = await client.get_pod(name)
-            return bool(pod.status.container_statuses) and pod.status.container_statuses[0].restart_count >= 1
+            statuses = pod.status.container_statuses
+            return bool(statuses) and statuses[0].state.waiting.reason == "CrashLoopBackOff"
 
-        await wait_for(restarted, 60, "a restart")
+        # The first restart is immediate; the next waits out a 10 s back-off, shown in the status.
+        await wait_for(backing_off, 60, "CrashLoopBackOff")
+        pod = await client.get_pod(name)
+        status = pod.status.container_statuses[0]
+        assert status.restart_count >= 1 and status.last_state.terminated.exit_code == 1
+        assert "back-off 10s restarting failed container=main" in status.state.waiting.message
+
+        async def restarted_again() -> bool:
+            pod = await client.get_pod(name)
+            return pod.status.container_statuses[0].restart_count >= 2
+
+        await wait_for(restarted_again, 60, "the restart after the back-off")
         await _delete_and_wait_gone(client, name)
 
 
