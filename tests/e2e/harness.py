@@ -12,6 +12,7 @@ the test (or module) that started it finishes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,12 +21,13 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import docker
 
+from pymaster.api import objects_pb2
 from pymaster.api.clientconfig import ClientConfig, load_config
 from pymaster.client import Client
 
@@ -231,3 +233,72 @@ def pyctl(
 def http_get(url: str) -> tuple[int, str, str]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+
+
+def node_ready(node: objects_pb2.Node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+async def wait_nodes_ready(master: Master, names: list[str], timeout: float = 60) -> None:
+    async with master.client() as client:
+
+        async def ready() -> bool:
+            nodes = (await client.list_nodes()).items
+            return set(names) <= {n.metadata.name for n in nodes if node_ready(n)}
+
+        await wait_for(ready, timeout, f"nodes {names} Ready")
+
+
+class Cluster:
+    """A master and two agents (A and B) sharing this host's Docker Engine."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.master = Master(workdir)
+        self.agents = [Agent(workdir, self.master, unique(prefix)) for prefix in ("node-a", "node-b")]
+
+    @property
+    def a(self) -> Agent:
+        return self.agents[0]
+
+    @property
+    def b(self) -> Agent:
+        return self.agents[1]
+
+    @property
+    def node_names(self) -> list[str]:
+        return [a.node_name for a in self.agents]
+
+    def agent(self, node_name: str) -> Agent:
+        return next(a for a in self.agents if a.node_name == node_name)
+
+    def client(self) -> Client:
+        return self.master.client()
+
+    def logs(self) -> str:
+        return "\n".join(f"==== {p.name} ====\n{p.log()[-4000:]}" for p in [self.master, *self.agents])
+
+
+@contextlib.contextmanager
+def running_cluster(workdir: Path) -> Iterator[Cluster]:
+    """Starts a Cluster and waits for both nodes to be Ready; stops everything afterwards and
+    checks that no container of its nodes is left behind."""
+    cluster = Cluster(workdir)
+    try:
+        cluster.master.start()
+        asyncio.run(cluster.master.wait_serving())
+        for agent in cluster.agents:
+            agent.start()
+        try:
+            asyncio.run(wait_nodes_ready(cluster.master, cluster.node_names))
+        except AssertionError:
+            print(cluster.logs())  # the daemons' logs explain a start-up failure in the test report
+            raise
+        yield cluster
+    finally:
+        for process in [*cluster.agents, cluster.master]:
+            process.stop()
+        for name in cluster.node_names:
+            remove_node_containers(name)
+    for name in cluster.node_names:
+        assert node_containers(name) == [], f"containers left behind on {name}"

@@ -18,70 +18,24 @@ from pymaster.client import Client
 
 from .harness import (
     BUSYBOX,
-    Agent,
-    Master,
+    Cluster,
     http_get,
     node_containers,
+    node_ready,
     pyctl,
-    remove_node_containers,
+    running_cluster,
     unique,
     wait_for,
+    wait_nodes_ready,
 )
 
 pytestmark = pytest.mark.e2e
 
 
-class Cluster:
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.master = Master(workdir)
-        self.agents = [Agent(workdir, self.master, unique(prefix)) for prefix in ("node-a", "node-b")]
-
-    @property
-    def node_names(self) -> list[str]:
-        return [a.node_name for a in self.agents]
-
-    def agent(self, node_name: str) -> Agent:
-        return next(a for a in self.agents if a.node_name == node_name)
-
-    def client(self) -> Client:
-        return self.master.client()
-
-    def logs(self) -> str:
-        return "\n".join(f"==== {p.name} ====\n{p.log()[-4000:]}" for p in [self.master, *self.agents])
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.master.start()
-        asyncio.run(c.master.wait_serving())
-        for agent in c.agents:
-            agent.start()
-        asyncio.run(_wait_nodes_ready(c))
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as c:
         yield c
-    finally:
-        for process in [*c.agents, c.master]:
-            process.stop()
-        for name in c.node_names:
-            remove_node_containers(name)
-    for name in c.node_names:
-        assert node_containers(name) == [], f"containers left behind on {name}"
-
-
-async def _wait_nodes_ready(c: Cluster) -> None:
-    async with c.client() as client:
-        async def ready() -> bool:
-            nodes = (await client.list_nodes()).items
-            ready_names = {n.metadata.name for n in nodes if _ready(n)}
-            return set(c.node_names) <= ready_names
-
-        await wait_for(ready, 60, "both nodes Ready")
-
-
-def _ready(node: objects_pb2.Node) -> bool:
-    return any(cond.type == "Ready" and cond.status == "True" for cond in node.status.conditions)
 
 
 def _pod(
@@ -133,7 +87,7 @@ async def test_nodes_ready_with_capacity_and_docker_version(cluster: Cluster) ->
     async with cluster.client() as client:
         for name in cluster.node_names:
             node = await client.get_node(name)
-            assert _ready(node)
+            assert node_ready(node)
             assert int(node.status.capacity["cpu"]) >= 1
             assert node.status.capacity["pods"] == "110"
             assert node.status.capacity["memory"]
@@ -242,7 +196,7 @@ async def test_agent_kill9_and_restart_restarts_nothing(cluster: Cluster) -> Non
 
         async def node_renewed() -> bool:
             node = await client.get_node(agent.node_name)
-            return _ready(node) and node.status.usage.running_pods >= 1
+            return node_ready(node) and node.status.usage.running_pods >= 1
 
         await wait_for(node_renewed, 60, "the restarted agent to report")
         containers = node_containers(pod.spec.node_name, pod.metadata.uid)
@@ -266,7 +220,7 @@ async def test_master_kill9_and_restart_loses_no_pod(cluster: Cluster) -> None:
             assert (await client.get_pod(name)).metadata.uid == uid
         for name in names:
             await _wait_phase(client, name, {"Running"})
-        await _wait_nodes_ready(cluster)
+        await wait_nodes_ready(cluster.master, cluster.node_names)
         for name in names:
             await _delete_and_wait_gone(client, name)
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import textwrap
 import time
@@ -34,12 +33,15 @@ from pymaster.client import Client
 from .harness import (
     BUSYBOX,
     Agent,
+    Cluster,
     Master,
-    node_containers,
+    node_ready,
     pyctl,
     remove_node_containers,
+    running_cluster,
     unique,
     wait_for,
+    wait_nodes_ready,
 )
 
 pytestmark = pytest.mark.e2e
@@ -47,57 +49,10 @@ pytestmark = pytest.mark.e2e
 CALL_TIMEOUT = 5.0
 
 
-class Secure:
-    """A master and two agents, A and B."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.master = Master(workdir)
-        self.a = Agent(workdir, self.master, unique("node-a"))
-        self.b = Agent(workdir, self.master, unique("node-b"))
-
-    @property
-    def agents(self) -> list[Agent]:
-        return [self.a, self.b]
-
-    def logs(self) -> str:
-        return "\n".join(f"==== {p.name} ====\n{p.log()[-4000:]}" for p in [self.master, *self.agents])
-
-
-def _ready(node: objects_pb2.Node) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-
-
-async def _wait_ready(master: Master, names: list[str], timeout: float = 60) -> None:
-    async with master.client() as client:
-        async def ready() -> bool:
-            nodes = (await client.list_nodes()).items
-            return set(names) <= {n.metadata.name for n in nodes if _ready(n)}
-
-        await wait_for(ready, timeout, f"nodes {names} Ready")
-
-
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
-    s = Secure(tmp_path_factory.mktemp("secure"))
-    try:
-        s.master.start()
-        asyncio.run(s.master.wait_serving())
-        for agent in s.agents:
-            agent.start()
-        try:
-            asyncio.run(_wait_ready(s.master, [a.node_name for a in s.agents]))
-        except AssertionError:
-            print(s.logs())
-            raise
-        yield s
-    finally:
-        for process in [*s.agents, s.master]:
-            process.stop()
-        for agent in s.agents:
-            remove_node_containers(agent.node_name)
-    for agent in s.agents:
-        assert node_containers(agent.node_name) == [], f"containers left behind on {agent.node_name}"
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("secure")) as cluster:
+        yield cluster
 
 
 def _issue_config(
@@ -154,7 +109,7 @@ async def _list_nodes(channel: grpc.aio.Channel) -> objects_pb2.NodeList:
 
 
 @pytest.mark.parametrize("channel_kind", ["TLS with the CA but no certificate", "plaintext"])
-async def test_client_without_certificate_is_refused(secure: Secure, channel_kind: str) -> None:
+async def test_client_without_certificate_is_refused(secure: Cluster, channel_kind: str) -> None:
     master = secure.master
     if channel_kind == "plaintext":
         channel = grpc.aio.insecure_channel(master.address)
@@ -167,7 +122,7 @@ async def test_client_without_certificate_is_refused(secure: Secure, channel_kin
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
 
 
-async def test_join_port_serves_only_bootstrap(secure: Secure) -> None:
+async def test_join_port_serves_only_bootstrap(secure: Cluster) -> None:
     async with grpc.aio.insecure_channel(secure.master.join_address) as channel:
         ca = await services_pb2_grpc.BootstrapStub(channel).GetCA(services_pb2.Empty(), timeout=CALL_TIMEOUT)
         assert ca.ca_pem.strip() == secure.master.config().ca_pem.strip()
@@ -176,7 +131,7 @@ async def test_join_port_serves_only_bootstrap(secure: Secure) -> None:
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_client_certificate_of_another_ca_is_refused(secure: Secure, tmp_path: Path) -> None:
+async def test_client_certificate_of_another_ca_is_refused(secure: Cluster, tmp_path: Path) -> None:
     master = secure.master
     other_ca = pki.CertificateAuthority.create()
     forged = _issue_config(master.address, other_ca, master.config().ca_pem, pki.ADMIN_CN, pki.MASTERS_GROUP)
@@ -194,7 +149,7 @@ async def test_client_certificate_of_another_ca_is_refused(secure: Secure, tmp_p
     assert result.stderr.count("\n") == 1
 
 
-async def test_certificate_without_a_pykube_role_is_unauthenticated(secure: Secure, tmp_path: Path) -> None:
+async def test_certificate_without_a_pykube_role_is_unauthenticated(secure: Cluster, tmp_path: Path) -> None:
     master = secure.master
     config = _issue_config(master.address, _cluster_ca(master), master.config().ca_pem, "mallory", "hackers")
     async with Client(master.address, timeout=CALL_TIMEOUT, config=config) as client:
@@ -209,7 +164,7 @@ async def test_certificate_without_a_pykube_role_is_unauthenticated(secure: Secu
     assert result.stderr.count("\n") == 1
 
 
-def test_pyctl_with_the_admin_config_works(secure: Secure) -> None:
+def test_pyctl_with_the_admin_config_works(secure: Cluster) -> None:
     result = pyctl(secure.master, "get", "nodes", "-o", "name")
     assert result.returncode == 0, result.stderr
     assert f"node/{secure.a.node_name}" in result.stdout.splitlines()
@@ -237,7 +192,7 @@ async def _assert_not_registered(master: Master, name: str) -> None:
     [("token pins another CA", "does not match the token's hash"), ("wrong secret", "invalid join token")],
 )
 async def test_agent_with_a_wrong_token_refuses_to_join(
-    secure: Secure, tmp_path: Path, case: str, says: str
+    secure: Cluster, tmp_path: Path, case: str, says: str
 ) -> None:
     real = JoinToken.parse(secure.master.token)
     if case == "wrong secret":
@@ -257,7 +212,7 @@ async def test_agent_with_a_wrong_token_refuses_to_join(
     await _assert_not_registered(secure.master, intruder.node_name)
 
 
-async def test_node_name_held_by_another_key_cannot_be_taken_over(secure: Secure, tmp_path: Path) -> None:
+async def test_node_name_held_by_another_key_cannot_be_taken_over(secure: Cluster, tmp_path: Path) -> None:
     # Same node name as A, a new root dir: a new key.
     impostor = Agent(tmp_path, secure.master, secure.a.node_name)
     impostor.start()
@@ -269,7 +224,7 @@ async def test_node_name_held_by_another_key_cannot_be_taken_over(secure: Secure
     assert not impostor.has_credentials()
     async with secure.master.client() as client:
         node = await client.get_node(secure.a.node_name)
-        assert _ready(node)
+        assert node_ready(node)
     # A keeps working with its own identity.
     async with Client(config=secure.a.node_config(), timeout=CALL_TIMEOUT) as as_a:
         assert (await as_a.get_node(secure.a.node_name)).metadata.name == secure.a.node_name
@@ -278,7 +233,7 @@ async def test_node_name_held_by_another_key_cannot_be_taken_over(secure: Secure
 # ---- authorization: a node is limited to itself ----
 
 
-async def test_node_certificate_cannot_touch_another_node(secure: Secure) -> None:
+async def test_node_certificate_cannot_touch_another_node(secure: Cluster) -> None:
     a, b = secure.a, secure.b
     name = unique("on-b")
     async with secure.master.client() as admin:
@@ -317,7 +272,7 @@ async def test_node_certificate_cannot_touch_another_node(secure: Secure) -> Non
             after = await admin.get_pod(name)
             assert after.status.phase != "Failed"
             assert after.metadata.deletion_timestamp.seconds == 0
-            assert _ready(await admin.get_node(b.node_name))
+            assert node_ready(await admin.get_node(b.node_name))
         finally:
             await _delete_and_wait_gone(admin, name)
 
@@ -344,7 +299,7 @@ async def _container_logs_code(agent: Agent, credentials: grpc.ChannelCredential
     return grpc.StatusCode.OK
 
 
-async def test_agent_api_accepts_only_the_master(secure: Secure) -> None:
+async def test_agent_api_accepts_only_the_master(secure: Cluster) -> None:
     a, b, master = secure.a, secure.b, secure.master
     ca = master.config().ca_pem
 
@@ -400,7 +355,7 @@ def _admission_manifest(name: str, container_extra: str, spec_extra: str) -> str
     ("what", "container_extra", "spec_extra", "field"), [_PRIVILEGED, _HOST_NETWORK, _HOST_PATH]
 )
 async def test_admission_refuses_host_access_naming_the_field(
-    secure: Secure, what: str, container_extra: str, spec_extra: str, field: str
+    secure: Cluster, what: str, container_extra: str, spec_extra: str, field: str
 ) -> None:
     name = unique(what)
     manifest = _admission_manifest(name, container_extra, spec_extra)
@@ -467,7 +422,7 @@ async def test_renewed_certificate_keeps_the_node_ready(tmp_path: Path) -> None:
         master.start()
         await master.wait_serving()
         agent.start()
-        await _wait_ready(master, [agent.node_name])
+        await wait_nodes_ready(master, [agent.node_name])
         async with master.client() as admin:
             first = unique("before")
             await admin.create_pod(_pod(first, node=agent.node_name))
@@ -476,7 +431,7 @@ async def test_renewed_certificate_keeps_the_node_ready(tmp_path: Path) -> None:
             async for serial in _serials(agent, 2, 60):
                 serials.append(serial)
                 node = await admin.get_node(agent.node_name)
-                assert _ready(node), node.status
+                assert node_ready(node), node.status
             assert len(set(serials)) == 3
             renewed_at = time.time()
 
@@ -485,7 +440,7 @@ async def test_renewed_certificate_keeps_the_node_ready(tmp_path: Path) -> None:
             async def heartbeat_after_renewal() -> bool:
                 node = await admin.get_node(agent.node_name)
                 ready = [c for c in node.status.conditions if c.type == "Ready"]
-                return _ready(node) and ready[0].last_heartbeat_time.seconds >= int(renewed_at)
+                return node_ready(node) and ready[0].last_heartbeat_time.seconds >= int(renewed_at)
 
             await wait_for(heartbeat_after_renewal, 30, "a heartbeat after the renewals")
             second = unique("after")
