@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 # kept well above the relist period (each sync inspects the pod's containers).
 RESYNC_SECONDS = 10.0
 REAP_GRACE_SECONDS = 1.0  # containers no pod owns: a short SIGTERM grace, then SIGKILL
-_LIVE_STATES = ("running", "unknown")  # as in sync: the container's process may still be alive
 
 
 def all_running(pod: objects_pb2.Pod, observed: PodRuntime | None) -> bool:
@@ -279,7 +278,7 @@ class PodWorkers:
             self._metrics.admission_rejections.inc()
             log.warning("pod rejected pod=%s uid=%s reason=%s message=%s", _pod_key(pod), worker.uid,
                         admission.REASON, message)
-        if observed is not None and any(c.state in _LIVE_STATES for c in observed.containers):
+        if observed is not None and any(c.state in sync.LIVE_STATES for c in observed.containers):
             grace = sync.pod_grace_seconds(pod)
             log.info("killing pod pod=%s uid=%s grace=%s reason=rejected", _pod_key(pod), worker.uid, grace)
             await sync.kill_pod(self._runtime, observed, grace, remove=False)

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 30
 TERMINAL_PHASES = ("Succeeded", "Failed")
 # Docker states in which a container's process may still be alive and needs stopping.
-_LIVE_STATES = ("running", "unknown")
+LIVE_STATES = ("running", "unknown")
 BACKOFF_INITIAL_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 300.0
 # A container that ran this long before it exited is restarted at once, as after a first crash.
@@ -143,7 +143,7 @@ def compute_pod_actions(
     """
     containers = observed.containers if observed is not None else []
     actions = PodActions(containers_to_remove=_garbage(pod, containers))
-    live = [c for c in containers if c.state in _LIVE_STATES]
+    live = [c for c in containers if c.state in LIVE_STATES]
     if pod.metadata.HasField("deletion_timestamp") or pod.status.phase in TERMINAL_PHASES:
         # Being deleted, or finished for good: nothing may start again.
         actions.kill_pod = bool(live)
@@ -220,7 +220,7 @@ def _garbage(pod: objects_pb2.Pod, containers: list[ContainerInfo]) -> list[str]
     kept: set[str] = set()
     garbage = []
     for container in containers:  # newest first per name
-        if container.state in _LIVE_STATES:
+        if container.state in LIVE_STATES:
             continue
         if container.name in keep_names and container.name not in kept:
             kept.add(container.name)
@@ -366,8 +366,8 @@ async def kill_pod(runtime: Runtime, observed: PodRuntime, grace_seconds: float,
         ContainerRuntimeError: a stop or removal failed (after the others were attempted); the
             volumes are then left for the next attempt, never removed under a live container.
     """
-    apps = [c for c in observed.containers if c.name != INFRA_CONTAINER_NAME and c.state in _LIVE_STATES]
-    infras = [c for c in observed.containers if c.name == INFRA_CONTAINER_NAME and c.state in _LIVE_STATES]
+    apps = [c for c in observed.containers if c.name != INFRA_CONTAINER_NAME and c.state in LIVE_STATES]
+    infras = [c for c in observed.containers if c.name == INFRA_CONTAINER_NAME and c.state in LIVE_STATES]
     await _all(runtime.stop_container(c.id, grace_seconds) for c in apps)
     await _all(runtime.stop_container(c.id, grace_seconds) for c in infras)
     if remove:

@@ -279,20 +279,20 @@ def _resource(word: str, command: str) -> str:
 
 def _pod_name(word: str, command: str) -> str:
     """A pod argument of logs: "web" or "pod/web"."""
-    if "/" not in word:
-        return word
-    kind, _, name = word.partition("/")
-    if _resource(kind, command) != "pods" or not name:
-        raise UsageError(f"{command} works on pods only: {word}", command)
-    return name
+    return _name_of(word, command, "pods")
 
 
 def _node_name(word: str, command: str) -> str:
+    """A node argument of cordon/uncordon: "n1" or "node/n1"."""
+    return _name_of(word, command, "nodes")
+
+
+def _name_of(word: str, command: str, resource: str) -> str:
     if "/" not in word:
         return word
     kind, _, name = word.partition("/")
-    if _resource(kind, command) != "nodes" or not name:
-        raise UsageError(f"{command} works on nodes only: {word}", command)
+    if _resource(kind, command) != resource or not name:
+        raise UsageError(f"{command} works on {resource} only: {word}", command)
     return name
 
 
