@@ -18,14 +18,14 @@ import logging
 import os
 import signal
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from pykubelet import node_info
-from pykubelet.admission import AdmissionPolicy
+from pykubelet.config import AgentConfig, default_join_server
 from pykubelet.config_source import ConfigSource
 from pykubelet.credentials import (
     CertificateManager,
@@ -34,7 +34,6 @@ from pykubelet.credentials import (
     NodeCredentials,
     node_sans,
 )
-from pykubelet.main import default_join_server
 from pykubelet.metrics import AgentMetrics
 from pykubelet.node_status import NodeConfig, NodeStatusReporter
 from pykubelet.pleg import Pleg
@@ -43,8 +42,8 @@ from pykubelet.runtime.base import ImageNeverPullError, Runtime
 from pykubelet.runtime.docker import DockerRuntime
 from pykubelet.server import AgentServer, ServerTLS
 from pykubelet.status import StatusManager
+from pykubelet.volumes import PodVolumes
 from pymaster.api.metrics_http import MetricsServer
-from pymaster.api.tokens import JoinToken
 from pymaster.client import Client
 
 log = logging.getLogger(__name__)
@@ -56,26 +55,6 @@ def agent_version() -> str:
         return importlib.metadata.version("pykube")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-@dataclass
-class AgentConfig:
-    """The agent's settings (the flags of ``pykubelet``)."""
-
-    server: str
-    node_name: str
-    docker_host: str
-    root_dir: str = "/var/lib/pykubelet"
-    listen: str = "127.0.0.1:10250"
-    metrics_addr: str = "127.0.0.1:10255"
-    status_interval: float = 10.0
-    lease_interval: float = 10.0
-    max_pods: int = 110
-    node_labels: dict[str, str] = field(default_factory=dict)
-    infra_image: str = "pykube/pause:3.9"
-    join_server: str = ""  # the master's Bootstrap port; empty: the --server host, port + 1
-    token: JoinToken | None = None
-    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
 
 
 class StartupError(Exception):
@@ -112,10 +91,7 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
         runtime: Runtime | None = None
         try:
-            runtime = DockerRuntime(
-                base_url=self.config.docker_host, observe=self.metrics.observe_runtime,
-                volumes_dir=Path(self.config.root_dir) / "pods",
-            )
+            runtime = DockerRuntime(base_url=self.config.docker_host, observe=self.metrics.observe_runtime)
             # An engine that hangs, or a master not up yet, must not make Ctrl-C wait.
             check = asyncio.create_task(self._start(runtime))
             stopped = asyncio.create_task(stop.wait())
@@ -202,14 +178,16 @@ class Agent:
         # The workers and the pod source refer to each other (changes -> syncs, syncs read the
         # desired set); the closure breaks the cycle.
         def pod_changed(uid: str) -> None:
-            workers.sync(uid)
+            workers.wake(uid)
 
         source = ConfigSource(client, cfg.node_name, on_change=pod_changed)
+        # Pods' volumes live under <root-dir>/pods (emptyDir directories and tmpfs mounts).
+        volumes = PodVolumes(Path(cfg.root_dir) / "pods")
         workers = PodWorkers(
-            runtime, client, source.pods, source.synced, status_manager, self.metrics,
+            runtime, volumes, source.pods, source.synced, status_manager, self.metrics,
             cfg.node_name, cfg.infra_image, internal_ip, cfg.policy,
         )
-        pleg = Pleg(runtime, cfg.node_name, workers.sync, self.metrics, on_relist=workers.reap)
+        pleg = Pleg(runtime, cfg.node_name, workers.wake, self.metrics, on_relist=workers.reap)
         reporter = NodeStatusReporter(
             client,
             NodeConfig(

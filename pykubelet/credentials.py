@@ -37,9 +37,10 @@ from cryptography.hazmat.primitives import serialization
 
 from pykubelet.backoff import Backoff
 from pykubelet.metrics import AgentMetrics
-from pymaster.api import pki, services_pb2, services_pb2_grpc
-from pymaster.api.clientconfig import ClientConfig, channel_credentials, channel_options
+from pymaster.api import errors, pki
+from pymaster.api.clientconfig import ClientConfig
 from pymaster.api.tokens import JoinToken, join_proof
+from pymaster.client import BootstrapClient, Client
 
 log = logging.getLogger(__name__)
 
@@ -242,11 +243,11 @@ def _accept(cert_pem: bytes, ca_pem: bytes, key_pem: bytes, node_name: str) -> N
     return creds
 
 
-def _unreachable(err: grpc.aio.AioRpcError) -> bool:
-    return err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+def _unreachable(err: errors.ApiError) -> bool:
+    return err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-async def _fetch_ca(stub: services_pb2_grpc.BootstrapStub, token: JoinToken, timeout: float) -> bytes:
+async def _fetch_ca(bootstrap: BootstrapClient, token: JoinToken) -> bytes:
     """The master's CA from its Bootstrap port, trusted only if it is the one the token pins.
 
     Raises:
@@ -254,16 +255,16 @@ async def _fetch_ca(stub: services_pb2_grpc.BootstrapStub, token: JoinToken, tim
         MasterUnreachable: no answer.
     """
     try:
-        reply = await stub.GetCA(services_pb2.Empty(), timeout=timeout)
-    except grpc.aio.AioRpcError as err:
+        served = await bootstrap.get_ca()
+    except errors.ApiError as err:
         if _unreachable(err):
-            raise MasterUnreachable(f"{err.code().name}: {err.details()}") from None
+            raise MasterUnreachable(f"{err.code.name}: {err.message}") from None
         raise CredentialsError(
-            f"the join server did not serve the CA ({err.code().name}: {err.details()}); is --join-server "
+            f"the join server did not serve the CA ({err.code.name}: {err.message}); is --join-server "
             "the master's --join-listen address?"
         ) from None
     try:
-        ca_pem = single_ca(reply.ca_pem)
+        ca_pem = single_ca(served)
     except ValueError as err:
         raise CredentialsError(f"the master's CA is unusable: {err}") from None
     if not token.matches_ca(pki.cert_sha256(ca_pem)):
@@ -290,17 +291,13 @@ async def join(
             message), or the answer is unusable.
         MasterUnreachable: no answer; retry.
     """
-    async with grpc.aio.insecure_channel(join_server) as channel:
-        stub = services_pb2_grpc.BootstrapStub(channel)
-        ca_pem = await _fetch_ca(stub, token, timeout)
+    async with BootstrapClient(join_server, timeout) as bootstrap:
+        ca_pem = await _fetch_ca(bootstrap, token)
         csr_pem = make_node_csr(key_pem, node_name, sans)
-        request = services_pb2.JoinRequest(
-            node_name=node_name, csr_pem=csr_pem, proof=join_proof(token.secret, node_name, csr_pem)
-        )
         try:
-            reply = await stub.Join(request, timeout=timeout)
-        except grpc.aio.AioRpcError as err:
-            code, details = err.code(), err.details() or err.code().name
+            reply = await bootstrap.join(node_name, csr_pem, join_proof(token.secret, node_name, csr_pem))
+        except errors.ApiError as err:
+            code, details = err.code, err.message
             if _unreachable(err):
                 raise MasterUnreachable(f"{code.name}: {details}") from None
             if code == grpc.StatusCode.UNAUTHENTICATED:
@@ -325,20 +322,16 @@ async def renew(
 ) -> NodeCredentials:
     """A new certificate for the same key, asked over mutual TLS with the current one.
 
-    A short-lived channel of its own: the agent's client may be busy reconnecting.
+    A short-lived client of its own: the agent's client may be busy reconnecting.
 
     Raises:
-        grpc.aio.AioRpcError: the master's answer (UNAUTHENTICATED: the certificate is no longer
+        errors.ApiError: the master's answer (Unauthenticated: the certificate is no longer
             accepted).
         CredentialsError: the answer is unusable.
     """
-    config = creds.client_config(server)
     csr_pem = make_node_csr(creds.key_pem, node_name, sans)
-    credentials, options = channel_credentials(config), channel_options(config)
-    async with grpc.aio.secure_channel(server, credentials, options) as channel:
-        reply = await services_pb2_grpc.NodeAgentStub(channel).RenewCertificate(
-            services_pb2.CertificateSigningRequest(csr_pem=csr_pem), timeout=timeout
-        )
+    async with Client(server, timeout=timeout, config=creds.client_config(server)) as client:
+        reply = await client.renew_certificate(csr_pem)
     try:
         # The channel was authenticated with the current CA, so a CA in the answer is the master's.
         ca_pem = single_ca(reply.ca_pem) if reply.ca_pem else creds.ca_pem
@@ -480,13 +473,13 @@ class CertificateManager:
         log.info("renewing the node certificate node=%s reason=%s", s.node_name, reason)
         try:
             return await renew(current, s.server, s.node_name, s.sans, s.rpc_timeout)
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
-                return await self._rejoin(
-                    f"the master no longer accepts the node certificate ({err.details()}): the node was "
-                    "deleted or its certificate revoked"
-                )
-            raise MasterUnreachable(f"RenewCertificate: {err.code().name}: {err.details()}") from None
+        except errors.Unauthenticated as err:
+            return await self._rejoin(
+                f"the master no longer accepts the node certificate ({err.message}): the node was "
+                "deleted or its certificate revoked"
+            )
+        except errors.ApiError as err:
+            raise MasterUnreachable(f"RenewCertificate: {err.code.name}: {err.message}") from None
 
     async def _rejoin(self, why: str) -> NodeCredentials:
         s = self.settings

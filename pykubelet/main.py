@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import prometheus_client
 
 from pykubelet import node_info
-from pykubelet.admission import AdmissionPolicy, normalize_prefix
+from pykubelet.config import AgentConfig, default_join_server, parse_address
+from pymaster.api.admission import AdmissionPolicy, normalize_host_path
 from pymaster.api.tokens import JoinToken
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -59,31 +60,6 @@ def parse_node_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def parse_address(text: str, flag: str) -> tuple[str, int]:
-    """Splits "HOST:PORT" (IPv6 in brackets) of ``flag``.
-
-    Raises:
-        ValueError: no port, or a port outside 0-65535; the message names the flag.
-    """
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{flag}: expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
-def default_join_server(server: str) -> str:
-    """The master's Bootstrap address by default: the --server host, port + 1 (the master's
-    --join-listen default).
-
-    Raises:
-        ValueError: --server is not HOST:PORT or its port is the last one.
-    """
-    host, port = parse_address(server, "--server")
-    if port >= 65535:
-        raise ValueError(f"--join-server: cannot default to --server's port + 1 (--server {server})")
-    return f"[{host}]:{port + 1}" if ":" in host else f"{host}:{port + 1}"
-
-
 def read_token(token: str | None, token_file: str | None, env: Mapping[str, str]) -> JoinToken | None:
     """The join token of ``--token``, else ``--token-file``, else $PYKUBE_TOKEN (None: none).
 
@@ -112,9 +88,9 @@ def read_token(token: str | None, token_file: str | None, env: Mapping[str, str]
 
 def _host_path_prefix(text: str) -> str:
     try:
-        return normalize_prefix(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        return normalize_host_path(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an absolute path") from None
 
 
 def _positive_seconds(text: str) -> float:
@@ -238,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     prometheus_client.disable_created_metrics()
     configure_logging(args.log_level)
     # Imported here so that --help works (and is fast) even without Docker libraries loaded.
-    from pykubelet.agent import Agent, AgentConfig
+    from pykubelet.agent import Agent
 
     config = AgentConfig(
         server=args.server,
@@ -254,10 +230,10 @@ def main(argv: list[str] | None = None) -> None:
         infra_image=args.pod_infra_image,
         join_server=args.join_server,
         token=args.token,
-        policy=AdmissionPolicy(
+        policy=AdmissionPolicy.of(
             allow_privileged=args.allow_privileged,
             allow_host_network=args.allow_host_network,
-            allowed_host_paths=tuple(dict.fromkeys(args.allowed_host_path)),
+            allowed_host_paths=args.allowed_host_path,
         ),
     )
     sys.exit(asyncio.run(Agent(config).run()))

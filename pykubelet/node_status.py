@@ -132,8 +132,7 @@ class NodeStatusReporter:
                                 self._config.name, err.code.name, err.message, delay)
                     await asyncio.sleep(delay)
                     continue
-                log.info("node registered node=%s lease_period=%s status_period=%s", self._config.name,
-                         reply.lease_period_seconds, reply.status_period_seconds)
+                log.info("node registered node=%s uid=%s", self._config.name, reply.node.metadata.uid)
                 self._registered.set()
 
     async def run_lease(self) -> None:

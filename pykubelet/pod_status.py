@@ -24,9 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, PodRuntime
 from pykubelet.sync import ContainerFailure
 from pymaster.api import objects_pb2
-
-PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
-TERMINAL_PHASES = (SUCCEEDED, FAILED)
+from pymaster.api.pods import FAILED, PENDING, RUNNING, SUCCEEDED, TERMINAL_PHASES
 
 
 def compute_pod_status(
@@ -42,7 +40,7 @@ def compute_pod_status(
     Args:
         pod: the desired pod.
         observed: its containers in the engine (None: none).
-        failures: the last start failure per container name (from ``sync.execute``); shown as
+        failures: the last start failure per container name (from ``executor.execute``); shown as
             the waiting reason of a container that is not running.
         host_ip: the node's address.
         now: the current time (timezone-aware), for new transition times and startTime.

@@ -1,16 +1,18 @@
 """Pod workers: one asyncio task per pod uid, driving that pod from desired to observed state
 (the kubelet's ``pod_workers``), plus the reaper of containers no pod owns.
 
-Every input only means "sync pod <uid>" (``PodWorkers.sync``): a new spec, a container event, a
-relist difference, the periodic resync (``RESYNC_SECONDS``), the end of a container's crash-loop
-back-off. Requests coalesce in a pending flag, so a busy worker
+Every input only means "sync pod <uid>" (``PodWorkers.wake``): a new spec, a container event, a
+relist difference, the periodic resync (``RESYNC_SECONDS``), the time the last plan asked to be
+looked at again (``PodActions.requeue_after``: a crash-loop back-off ending). Requests coalesce in
+a pending flag, so a busy worker
 (pulling an image, waiting out a grace period) runs once more afterwards, never once per request.
 Each sync recomputes from the desired pod and the freshly observed containers, so a missed input
 costs latency, never correctness.
 
-A worker's life: sync (observe -> ``compute_pod_actions`` -> ``execute`` -> ``compute_pod_status``
--> status manager) until the pod is marked for deletion (kill with its deletion grace, remove the
-containers, ``ConfirmPodTerminated``, end) or leaves the desired set (kill and remove, end).
+A worker's life: sync (observe -> ``sync.compute_pod_actions`` -> ``executor.execute`` ->
+``compute_pod_status`` -> status manager) until the pod is marked for deletion (kill with its
+deletion grace, remove the containers, tell the status manager the pod terminated, end) or leaves
+the desired set (kill and remove, end). Only the status manager talks to the master.
 
 Every sync first runs the node's own admission check (``admission.check_pod``): a pod this node
 refuses gets no container (any it still runs, say after the agent restarted with stricter flags,
@@ -26,13 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pykubelet import admission, sync
+from pykubelet import admission, executor, sync
 from pykubelet.metrics import AgentMetrics
 from pykubelet.pod_status import compute_pod_status
 from pykubelet.runtime.base import ContainerRuntimeError, PodRuntime, Runtime
 from pykubelet.status import StatusManager
+from pykubelet.volumes import PodVolumes
 from pymaster.api import errors, objects_pb2
-from pymaster.client import Client
+from pymaster.api.pods import grace_period_seconds, pod_key
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 # kept well above the relist period (each sync inspects the pod's containers).
 RESYNC_SECONDS = 10.0
 REAP_GRACE_SECONDS = 1.0  # containers no pod owns: a short SIGTERM grace, then SIGKILL
+# A requeue fires this much after the time the plan named, so the clock has surely passed it.
+REQUEUE_MARGIN_SECONDS = 0.05
 
 
 def all_running(pod: objects_pb2.Pod, observed: PodRuntime | None) -> bool:
@@ -93,6 +98,7 @@ class _Worker:
     failures: FailureTracker = field(default_factory=FailureTracker)
     # The grace period of the kill in flight (None: not killing); a shorter one cuts it short.
     killing_grace: float | None = None
+    requeue: asyncio.TimerHandle | None = None
 
 
 class PodWorkers:
@@ -100,10 +106,10 @@ class PodWorkers:
 
     Args:
         runtime: the container runtime.
-        client: the master's client, for ``confirm_pod_terminated`` only.
+        volumes: the volume manager (prepares and cleans up pods' volumes on the host).
         desired: the desired set (uid -> Pod), ``ConfigSource.pods``; read, never written.
         synced: set once ``desired`` holds a complete snapshot; the reaper waits for it.
-        status_manager: receives every computed status.
+        status_manager: receives every computed status, and the news that a pod terminated.
         metrics: the agent's metrics (pod start duration).
         node_name: this node.
         infra_image: the image of pods' infra containers.
@@ -114,7 +120,7 @@ class PodWorkers:
     def __init__(
         self,
         runtime: Runtime,
-        client: Client,
+        volumes: PodVolumes,
         desired: Mapping[str, objects_pb2.Pod],
         synced: asyncio.Event,
         status_manager: StatusManager,
@@ -125,7 +131,7 @@ class PodWorkers:
         policy: admission.AdmissionPolicy | None = None,
     ):
         self._runtime = runtime
-        self._client = client
+        self._volumes = volumes
         self._desired = desired
         self._synced = synced
         self._status = status_manager
@@ -144,8 +150,9 @@ class PodWorkers:
         """The uids with a running worker."""
         return set(self._workers)
 
-    def sync(self, uid: str) -> None:
-        """Asks for pod ``uid`` to be synced; coalesces with a sync already pending."""
+    def wake(self, uid: str) -> None:
+        """Asks for pod ``uid`` to be synced: wakes its worker (starting one for a new desired
+        pod); coalesces with a sync already pending."""
         worker = self._workers.get(uid)
         if worker is not None:
             worker.wake.set()
@@ -162,14 +169,14 @@ class PodWorkers:
         worker.wake.set()
         worker.task = asyncio.create_task(self._run(worker), name=f"pod-worker-{uid}")
         self._workers[uid] = worker
-        log.info("pod worker started pod=%s uid=%s", _pod_key(pod), uid)
+        log.info("pod worker started pod=%s uid=%s", pod_key(pod), uid)
 
     async def run_resync(self, period: float = RESYNC_SECONDS) -> None:
         """Triggers a sync of every desired pod and every worker each ``period`` until cancelled."""
         while True:
             await asyncio.sleep(period)
             for uid in set(self._desired) | set(self._workers) | self._finished:
-                self.sync(uid)
+                self.wake(uid)
 
     def reap(self, observed: Mapping[str, PodRuntime]) -> None:
         """Kills and removes the containers of pods neither desired nor worked on (the relist's
@@ -197,7 +204,7 @@ class PodWorkers:
         try:
             log.info("reaping orphan containers pod=%s/%s uid=%s containers=%d", pod.namespace, pod.name,
                      pod.uid, len(pod.containers))
-            await sync.kill_pod(self._runtime, pod, REAP_GRACE_SECONDS, remove=True)
+            await executor.kill_pod(self._runtime, self._volumes, pod, REAP_GRACE_SECONDS, remove=True)
         except Exception as err:  # retried at the next relist
             log.warning("reap failed uid=%s error=%s", pod.uid, err)
         finally:
@@ -220,12 +227,14 @@ class PodWorkers:
                     worker.pod = pod
                     await self._sync(worker, pod)
             except (errors.ApiError, ContainerRuntimeError) as err:  # expected: no traceback
-                log.warning("pod sync failed pod=%s uid=%s error=%s", _pod_key(worker.pod), worker.uid, err)
+                log.warning("pod sync failed pod=%s uid=%s error=%s", pod_key(worker.pod), worker.uid, err)
             except Exception:  # a bug in one pod's sync must not end its worker
-                log.exception("pod sync crashed pod=%s uid=%s", _pod_key(worker.pod), worker.uid)
+                log.exception("pod sync crashed pod=%s uid=%s", pod_key(worker.pod), worker.uid)
+        if worker.requeue is not None:
+            worker.requeue.cancel()
         del self._workers[worker.uid]
         self._status.forget(worker.uid)
-        log.info("pod worker ended pod=%s uid=%s", _pod_key(worker.pod), worker.uid)
+        log.info("pod worker ended pod=%s uid=%s", pod_key(worker.pod), worker.uid)
 
     async def _sync(self, worker: _Worker, pod: objects_pb2.Pod) -> None:
         observed = await self._runtime.get_pod(self._node_name, worker.uid)
@@ -237,18 +246,16 @@ class PodWorkers:
             worker.synced_once = True
             # Adopted after an agent restart: its start was measured (if ever) by the last agent.
             worker.start_recorded = all_running(pod, observed)
-        now = datetime.now(UTC)
-        actions = sync.compute_pod_actions(pod, observed, now)
+        actions = sync.compute_pod_actions(pod, observed, datetime.now(UTC))
         failures = list(actions.backoff)  # shown as CrashLoopBackOff until the restart
-        if actions.backoff and observed is not None:
-            self._wake_after_backoff(worker, observed, actions.backoff, now)
+        self._requeue(worker, actions.requeue_after)
         if not actions.is_noop():
-            log.info("pod sync pod=%s uid=%s actions=%s", _pod_key(pod), worker.uid, actions)
-            started = await sync.execute(
-                self._runtime, pod, actions, self._node_name, self._infra_image, observed
+            log.info("pod sync pod=%s uid=%s actions=%s", pod_key(pod), worker.uid, actions)
+            started = await executor.execute(
+                self._runtime, self._volumes, pod, actions, self._node_name, self._infra_image, observed
             )
             for failure in started:
-                log.warning("container failed pod=%s container=%s reason=%s message=%s", _pod_key(pod),
+                log.warning("container failed pod=%s container=%s reason=%s message=%s", pod_key(pod),
                             failure.container_name, failure.reason, failure.message)
             failures.extend(started)
             observed = await self._runtime.get_pod(self._node_name, worker.uid)
@@ -257,7 +264,7 @@ class PodWorkers:
             worker.start_recorded = True
             seconds = time.monotonic() - worker.first_seen
             self._metrics.pod_start_duration.observe(seconds)
-            log.info("pod started pod=%s uid=%s seconds=%.3f", _pod_key(pod), worker.uid, seconds)
+            log.info("pod started pod=%s uid=%s seconds=%.3f", pod_key(pod), worker.uid, seconds)
         previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
         status = compute_pod_status(
             pod, observed, dict(worker.failures.failures), self._host_ip, datetime.now(UTC), previous
@@ -276,23 +283,21 @@ class PodWorkers:
         if not worker.rejected:
             worker.rejected = True
             self._metrics.admission_rejections.inc()
-            log.warning("pod rejected pod=%s uid=%s reason=%s message=%s", _pod_key(pod), worker.uid,
+            log.warning("pod rejected pod=%s uid=%s reason=%s message=%s", pod_key(pod), worker.uid,
                         admission.REASON, message)
         if observed is not None and any(c.state in sync.LIVE_STATES for c in observed.containers):
-            grace = sync.pod_grace_seconds(pod)
-            log.info("killing pod pod=%s uid=%s grace=%s reason=rejected", _pod_key(pod), worker.uid, grace)
-            await sync.kill_pod(self._runtime, observed, grace, remove=False)
+            grace = grace_period_seconds(pod)
+            log.info("killing pod pod=%s uid=%s grace=%s reason=rejected", pod_key(pod), worker.uid, grace)
+            await executor.kill_pod(self._runtime, self._volumes, observed, grace, remove=False)
         previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
         self._status.set_status(pod, rejected_status(message, self._host_ip, datetime.now(UTC), previous))
 
     async def _terminate(self, worker: _Worker, pod: objects_pb2.Pod) -> bool:
-        """Stops and removes the pod's containers, then confirms; True once the master knows."""
+        """Stops and removes the pod's containers, then has the status manager tell the master;
+        True: the worker's job is done."""
         await self._kill_and_clean(worker, pod, "deleted")
-        try:
-            await self._client.confirm_pod_terminated(pod.metadata.namespace, pod.metadata.name, worker.uid)
-        except errors.NotFound:
-            pass  # already gone from the master
-        log.info("pod terminated pod=%s uid=%s", _pod_key(pod), worker.uid)
+        self._status.terminated(pod)
+        log.info("pod terminated pod=%s uid=%s", pod_key(pod), worker.uid)
         self._finished.add(worker.uid)
         return True
 
@@ -306,27 +311,25 @@ class PodWorkers:
         uid = worker.uid
         observed = await self._runtime.get_pod(self._node_name, uid)
         if observed is not None and observed.containers:
-            grace = sync.pod_grace_seconds(pod)
-            log.info("killing pod pod=%s uid=%s grace=%s reason=%s", _pod_key(pod), uid, grace, reason)
+            grace = grace_period_seconds(pod)
+            log.info("killing pod pod=%s uid=%s grace=%s reason=%s", pod_key(pod), uid, grace, reason)
             worker.killing_grace = grace
             try:
-                await sync.kill_pod(self._runtime, observed, grace, remove=True)
+                await executor.kill_pod(self._runtime, self._volumes, observed, grace, remove=True)
             finally:
                 worker.killing_grace = None
         else:
-            await self._runtime.remove_pod_volumes(uid)
+            await self._volumes.cleanup(uid)
 
-    def _wake_after_backoff(
-        self, worker: _Worker, observed: PodRuntime, backoff: list[sync.ContainerFailure], now: datetime
-    ) -> None:
-        """Schedules the sync that restarts the first container whose back-off ends."""
-        waits = []
-        for failure in backoff:
-            latest = observed.latest(failure.container_name)
-            if latest is not None:
-                waits.append(sync.restart_backoff(latest, now))
-        if waits:
-            asyncio.get_running_loop().call_later(min(waits) + 0.05, worker.wake.set)
+    @staticmethod
+    def _requeue(worker: _Worker, seconds: float | None) -> None:
+        """Schedules the sync the plan asked for (replacing an earlier request)."""
+        if worker.requeue is not None:
+            worker.requeue.cancel()
+            worker.requeue = None
+        if seconds is not None:
+            delay = seconds + REQUEUE_MARGIN_SECONDS
+            worker.requeue = asyncio.get_running_loop().call_later(delay, worker.wake.set)
 
     def _shorten_kill(self, worker: _Worker) -> None:
         """Cuts a kill in flight short when the pod now asks for less grace: a second delete with
@@ -335,11 +338,11 @@ class PodWorkers:
         if worker.killing_grace is None:
             return
         pod = self._desired.get(worker.uid)
-        grace = 0.0 if pod is None else sync.pod_grace_seconds(pod)
+        grace = 0.0 if pod is None else float(grace_period_seconds(pod))
         if grace >= worker.killing_grace:
             return
         worker.killing_grace = grace
-        log.info("shortening kill pod=%s uid=%s grace=%s", _pod_key(worker.pod), worker.uid, grace)
+        log.info("shortening kill pod=%s uid=%s grace=%s", pod_key(worker.pod), worker.uid, grace)
         task = asyncio.create_task(self._stop_now(worker.uid, grace), name=f"shorten-kill-{worker.uid}")
         self._shortening.add(task)
         task.add_done_callback(self._shortening.discard)
@@ -348,7 +351,7 @@ class PodWorkers:
         try:
             observed = await self._runtime.get_pod(self._node_name, uid)
             if observed is not None:
-                await sync.kill_pod(self._runtime, observed, grace, remove=False)
+                await executor.kill_pod(self._runtime, self._volumes, observed, grace, remove=False)
         except Exception as err:  # the kill in flight still ends it, at its own pace
             log.warning("shortening kill failed uid=%s error=%s", uid, err)
 
@@ -364,7 +367,3 @@ def rejected_status(
     else:
         status.start_time.FromDatetime(now)
     return status
-
-
-def _pod_key(pod: objects_pb2.Pod) -> str:
-    return f"{pod.metadata.namespace}/{pod.metadata.name}"

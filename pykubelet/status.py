@@ -1,6 +1,8 @@
 """The status manager (the kubelet's ``status_manager``): pod workers hand it every status they
 compute; it keeps the last one per pod uid and pushes a status to the master only when it
-changed, from its own task, retrying with back-off. Sync code never talks to the master.
+changed, from its own task, retrying with back-off. It also tells the master when a pod marked
+for deletion has stopped (``terminated``), after that pod's last status. Sync code never talks to
+the master.
 
 The cache starts empty, so after an agent restart every pod's status is pushed once, which is
 how statuses converge after adoption.
@@ -51,6 +53,8 @@ class StatusManager:
         self._client = client
         self._cache: dict[str, objects_pb2.PodStatus] = {}
         self._pending: dict[str, _Pending] = {}
+        # uid -> (namespace, name) of pods whose containers are all gone, to confirm to the master.
+        self._terminated: dict[str, tuple[str, str]] = {}
         self._wake = asyncio.Event()
 
     def get(self, uid: str) -> objects_pb2.PodStatus | None:
@@ -67,17 +71,24 @@ class StatusManager:
         self._wake.set()
         return True
 
+    def terminated(self, pod: objects_pb2.Pod) -> None:
+        """Queues the confirmation that every container of ``pod`` (marked for deletion) is gone;
+        the master then removes it. Sent after any status still pending for it."""
+        self._terminated[pod.metadata.uid] = (pod.metadata.namespace, pod.metadata.name)
+        self._wake.set()
+
     def forget(self, uid: str) -> None:
-        """Drops a pod that left the node; a status not pushed yet is not pushed."""
+        """Drops a pod that left the node; a status not pushed yet is not pushed (a queued
+        termination still is)."""
         self._cache.pop(uid, None)
         self._pending.pop(uid, None)
 
     def pending(self) -> int:
-        """How many statuses wait to be pushed."""
-        return len(self._pending)
+        """How many statuses and confirmations wait to be pushed."""
+        return len(self._pending) + len(self._terminated)
 
     async def run(self) -> None:
-        """Pushes queued statuses until cancelled."""
+        """Pushes queued statuses, then queued termination confirmations, until cancelled."""
         backoff = Backoff()
         while True:
             await self._wake.wait()
@@ -90,11 +101,32 @@ class StatusManager:
                 if not await self._push(uid, item):
                     failed = True
                     break
+            for uid in list(self._terminated):
+                if failed:
+                    break
+                if uid in self._pending:
+                    continue  # a status queued meanwhile goes first, at the next round
+                if not await self._confirm(uid, *self._terminated[uid]):
+                    failed = True
             if failed:
                 self._wake.set()
                 await backoff.sleep()
             else:
                 backoff.reset()
+
+    async def _confirm(self, uid: str, namespace: str, name: str) -> bool:
+        """Confirms one terminated pod; False when the master could not take it (retry later)."""
+        try:
+            await self._client.confirm_pod_terminated(namespace, name, uid)
+        except errors.NotFound:
+            pass  # already gone from the master
+        except errors.ApiError as err:
+            log.warning("termination confirmation failed pod=%s/%s uid=%s code=%s error=%s", namespace, name,
+                        uid, err.code.name, err.message)
+            return False
+        log.debug("termination confirmed pod=%s/%s uid=%s", namespace, name, uid)
+        self._terminated.pop(uid, None)
+        return True
 
     async def _push(self, uid: str, item: _Pending) -> bool:
         """Pushes one status; False when the master could not take it (retry later)."""

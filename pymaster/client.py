@@ -1,7 +1,9 @@
 """The Python client for pykube: typed async methods for every RPC of the master's Cluster and
-NodeAgent services, over one mutual-TLS grpc.aio channel.
+NodeAgent services, over one mutual-TLS grpc.aio channel, and ``BootstrapClient`` for the
+master's plaintext join port (a node that has no certificate yet).
 
-Every other part uses it: pyctl for the Cluster service, the agent for the NodeAgent service.
+Every other part uses it: pyctl for the Cluster service, the agent for the NodeAgent service and
+to join (``BootstrapClient``) and renew its certificate (``Client.renew_certificate``).
 gRPC errors come back as the typed exceptions of ``pymaster.api.errors`` (``NotFound``,
 ``ValidationError``, ``Forbidden`` ...), so callers never inspect status codes themselves.
 
@@ -315,3 +317,46 @@ class Client:
         subject is the caller's identity); call ``reconnect`` with it afterwards."""
         request = services_pb2.CertificateSigningRequest(csr_pem=csr_pem)
         return await self._unary(self._agent.RenewCertificate, request)
+
+
+class BootstrapClient:
+    """A client of the master's plaintext join port (the Bootstrap service), for a node that has no
+    certificate yet. Nothing it receives is trusted by itself: the caller pins the CA by the join
+    token's hash before using it.
+
+    Args:
+        server: "HOST:PORT" of the master's join port (its --join-listen).
+        timeout: Deadline in seconds of each call.
+    """
+
+    def __init__(self, server: str, timeout: float = 10.0):
+        self.server = server
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(server)
+        self._stub = services_pb2_grpc.BootstrapStub(self._channel)
+
+    async def __aenter__(self) -> BootstrapClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def get_ca(self) -> bytes:
+        """The CA certificate the join port serves (unverified: check it against the token)."""
+        try:
+            reply = await self._stub.GetCA(services_pb2.Empty(), timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise api_error(err) from None
+        return reply.ca_pem
+
+    async def join(self, node_name: str, csr_pem: bytes, proof: bytes) -> services_pb2.CertificateResponse:
+        """Asks for a node certificate: the CSR and an HMAC proof of the token's secret
+        (``pymaster.api.tokens.join_proof``)."""
+        request = services_pb2.JoinRequest(node_name=node_name, csr_pem=csr_pem, proof=proof)
+        try:
+            return await self._stub.Join(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise api_error(err) from None

@@ -22,7 +22,7 @@ import sys
 
 import prometheus_client
 
-from pymaster.server.app import MasterApp
+from pymaster.app import MasterApp
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS
 from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME
 

@@ -1,6 +1,9 @@
 """The container runtime boundary of the agent: what the agent observes of a pod's containers and
-the operations it asks of the engine. ``runtime/docker.py`` implements it with docker-py and is
-the only module that imports docker; everything above works on these types.
+the operations it asks of the engine. ``runtime/docker/`` implements it with docker-py and is the
+only package that imports docker; everything above works on these types.
+
+Volumes are not the runtime's business: the volume manager (``pykubelet/volumes.py``) prepares on
+the host what a container mounts and hands the runtime plain bind mounts (``Mount``).
 
 Docker itself is the agent's memory: every container carries labels (``labels.py``) from which
 ``PodRuntime``/``ContainerInfo`` are rebuilt, so a restarted agent adopts what runs.
@@ -8,7 +11,7 @@ Docker itself is the agent's memory: every container carries labels (``labels.py
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -61,6 +64,38 @@ class RuntimeUnavailable(ContainerRuntimeError):
 
     reason = "RuntimeUnavailable"
     temporary = True
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host path into a container, prepared by the volume manager.
+
+    Attributes:
+        target: the path inside the container (the volumeMount's mountPath).
+        source: the absolute host path (an emptyDir's directory, a hostPath).
+        read_only: mounted read-only.
+    """
+
+    target: str
+    source: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a container (``Runtime.exec``) left behind.
+
+    Attributes:
+        exit_code: the command's exit code; -1 when it timed out (it may still be running).
+        stdout: its standard output, cut at the runtime's cap.
+        stderr: its standard error, cut at the runtime's cap.
+        timed_out: the timeout expired before the command ended.
+    """
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
 
 
 @dataclass
@@ -131,7 +166,7 @@ class Runtime(Protocol):
         self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
     ) -> ContainerInfo:
         """Creates and starts the pod's infra container (network namespace, published ports; the
-        host's network namespace under spec.hostNetwork) and the pod's memory-backed volumes.
+        host's network namespace under spec.hostNetwork).
         ``restart_count`` is the attempt number of the sandbox (0 first, +1 per re-creation), so
         a re-created infra container never clashes with the name of a dead one.
         Raises InfraImageMissing / CreateContainerError / RunContainerError."""
@@ -144,11 +179,11 @@ class Runtime(Protocol):
         node_name: str,
         infra: ContainerInfo,
         restart_count: int,
+        mounts: Sequence[Mount],
     ) -> ContainerInfo:
         """Creates and starts one app container joined to the infra container's namespaces, with
-        its volume mounts (creating emptyDir directories and, per hostPath type, host paths) and
-        its securityContext. Raises CreateContainerError (also for a failed hostPath type check)
-        / RunContainerError."""
+        ``mounts`` (prepared by the volume manager, in volumeMounts order) and its
+        securityContext. Raises CreateContainerError / RunContainerError."""
         ...
 
     async def stop_container(self, container_id: str, grace_seconds: float) -> None:
@@ -159,10 +194,13 @@ class Runtime(Protocol):
         """Removes a container (forcefully). Removing a missing container is fine."""
         ...
 
-    async def remove_pod_volumes(self, pod_uid: str) -> None:
-        """Deletes what the pod's volumes hold on this node (emptyDir contents, on disk or in
-        memory); hostPath data is never touched. Call it once the pod's containers are removed.
-        A pod without volumes (or already cleaned up) is fine."""
+    async def exec(
+        self, container_id: str, command: Sequence[str], timeout: float, stdin: bytes | None = None
+    ) -> ExecResult:
+        """Runs ``command`` in a running container and waits at most ``timeout`` seconds for it;
+        ``stdin`` (if any) is its standard input, then end of file. A command that outlives the
+        timeout comes back with ``timed_out`` and is left running. Raises ContainerNotFound, and
+        ContainerRuntimeError for a container that is not running."""
         ...
 
     def logs(

@@ -1,5 +1,4 @@
-"""The labels every pykube container (and Docker volume) carries, and the readable Docker names
-they get.
+"""The labels every pykube container carries, and the readable Docker names they get.
 
 Docker is the agent's memory: from these labels alone a (restarted) agent rebuilds which pod and
 which container of its spec each Docker container is, on which node it was started, which attempt
@@ -26,7 +25,6 @@ RESTART_COUNT = "pykube.restart.count"
 SPEC_HASH = "pykube.spec.hash"
 # For humans and future reapers: the grace period the pod asked for when the container was created.
 GRACE_PERIOD = "pykube.pod.termination-grace-period"
-VOLUME_NAME = "pykube.volume.name"  # on the Docker volume of a memory-backed emptyDir
 
 # Docker accepts [a-zA-Z0-9][a-zA-Z0-9_.-]* for container names.
 _NOT_NAME_CHAR = re.compile(r"[^a-zA-Z0-9_.-]")
@@ -100,26 +98,6 @@ def container_labels(
 def infra_labels(pod: objects_pb2.Pod, node_name: str, restart_count: int) -> dict[str, str]:
     """The labels of the pod's infra container (container name INFRA_CONTAINER_NAME)."""
     return container_labels(pod, INFRA_CONTAINER_NAME, node_name, restart_count)
-
-
-def volume_name(pod_uid: str, volume: str) -> str:
-    """The Docker volume name ``pk_<uid>_<volume>`` of a pod's memory-backed emptyDir volume.
-
-    The full uid keeps the volumes of pods that share a name (deleted and recreated) apart.
-    """
-    return _NOT_NAME_CHAR.sub("-", f"pk_{pod_uid}_{volume}")
-
-
-def volume_labels(pod: objects_pb2.Pod, node_name: str, volume: str) -> dict[str, str]:
-    """The labels of the Docker volume backing the pod's volume ``volume``: enough to find and
-    remove every volume of a pod (or of a node) from Docker alone."""
-    return {
-        POD_UID: pod.metadata.uid,
-        POD_NAME: pod.metadata.name,
-        POD_NAMESPACE: pod.metadata.namespace,
-        NODE_NAME: node_name,
-        VOLUME_NAME: volume,
-    }
 
 
 def parse_restart_count(labels: dict[str, str]) -> int:

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from . import objects_pb2 as pykube_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pykube/v1/services.proto\x12\tpykube.v1\x1a\x17pykube/v1/objects.proto\"-\n\nGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"P\n\x0bListRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\"{\n\rDeleteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x14grace_period_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"k\n\x0cWatchRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"N\n\x08PodEvent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.pykube.v1.EventType\x12\x1e\n\x06object\x18\x02 \x01(\x0b\x32\x0e.pykube.v1.Pod\"P\n\tNodeEvent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.pykube.v1.EventType\x12\x1f\n\x06object\x18\x02 \x01(\x0b\x32\x0f.pykube.v1.Node\"?\n\x10\x41pplyPodResponse\x12\x1b\n\x03pod\x18\x01 \x01(\x0b\x32\x0e.pykube.v1.Pod\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"\x8d\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x06 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"r\n\x14RegisterNodeResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.pykube.v1.Node\x12\x1c\n\x14lease_period_seconds\x18\x02 \x01(\x01\x12\x1d\n\x15status_period_seconds\x18\x03 \x01(\x01\"A\n\x11RenewLeaseRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x19\n\x11requested_seconds\x18\x02 \x01(\x01\"0\n\x12RenewLeaseResponse\x12\x1a\n\x12next_renew_seconds\x18\x01 \x01(\x01\"L\n\x10NodeStatusReport\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0b\x32\x15.pykube.v1.NodeStatus\"%\n\x10\x42oundPodsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\xbb\x01\n\x0e\x42oundPodsEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.pykube.v1.BoundPodsEvent.Type\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.pykube.v1.Pod\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"C\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\n\n\x06UPSERT\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\"e\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.pykube.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"\x07\n\x05\x45mpty\",\n\x19\x43\x65rtificateSigningRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\">\n\x13\x43\x65rtificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\"\x1a\n\x08\x43\x41\x42undle\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\"@\n\x0bJoinRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x86\x01\n\x14\x43ontainerLogsRequest\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x17\n\ntail_lines\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x42\r\n\x0b_tail_lines*[\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\x32\xc8\x05\n\x07\x43luster\x12+\n\tCreatePod\x12\x0e.pykube.v1.Pod\x1a\x0e.pykube.v1.Pod\x12\x37\n\x08\x41pplyPod\x12\x0e.pykube.v1.Pod\x1a\x1b.pykube.v1.ApplyPodResponse\x12+\n\tUpdatePod\x12\x0e.pykube.v1.Pod\x1a\x0e.pykube.v1.Pod\x12/\n\x06GetPod\x12\x15.pykube.v1.GetRequest\x1a\x0e.pykube.v1.Pod\x12\x36\n\x08ListPods\x12\x16.pykube.v1.ListRequest\x1a\x12.pykube.v1.PodList\x12\x35\n\tDeletePod\x12\x18.pykube.v1.DeleteRequest\x1a\x0e.pykube.v1.Pod\x12;\n\tWatchPods\x12\x17.pykube.v1.WatchRequest\x1a\x13.pykube.v1.PodEvent0\x01\x12\x38\n\x07PodLogs\x12\x16.pykube.v1.LogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x12\x31\n\x07GetNode\x12\x15.pykube.v1.GetRequest\x1a\x0f.pykube.v1.Node\x12\x38\n\tListNodes\x12\x16.pykube.v1.ListRequest\x1a\x13.pykube.v1.NodeList\x12.\n\nUpdateNode\x12\x0f.pykube.v1.Node\x1a\x0f.pykube.v1.Node\x12\x37\n\nDeleteNode\x12\x18.pykube.v1.DeleteRequest\x1a\x0f.pykube.v1.Node\x12=\n\nWatchNodes\x12\x17.pykube.v1.WatchRequest\x1a\x14.pykube.v1.NodeEvent0\x01\x32\x83\x04\n\tNodeAgent\x12@\n\x0cRegisterNode\x12\x0f.pykube.v1.Node\x1a\x1f.pykube.v1.RegisterNodeResponse\x12I\n\nRenewLease\x12\x1c.pykube.v1.RenewLeaseRequest\x1a\x1d.pykube.v1.RenewLeaseResponse\x12@\n\x10ReportNodeStatus\x12\x1b.pykube.v1.NodeStatusReport\x1a\x0f.pykube.v1.Node\x12J\n\x0eWatchBoundPods\x12\x1b.pykube.v1.BoundPodsRequest\x1a\x19.pykube.v1.BoundPodsEvent0\x01\x12=\n\x0fUpdatePodStatus\x12\x1a.pykube.v1.PodStatusUpdate\x1a\x0e.pykube.v1.Pod\x12X\n\x10RenewCertificate\x12$.pykube.v1.CertificateSigningRequest\x1a\x1e.pykube.v1.CertificateResponse\x12\x42\n\x14\x43onfirmPodTerminated\x12\x18.pykube.v1.PodTerminated\x1a\x10.pykube.v1.Empty2{\n\tBootstrap\x12.\n\x05GetCA\x12\x10.pykube.v1.Empty\x1a\x13.pykube.v1.CABundle\x12>\n\x04Join\x12\x16.pykube.v1.JoinRequest\x1a\x1e.pykube.v1.CertificateResponse2R\n\x07Kubelet\x12G\n\rContainerLogs\x12\x1f.pykube.v1.ContainerLogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pykube/v1/services.proto\x12\tpykube.v1\x1a\x17pykube/v1/objects.proto\"-\n\nGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"P\n\x0bListRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\"{\n\rDeleteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x14grace_period_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"k\n\x0cWatchRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"N\n\x08PodEvent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.pykube.v1.EventType\x12\x1e\n\x06object\x18\x02 \x01(\x0b\x32\x0e.pykube.v1.Pod\"P\n\tNodeEvent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.pykube.v1.EventType\x12\x1f\n\x06object\x18\x02 \x01(\x0b\x32\x0f.pykube.v1.Node\"?\n\x10\x41pplyPodResponse\x12\x1b\n\x03pod\x18\x01 \x01(\x0b\x32\x0e.pykube.v1.Pod\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"\x8d\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x06 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"n\n\x14RegisterNodeResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.pykube.v1.NodeJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x14lease_period_secondsR\x15status_period_seconds\"A\n\x11RenewLeaseRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x19\n\x11requested_seconds\x18\x02 \x01(\x01\"0\n\x12RenewLeaseResponse\x12\x1a\n\x12next_renew_seconds\x18\x01 \x01(\x01\"L\n\x10NodeStatusReport\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0b\x32\x15.pykube.v1.NodeStatus\"%\n\x10\x42oundPodsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\xbb\x01\n\x0e\x42oundPodsEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.pykube.v1.BoundPodsEvent.Type\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.pykube.v1.Pod\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"C\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\n\n\x06UPSERT\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\"e\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.pykube.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"\x07\n\x05\x45mpty\",\n\x19\x43\x65rtificateSigningRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\">\n\x13\x43\x65rtificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\"\x1a\n\x08\x43\x41\x42undle\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\"@\n\x0bJoinRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x86\x01\n\x14\x43ontainerLogsRequest\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x17\n\ntail_lines\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x42\r\n\x0b_tail_lines*[\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\x32\xc8\x05\n\x07\x43luster\x12+\n\tCreatePod\x12\x0e.pykube.v1.Pod\x1a\x0e.pykube.v1.Pod\x12\x37\n\x08\x41pplyPod\x12\x0e.pykube.v1.Pod\x1a\x1b.pykube.v1.ApplyPodResponse\x12+\n\tUpdatePod\x12\x0e.pykube.v1.Pod\x1a\x0e.pykube.v1.Pod\x12/\n\x06GetPod\x12\x15.pykube.v1.GetRequest\x1a\x0e.pykube.v1.Pod\x12\x36\n\x08ListPods\x12\x16.pykube.v1.ListRequest\x1a\x12.pykube.v1.PodList\x12\x35\n\tDeletePod\x12\x18.pykube.v1.DeleteRequest\x1a\x0e.pykube.v1.Pod\x12;\n\tWatchPods\x12\x17.pykube.v1.WatchRequest\x1a\x13.pykube.v1.PodEvent0\x01\x12\x38\n\x07PodLogs\x12\x16.pykube.v1.LogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x12\x31\n\x07GetNode\x12\x15.pykube.v1.GetRequest\x1a\x0f.pykube.v1.Node\x12\x38\n\tListNodes\x12\x16.pykube.v1.ListRequest\x1a\x13.pykube.v1.NodeList\x12.\n\nUpdateNode\x12\x0f.pykube.v1.Node\x1a\x0f.pykube.v1.Node\x12\x37\n\nDeleteNode\x12\x18.pykube.v1.DeleteRequest\x1a\x0f.pykube.v1.Node\x12=\n\nWatchNodes\x12\x17.pykube.v1.WatchRequest\x1a\x14.pykube.v1.NodeEvent0\x01\x32\x83\x04\n\tNodeAgent\x12@\n\x0cRegisterNode\x12\x0f.pykube.v1.Node\x1a\x1f.pykube.v1.RegisterNodeResponse\x12I\n\nRenewLease\x12\x1c.pykube.v1.RenewLeaseRequest\x1a\x1d.pykube.v1.RenewLeaseResponse\x12@\n\x10ReportNodeStatus\x12\x1b.pykube.v1.NodeStatusReport\x1a\x0f.pykube.v1.Node\x12J\n\x0eWatchBoundPods\x12\x1b.pykube.v1.BoundPodsRequest\x1a\x19.pykube.v1.BoundPodsEvent0\x01\x12=\n\x0fUpdatePodStatus\x12\x1a.pykube.v1.PodStatusUpdate\x1a\x0e.pykube.v1.Pod\x12X\n\x10RenewCertificate\x12$.pykube.v1.CertificateSigningRequest\x1a\x1e.pykube.v1.CertificateResponse\x12\x42\n\x14\x43onfirmPodTerminated\x12\x18.pykube.v1.PodTerminated\x1a\x10.pykube.v1.Empty2{\n\tBootstrap\x12.\n\x05GetCA\x12\x10.pykube.v1.Empty\x1a\x13.pykube.v1.CABundle\x12>\n\x04Join\x12\x16.pykube.v1.JoinRequest\x1a\x1e.pykube.v1.CertificateResponse2R\n\x07Kubelet\x12G\n\rContainerLogs\x12\x1f.pykube.v1.ContainerLogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pykube.v1.services_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=1880
-  _globals['_EVENTTYPE']._serialized_end=1971
+  _globals['_EVENTTYPE']._serialized_start=1876
+  _globals['_EVENTTYPE']._serialized_end=1967
   _globals['_GETREQUEST']._serialized_start=64
   _globals['_GETREQUEST']._serialized_end=109
   _globals['_LISTREQUEST']._serialized_start=111
@@ -53,41 +53,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGCHUNK']._serialized_start=798
   _globals['_LOGCHUNK']._serialized_end=822
   _globals['_REGISTERNODERESPONSE']._serialized_start=824
-  _globals['_REGISTERNODERESPONSE']._serialized_end=938
-  _globals['_RENEWLEASEREQUEST']._serialized_start=940
-  _globals['_RENEWLEASEREQUEST']._serialized_end=1005
-  _globals['_RENEWLEASERESPONSE']._serialized_start=1007
-  _globals['_RENEWLEASERESPONSE']._serialized_end=1055
-  _globals['_NODESTATUSREPORT']._serialized_start=1057
-  _globals['_NODESTATUSREPORT']._serialized_end=1133
-  _globals['_BOUNDPODSREQUEST']._serialized_start=1135
-  _globals['_BOUNDPODSREQUEST']._serialized_end=1172
-  _globals['_BOUNDPODSEVENT']._serialized_start=1175
-  _globals['_BOUNDPODSEVENT']._serialized_end=1362
-  _globals['_BOUNDPODSEVENT_TYPE']._serialized_start=1295
-  _globals['_BOUNDPODSEVENT_TYPE']._serialized_end=1362
-  _globals['_PODSTATUSUPDATE']._serialized_start=1364
-  _globals['_PODSTATUSUPDATE']._serialized_end=1465
-  _globals['_PODTERMINATED']._serialized_start=1467
-  _globals['_PODTERMINATED']._serialized_end=1528
-  _globals['_EMPTY']._serialized_start=1530
-  _globals['_EMPTY']._serialized_end=1537
-  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_start=1539
-  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_end=1583
-  _globals['_CERTIFICATERESPONSE']._serialized_start=1585
-  _globals['_CERTIFICATERESPONSE']._serialized_end=1647
-  _globals['_CABUNDLE']._serialized_start=1649
-  _globals['_CABUNDLE']._serialized_end=1675
-  _globals['_JOINREQUEST']._serialized_start=1677
-  _globals['_JOINREQUEST']._serialized_end=1741
-  _globals['_CONTAINERLOGSREQUEST']._serialized_start=1744
-  _globals['_CONTAINERLOGSREQUEST']._serialized_end=1878
-  _globals['_CLUSTER']._serialized_start=1974
-  _globals['_CLUSTER']._serialized_end=2686
-  _globals['_NODEAGENT']._serialized_start=2689
-  _globals['_NODEAGENT']._serialized_end=3204
-  _globals['_BOOTSTRAP']._serialized_start=3206
-  _globals['_BOOTSTRAP']._serialized_end=3329
-  _globals['_KUBELET']._serialized_start=3331
-  _globals['_KUBELET']._serialized_end=3413
+  _globals['_REGISTERNODERESPONSE']._serialized_end=934
+  _globals['_RENEWLEASEREQUEST']._serialized_start=936
+  _globals['_RENEWLEASEREQUEST']._serialized_end=1001
+  _globals['_RENEWLEASERESPONSE']._serialized_start=1003
+  _globals['_RENEWLEASERESPONSE']._serialized_end=1051
+  _globals['_NODESTATUSREPORT']._serialized_start=1053
+  _globals['_NODESTATUSREPORT']._serialized_end=1129
+  _globals['_BOUNDPODSREQUEST']._serialized_start=1131
+  _globals['_BOUNDPODSREQUEST']._serialized_end=1168
+  _globals['_BOUNDPODSEVENT']._serialized_start=1171
+  _globals['_BOUNDPODSEVENT']._serialized_end=1358
+  _globals['_BOUNDPODSEVENT_TYPE']._serialized_start=1291
+  _globals['_BOUNDPODSEVENT_TYPE']._serialized_end=1358
+  _globals['_PODSTATUSUPDATE']._serialized_start=1360
+  _globals['_PODSTATUSUPDATE']._serialized_end=1461
+  _globals['_PODTERMINATED']._serialized_start=1463
+  _globals['_PODTERMINATED']._serialized_end=1524
+  _globals['_EMPTY']._serialized_start=1526
+  _globals['_EMPTY']._serialized_end=1533
+  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_start=1535
+  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_end=1579
+  _globals['_CERTIFICATERESPONSE']._serialized_start=1581
+  _globals['_CERTIFICATERESPONSE']._serialized_end=1643
+  _globals['_CABUNDLE']._serialized_start=1645
+  _globals['_CABUNDLE']._serialized_end=1671
+  _globals['_JOINREQUEST']._serialized_start=1673
+  _globals['_JOINREQUEST']._serialized_end=1737
+  _globals['_CONTAINERLOGSREQUEST']._serialized_start=1740
+  _globals['_CONTAINERLOGSREQUEST']._serialized_end=1874
+  _globals['_CLUSTER']._serialized_start=1970
+  _globals['_CLUSTER']._serialized_end=2682
+  _globals['_NODEAGENT']._serialized_start=2685
+  _globals['_NODEAGENT']._serialized_end=3200
+  _globals['_BOOTSTRAP']._serialized_start=3202
+  _globals['_BOOTSTRAP']._serialized_end=3325
+  _globals['_KUBELET']._serialized_start=3327
+  _globals['_KUBELET']._serialized_end=3409
 # @@protoc_insertion_point(module_scope)

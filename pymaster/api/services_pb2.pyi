@@ -110,14 +110,10 @@ class LogChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node", "lease_period_seconds", "status_period_seconds")
+    __slots__ = ("node",)
     NODE_FIELD_NUMBER: _ClassVar[int]
-    LEASE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    STATUS_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     node: _objects_pb2.Node
-    lease_period_seconds: float
-    status_period_seconds: float
-    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., lease_period_seconds: _Optional[float] = ..., status_period_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ...) -> None: ...
 
 class RenewLeaseRequest(_message.Message):
     __slots__ = ("node_name", "requested_seconds")

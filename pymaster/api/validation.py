@@ -1,9 +1,10 @@
-"""Defaulting and validation of API objects, with Kubernetes' rules and field paths.
+"""Validation of API objects, with Kubernetes' rules and field paths.
 
 Every check raises ``ValidationError`` naming the field (``spec.containers[0].image: required``);
 the first error found is raised, in a fixed order: metadata, then spec fields in declaration
-order, map keys sorted. ``validate_pod`` accepts a pod both before and after ``default_pod``:
-fields that defaulting fills (restartPolicy, imagePullPolicy, protocol, namespace) may be empty.
+order, map keys sorted. ``validate_pod`` accepts a pod both before and after defaulting
+(``pymaster.api.defaults``): fields that defaulting fills (restartPolicy, imagePullPolicy, protocol,
+namespace) may be empty.
 Status is never validated: the server owns it.
 
 Hostile input: counts and sizes are bounded (``MAX_CONTAINERS`` containers, ``MAX_VOLUMES``
@@ -28,7 +29,7 @@ from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
 from pymaster.api.errors import ValidationError
-from pymaster.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from pymaster.api.quantity import parse_quantity
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -58,7 +59,6 @@ HOST_PATH_TYPES = ("", "Directory", "DirectoryOrCreate", "File", "FileOrCreate")
 EMPTY_DIR_MEDIA = ("", "Memory")
 NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")
 CONDITION_STATUSES = ("True", "False", "Unknown")
-DEFAULT_GRACE_PERIOD_SECONDS = 30
 
 _IMMUTABLE = "field is immutable (a pod update may only change labels, annotations and container images)"
 _LABEL_MSG = "must be a lowercase RFC 1123 label (a-z, 0-9 and '-', starting and ending alphanumeric)"
@@ -85,48 +85,6 @@ def _q(value: str) -> str:
     if len(value) > _QUOTE_MAX:
         return json.dumps(value[:_QUOTE_MAX], ensure_ascii=False) + "..."
     return json.dumps(value, ensure_ascii=False)
-
-
-def _image_tag(image: str) -> tuple[str, bool]:
-    """(tag, has_digest) of an image reference; the tag is "" when absent."""
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.rpartition(":")[2] if ":" in last else ""
-    return tag, bool(digest)
-
-
-def default_pull_policy(image: str) -> str:
-    """Kubernetes' default imagePullPolicy: Always for ":latest" or no tag, else IfNotPresent.
-
-    An image pinned by digest and no tag is immutable, so it defaults to IfNotPresent.
-    """
-    tag, has_digest = _image_tag(image)
-    if tag == "latest" or (not tag and not has_digest):
-        return "Always"
-    return "IfNotPresent"
-
-
-def default_pod(pod: objects_pb2.Pod) -> None:
-    """Fill in the defaults Kubernetes' API server would, in place.
-
-    apiVersion "v1", kind "Pod", namespace "default", restartPolicy "Always",
-    terminationGracePeriodSeconds 30, imagePullPolicy from the image tag, port protocol "TCP",
-    and under hostNetwork a port's hostPort = its containerPort. Fields already set are left alone.
-    """
-    pod.api_version = pod.api_version or "v1"
-    pod.kind = pod.kind or "Pod"
-    pod.metadata.namespace = pod.metadata.namespace or "default"
-    spec = pod.spec
-    spec.restart_policy = spec.restart_policy or "Always"
-    if not spec.HasField("termination_grace_period_seconds"):
-        spec.termination_grace_period_seconds = DEFAULT_GRACE_PERIOD_SECONDS
-    for container in spec.containers:
-        container.image_pull_policy = container.image_pull_policy or default_pull_policy(container.image)
-        for port in container.ports:
-            port.protocol = port.protocol or "TCP"
-            if spec.host_network and not port.host_port:
-                # On the host's network a container port is a host port (Kubernetes' defaulting).
-                port.host_port = port.container_port
 
 
 # ---- generic checks ----
@@ -538,29 +496,3 @@ def validate_node(node: objects_pb2.Node) -> None:
     port = status.daemon_endpoints.kubelet_endpoint.port
     if not 0 <= port <= 65535:
         raise ValidationError("status.daemonEndpoints.kubeletEndpoint.Port", "must be between 1 and 65535")
-
-
-# ---- resource accounting ----
-
-
-def pod_requests(pod: objects_pb2.Pod) -> tuple[int, int]:
-    """The (cpu milli-cores, memory bytes) a pod asks the scheduler for.
-
-    Summed over containers; for each resource a container with a limit but no request requests
-    its limit, as Kubernetes' defaulting does. Expects a validated pod.
-
-    Raises:
-        ValueError: a quantity does not parse (the pod was not validated).
-    """
-    cpu = memory = 0
-    for container in pod.spec.containers:
-        requests, limits = container.resources.requests, container.resources.limits
-        if "cpu" in requests:
-            cpu += cpu_millis(requests["cpu"])
-        elif "cpu" in limits:
-            cpu += cpu_millis(limits["cpu"])
-        if "memory" in requests:
-            memory += memory_bytes(requests["memory"])
-        elif "memory" in limits:
-            memory += memory_bytes(limits["memory"])
-    return cpu, memory

@@ -34,6 +34,7 @@ import grpc
 
 from pymaster.api import errors, manifest, objects_pb2, services_pb2
 from pymaster.cli import describe as describers
+from pymaster.cli import errors as cli_errors
 from pymaster.cli import printers
 from pymaster.client import Client
 
@@ -110,7 +111,7 @@ def _singular(resource: str) -> str:
 def _is_fatal(exc: errors.ApiError) -> bool:
     """Errors after which a multi-object command stops instead of moving to the next object."""
     if isinstance(exc, errors.Unavailable):
-        return printers.is_connect_failure(exc)
+        return cli_errors.is_connect_failure(exc)
     # A refused identity fails every call alike.
     return exc.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -231,7 +232,7 @@ async def get(args: argparse.Namespace, ctx: Context) -> int:
             try:
                 found.append(await _get_one(ctx.client, args.resource, name, namespace))
             except errors.NotFound as exc:
-                ctx.print_error(printers.format_api_error(exc, ctx.client.server))
+                ctx.print_error(cli_errors.format_api_error(exc, ctx.client.server))
                 code = 1
         if found:
             printer.print_all(found, "", single=len(args.names) == 1)
@@ -275,7 +276,7 @@ async def _get_watch(args: argparse.Namespace, ctx: Context, printer: _Printer, 
                 printer.print_one(event.object)
             # The server ended the stream (it drops slow watchers): resume.
         except errors.Unavailable as exc:
-            if printers.is_connect_failure(exc):
+            if cli_errors.is_connect_failure(exc):
                 raise
             # The master went away under an open stream (it stops: "Cancelling all calls").
             raise CommandError(f"lost the watch on the pykube master at {client.server}: {exc}") from None
@@ -303,7 +304,7 @@ async def describe(args: argparse.Namespace, ctx: Context) -> int:
             try:
                 objects.append(await _get_one(ctx.client, args.resource, name, namespace))
             except errors.NotFound as exc:
-                ctx.print_error(printers.format_api_error(exc, ctx.client.server))
+                ctx.print_error(cli_errors.format_api_error(exc, ctx.client.server))
                 code = 1
     else:
         objects = _sorted((await _list(ctx.client, args.resource, namespace, args.selector)).items)
@@ -406,7 +407,7 @@ async def _send_each(
         except errors.ApiError as exc:
             if _is_fatal(exc):
                 raise
-            ctx.print_error(printers.format_api_error(exc, ctx.client.server))
+            ctx.print_error(cli_errors.format_api_error(exc, ctx.client.server))
             code = 1
             continue
         ctx.print(f"pod/{pod.metadata.name} {action}")
@@ -459,7 +460,7 @@ async def delete(args: argparse.Namespace, ctx: Context) -> int:
                 continue
             if _is_fatal(exc):
                 raise
-            ctx.print_error(printers.format_api_error(exc, ctx.client.server))
+            ctx.print_error(cli_errors.format_api_error(exc, ctx.client.server))
             code = 1
             continue
         ctx.print(f'{_singular(resource)} "{name}" {"force deleted" if immediate else "deleted"}')

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
+from pymaster.api.pods import TERMINAL_PHASES, effective_requests, qos_class
 from pymaster.api.quantity import format_bytes, format_cpu_millis
 from pymaster.cli import printers as p
 
@@ -28,15 +29,11 @@ def pod_resources(pod: objects_pb2.Pod) -> tuple[int, int, int, int]:
     (Kubernetes' defaulting); unparsable quantities count as 0."""
     cpu_req = cpu_lim = mem_req = mem_lim = 0
     for container in pod.spec.containers:
-        requests, limits = container.resources.requests, container.resources.limits
-        cpu_limit = p.parse_cpu(limits["cpu"]) if "cpu" in limits else None
-        mem_limit = p.parse_memory(limits["memory"]) if "memory" in limits else None
-        cpu_request = p.parse_cpu(requests["cpu"]) if "cpu" in requests else cpu_limit
-        mem_request = p.parse_memory(requests["memory"]) if "memory" in requests else mem_limit
-        cpu_req += cpu_request or 0
-        cpu_lim += cpu_limit or 0
-        mem_req += mem_request or 0
-        mem_lim += mem_limit or 0
+        requests, limits = effective_requests(container.resources), container.resources.limits
+        cpu_req += p.parse_cpu(requests.get("cpu", "0")) or 0
+        cpu_lim += p.parse_cpu(limits.get("cpu", "0")) or 0
+        mem_req += p.parse_memory(requests.get("memory", "0")) or 0
+        mem_lim += p.parse_memory(limits.get("memory", "0")) or 0
     return cpu_req, cpu_lim, mem_req, mem_lim
 
 
@@ -127,23 +124,6 @@ def _container_lines(
     else:
         lines.append(f"{ind}Environment:\t{p.NONE}")
     return lines
-
-
-def qos_class(pod: objects_pb2.Pod) -> str:
-    """The pod's QoS class, Kubernetes' rules for cpu and memory: Guaranteed when every container
-    limits both and requests equal limits (missing requests default to limits), BestEffort when
-    none requests or limits anything, Burstable otherwise."""
-    any_set, guaranteed = False, True
-    for container in pod.spec.containers:
-        requests, limits = container.resources.requests, container.resources.limits
-        for resource in ("cpu", "memory"):
-            if resource in requests or resource in limits:
-                any_set = True
-            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def describe_pod(pod: objects_pb2.Pod, now: float, tz: datetime.tzinfo | None = None) -> str:
@@ -296,7 +276,7 @@ def _node_pod_lines(node: objects_pb2.Node, pods: Sequence[objects_pb2.Pod], now
     def mem(n: int) -> str:
         return f"{format_bytes(n)} ({_percent(n, mem_total)})"
 
-    running = [pod for pod in pods if pod.status.phase not in p.TERMINAL_PHASES]
+    running = [pod for pod in pods if pod.status.phase not in TERMINAL_PHASES]
     lines = [f"Non-terminated Pods:\t({len(running)} in total)"]
     totals = [0, 0, 0, 0]
     if running:

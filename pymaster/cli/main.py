@@ -37,6 +37,7 @@ from typing import NoReturn
 
 from pymaster.api import errors
 from pymaster.cli import commands, printers
+from pymaster.cli import errors as cli_errors
 from pymaster.client import Client, InvalidConfigError, MissingConfigError
 
 EXIT_OK = 0
@@ -407,7 +408,7 @@ async def _run(args: argparse.Namespace) -> int:
     except (MissingConfigError, InvalidConfigError) as exc:
         ctx.print_error(f"error: {printers.one_line(str(exc))}")
     except errors.ApiError as exc:
-        ctx.print_error(printers.format_api_error(exc, ctx.client.server, ctx.client.timeout))
+        ctx.print_error(cli_errors.format_api_error(exc, ctx.client.server, ctx.client.timeout))
     finally:
         await ctx.close()
     return EXIT_ERROR

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pymaster.api import objects_pb2
+from pymaster.api.nodes import ready_status
+from pymaster.api.pods import is_terminal, pod_key, pod_requests
 from pymaster.api.quantity import cpu_millis, memory_bytes, parse_quantity
-from pymaster.api.validation import pod_requests
-from pymaster.server.node_helpers import ready_status
-from pymaster.server.pod_helpers import is_terminal, pod_key
 
 MAX_SCORE = 100
 # What a pod without requests counts as when scoring (kube-scheduler's non-zero defaults), so

@@ -17,29 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from pymaster.api import objects_pb2
+from pymaster.api.conditions import find_condition
 from pymaster.api.errors import NotFound, TooOld
+from pymaster.api.kinds import NODES, PODS
+from pymaster.api.nodes import ready_status
+from pymaster.api.pods import POD_SCHEDULED, is_pending_schedule, is_terminal, pod_key
 from pymaster.metrics import MasterMetrics
+from pymaster.registry import Registry
+from pymaster.registry.pods import UNSCHEDULABLE
 from pymaster.scheduler.framework import Framework, NodeInfo, PodInfo
+from pymaster.scheduler.plugin_registry import build_framework
 from pymaster.scheduler.queue import SchedulingQueue
-from pymaster.scheduler.registry import build_framework
-from pymaster.server.node_helpers import ready_status
-from pymaster.server.pod_helpers import (
-    POD_SCHEDULED,
-    find_condition,
-    is_pending_schedule,
-    is_terminal,
-    pod_key,
-    set_pod_condition,
-)
-from pymaster.store.base import DELETED, Store
+from pymaster.store.base import DELETED
 
 log = logging.getLogger(__name__)
 
-UNSCHEDULABLE = "Unschedulable"
 # A pod whose attempt failed unexpectedly (store error) is retried after this long.
 ERROR_RETRY_SECONDS = 1.0
 
@@ -69,17 +64,11 @@ def pod_change_frees_room(old: objects_pb2.Pod | None, new: objects_pb2.Pod | No
 class Scheduler:
     """The scheduling task of the master."""
 
-    def __init__(
-        self,
-        store: Store,
-        metrics: MasterMetrics,
-        framework: Framework | None = None,
-        clock: Callable[[], float] = time.time,
-    ):
-        self._store = store
+    def __init__(self, registry: Registry, metrics: MasterMetrics, framework: Framework | None = None):
+        self._store = registry.store
+        self._pods_registry = registry.pods
         self._metrics = metrics
         self._framework = framework or build_framework()
-        self._clock = clock
         self.queue = SchedulingQueue(on_change=metrics.set_pending)
         self._pods: dict[str, objects_pb2.Pod] = {}
         self._nodes: dict[str, objects_pb2.Node] = {}
@@ -97,10 +86,10 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(
-                self._watch("pods", pods_rv, self._on_pod, self._relist_pods), name="sched-pods"
+                self._watch(PODS.resource, pods_rv, self._on_pod, self._relist_pods), name="sched-pods"
             ),
             loop.create_task(
-                self._watch("nodes", nodes_rv, self._on_node, self._relist_nodes), name="sched-nodes"
+                self._watch(NODES.resource, nodes_rv, self._on_node, self._relist_nodes), name="sched-nodes"
             ),
             loop.create_task(self._schedule_loop(), name="sched-loop"),
         ]
@@ -121,7 +110,7 @@ class Scheduler:
     # ---- cache maintenance ----
 
     def _relist_pods(self) -> int:
-        pods, rv = self._store.list("pods")
+        pods, rv = self._store.list(PODS.resource)
         for key in list(self._pods):
             self.queue.remove(key)
         self._pods, self._pods_by_node = {}, {}
@@ -134,7 +123,7 @@ class Scheduler:
         return rv
 
     def _relist_nodes(self) -> int:
-        nodes, rv = self._store.list("nodes")
+        nodes, rv = self._store.list(NODES.resource)
         self._nodes = {node.metadata.name: node for node in nodes}
         self._node_infos = {}
         self._dirty = set(self._nodes)
@@ -259,18 +248,9 @@ class Scheduler:
             await self._mark_unschedulable(key, pod, result.message, cycle)
 
     async def _bind(self, key: str, pod: objects_pb2.Pod, node_name: str) -> None:
-        uid, now = pod.metadata.uid, self._clock()
-
-        def bind(current: objects_pb2.Pod) -> objects_pb2.Pod | None:
-            if current.metadata.uid != uid or not is_pending_schedule(current):
-                return None
-            current.spec.node_name = node_name
-            set_pod_condition(current, POD_SCHEDULED, "True", now=now)
-            return current
-
-        stored = await self._store.mutate("pods", pod.metadata.namespace, pod.metadata.name, bind)
+        stored = await self._pods_registry.bind(pod, node_name)
         self._assume(key, stored)
-        if stored.metadata.uid == uid and stored.spec.node_name == node_name:
+        if stored.metadata.uid == pod.metadata.uid and stored.spec.node_name == node_name:
             self._metrics.schedule_attempts.labels(result="scheduled").inc()
             log.info("pod scheduled pod=%s node=%s", key, node_name)
 
@@ -282,15 +262,7 @@ class Scheduler:
             UNSCHEDULABLE,
             message,
         ):
-            uid, now = pod.metadata.uid, self._clock()
-
-            def mark(current: objects_pb2.Pod) -> objects_pb2.Pod | None:
-                if current.metadata.uid != uid or not is_pending_schedule(current):
-                    return None
-                changed = set_pod_condition(current, POD_SCHEDULED, "False", UNSCHEDULABLE, message, now=now)
-                return current if changed else None
-
-            stored = await self._store.mutate("pods", pod.metadata.namespace, pod.metadata.name, mark)
+            stored = await self._pods_registry.mark_unschedulable(pod, message)
             self._assume(key, stored)
             log.info("pod unschedulable pod=%s message=%r", key, message)
         current = self._pods.get(key)

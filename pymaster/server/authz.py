@@ -39,8 +39,8 @@ from google.protobuf.message import Message
 
 from pymaster.api.errors import Forbidden, NotFound, Unauthenticated
 from pymaster.api.identity import Identity
+from pymaster.api.kinds import IDENTITIES
 
-IDENTITIES = "identities"
 SUPERUSER_KINDS = frozenset({"admin", "master"})
 # Services every authenticated caller may use (load balancer probes, grpcurl).
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
@@ -92,7 +92,7 @@ def authenticate(identity: Identity, store, issued_at: datetime.datetime | None 
     if identity.kind != "node":
         return
     try:
-        binding = store.get(IDENTITIES, "", identity.name)
+        binding = store.get(IDENTITIES.resource, "", identity.name)
     except NotFound:
         raise Unauthenticated(revoked_message(identity.name)) from None
     created = binding.metadata.creation_timestamp.seconds

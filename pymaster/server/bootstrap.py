@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 import grpc
 
 from pymaster.api import objects_pb2, pki, services_pb2, services_pb2_grpc, tokens
+from pymaster.api.conditions import timestamp
 from pymaster.api.errors import AlreadyExists, Forbidden, NotFound, Unauthenticated, ValidationError
-from pymaster.server.authz import IDENTITIES, revoked_message
-from pymaster.server.limits import check_name
-from pymaster.server.pod_helpers import timestamp
+from pymaster.api.kinds import IDENTITIES
+from pymaster.api.limits import check_name
+from pymaster.server.authz import revoked_message
 from pymaster.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -111,18 +112,18 @@ class NodeCertificates:
             Forbidden: the name is bound to another key.
         """
         try:
-            binding = self._store.get(IDENTITIES, "", node_name)
+            binding = self._store.get(IDENTITIES.resource, "", node_name)
         except NotFound:
             identity = objects_pb2.NodeIdentity(public_key_sha256=public_key_sha256)
             identity.metadata.name = node_name
             identity.metadata.uid = str(uuid.uuid4())
             identity.metadata.creation_timestamp.CopyFrom(timestamp(self._clock()))
             try:
-                await self._store.create(IDENTITIES, identity)
+                await self._store.create(IDENTITIES.resource, identity)
                 log.info("node identity bound node=%s public_key_sha256=%s", node_name, public_key_sha256)
                 return True
             except AlreadyExists:  # a concurrent join of the same name won
-                binding = self._store.get(IDENTITIES, "", node_name)
+                binding = self._store.get(IDENTITIES.resource, "", node_name)
         if binding.public_key_sha256 != public_key_sha256:
             raise Forbidden(held_message(node_name))
         return False
@@ -135,7 +136,7 @@ class NodeCertificates:
             Forbidden: bound to another key.
         """
         try:
-            binding = self._store.get(IDENTITIES, "", node_name)
+            binding = self._store.get(IDENTITIES.resource, "", node_name)
         except NotFound:
             raise Unauthenticated(revoked_message(node_name)) from None
         if binding.public_key_sha256 != public_key_sha256:

@@ -25,7 +25,7 @@ import logging
 
 from pymaster.api import objects_pb2, services_pb2
 from pymaster.api.errors import TooOld
-from pymaster.server.pod_helpers import pod_key
+from pymaster.api.pods import pod_key
 from pymaster.store.base import DELETED, Store
 
 log = logging.getLogger(__name__)

@@ -1,30 +1,45 @@
 """The master's storage: API objects by kind, namespace and name, with one cluster-wide
 resourceVersion counter and watches served from an in-memory event log.
 
-`base` is the contract (Store, Watch, WatchEvent), `events` the event log and watcher fan-out,
-`sqlite` the embedded backend (the default). An etcd backend can implement the same protocol.
+``base`` is the contract (Store, Watch, WatchEvent), ``events`` the event log and watcher
+fan-out, ``cache`` the in-memory copy every backend serves reads and watches from, ``sqlite`` the
+embedded backend (the default). ``open_store(url)`` picks the backend from a URL, so everything
+above this package sees only the Store protocol.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
+from pymaster.store.base import Store
 from pymaster.store.events import DEFAULT_HISTORY
 from pymaster.store.sqlite import SQLiteStore
 
 DB_FILE = "pykube.db"
 
 
-def open_store(data_dir: str | os.PathLike[str], history: int = DEFAULT_HISTORY) -> SQLiteStore:
-    """Returns the SQLite store of a master data directory, creating the directory if needed.
+def sqlite_url(data_dir: str | os.PathLike[str]) -> str:
+    """The URL of a master data directory's SQLite database: ``sqlite:///<abs dir>/pykube.db``."""
+    return f"sqlite://{Path(data_dir).absolute() / DB_FILE}"
 
-    The store is not opened yet: ``await store.open()`` before use.
+
+def open_store(url: str, history: int = DEFAULT_HISTORY) -> Store:
+    """The store a URL names, not opened yet (``await store.open()`` before use).
 
     Args:
-        data_dir: The master's data directory; the database is ``<data_dir>/pykube.db``.
+        url: ``sqlite:///absolute/path/pykube.db`` (the directory is created if missing).
         history: How many events the watch log keeps.
+
+    Raises:
+        ValueError: an unsupported scheme or a malformed URL; the message says what is accepted.
     """
-    path = Path(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(path / DB_FILE, history)
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        if parsed.netloc or not parsed.path.startswith("/"):
+            raise ValueError(f"store URL {url!r}: expected sqlite:///absolute/path/to/{DB_FILE}")
+        path = Path(parsed.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path, history)
+    raise ValueError(f"store URL {url!r}: unsupported scheme {parsed.scheme!r}; supported: sqlite://")

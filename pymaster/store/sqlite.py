@@ -14,8 +14,8 @@ in-memory copy and feeds the event log in that order, so readers and watchers se
 resourceVersion order and never a write that is not on disk. A write whose caller is cancelled
 still completes (it may already be committed) before the next one starts.
 
-Reads (get, list) come from the in-memory copy loaded at open and return copies, so callers can
-never change the cache.
+Reads (get, list) and watches come from the in-memory copy loaded at open (``cache.ObjectCache``,
+shared with other backends) and return copies, so callers can never change the cache.
 """
 
 from __future__ import annotations
@@ -32,22 +32,15 @@ from typing import TextIO, TypeVar
 
 from google.protobuf.message import Message
 
-from pymaster.api import objects_pb2
-from pymaster.api.errors import AlreadyExists, Conflict, NotFound, Unavailable
-from pymaster.store.base import ADDED, DELETED, MODIFIED, WatchEvent
+from pymaster.api.errors import AlreadyExists, Conflict
+from pymaster.api.kinds import KINDS
+from pymaster.store.base import ADDED, DELETED, MODIFIED
+from pymaster.store.cache import ObjectCache, copy_message
 from pymaster.store.events import DEFAULT_HISTORY, DEFAULT_QUEUE_SIZE, EventLog, Watcher
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-# The message type of every kind the store accepts; a new kind only needs an entry here.
-KINDS: dict[str, type[Message]] = {
-    "pods": objects_pb2.Pod,
-    "nodes": objects_pb2.Node,
-    # Internal: which public key holds each node name (pymaster.server.bootstrap); never served.
-    "identities": objects_pb2.NodeIdentity,
-}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -66,10 +59,6 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('resource_version', 0);
 """
 
-# kind -> namespace -> name -> object. Stored messages are never changed in place, only replaced.
-_Cache = dict[str, dict[str, dict[str, Message]]]
-
-
 @dataclass(slots=True)
 class _Change:
     """A write decided under the lock, not yet committed."""
@@ -77,12 +66,6 @@ class _Change:
     type: str  # ADDED, MODIFIED or DELETED
     kind: str
     obj: Message  # the new state (for DELETED, the last one); owned by the store
-
-
-def _copy(obj: Message) -> Message:
-    clone = type(obj)()
-    clone.CopyFrom(obj)
-    return clone
 
 
 class SQLiteStore:
@@ -104,28 +87,25 @@ class SQLiteStore:
                 with TooOld.
         """
         self._path = os.fspath(path)
-        self._log = EventLog(history, watch_queue_size)
-        self._objects: _Cache = {kind: {} for kind in KINDS}
-        self._rv = 0
+        self._cache = ObjectCache(history, watch_queue_size)
         self._lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock_file: TextIO | None = None
-        self._open = False
 
     @property
     def current_rv(self) -> int:
         """The resourceVersion of the latest write (0 for a new store)."""
-        return self._rv
+        return self._cache.rv
 
     @property
     def event_log(self) -> EventLog:
         """The log behind watches (start and watcher count, for metrics)."""
-        return self._log
+        return self._cache.event_log
 
     async def open(self) -> None:
         """Opens (creating if needed) the database and loads every object into memory."""
-        if self._open:
+        if self._cache.is_open:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pykube-store")
         try:
@@ -134,26 +114,20 @@ class SQLiteStore:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
-        self._objects = {kind: {} for kind in KINDS}
-        for kind, namespace, name, obj in rows:
-            self._objects[kind].setdefault(namespace, {})[name] = obj
-        self._rv = rv
-        self._log.reset(rv)
-        self._open = True
-        log.info("store opened path=%s objects=%d resource_version=%d", self._path, len(rows), rv)
+        count = self._cache.load(rows, rv)
+        log.info("store opened path=%s objects=%d resource_version=%d", self._path, count, rv)
 
     async def close(self) -> None:
         """Waits for the write in flight, ends every watch and closes the database."""
-        if not self._open:
+        if not self._cache.is_open:
             return
         async with self._lock:
-            self._open = False
-            self._log.close()
+            self._cache.close()
             await self._run(self._close_sync)
         assert self._executor is not None
         self._executor.shutdown(wait=True)
         self._executor = None
-        log.info("store closed path=%s resource_version=%d", self._path, self._rv)
+        log.info("store closed path=%s resource_version=%d", self._path, self._cache.rv)
 
     # ---- reads (memory) ----
 
@@ -163,7 +137,7 @@ class SQLiteStore:
         Raises:
             NotFound: no such object.
         """
-        return _copy(self._stored(kind, namespace, name))
+        return self._cache.get(kind, namespace, name)
 
     def list(self, kind: str, namespace: str | None = None) -> tuple[list[Message], int]:
         """Returns copies of the objects of ``kind`` sorted by (namespace, name), and current_rv.
@@ -172,14 +146,7 @@ class SQLiteStore:
             kind: "pods", "nodes", ...
             namespace: Only this namespace; None for all.
         """
-        self._check_open()
-        by_namespace = self._by_kind(kind)
-        namespaces = sorted(by_namespace) if namespace is None else [namespace]
-        items: list[Message] = []
-        for ns in namespaces:
-            by_name = by_namespace.get(ns, {})
-            items.extend(_copy(by_name[name]) for name in sorted(by_name))
-        return items, self._rv
+        return self._cache.list(kind, namespace)
 
     def watch(self, kind: str, resource_version: int) -> Watcher:
         """Watches every write of ``kind`` after ``resource_version``, in order.
@@ -187,9 +154,7 @@ class SQLiteStore:
         Raises:
             TooOld: the event log no longer reaches back to ``resource_version``; list again.
         """
-        self._by_kind(kind)
-        self._check_open()
-        return self._log.watch(kind, resource_version)
+        return self._cache.watch(kind, resource_version)
 
     # ---- writes ----
 
@@ -202,13 +167,13 @@ class SQLiteStore:
         Raises:
             AlreadyExists: an object of that kind, namespace and name exists.
         """
-        self._check_type(kind, obj)
+        self._cache.check_type(kind, obj)
 
         def plan() -> _Change:
             meta = obj.metadata
-            if meta.name in self._by_kind(kind).get(meta.namespace, {}):
+            if meta.name in self._cache.by_kind(kind).get(meta.namespace, {}):
                 raise AlreadyExists(f'{kind} "{meta.name}" already exists')
-            return _Change(ADDED, kind, _copy(obj))
+            return _Change(ADDED, kind, copy_message(obj))
 
         return await self._write(plan)
 
@@ -222,17 +187,17 @@ class SQLiteStore:
             NotFound: no such object.
             Conflict: the object changed since the caller read it.
         """
-        self._check_type(kind, obj)
+        self._cache.check_type(kind, obj)
 
         def plan() -> _Change:
             meta = obj.metadata
-            current = self._stored(kind, meta.namespace, meta.name)
+            current = self._cache.stored(kind, meta.namespace, meta.name)
             if meta.resource_version != current.metadata.resource_version:
                 raise Conflict(
                     f'{kind} "{meta.name}": the object has been modified; '
                     "please apply your changes to the latest version and try again"
                 )
-            return _Change(MODIFIED, kind, _copy(obj))
+            return _Change(MODIFIED, kind, copy_message(obj))
 
         return await self._write(plan)
 
@@ -254,13 +219,13 @@ class SQLiteStore:
         """
 
         def plan() -> _Change | None:
-            new = fn(_copy(self._stored(kind, namespace, name)))
+            new = fn(copy_message(self._cache.stored(kind, namespace, name)))
             if new is None:
                 return None
-            self._check_type(kind, new)
+            self._cache.check_type(kind, new)
             if (new.metadata.namespace, new.metadata.name) != (namespace, name):
                 raise ValueError(f'{kind} "{name}": mutate must not change the namespace or name')
-            return _Change(MODIFIED, kind, _copy(new))
+            return _Change(MODIFIED, kind, copy_message(new))
 
         written = await self._write(plan)
         # No await since the lock was released, so this is the state fn saw.
@@ -282,13 +247,13 @@ class SQLiteStore:
         """
 
         def plan() -> _Change:
-            current = self._stored(kind, namespace, name)
+            current = self._cache.stored(kind, namespace, name)
             if uid is not None and uid != current.metadata.uid:
                 raise Conflict(
                     f'{kind} "{name}": precondition failed: UID in precondition: {uid}, '
                     f"UID in object meta: {current.metadata.uid}"
                 )
-            return _Change(DELETED, kind, _copy(current))
+            return _Change(DELETED, kind, copy_message(current))
 
         return await self._write(plan)
 
@@ -299,10 +264,10 @@ class SQLiteStore:
 
         Returns a copy of the written object, or None when ``plan`` decided not to write.
         """
-        self._check_open()
+        self._cache.check_open()
         await self._lock.acquire()
         try:
-            self._check_open()  # close() may have run while this write waited for the lock
+            self._cache.check_open()  # close() may have run while this write waited for the lock
             change = plan()
         except BaseException:
             self._lock.release()
@@ -310,7 +275,7 @@ class SQLiteStore:
         if change is None:
             self._lock.release()
             return None
-        rv = self._rv + 1
+        rv = self._cache.rv + 1
         change.obj.metadata.resource_version = str(rv)
         # The commit runs as its own task holding the lock, so a cancelled caller cannot leave the
         # database ahead of memory or let the next write reuse this resourceVersion.
@@ -321,54 +286,18 @@ class SQLiteStore:
         try:
             data = change.obj.SerializeToString()
             await self._run(self._commit_sync, rv, change, data)
-            self._apply(rv, change)
-            return _copy(change.obj)
+            self._cache.apply(change.type, change.kind, change.obj, rv)
+            return copy_message(change.obj)
         finally:
             self._lock.release()
-
-    def _apply(self, rv: int, change: _Change) -> None:
-        meta = change.obj.metadata
-        by_namespace = self._objects[change.kind]
-        if change.type == DELETED:
-            by_name = by_namespace[meta.namespace]
-            del by_name[meta.name]
-            if not by_name:
-                del by_namespace[meta.namespace]
-        else:
-            by_namespace.setdefault(meta.namespace, {})[meta.name] = change.obj
-        self._rv = rv
-        # The log gets its own copy: a watcher that changes its event cannot reach the cache.
-        self._log.append(change.kind, WatchEvent(change.type, _copy(change.obj), rv))
 
     async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _stored(self, kind: str, namespace: str, name: str) -> Message:
-        self._check_open()
-        obj = self._by_kind(kind).get(namespace, {}).get(name)
-        if obj is None:
-            raise NotFound(f'{kind} "{name}" not found')
-        return obj
-
-    def _by_kind(self, kind: str) -> dict[str, dict[str, Message]]:
-        try:
-            return self._objects[kind]
-        except KeyError:
-            raise ValueError(f'unknown kind "{kind}"; known: {", ".join(KINDS)}') from None
-
-    def _check_type(self, kind: str, obj: Message) -> None:
-        self._by_kind(kind)
-        if not isinstance(obj, KINDS[kind]):
-            raise TypeError(f"{kind} must be {KINDS[kind].__name__}, not {type(obj).__name__}")
-
-    def _check_open(self) -> None:
-        if not self._open:
-            raise Unavailable("store is closed")
-
     # ---- the writer thread: everything below touches SQLite ----
 
-    def _open_sync(self) -> tuple[list[tuple[str, str, str, Message]], int]:
+    def _open_sync(self) -> tuple[list[tuple[str, Message]], int]:
         self._lock_file = _lock_exclusively(f"{os.fspath(self._path)}.lock")
         conn = sqlite3.connect(self._path, isolation_level=None)
         try:
@@ -379,7 +308,7 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
             (rv,) = conn.execute("SELECT value FROM meta WHERE key = 'resource_version'").fetchone()
-            rows: list[tuple[str, str, str, Message]] = []
+            rows: list[tuple[str, Message]] = []
             for kind, namespace, name, data in conn.execute(
                 "SELECT kind, namespace, name, data FROM objects"
             ):
@@ -388,7 +317,7 @@ class SQLiteStore:
                     log.warning("skipping object of unknown kind kind=%s namespace=%s name=%s",
                                 kind, namespace, name)
                     continue
-                rows.append((kind, namespace, name, KINDS[kind].FromString(data)))
+                rows.append((kind, KINDS[kind].message.FromString(data)))
         except BaseException:
             conn.close()
             self._unlock()

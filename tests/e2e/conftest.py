@@ -2,7 +2,7 @@
 
 - ``docker_client``: a docker-py client for the test session, for assertions on what the engine
   really holds (inspect, list). Tests may read with it; pykube code never imports docker outside
-  ``pykubelet/runtime/docker.py``.
+  ``pykubelet/runtime/docker/``.
 - ``clean_node``: a unique node name (``test-rt-<hex>``) for one test; every container labelled
   with it is removed when the test ends, whatever happened. Use one per simulated node.
 """

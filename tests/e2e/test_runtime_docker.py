@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from pykubelet import sync
+from pykubelet import executor, sync
 from pykubelet.pod_status import compute_pod_status
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
     ContainerNotFound,
+    ContainerRuntimeError,
+    ExecResult,
     InfraImageMissing,
     PodRuntime,
     RuntimeUnavailable,
 )
-from pykubelet.runtime.docker import DockerRuntime
+from pykubelet.runtime.docker import DockerRuntime, exec_sync
+from pykubelet.volumes import PodVolumes
 from pymaster.api import objects_pb2
 
 from .harness import BUSYBOX, free_port, wait_for
@@ -60,11 +66,19 @@ async def runtime() -> AsyncIterator[DockerRuntime]:
         await rt.close()
 
 
-async def sync_once(rt: DockerRuntime, pod: objects_pb2.Pod, node: str, infra_image: str = PAUSE):
+@pytest.fixture
+def volumes(tmp_path: Path) -> PodVolumes:
+    """The volume manager of the test's agent (these pods mount nothing: it stays empty)."""
+    return PodVolumes(tmp_path / "pods")
+
+
+async def sync_once(
+    rt: DockerRuntime, volumes: PodVolumes, pod: objects_pb2.Pod, node: str, infra_image: str = PAUSE
+):
     """One pod sync as the agent does it; returns (actions, failures, observed after)."""
     observed = await rt.get_pod(node, pod.metadata.uid)
     actions = sync.compute_pod_actions(pod, observed)
-    failures = await sync.execute(rt, pod, actions, node, infra_image, observed)
+    failures = await executor.execute(rt, volumes, pod, actions, node, infra_image, observed)
     return actions, failures, await rt.get_pod(node, pod.metadata.uid)
 
 
@@ -84,15 +98,15 @@ def status(pod: objects_pb2.Pod, observed: PodRuntime | None, failures=None) -> 
     return compute_pod_status(pod, observed, by_name, "127.0.0.1", datetime.now(UTC))
 
 
-async def test_pod_runs_with_labels_network_env_limits_and_logs(runtime, clean_node, docker_client):
+async def test_pod_runs_with_labels_network_env_limits_and_logs(runtime, volumes, clean_node, docker_client):
     pod = make_pod(["sh", "-c", "echo hello; echo $GREETING; sleep 3600"])
     main = pod.spec.containers[0]
     main.env.add(name="GREETING", value="from-env")
     main.resources.limits.update({"cpu": "500m", "memory": "64Mi"})
     main.resources.requests["cpu"] = "250m"
 
-    actions, failures, observed = await sync_once(runtime, pod, clean_node)
-    assert (actions.create_sandbox, actions.containers_to_start, failures) == (True, ["main"], [])
+    actions, failures, observed = await sync_once(runtime, volumes, pod, clean_node)
+    assert (actions.create_sandbox, actions.containers_to_start, failures) == (True, {"main": 0}, [])
 
     pods = await runtime.list_pods(clean_node)
     assert list(pods) == [pod.metadata.uid]
@@ -136,9 +150,9 @@ async def test_pod_runs_with_labels_network_env_limits_and_logs(runtime, clean_n
 
 
 @pytest.mark.parametrize(("code", "phase", "reason"), [(3, "Failed", "Error"), (0, "Succeeded", "Completed")])
-async def test_exit_code_under_never(runtime, clean_node, code, phase, reason):
+async def test_exit_code_under_never(runtime, volumes, clean_node, code, phase, reason):
     pod = make_pod(["sh", "-c", f"exit {code}"], policy="Never")
-    await sync_once(runtime, pod, clean_node)
+    await sync_once(runtime, volumes, pod, clean_node)
     observed = await until_main(runtime, pod, clean_node, "exited")
     assert observed.latest("main").exit_code == code
     pod_status = status(pod, observed)
@@ -147,20 +161,20 @@ async def test_exit_code_under_never(runtime, clean_node, code, phase, reason):
     assert terminated.finished_at.seconds > 0
 
     # Finished: the sandbox is stopped, then nothing more happens.
-    actions, failures, observed = await sync_once(runtime, pod, clean_node)
-    assert (actions.kill_pod, actions.create_sandbox, actions.containers_to_start) == (True, False, [])
+    actions, failures, observed = await sync_once(runtime, volumes, pod, clean_node)
+    assert (actions.kill_pod, actions.create_sandbox, actions.containers_to_start) == (True, False, {})
     assert observed.infra.state == "exited"
     assert sync.compute_pod_actions(pod, observed).is_noop()
     assert status(pod, observed).phase == phase
 
 
-async def test_restart_always_counts_and_keeps_one_dead(runtime, clean_node):
+async def test_restart_always_counts_and_keeps_one_dead(runtime, volumes, clean_node):
     pod = make_pod(["sh", "-c", "echo once; exit 1"])
-    await sync_once(runtime, pod, clean_node)
+    await sync_once(runtime, volumes, pod, clean_node)
     for attempt in range(1, 4):
         await until_main(runtime, pod, clean_node, "exited")
-        actions, failures, observed = await sync_once(runtime, pod, clean_node)
-        assert (actions.containers_to_start, failures) == (["main"], [])
+        actions, failures, observed = await sync_once(runtime, volumes, pod, clean_node)
+        assert (actions.containers_to_start, failures) == ({"main": attempt}, [])
         assert observed.latest("main").restart_count == attempt
     observed = await runtime.get_pod(clean_node, pod.metadata.uid)
     assert sorted(c.restart_count for c in observed.containers if c.name == "main") == [2, 3]
@@ -170,9 +184,9 @@ async def test_restart_always_counts_and_keeps_one_dead(runtime, clean_node):
     assert status(pod, observed).phase == "Running"
 
 
-async def test_start_failure_is_reported_then_terminated(runtime, clean_node):
+async def test_start_failure_is_reported_then_terminated(runtime, volumes, clean_node):
     pod = make_pod(["/no/such/binary"], policy="Never")
-    _, failures, observed = await sync_once(runtime, pod, clean_node)
+    _, failures, observed = await sync_once(runtime, volumes, pod, clean_node)
     assert [(f.container_name, f.reason) for f in failures] == [("main", "RunContainerError")]
     assert "no/such/binary" in failures[0].message
     assert status(pod, observed, failures).container_statuses[0].state.waiting.reason == "RunContainerError"
@@ -184,9 +198,9 @@ async def test_start_failure_is_reported_then_terminated(runtime, clean_node):
     assert pod_status.container_statuses[0].state.terminated.reason == "ContainerCannotRun"
 
 
-async def test_missing_images_are_failures_not_crashes(runtime, clean_node):
+async def test_missing_images_are_failures_not_crashes(runtime, volumes, clean_node):
     never = make_pod(["true"], image="pykube/does-not-exist:1", pull_policy="Never")
-    _, failures, observed = await sync_once(runtime, never, clean_node)
+    _, failures, observed = await sync_once(runtime, volumes, never, clean_node)
     assert [f.reason for f in failures] == ["ErrImageNeverPull"]
     assert observed.infra.state == "running" and observed.latest("main") is None
     pod_status = status(never, observed, failures)
@@ -194,15 +208,15 @@ async def test_missing_images_are_failures_not_crashes(runtime, clean_node):
     assert pod_status.container_statuses[0].state.waiting.reason == "ErrImageNeverPull"
 
     pulled = make_pod(["true"], name="pulled", image=f"{UNREACHABLE}/missing:1")
-    _, failures, _ = await sync_once(runtime, pulled, clean_node)
+    _, failures, _ = await sync_once(runtime, volumes, pulled, clean_node)
     assert [f.reason for f in failures] == ["ErrImagePull"]
     assert f"{UNREACHABLE}/missing:1" in failures[0].message
 
 
-async def test_unknown_infra_image(runtime, clean_node, docker_client):
+async def test_unknown_infra_image(runtime, volumes, clean_node, docker_client):
     pod = make_pod(["sleep", "3600"])
     infra_image = f"{UNREACHABLE}/no-pause:0"
-    _, failures, observed = await sync_once(runtime, pod, clean_node, infra_image=infra_image)
+    _, failures, observed = await sync_once(runtime, volumes, pod, clean_node, infra_image=infra_image)
     assert [(f.container_name, f.reason) for f in failures] == [("main", InfraImageMissing.reason)]
     assert f"infra image {infra_image} not found locally" in failures[0].message
     assert "--pod-infra-image" in failures[0].message
@@ -210,11 +224,11 @@ async def test_unknown_infra_image(runtime, clean_node, docker_client):
     assert status(pod, observed, failures).container_statuses[0].state.waiting.reason == "InfraImageMissing"
 
 
-async def test_spec_change_restarts_the_container(runtime, clean_node):
+async def test_spec_change_restarts_the_container(runtime, volumes, clean_node):
     pod = make_pod(["sleep", "3600"])
-    _, _, first = await sync_once(runtime, pod, clean_node)
+    _, _, first = await sync_once(runtime, volumes, pod, clean_node)
     pod.spec.containers[0].command[:] = ["sh", "-c", "sleep 3600"]  # any change of the container spec
-    actions, failures, observed = await sync_once(runtime, pod, clean_node)
+    actions, failures, observed = await sync_once(runtime, volumes, pod, clean_node)
     assert list(actions.containers_to_kill) == [first.latest("main").id]
     assert failures == []
     latest = observed.latest("main")
@@ -222,11 +236,11 @@ async def test_spec_change_restarts_the_container(runtime, clean_node):
     assert observed.infra.id == first.infra.id
 
 
-async def test_host_port_is_published_on_the_infra_container(runtime, clean_node):
+async def test_host_port_is_published_on_the_infra_container(runtime, volumes, clean_node):
     pod = make_pod(["sh", "-c", "mkdir -p /www && echo served > /www/index.html && httpd -f -p 8080 -h /www"])
     port = free_port()
     pod.spec.containers[0].ports.add(container_port=8080, host_port=port, host_ip="127.0.0.1", protocol="TCP")
-    _, failures, _ = await sync_once(runtime, pod, clean_node)
+    _, failures, _ = await sync_once(runtime, volumes, pod, clean_node)
     assert failures == []
 
     async def served() -> str | None:
@@ -242,10 +256,10 @@ async def test_host_port_is_published_on_the_infra_container(runtime, clean_node
     assert (await wait_for(served, 20, "the pod's host port")).strip() == "served"
 
 
-async def test_kill_pod_removes_everything(runtime, clean_node, docker_client):
+async def test_kill_pod_removes_everything(runtime, volumes, clean_node, docker_client):
     pod = make_pod(["sleep", "3600"])
-    _, _, observed = await sync_once(runtime, pod, clean_node)
-    await sync.kill_pod(runtime, observed, 1, remove=True)
+    _, _, observed = await sync_once(runtime, volumes, pod, clean_node)
+    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
     assert await runtime.get_pod(clean_node, pod.metadata.uid) is None
     node_filter = {"label": f"{labels.NODE_NAME}={clean_node}"}
     assert docker_client.containers.list(all=True, filters=node_filter) == []
@@ -256,9 +270,9 @@ async def test_kill_pod_removes_everything(runtime, clean_node, docker_client):
                 pass
 
 
-async def test_events_yield_the_pod_uid_when_a_container_dies(runtime, clean_node, docker_client):
+async def test_events_yield_the_pod_uid_when_a_container_dies(runtime, volumes, clean_node, docker_client):
     pod = make_pod(["sleep", "3600"])
-    _, _, observed = await sync_once(runtime, pod, clean_node)
+    _, _, observed = await sync_once(runtime, volumes, pod, clean_node)
     seen: list[str] = []
 
     async def consume() -> None:
@@ -285,9 +299,9 @@ async def test_events_yield_the_pod_uid_when_a_container_dies(runtime, clean_nod
     await wait_for(lambda: _async_true(not _threads(f"docker-events-{clean_node}")), 10, "the reader to end")
 
 
-async def test_follow_logs_stream_and_cancel(runtime, clean_node):
+async def test_follow_logs_stream_and_cancel(runtime, volumes, clean_node):
     pod = make_pod(["sh", "-c", "while true; do echo tick; sleep 0.2; done"])
-    _, _, observed = await sync_once(runtime, pod, clean_node)
+    _, _, observed = await sync_once(runtime, volumes, pod, clean_node)
     container_id = observed.latest("main").id
     received = b""
     async with contextlib.aclosing(runtime.logs(container_id, True, 0, True)) as chunks:
@@ -300,9 +314,66 @@ async def test_follow_logs_stream_and_cancel(runtime, clean_node):
     await wait_for(lambda: _async_true(not _threads(reader)), 10, "the reader to end")
 
 
-async def test_a_restarted_agent_adopts_the_pod(runtime, clean_node):
+async def running_main(rt: DockerRuntime, volumes: PodVolumes, node: str) -> str:
+    """Starts a pod whose main container sleeps; returns that container's id."""
+    _, failures, observed = await sync_once(rt, volumes, make_pod(["sleep", "3600"]), node)
+    assert failures == []
+    return observed.latest("main").id
+
+
+async def test_exec_returns_the_exit_code_and_separates_stdout_from_stderr(runtime, volumes, clean_node):
+    container_id = await running_main(runtime, volumes, clean_node)
+    result = await runtime.exec(container_id, ["sh", "-c", "echo out; echo err >&2; echo more; exit 3"], 10)
+    assert result == ExecResult(exit_code=3, stdout=b"out\nmore\n", stderr=b"err\n")
+    assert await runtime.exec(container_id, ["true"], 10) == ExecResult(0, b"", b"")
+
+
+async def test_exec_feeds_stdin_then_end_of_file(runtime, volumes, clean_node):
+    container_id = await running_main(runtime, volumes, clean_node)
+    script = ["sh", "-c", "cat; echo read-all >&2"]
+    result = await runtime.exec(container_id, script, 10, stdin=b"line 1\nline 2")
+    assert result == ExecResult(0, b"line 1\nline 2", b"read-all\n")
+    # More than the pipes hold in both directions at once: no deadlock, the output capped.
+    big = os.urandom(3 * 2**20)
+    result = await runtime.exec(container_id, ["cat"], 30, stdin=big)
+    assert (result.exit_code, result.timed_out, result.stdout) == (0, False, big[: exec_sync.OUTPUT_CAP])
+
+
+async def test_exec_output_is_capped(runtime, volumes, clean_node):
+    container_id = await running_main(runtime, volumes, clean_node)
+    script = "head -c 3000000 /dev/zero; head -c 2000000 /dev/zero >&2; echo done"
+    result = await runtime.exec(container_id, ["sh", "-c", script], 30)
+    cap = exec_sync.OUTPUT_CAP
+    assert (result.exit_code, len(result.stdout), len(result.stderr)) == (0, cap, cap)
+
+
+async def test_exec_timeout_leaves_the_command_running(runtime, volumes, clean_node):
+    container_id = await running_main(runtime, volumes, clean_node)
+    started = time.monotonic()
+    result = await runtime.exec(container_id, ["sh", "-c", "echo started; exec sleep 4242"], 0.5)
+    assert result.timed_out and result.exit_code == -1
+    assert time.monotonic() - started < 10  # a generous bound: it did not wait for the command
+    assert result.stdout == b"started\n"
+    reader = f"docker-exec-{container_id[:12]}"
+    await wait_for(lambda: _async_true(not _threads(reader)), 10, "the reader to end")
+    ps = await runtime.exec(container_id, ["ps"], 10)
+    assert b"sleep 4242" in ps.stdout  # the Docker API cannot kill an exec'd process
+
+
+async def test_exec_in_a_missing_or_stopped_container(runtime, volumes, clean_node):
+    with pytest.raises(ContainerNotFound):
+        await runtime.exec("no-such-container", ["true"], 10)
+    container_id = await running_main(runtime, volumes, clean_node)
+    await runtime.stop_container(container_id, 0)
+    with pytest.raises(ContainerRuntimeError, match="is not running") as err:
+        await runtime.exec(container_id, ["true"], 10)
+    assert not isinstance(err.value, ContainerNotFound)
+    assert f"cannot exec in container {container_id[:12]}" in err.value.message
+
+
+async def test_a_restarted_agent_adopts_the_pod(runtime, volumes, clean_node):
     pod = make_pod(["sleep", "3600"])
-    _, _, before = await sync_once(runtime, pod, clean_node)
+    _, _, before = await sync_once(runtime, volumes, pod, clean_node)
     fresh = DockerRuntime()  # like an agent restarted after kill -9: no memory but Docker's labels
     try:
         adopted = await fresh.get_pod(clean_node, pod.metadata.uid)
@@ -314,12 +385,12 @@ async def test_a_restarted_agent_adopts_the_pod(runtime, clean_node):
         await fresh.close()
 
 
-async def test_observer_sees_every_operation_and_a_steady_relist_is_one_call(clean_node):
+async def test_observer_sees_every_operation_and_a_steady_relist_is_one_call(volumes, clean_node):
     seen: list[tuple[str, bool]] = []
     rt = DockerRuntime(observe=lambda operation, seconds, error: seen.append((operation, error)))
     try:
         assert await rt.version()
-        await sync_once(rt, make_pod(["sleep", "3600"]), clean_node)
+        await sync_once(rt, volumes, make_pod(["sleep", "3600"]), clean_node)
         await rt.stop_container("does-not-exist", 0)
         operations = {operation for operation, _ in seen}
         assert {"version", "list_containers", "inspect_image", "create_container", "start_container",

@@ -1,14 +1,16 @@
-"""Volumes, privileged containers and host networking on the real engine: the Docker runtime and
-the sync plan's execution, one pod at a time, no agent process.
+"""Volumes, privileged containers and host networking on the real engine: the volume manager,
+the Docker runtime and the sync plan's execution, one pod at a time, no agent process.
 
-Each test uses its own node name and its own volumes dir (under pytest's tmp_path) and removes
-what it created: containers and Docker volumes by the node label, then the volumes dir.
+Each test uses its own node name and its own pods dir (under pytest's tmp_path) and removes what
+it created: containers by the node label, then every pod's volumes (tmpfs mounts included) and
+the pods dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import socket
@@ -22,11 +24,12 @@ from pathlib import Path
 import docker
 import pytest
 
-from pykubelet import sync
+from pykubelet import executor, sync
 from pykubelet.pod_status import compute_pod_status
 from pykubelet.runtime import labels
-from pykubelet.runtime.base import CreateContainerError
+from pykubelet.runtime.base import ContainerRuntimeError, CreateContainerError, Mount
 from pykubelet.runtime.docker import DockerRuntime
+from pykubelet.volumes import PodVolumes
 from pymaster.api import objects_pb2
 
 from .harness import BUSYBOX, free_port, wait_for
@@ -39,28 +42,38 @@ HOST_IP = "10.1.2.3"  # what the agent would report as the node's address
 
 @pytest.fixture
 def node(docker_client: docker.DockerClient) -> Iterator[str]:
-    """A unique node name; afterwards its containers, then its Docker volumes, are removed."""
+    """A unique node name; afterwards its containers are removed."""
     node_name = f"test-vol-{uuid.uuid4().hex[:8]}"
     yield node_name
     node_filter = {"label": f"{labels.NODE_NAME}={node_name}"}
     for container in docker_client.containers.list(all=True, filters=node_filter):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    for volume in docker_client.volumes.list(filters=node_filter):
-        with contextlib.suppress(docker.errors.NotFound):
-            volume.remove(force=True)
 
 
 @pytest.fixture
-def volumes_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "pods"
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def volumes_dir(tmp_path: Path) -> Path:
+    return tmp_path / "pods"
 
 
 @pytest.fixture
-async def runtime(volumes_dir: Path) -> AsyncIterator[DockerRuntime]:
-    rt = DockerRuntime(volumes_dir=volumes_dir)
+async def volumes(volumes_dir: Path) -> AsyncIterator[PodVolumes]:
+    """The volume manager on ``volumes_dir``; afterwards every pod's volumes are cleaned up,
+    tmpfs mounts included (a detached unmount: containers still running do not matter), and the
+    dir removed."""
+    manager = PodVolumes(volumes_dir)
+    yield manager
+    if volumes_dir.is_dir() and not volumes_dir.is_symlink():
+        for pod_dir in volumes_dir.iterdir():
+            with contextlib.suppress(ContainerRuntimeError):
+                await manager.cleanup(pod_dir.name)
+    assert not mount_points_under(volumes_dir)
+    shutil.rmtree(volumes_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[DockerRuntime]:
+    rt = DockerRuntime()
     try:
         yield rt
     finally:
@@ -88,11 +101,11 @@ def add_container(pod: objects_pb2.Pod, name: str, script: str, **mounts: str) -
     return container
 
 
-async def sync_once(rt: DockerRuntime, pod: objects_pb2.Pod, node: str):
+async def sync_once(rt: DockerRuntime, volumes: PodVolumes, pod: objects_pb2.Pod, node: str):
     """One pod sync as the agent does it; returns (failures, observed after)."""
     observed = await rt.get_pod(node, pod.metadata.uid)
     actions = sync.compute_pod_actions(pod, observed)
-    failures = await sync.execute(rt, pod, actions, node, PAUSE, observed)
+    failures = await executor.execute(rt, volumes, pod, actions, node, PAUSE, observed)
     return failures, await rt.get_pod(node, pod.metadata.uid)
 
 
@@ -115,7 +128,27 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_empty_dir_is_shared_and_removed_with_the_pod(runtime, node, volumes_dir, docker_client):
+def host_mounts() -> list[tuple[str, str, str]]:
+    """(mount point, file system type, super options) of every mount of the host's namespace,
+    read from /proc/self/mountinfo as the kernel writes it (mount points with spaces are not
+    expected here)."""
+    mounts = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as file:
+        for line in file:
+            fields = line.split()
+            separator = fields.index("-", 6)
+            mounts.append((fields[4], fields[separator + 1], fields[separator + 3]))
+    return mounts
+
+
+def mount_points_under(path: Path) -> list[str]:
+    real = os.path.realpath(path)
+    return [m for m, _, _ in host_mounts() if m == real or m.startswith(real + "/")]
+
+
+async def test_empty_dir_is_shared_and_removed_with_the_pod(
+    runtime, node, volumes, volumes_dir, docker_client
+):
     pod = make_pod()
     pod.spec.volumes.add(name="data").empty_dir.SetInParent()
     add_container(pod, "writer", "echo hello > /data/msg; sleep 3600", data="/data")
@@ -125,28 +158,31 @@ async def test_empty_dir_is_shared_and_removed_with_the_pod(runtime, node, volum
         "until [ -f /shared/msg ]; do sleep 0.1; done; cat /shared/msg; sleep 3600",
         data="/shared",
     )
-    failures, observed = await sync_once(runtime, pod, node)
+    failures, observed = await sync_once(runtime, volumes, pod, node)
     assert failures == []
     assert "hello" in await output_of(runtime, pod, node, "reader", "hello")
 
     pod_dir = volumes_dir / pod.metadata.uid
-    assert (pod_dir / "data" / "msg").read_text() == "hello\n"
-    assert mode(pod_dir / "data") == 0o777  # kubelet's emptyDir permissions
+    data = pod_dir / "volumes" / "data"
+    assert volumes.volume_dir(pod.metadata.uid, "data") == data
+    assert (data / "msg").read_text() == "hello\n"
+    assert mode(data) == 0o777  # kubelet's emptyDir permissions
+    assert mode(pod_dir) == mode(pod_dir / "volumes") == 0o750
     mounts = docker_client.api.inspect_container(observed.latest("reader").id)["Mounts"]
     assert [(m["Type"], m["Source"], m["Destination"], m["RW"]) for m in mounts] == [
-        ("bind", str(pod_dir / "data"), "/shared", True)
+        ("bind", str(data), "/shared", True)
     ]
 
     # A container's restart keeps the data; only the pod's removal deletes it.
-    await sync.kill_pod(runtime, observed, 1, remove=False)
-    assert (pod_dir / "data" / "msg").exists()
+    await executor.kill_pod(runtime, volumes, observed, 1, remove=False)
+    assert (data / "msg").exists()
     observed = await runtime.get_pod(node, pod.metadata.uid)
-    await sync.kill_pod(runtime, observed, 1, remove=True)
+    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
     assert not pod_dir.exists()
     assert volumes_dir.exists()
 
 
-async def test_removing_volumes_never_follows_a_symlink(runtime, node, volumes_dir, tmp_path):
+async def test_removing_volumes_never_follows_a_symlink(runtime, node, volumes, volumes_dir, tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep").write_text("precious")
@@ -155,52 +191,113 @@ async def test_removing_volumes_never_follows_a_symlink(runtime, node, volumes_d
     add_container(
         pod, "main", f"ln -s {victim} /data/link; ln -s {victim}/keep /data/file; sleep 3600", data="/data"
     )
-    failures, observed = await sync_once(runtime, pod, node)
+    failures, observed = await sync_once(runtime, volumes, pod, node)
     assert failures == []
-    link = volumes_dir / pod.metadata.uid / "data" / "file"
+    link = volumes.volume_dir(pod.metadata.uid, "data") / "file"
 
     async def linked() -> bool:
         return link.is_symlink()
 
     await wait_for(linked, 10, "the symlinks")
-    await sync.kill_pod(runtime, observed, 1, remove=True)
+    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
     assert not (volumes_dir / pod.metadata.uid).exists()
     assert (victim / "keep").read_text() == "precious"
 
 
-async def test_memory_empty_dir_is_a_shared_sized_tmpfs(runtime, node, docker_client):
+async def test_memory_empty_dir_is_a_host_tmpfs_kept_across_sandboxes(runtime, node, volumes, volumes_dir):
     pod = make_pod()
     pod.spec.volumes.add(name="cache").empty_dir.CopyFrom(
         objects_pb2.EmptyDirVolumeSource(medium="Memory", size_limit="1Mi")
     )
-    add_container(pod, "writer", "echo in-memory > /cache/msg; sleep 3600", cache="/cache")
+    add_container(pod, "writer", "echo run >> /cache/runs; sleep 3600", cache="/cache")
     add_container(
         pod,
         "reader",
-        "until [ -f /m/msg ]; do sleep 0.1; done; cat /m/msg; grep ' /m ' /proc/mounts;"
-        " dd if=/dev/zero of=/m/big bs=1024 count=2048; echo dd-done; sleep 3600",
+        "until [ -f /m/runs ]; do sleep 0.1; done; cat /m/runs; grep ' /m ' /proc/mounts;"
+        " dd if=/dev/zero of=/m/big bs=1024 count=2048; rm -f /m/big; echo dd-done; sleep 3600",
         cache="/m",
     )
-    failures, observed = await sync_once(runtime, pod, node)
+    failures, first = await sync_once(runtime, volumes, pod, node)
     assert failures == []
     output = await output_of(runtime, pod, node, "reader", "dd-done")
-    assert "in-memory" in output
+    assert "run" in output  # shared by the two containers
     assert "tmpfs /m tmpfs" in output
     assert "No space left on device" in output  # sizeLimit: 1Mi
 
-    name = labels.volume_name(pod.metadata.uid, "cache")
-    volume = docker_client.api.inspect_volume(name)
-    assert volume["Labels"][labels.POD_UID] == pod.metadata.uid
-    assert volume["Labels"][labels.NODE_NAME] == node
-    assert volume["Options"]["type"] == "tmpfs"
+    # A tmpfs mounted on the host at the volume's directory, sized, 0777.
+    cache = volumes.volume_dir(pod.metadata.uid, "cache")
+    real = os.path.realpath(cache)
+    on_host = [(fs, "size=1024k" in options) for m, fs, options in host_mounts() if m == real]
+    assert on_host == [("tmpfs", True)]
+    assert mode(cache) == 0o777
 
-    await sync.kill_pod(runtime, observed, 1, remove=True)
-    with pytest.raises(docker.errors.NotFound):
-        docker_client.api.inspect_volume(name)
+    # The sandbox dies and is re-created with new containers: the tmpfs, and its data, stay.
+    await runtime.stop_container(first.infra.id, 0)
+
+    async def sandbox_dead() -> bool:
+        observed = await runtime.get_pod(node, pod.metadata.uid)
+        return observed.infra.state == "exited"
+
+    await wait_for(sandbox_dead, 30, "the infra container to exit")
+    failures, second = await sync_once(runtime, volumes, pod, node)
+    assert failures == []
+    assert second.infra.id != first.infra.id and second.infra.state == "running"
+
+    async def appended() -> bool:
+        return (cache / "runs").read_text() == "run\nrun\n"
+
+    await wait_for(appended, 30, "the new writer to append to the old data")
+    assert [fs for m, fs, _ in host_mounts() if m == real] == ["tmpfs"]  # never mounted twice
+
+    await executor.kill_pod(runtime, volumes, second, 1, remove=True)
+    assert mount_points_under(volumes_dir) == []
+    assert not (volumes_dir / pod.metadata.uid).exists()
+
+
+async def test_memory_empty_dir_is_mounted_once_across_agent_restarts(volumes, volumes_dir):
+    pod = make_pod()
+    pod.spec.volumes.add(name="cache").empty_dir.medium = "Memory"
+    container = add_container(pod, "main", "true", cache="/cache")
+    cache = volumes.volume_dir(pod.metadata.uid, "cache")
+    expected = [Mount("/cache", str(cache))]
+    assert await volumes.mounts(pod, container) == expected
+    (cache / "kept").write_text("x")
+    assert await volumes.mounts(pod, container) == expected
+    restarted = PodVolumes(volumes_dir)  # a new agent: only the host's mount table remembers
+    assert await restarted.mounts(pod, container) == expected
+    assert (cache / "kept").read_text() == "x"
+    real = os.path.realpath(cache)
+    assert [fs for m, fs, _ in host_mounts() if m == real] == ["tmpfs"]
+
+    await restarted.cleanup(pod.metadata.uid)
+    assert mount_points_under(volumes_dir) == []
+    assert not (volumes_dir / pod.metadata.uid).exists()
+
+
+async def test_cleanup_refuses_to_delete_across_a_foreign_mount(volumes, volumes_dir, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("precious")
+    pod = make_pod()
+    pod.spec.volumes.add(name="data").empty_dir.SetInParent()
+    await volumes.mounts(pod, add_container(pod, "main", "true", data="/data"))
+    target = volumes.volume_dir(pod.metadata.uid, "data")
+    libc = ctypes.CDLL(None, use_errno=True)
+    ms_bind = 4096
+    assert libc.mount(bytes(victim), bytes(target), None, ms_bind, None) == 0, os.strerror(ctypes.get_errno())
+    try:
+        with pytest.raises(ContainerRuntimeError, match="still has mount points"):
+            await volumes.cleanup(pod.metadata.uid)
+        assert (victim / "keep").read_text() == "precious"
+    finally:
+        libc.umount2(bytes(target), 0)
+    await volumes.cleanup(pod.metadata.uid)
+    assert not (volumes_dir / pod.metadata.uid).exists()
+    assert (victim / "keep").read_text() == "precious"
 
 
 @pytest.mark.parametrize("medium", ["", "Memory"])
-async def test_empty_dir_outlives_a_container_restart(runtime, node, medium):
+async def test_empty_dir_outlives_a_container_restart(runtime, node, volumes, medium):
     pod = make_pod()
     pod.spec.volumes.add(name="data").empty_dir.medium = medium
     add_container(
@@ -209,7 +306,7 @@ async def test_empty_dir_outlives_a_container_restart(runtime, node, medium):
         "if [ -f /data/msg ]; then echo found; sleep 3600; else echo x > /data/msg; exit 1; fi",
         data="/data",
     )
-    failures, _ = await sync_once(runtime, pod, node)
+    failures, _ = await sync_once(runtime, volumes, pod, node)
     assert failures == []
 
     async def exited() -> bool:
@@ -217,12 +314,12 @@ async def test_empty_dir_outlives_a_container_restart(runtime, node, medium):
         return observed.latest("main").state == "exited"
 
     await wait_for(exited, 30, "the first attempt to exit")
-    failures, observed = await sync_once(runtime, pod, node)  # the restart, in the same sandbox
+    failures, observed = await sync_once(runtime, volumes, pod, node)  # the restart, in the same sandbox
     assert failures == [] and observed.latest("main").restart_count == 1
     assert "found" in await output_of(runtime, pod, node, "main", "found")
 
 
-async def test_host_path_directory_or_create_and_read_only(runtime, node, tmp_path):
+async def test_host_path_directory_or_create_and_read_only(runtime, node, volumes, tmp_path):
     host_dir = tmp_path / "host" / "logs"
     pod = make_pod()
     pod.spec.volumes.add(name="logs").host_path.CopyFrom(
@@ -236,7 +333,7 @@ async def test_host_path_directory_or_create_and_read_only(runtime, node, tmp_pa
         " touch /logs/nope || echo refused; sleep 3600",
         logs="/logs:ro",
     )
-    failures, observed = await sync_once(runtime, pod, node)
+    failures, observed = await sync_once(runtime, volumes, pod, node)
     assert failures == []
     output = await output_of(runtime, pod, node, "ro", "refused")
     assert "written" in output
@@ -245,7 +342,7 @@ async def test_host_path_directory_or_create_and_read_only(runtime, node, tmp_pa
     assert (host_dir / "out").read_text() == "written\n"
     assert not (host_dir / "nope").exists()
 
-    await sync.kill_pod(runtime, observed, 1, remove=True)
+    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
     assert (host_dir / "out").read_text() == "written\n"  # host data is never the runtime's to delete
 
 
@@ -260,7 +357,7 @@ async def test_host_path_directory_or_create_and_read_only(runtime, node, tmp_pa
         ("FileOrCreate", "dir", "hostPath type check failed: {path} is not a file"),
     ],
 )
-async def test_host_path_type_checks(runtime, node, tmp_path, kind, prepare, error):
+async def test_host_path_type_checks(runtime, node, volumes, tmp_path, kind, prepare, error):
     path = tmp_path / "target"
     if prepare == "file":
         path.write_text("")
@@ -271,7 +368,7 @@ async def test_host_path_type_checks(runtime, node, tmp_path, kind, prepare, err
         objects_pb2.HostPathVolumeSource(path=str(path), type=kind)
     )
     add_container(pod, "main", "true", h="/h")
-    failures, observed = await sync_once(runtime, pod, node)
+    failures, observed = await sync_once(runtime, volumes, pod, node)
     assert [(f.container_name, f.reason, f.message) for f in failures] == [
         ("main", CreateContainerError.reason, error.format(path=path))
     ]
@@ -285,14 +382,14 @@ async def test_host_path_type_checks(runtime, node, tmp_path, kind, prepare, err
 @pytest.mark.parametrize(
     ("kind", "is_file"), [("DirectoryOrCreate", False), ("FileOrCreate", True), ("", False)]
 )
-async def test_host_path_created_when_missing(runtime, node, tmp_path, kind, is_file):
+async def test_host_path_created_when_missing(runtime, node, volumes, tmp_path, kind, is_file):
     path = tmp_path / "made"
     pod = make_pod()
     pod.spec.volumes.add(name="h").host_path.CopyFrom(
         objects_pb2.HostPathVolumeSource(path=str(path), type=kind)
     )
     add_container(pod, "main", "sleep 3600", h="/h")
-    failures, _ = await sync_once(runtime, pod, node)
+    failures, _ = await sync_once(runtime, volumes, pod, node)
     assert failures == []
     assert path.is_file() if is_file else path.is_dir()
     assert mode(path) == (0o644 if is_file else 0o755)
@@ -300,45 +397,45 @@ async def test_host_path_created_when_missing(runtime, node, tmp_path, kind, is_
         assert path.read_bytes() == b""
 
 
-async def test_file_or_create_needs_its_parent(runtime, node, tmp_path):
+async def test_file_or_create_needs_its_parent(runtime, node, volumes, tmp_path):
     path = tmp_path / "no-such-dir" / "file"
     pod = make_pod(policy="Never")
     pod.spec.volumes.add(name="h").host_path.CopyFrom(
         objects_pb2.HostPathVolumeSource(path=str(path), type="FileOrCreate")
     )
     add_container(pod, "main", "true", h="/h")
-    failures, _ = await sync_once(runtime, pod, node)
+    failures, _ = await sync_once(runtime, volumes, pod, node)
     assert [f.reason for f in failures] == [CreateContainerError.reason]
     assert "No such file or directory" in failures[0].message
 
 
-async def test_volumes_dir_of_another_user_is_refused(runtime, node, volumes_dir):
+async def test_pods_dir_of_another_user_is_refused(runtime, node, volumes, volumes_dir):
     volumes_dir.mkdir()
     os.chown(volumes_dir, 12345, -1)
     pod = make_pod(policy="Never")
     pod.spec.volumes.add(name="data").empty_dir.SetInParent()
     add_container(pod, "main", "true", data="/data")
-    failures, _ = await sync_once(runtime, pod, node)
+    failures, _ = await sync_once(runtime, volumes, pod, node)
     assert [f.reason for f in failures] == [CreateContainerError.reason]
-    assert f"volumes dir {volumes_dir} belongs to uid 12345" in failures[0].message
+    assert f"pods dir {volumes_dir} belongs to uid 12345" in failures[0].message
     assert list(volumes_dir.iterdir()) == []
 
 
-async def test_remove_pod_volumes_without_volumes_is_fine(runtime, volumes_dir, tmp_path):
-    await runtime.remove_pod_volumes(str(uuid.uuid4()))
+async def test_cleanup_without_volumes_is_fine(volumes, volumes_dir, tmp_path):
+    await volumes.cleanup(str(uuid.uuid4()))
     outside = tmp_path / "outside"
     outside.mkdir()
     volumes_dir.mkdir()
-    await runtime.remove_pod_volumes("../outside")  # never a path: nothing is removed
-    await runtime.remove_pod_volumes("")
+    await volumes.cleanup("../outside")  # never a path: nothing is removed
+    await volumes.cleanup("")
     assert outside.exists() and volumes_dir.exists()
 
 
-async def test_privileged_is_set_on_that_container_only(runtime, node, docker_client):
+async def test_privileged_is_set_on_that_container_only(runtime, node, volumes, docker_client):
     pod = make_pod()
     add_container(pod, "plain", "sleep 3600")
     add_container(pod, "priv", "sleep 3600").security_context.privileged = True
-    await sync_once(runtime, pod, node)  # the privileged start may fail on a restricted engine
+    await sync_once(runtime, volumes, pod, node)  # the privileged start may fail on a restricted engine
     observed = await runtime.get_pod(node, pod.metadata.uid)
     privileged = {
         name: docker_client.api.inspect_container(observed.latest(name).id)["HostConfig"]["Privileged"]
@@ -349,14 +446,14 @@ async def test_privileged_is_set_on_that_container_only(runtime, node, docker_cl
     assert infra["HostConfig"]["Privileged"] is False
 
 
-async def test_privileged_container_can_mount_where_a_plain_one_cannot(runtime, node):
+async def test_privileged_container_can_mount_where_a_plain_one_cannot(runtime, node, volumes):
     pod = make_pod()
     script = (
         "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo mount-ok || echo mount-refused; sleep 3600"
     )
     add_container(pod, "plain", script)
     add_container(pod, "priv", script).security_context.privileged = True
-    failures, _ = await sync_once(runtime, pod, node)
+    failures, _ = await sync_once(runtime, volumes, pod, node)
     if failures:
         # Some engines cannot grant every capability (a container runtime inside a restricted VM
         # or container): the setting is tested above, the behaviour only where it can run.
@@ -366,7 +463,7 @@ async def test_privileged_container_can_mount_where_a_plain_one_cannot(runtime, 
     assert "mount-ok" in await output_of(runtime, pod, node, "priv", "mount-")
 
 
-async def test_host_network_pod_uses_the_hosts_interfaces(runtime, node, docker_client):
+async def test_host_network_pod_uses_the_hosts_interfaces(runtime, node, volumes, docker_client):
     port = free_port()
     pod = make_pod()
     pod.spec.host_network = True
@@ -377,7 +474,7 @@ async def test_host_network_pod_uses_the_hosts_interfaces(runtime, node, docker_
         f" && httpd -f -p 127.0.0.1:{port} -h /www",
     )
     main.ports.add(container_port=port, host_port=port)
-    failures, observed = await sync_once(runtime, pod, node)
+    failures, observed = await sync_once(runtime, volumes, pod, node)
     assert failures == []
 
     infra = docker_client.api.inspect_container(observed.infra.id)

@@ -1,12 +1,22 @@
-"""The admission policy (pymaster.server.admission): what a valid pod may still not do."""
+"""The admission library (pymaster.api.admission), shared by the master and the agent: what a
+valid pod may still not do, every violation in spec order with the flag that would allow it; and
+the master's refusal of a pod (pymaster.registry.pods.admit)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pymaster.api import objects_pb2
-from pymaster.api.errors import Forbidden, ValidationError
-from pymaster.server.admission import AdmissionPolicy, admit_pod, normalize_host_path, path_is_under
+from pymaster.api.admission import (
+    CLUSTER,
+    NODE,
+    AdmissionPolicy,
+    check_pod,
+    normalize_host_path,
+    under_prefix,
+)
+from pymaster.api.errors import Forbidden
+from pymaster.registry.pods import admit
 
 
 def pod(*, privileged: tuple[bool, ...] = (False,), host_network: bool = False, paths: tuple[str, ...] = ()):
@@ -40,11 +50,13 @@ OPEN = AdmissionPolicy.of(
         (pod(paths=("/srv/data",)), OPEN),
         (pod(paths=("/srv/data/x/y", "/tmp/")), OPEN),
         (pod(paths=("//srv//data/./x",)), OPEN),
+        (pod(paths=("/srv/data/a/../b",)), OPEN),
         (pod(paths=("/anything",)), AdmissionPolicy.of(allowed_host_paths=["/"])),
     ],
 )
 def test_admitted(p, policy):
-    admit_pod(p, policy)
+    assert check_pod(p, policy) == []
+    admit(p, policy)
 
 
 @pytest.mark.parametrize(
@@ -86,19 +98,52 @@ def test_admitted(p, policy):
             "spec.volumes[0].hostPath.path: host path /srv is not under an allowed prefix "
             "(allowed: /srv/data, /tmp; pymaster --allowed-host-path PREFIX)",
         ),
+        (
+            pod(paths=("relative",)),
+            OPEN,
+            "spec.volumes[0].hostPath.path: 'relative': must be an absolute path",
+        ),
     ],
 )
 def test_refused(p, policy, message):
+    assert [str(v) for v in check_pod(p, policy)] == [message]
     with pytest.raises(Forbidden) as err:
-        admit_pod(p, policy)
+        admit(p, policy)
     assert err.value.message == message
 
 
-@pytest.mark.parametrize("path", ["relative/path", "", "/a\0b"])
-def test_bad_host_path_is_invalid(path):
-    with pytest.raises(ValidationError) as err:
-        admit_pod(pod(paths=(path,)), OPEN)
-    assert err.value.field == "spec.volumes[0].hostPath.path"
+def test_every_violation_in_spec_order_naming_the_scope():
+    p = pod(privileged=(True, True), host_network=True, paths=("/", "/srv/data/ok"))
+    policy = AdmissionPolicy.of(allowed_host_paths=["/srv/data"])
+    fields = [
+        "spec.containers[0].securityContext.privileged",
+        "spec.containers[1].securityContext.privileged",
+        "spec.hostNetwork",
+        "spec.volumes[0].hostPath.path",
+    ]
+    cluster = check_pod(p, policy, CLUSTER)
+    node = check_pod(p, policy, NODE)
+    assert [v.field for v in cluster] == fields == [v.field for v in node]
+    assert all("on this cluster (pymaster" in v.message for v in cluster[:3])
+    assert all("on this node (pykubelet" in v.message for v in node[:3])
+    assert "pykubelet --allowed-host-path PREFIX" in node[3].message
+    with pytest.raises(Forbidden) as err:
+        admit(p, policy)
+    assert err.value.message == "; ".join(str(v) for v in cluster)
+
+
+@pytest.mark.parametrize(
+    ("resolved", "admitted"),
+    [("/srv/data/real", True), ("/etc", False), ("/srv/data2/x", False)],
+)
+def test_resolve_checks_the_resolved_path_too(resolved: str, admitted: bool) -> None:
+    policy = AdmissionPolicy.of(allowed_host_paths=["/srv/data"])
+    violations = check_pod(pod(paths=("/srv/data/link",)), policy, NODE, resolve=lambda p: resolved)
+    assert (violations == []) is admitted
+    if not admitted:
+        assert violations[0].message.startswith(
+            f"host path /srv/data/link resolves to {resolved}, which is not under an allowed prefix"
+        )
 
 
 @pytest.mark.parametrize(
@@ -115,18 +160,32 @@ def test_normalize_host_path(path, normalized):
     assert normalize_host_path(path) == normalized
 
 
+@pytest.mark.parametrize("path", ["relative/path", "", "/a\0b"])
+def test_normalize_host_path_refuses_bad_paths(path):
+    with pytest.raises(ValueError):
+        normalize_host_path(path)
+
+
 @pytest.mark.parametrize(
-    "path, prefix, under",
+    ("path", "prefixes", "expected"),
     [
-        ("/data", "/data", True),
-        ("/data/x", "/data", True),
-        ("/database", "/data", False),
-        ("/etc", "/", True),
-        ("/", "/data", False),
+        ("/data", ["/data"], True),
+        ("/data/x", ["/data"], True),
+        ("/data2", ["/data"], False),
+        ("/database", ["/data"], False),
+        ("/etc", ["/"], True),
+        ("/", ["/data"], False),
+        ("/x", [], False),
+        ("/srv/a", ["/data", "/srv"], True),
     ],
 )
-def test_path_is_under(path, prefix, under):
-    assert path_is_under(path, prefix) is under
+def test_under_prefix(path: str, prefixes: list[str], expected: bool) -> None:
+    assert under_prefix(path, prefixes) is expected
+
+
+def test_policy_normalizes_and_deduplicates_prefixes():
+    policy = AdmissionPolicy.of(allowed_host_paths=["/data/", "/a/./b/../c", "//x", "/data"])
+    assert policy.allowed_host_paths == ("/data", "/a/c", "/x")
 
 
 def test_policy_rejects_relative_prefix():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pykubelet import main
+from pykubelet import config, main
 from pymaster.api.tokens import JoinToken
 
 TOKEN = str(JoinToken.new("ab" * 32))
@@ -53,13 +53,13 @@ def test_parse_node_labels_errors_name_the_flag(text: str, message: str) -> None
     ],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
-    assert main.parse_address(text, "--listen") == expected
+    assert config.parse_address(text, "--listen") == expected
 
 
 @pytest.mark.parametrize("text", ["127.0.0.1", ":80", "host:", "host:x", "host:70000"])
 def test_parse_address_errors(text: str) -> None:
     with pytest.raises(ValueError, match="^--listen: expected HOST:PORT"):
-        main.parse_address(text, "--listen")
+        config.parse_address(text, "--listen")
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

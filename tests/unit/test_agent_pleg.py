@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from pykubelet.metrics import AgentMetrics
 from pykubelet.pleg import Pleg, changed_pods, count_containers, fingerprint
 from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, PodRuntime
+from tests.fakes import FakeRuntime
 
 
 def container(
@@ -57,14 +58,6 @@ def test_count_containers() -> None:
     counts, by_state = count_containers(pods)
     assert (counts.running_pods, counts.running_containers) == (1, 1)
     assert by_state == {"running": 1, "exited": 1, "created": 1}
-
-
-class FakeRuntime:
-    def __init__(self) -> None:
-        self.pods: dict[str, PodRuntime] = {}
-
-    async def list_pods(self, node_name: str) -> dict[str, PodRuntime]:
-        return dict(self.pods)
 
 
 async def test_relist_notifies_changes_and_tracks_health() -> None:

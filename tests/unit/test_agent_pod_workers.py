@@ -1,5 +1,6 @@
-"""Pod workers: grace periods, start-failure memory, and the worker lifecycle against a fake
-runtime (the real plan/execute are tested with real Docker elsewhere)."""
+"""Pod workers: start-failure memory and the worker lifecycle against the shared fake runtime
+(tests/fakes.py), with the plan and its execution replaced (they have tests of their own, and the
+real thing runs on Docker in tests/e2e)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pykubelet.admission import AdmissionPolicy
 from pykubelet.metrics import AgentMetrics
 from pykubelet.runtime.base import ContainerInfo, PodRuntime
 from pykubelet.sync import ContainerFailure
-from pymaster.api import errors, objects_pb2
+from pymaster.api import objects_pb2
+from tests.fakes import FakeRuntime
 
 
 def make_pod(uid: str = "u1", grace: int | None = None, deletion_grace: int | None = None,
@@ -92,43 +94,20 @@ def test_failure_tracker(first: PodRuntime | None, then_new: list[ContainerFailu
 class Actions:
     noop: bool
     backoff: tuple[ContainerFailure, ...] = ()
+    requeue_after: float | None = None
 
     def is_noop(self) -> bool:
         return self.noop
-
-
-class FakeRuntime:
-    def __init__(self) -> None:
-        self.pods: dict[str, PodRuntime] = {}
-        self.gets = 0
-        self.volumes_removed: list[str] = []
-        self.block = asyncio.Event()
-        self.block.set()
-
-    async def get_pod(self, node_name: str, uid: str) -> PodRuntime | None:
-        self.gets += 1
-        await self.block.wait()
-        return self.pods.get(uid)
-
-    async def remove_pod_volumes(self, uid: str) -> None:
-        self.volumes_removed.append(uid)
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.confirmed: list[str] = []
-        self.fail_confirm: list[Exception] = []
-
-    async def confirm_pod_terminated(self, namespace: str, name: str, uid: str) -> None:
-        if self.fail_confirm:
-            raise self.fail_confirm.pop(0)
-        self.confirmed.append(uid)
 
 
 class FakeStatus:
     def __init__(self) -> None:
         self.statuses: dict[str, objects_pb2.PodStatus] = {}
         self.forgotten: list[str] = []
+        self.terminated_uids: list[str] = []
+
+    def terminated(self, pod: objects_pb2.Pod) -> None:
+        self.terminated_uids.append(pod.metadata.uid)
 
     def get(self, uid: str) -> objects_pb2.PodStatus | None:
         return self.statuses.get(uid)
@@ -143,7 +122,8 @@ class FakeStatus:
 
 class Harness:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.runtime, self.client, self.status = FakeRuntime(), FakeClient(), FakeStatus()
+        self.runtime, self.status = FakeRuntime(), FakeStatus()
+        self.volumes = self.runtime.volumes
         self.desired: dict[str, objects_pb2.Pod] = {}
         self.synced = asyncio.Event()
         self.registry = CollectorRegistry()
@@ -151,21 +131,23 @@ class Harness:
         self.executes: list[str] = []
         self.noop = False
         self.workers = pw.PodWorkers(
-            self.runtime, self.client, self.desired, self.synced, self.status,  # type: ignore[arg-type]
-            AgentMetrics(self.registry, "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
+            self.runtime, self.volumes, self.desired,  # type: ignore[arg-type]
+            self.synced, self.status, AgentMetrics(self.registry, "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
         )
         plan = lambda pod, observed, now=None: Actions(self.noop)  # noqa: E731
         monkeypatch.setattr(pw.sync, "compute_pod_actions", plan)
-        monkeypatch.setattr(pw.sync, "execute", self._execute)
-        monkeypatch.setattr(pw.sync, "kill_pod", self._kill)
+        monkeypatch.setattr(pw.executor, "execute", self._execute)
+        monkeypatch.setattr(pw.executor, "kill_pod", self._kill)
         monkeypatch.setattr(pw, "compute_pod_status", self._status)
 
-    async def _execute(self, runtime, pod, actions, node_name, infra_image, observed, grace_seconds=None):
+    async def _execute(
+        self, runtime, volumes, pod, actions, node_name, infra_image, observed, grace_seconds=None
+    ):
         self.executes.append(pod.metadata.uid)
         self.runtime.pods[pod.metadata.uid] = runtime_of(info("a1"))
         return []
 
-    async def _kill(self, runtime, observed, grace_seconds, remove):
+    async def _kill(self, runtime, volumes, observed, grace_seconds, remove):
         self.kills.append((observed.uid, grace_seconds, remove))
         self.runtime.pods.pop(observed.uid, None)
 
@@ -184,7 +166,7 @@ async def wait_for(condition, timeout: float = 5.0) -> None:
 async def test_sync_starts_and_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.desired["u1"] = make_pod()
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
     assert h.executes == ["u1"]
     assert h.status.statuses["u1"].phase == "Running"
@@ -197,7 +179,7 @@ async def test_adopted_pod_is_not_measured(monkeypatch: pytest.MonkeyPatch) -> N
     h.noop = True
     h.runtime.pods["u1"] = runtime_of(info("a1"))
     h.desired["u1"] = make_pod()
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
     assert h.executes == []
     assert h.registry.get_sample_value("kubelet_pod_start_duration_seconds_count") == 0
@@ -209,10 +191,10 @@ async def test_requests_coalesce_while_busy(monkeypatch: pytest.MonkeyPatch) -> 
     h.noop = True
     h.desired["u1"] = make_pod()
     h.runtime.block.clear()
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: h.runtime.gets == 1)
     for _ in range(10):
-        h.workers.sync("u1")
+        h.workers.wake("u1")
     h.runtime.block.set()
     await wait_for(lambda: h.runtime.gets >= 2)
     await asyncio.sleep(0.05)
@@ -223,35 +205,52 @@ async def test_requests_coalesce_while_busy(monkeypatch: pytest.MonkeyPatch) -> 
 async def test_deleted_pod_is_killed_then_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.desired["u1"] = make_pod(grace=30)
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
-    h.client.fail_confirm.append(errors.Unavailable("master down"))
     h.desired["u1"] = make_pod(grace=30, deletion_grace=4, deleting=True)
-    h.workers.sync("u1")
-    await wait_for(lambda: len(h.kills) == 1)
-    assert h.client.confirmed == [] and "u1" in h.workers.active()  # confirm failed: retried
-    h.workers.sync("u1")
-    await wait_for(lambda: h.client.confirmed == ["u1"])
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" not in h.workers.active())
     assert h.kills == [("u1", 4.0, True)]
-    # The retry found no container left: only the volumes were cleaned.
-    assert h.runtime.volumes_removed == ["u1"]
+    # The status manager tells the master (and retries): the worker is done.
+    assert h.status.terminated_uids == ["u1"]
     assert h.status.forgotten == ["u1"]
     # Still listed by the master until it processes the confirmation: no new worker.
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     assert "u1" not in h.workers.active()
+
+
+async def test_deleted_pod_without_containers_only_cleans_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.desired["u1"] = make_pod(deletion_grace=4, deleting=True)
+    h.workers.wake("u1")
+    await wait_for(lambda: "u1" not in h.workers.active())
+    assert h.kills == []
+    assert ("remove_volumes", "u1") in h.runtime.calls
+    assert h.status.terminated_uids == ["u1"]
+
+
+async def test_plan_requeue_wakes_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    h.noop = True
+    plan = lambda pod, observed, now=None: Actions(True, requeue_after=0.1)  # noqa: E731
+    monkeypatch.setattr(pw.sync, "compute_pod_actions", plan)
+    h.runtime.pods["u1"] = runtime_of(info("a1"))
+    h.desired["u1"] = make_pod()
+    h.workers.wake("u1")
+    await wait_for(lambda: h.runtime.gets >= 3)  # woken again and again by its own plan
+    await h.workers.stop()
 
 
 async def test_removed_pod_is_killed_with_its_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.desired["u1"] = make_pod(grace=3)
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
     del h.desired["u1"]
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" not in h.workers.active())
     assert h.kills == [("u1", 3.0, True)]
-    assert h.client.confirmed == []
+    assert h.status.terminated_uids == []
 
 
 async def test_reaper_waits_for_the_snapshot_and_spares_desired(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +274,7 @@ async def test_rejected_pod_fails_without_containers(monkeypatch: pytest.MonkeyP
     pod = make_pod()
     pod.spec.host_network = True
     h.desired["u1"] = pod
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
     status = h.status.statuses["u1"]
     assert (status.phase, status.reason) == ("Failed", "Forbidden")
@@ -283,7 +282,7 @@ async def test_rejected_pod_fails_without_containers(monkeypatch: pytest.MonkeyP
     assert status.host_ip == "10.0.0.1" and status.HasField("start_time")
     assert h.executes == [] and h.kills == []
     assert h.registry.get_sample_value("pykube_agent_admission_rejections_total") == 1
-    h.workers.sync("u1")  # every later sync refuses again, counted once
+    h.workers.wake("u1")  # every later sync refuses again, counted once
     await wait_for(lambda: h.runtime.gets >= 2)
     assert h.registry.get_sample_value("pykube_agent_admission_rejections_total") == 1
     await h.workers.stop()
@@ -296,7 +295,7 @@ async def test_rejected_pod_that_runs_is_stopped(monkeypatch: pytest.MonkeyPatch
     pod.spec.containers[1].security_context.privileged = True
     h.runtime.pods["u1"] = runtime_of(info("a1"))
     h.desired["u1"] = pod
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
     assert h.kills == [("u1", 7.0, False)]
     assert "spec.containers[1].securityContext.privileged" in h.status.statuses["u1"].message
@@ -315,14 +314,14 @@ def test_rejected_status_keeps_the_start_time() -> None:
 async def test_admitted_by_the_node_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.workers = pw.PodWorkers(
-        h.runtime, h.client, h.desired, h.synced, h.status,  # type: ignore[arg-type]
+        h.runtime, h.volumes, h.desired, h.synced, h.status,  # type: ignore[arg-type]
         AgentMetrics(CollectorRegistry(), "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
         AdmissionPolicy(allow_host_network=True),
     )
     pod = make_pod()
     pod.spec.host_network = True
     h.desired["u1"] = pod
-    h.workers.sync("u1")
+    h.workers.wake("u1")
     await wait_for(lambda: "u1" in h.status.statuses)
     assert h.status.statuses["u1"].phase == "Running" and h.executes == ["u1"]
     await h.workers.stop()

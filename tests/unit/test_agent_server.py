@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, PodRuntime
 from pykubelet.server import AgentServer, ContainerLookupError, ServerTLS, pick_container
 from pymaster.api import pki, services_pb2, services_pb2_grpc
+from tests.fakes import FakeRuntime
 
 
 def c(cid: str, name: str) -> ContainerInfo:
@@ -57,14 +58,6 @@ def test_pick_container_errors(
 # ---- mutual TLS and the master-only rule, over a real grpc.aio server ----
 
 
-class FakeRuntime:
-    async def get_pod(self, node_name: str, pod_uid: str) -> PodRuntime | None:
-        return ONE if pod_uid == "u1" else None
-
-    async def logs(self, container_id: str, follow: bool, tail: int | None, timestamps: bool):
-        yield f"log of {container_id}\n".encode()
-
-
 @pytest.fixture(scope="module")
 def ca() -> pki.CertificateAuthority:
     return pki.CertificateAuthority.create()
@@ -77,7 +70,9 @@ def node_tls(ca: pki.CertificateAuthority) -> tuple[bytes, bytes]:
 @pytest.fixture
 async def agent_server(ca: pki.CertificateAuthority):
     key, cert = node_tls(ca)
-    server = AgentServer("127.0.0.1:0", FakeRuntime(), "n1", ServerTLS(key, cert, ca.cert_pem))  # type: ignore[arg-type]
+    runtime = FakeRuntime()
+    runtime.pods["u1"] = ONE
+    server = AgentServer("127.0.0.1:0", runtime, "n1", ServerTLS(key, cert, ca.cert_pem))  # type: ignore[arg-type]
     await server.start()
     yield server
     await server.stop(0)

@@ -1,4 +1,5 @@
-"""The status manager: pushes only changed statuses, from its own task, retrying failures."""
+"""The status manager: pushes only changed statuses, from its own task, retrying failures; and
+confirms terminated pods after their last status."""
 
 from __future__ import annotations
 
@@ -41,10 +42,19 @@ def pod(uid: str = "u1") -> objects_pb2.Pod:
 
 
 class FakeClient:
-    def __init__(self, failures: list[Exception] | None = None):
+    def __init__(
+        self, failures: list[Exception] | None = None, confirm_failures: list[Exception] | None = None
+    ):
         self.failures = failures or []
+        self.confirm_failures = confirm_failures or []
         self.pushed: list[tuple[str, str, str, str]] = []
         self.calls = 0
+
+    async def confirm_pod_terminated(self, namespace: str, name: str, uid: str) -> None:
+        self.calls += 1
+        if self.confirm_failures:
+            raise self.confirm_failures.pop(0)
+        self.pushed.append((namespace, name, uid, "terminated"))
 
     async def update_pod_status(self, namespace: str, name: str, uid: str, st: objects_pb2.PodStatus):
         self.calls += 1
@@ -94,3 +104,32 @@ async def test_forget_drops_pending_and_cache() -> None:
     manager.forget("u1")
     assert manager.pending() == 0 and manager.get("u1") is None
     assert manager.set_status(pod(), status())
+
+
+async def test_termination_is_confirmed_after_the_last_status_and_retried() -> None:
+    client = FakeClient(confirm_failures=[errors.Unavailable("master down")])
+    manager = StatusManager(client)  # type: ignore[arg-type]
+    manager.set_status(pod(), status("Failed"))
+    manager.terminated(pod())
+    manager.forget("u1")  # the worker ends; the confirmation is still owed
+    assert manager.pending() == 1
+    task = asyncio.create_task(manager.run())
+    try:
+        await wait_for(lambda: manager.pending() == 0)
+    finally:
+        task.cancel()
+    assert client.pushed == [("default", "web", "u1", "terminated")]
+    assert client.calls == 2
+
+
+async def test_confirmation_waits_for_a_pending_status() -> None:
+    client = FakeClient()
+    manager = StatusManager(client)  # type: ignore[arg-type]
+    manager.set_status(pod(), status("Failed"))
+    manager.terminated(pod())
+    task = asyncio.create_task(manager.run())
+    try:
+        await wait_for(lambda: manager.pending() == 0)
+    finally:
+        task.cancel()
+    assert client.pushed == [("default", "web", "u1", "Failed"), ("default", "web", "u1", "terminated")]

@@ -11,7 +11,9 @@ import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pymaster.api import errors, objects_pb2
+from pymaster.api.pods import qos_class
 from pymaster.cli import describe, printers
+from pymaster.cli import errors as cli_errors
 
 NOW = 1_800_000_000.0
 UTC = datetime.UTC
@@ -347,7 +349,7 @@ def _api_error(code: grpc.StatusCode, message: str) -> errors.ApiError:
     ],
 )
 def test_format_api_error(exc: errors.ApiError, line: str) -> None:
-    assert printers.format_api_error(exc, "127.0.0.1:6443", 10.0) == line
+    assert cli_errors.format_api_error(exc, "127.0.0.1:6443", 10.0) == line
 
 
 def described_pod() -> objects_pb2.Pod:
@@ -412,7 +414,7 @@ def test_qos_class(resources: list[dict[str, dict[str, str]]], qos: str) -> None
         container = pod.spec.containers.add(name=f"c{i}")
         container.resources.limits.update(res.get("limits", {}))
         container.resources.requests.update(res.get("requests", {}))
-    assert describe.qos_class(pod) == qos
+    assert qos_class(pod) == qos
 
 
 def test_describe_node() -> None:

@@ -32,11 +32,11 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pymaster.api import errors, objects_pb2, validation
+from pymaster.api import defaults, errors, objects_pb2, validation
 from pymaster.api.clientconfig import channel_credentials, channel_options, load_config
 from pymaster.api.manifest import load_pods
+from pymaster.app import MasterApp
 from pymaster.client import Client
-from pymaster.server.app import MasterApp
 
 # The budget: fixed and derandomized, so every CI run tries the same examples in bounded time.
 BUDGET = settings(
@@ -210,7 +210,7 @@ def test_random_manifests_load_or_fail_with_a_validation_error(text: str) -> Non
     for pod in pods:
         # What the master does next with them: also only ValidationError.
         try:
-            validation.default_pod(pod)
+            defaults.default_pod(pod)
             validation.validate_pod(pod)
         except errors.ValidationError:
             pass

@@ -9,10 +9,10 @@ import socket
 
 import pytest
 
-from pymaster.api import objects_pb2, pki
+from pymaster.api import limits, objects_pb2, pki
 from pymaster.api.errors import ValidationError
-from pymaster.server import limits, tls
-from pymaster.server.app import default_join_listen
+from pymaster.app import default_join_listen
+from pymaster.server import tls
 
 
 def invalid(fn, *args) -> str:

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from pymaster.api import objects_pb2, pki, services_pb2, services_pb2_grpc, tokens
 from pymaster.api.clientconfig import channel_credentials, load_config
+from pymaster.app import MasterApp
 from pymaster.metrics import MasterMetrics
-from pymaster.server.app import MasterApp
 from pymaster.server.interceptors import MasterInterceptor
 
 # ---- helpers ----

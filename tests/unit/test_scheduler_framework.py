@@ -11,8 +11,8 @@ import pytest
 
 from pymaster.api import objects_pb2
 from pymaster.scheduler.framework import NodeInfo, PodInfo, ScheduleResult, unschedulable_message
+from pymaster.scheduler.plugin_registry import build_framework
 from pymaster.scheduler.queue import SchedulingQueue
-from pymaster.scheduler.registry import build_framework
 
 
 def make_pod(cpu: str = "", memory: str = "", limits_cpu: str = "", phase: str = "") -> objects_pb2.Pod:

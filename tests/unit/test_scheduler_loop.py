@@ -12,9 +12,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pymaster.api import objects_pb2
+from pymaster.api.conditions import find_condition
 from pymaster.metrics import MasterMetrics
+from pymaster.registry import Registry
+from pymaster.registry.leases import NodeLeases
 from pymaster.scheduler.scheduler import Scheduler
-from pymaster.server.pod_helpers import find_condition
 from pymaster.store.sqlite import SQLiteStore
 
 
@@ -51,7 +53,7 @@ async def cluster(tmp_path):
     store = SQLiteStore(tmp_path / "pykube.db")
     await store.open()
     registry = CollectorRegistry()
-    scheduler = Scheduler(store, MasterMetrics(registry))
+    scheduler = Scheduler(Registry(store, NodeLeases(40)), MasterMetrics(registry))
     await scheduler.start()
     yield store, scheduler, registry
     await scheduler.stop()
@@ -153,7 +155,7 @@ async def test_scheduler_picks_up_pending_pods_at_start(tmp_path):
     await store.open()
     await store.create("nodes", new_node("n1"))
     await store.create("pods", new_pod("web"))
-    scheduler = Scheduler(store, MasterMetrics(CollectorRegistry()))
+    scheduler = Scheduler(Registry(store, NodeLeases(40)), MasterMetrics(CollectorRegistry()))
     await scheduler.start()
     try:
         await wait_for(lambda: node_of(store, "web") == "n1")

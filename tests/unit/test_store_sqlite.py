@@ -16,7 +16,7 @@ import pytest
 
 from pymaster.api import objects_pb2
 from pymaster.api.errors import AlreadyExists, Conflict, NotFound, TooOld, Unavailable
-from pymaster.store import open_store
+from pymaster.store import open_store, sqlite_url
 from pymaster.store.base import WatchEvent
 from pymaster.store.sqlite import SQLiteStore
 
@@ -375,7 +375,7 @@ async def test_cancelled_writer_still_commits_in_order(store: SQLiteStore) -> No
 
 async def test_open_store_creates_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "data" / "master"
-    store = open_store(data_dir)
+    store = open_store(sqlite_url(data_dir))
     await store.open()
     try:
         await store.create("nodes", make_node("n1"))
@@ -383,6 +383,15 @@ async def test_open_store_creates_data_dir(tmp_path: Path) -> None:
         await store.close()
     with contextlib.closing(sqlite3.connect(data_dir / "pykube.db")) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://relative/pykube.db", "sqlite:relative.db", "etcd://127.0.0.1:2379", "/plain/path"],
+)
+def test_open_store_refuses_unsupported_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="store URL"):
+        open_store(url)
 
 
 def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:

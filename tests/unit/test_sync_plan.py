@@ -1,76 +1,15 @@
-"""The sync plan (compute_pod_actions) as table tests over hand-built observations, and
-``execute``/``kill_pod`` against a recording fake runtime (the real engine is in
-tests/e2e/test_runtime_docker.py)."""
+"""The sync plan (compute_pod_actions) as table tests over hand-built observations; its execution
+is in test_executor.py (fake runtime) and tests/e2e/test_runtime_docker.py (the real engine)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from agent_builders import app, infra, make_pod, observed
 
 from pykubelet import sync
-from pykubelet.runtime.base import (
-    INFRA_CONTAINER_NAME,
-    ContainerInfo,
-    ContainerRuntimeError,
-    CreateContainerError,
-    ImagePullError,
-    InfraImageMissing,
-    PodRuntime,
-    RuntimeUnavailable,
-)
-from pykubelet.runtime.labels import container_spec_hash
-from pymaster.api import objects_pb2
-
-IMAGE = "pykube/busybox:1.35"
-UID = "0f1e2d3c-aaaa-bbbb-cccc-000000000001"
-
-
-def make_pod(
-    *names: str,
-    policy: str = "Always",
-    deleting: bool = False,
-    phase: str = "",
-    grace: int | None = None,
-    deletion_grace: int | None = None,
-) -> objects_pb2.Pod:
-    pod = objects_pb2.Pod(metadata=objects_pb2.ObjectMeta(name="web", namespace="default", uid=UID))
-    for name in names or ("app",):
-        pod.spec.containers.add(name=name, image=IMAGE, image_pull_policy="IfNotPresent")
-    pod.spec.restart_policy = policy
-    if grace is not None:
-        pod.spec.termination_grace_period_seconds = grace
-    if deleting:
-        pod.metadata.deletion_timestamp.GetCurrentTime()
-    if deletion_grace is not None:
-        pod.metadata.deletion_grace_period_seconds = deletion_grace
-    pod.status.phase = phase
-    return pod
-
-
-def spec_hash(name: str) -> str:
-    container = objects_pb2.Container(name=name, image=IMAGE, image_pull_policy="IfNotPresent")
-    return container_spec_hash(container)
-
-
-def infra(state: str = "running", n: int = 0) -> ContainerInfo:
-    return ContainerInfo(
-        id=f"POD-{n}", name=INFRA_CONTAINER_NAME, pod_uid=UID, pod_name="web", pod_namespace="default",
-        state=state, restart_count=n, ip="172.17.0.9" if state == "running" else "",
-    )
-
-
-def app(
-    name: str = "app", state: str = "running", code: int | None = None, n: int = 0, stale: bool = False
-) -> ContainerInfo:
-    return ContainerInfo(
-        id=f"{name}-{n}", name=name, pod_uid=UID, pod_name="web", pod_namespace="default", state=state,
-        exit_code=code, restart_count=n, spec_hash="0ld" if stale else spec_hash(name),
-    )
-
-
-def observed(*containers: ContainerInfo) -> PodRuntime:
-    return PodRuntime(uid=UID, name="web", namespace="default", containers=list(containers))
+from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo
 
 
 def shape(actions: sync.PodActions) -> tuple:
@@ -78,7 +17,7 @@ def shape(actions: sync.PodActions) -> tuple:
     return (
         actions.kill_pod,
         actions.create_sandbox,
-        actions.containers_to_start,
+        list(actions.containers_to_start),
         sorted(actions.containers_to_kill),
         actions.containers_to_remove,
     )
@@ -193,180 +132,18 @@ def test_next_restart_count(obs, name, expected):
 
 
 @pytest.mark.parametrize(
-    ("pod", "expected"),
+    ("obs", "to_start", "sandbox"),
     [
-        (make_pod(), 30.0),
-        (make_pod(grace=5), 5.0),
-        (make_pod(grace=5, deleting=True, deletion_grace=0), 0.0),
-        (make_pod(grace=5, deletion_grace=1), 5.0),  # not being deleted: the spec's
+        (None, {"app": 0}, 0),
+        (observed(infra("exited", n=1), app(state="exited", code=1, n=4)), {"app": 5}, 2),
+        (observed(infra(n=2), app(state="exited", code=1, n=4), app(state="exited", n=3)), {"app": 5}, 0),
     ],
 )
-def test_pod_grace_seconds(pod, expected):
-    assert sync.pod_grace_seconds(pod) == expected
-
-
-# ---- execute / kill_pod with a recording fake ----
-
-
-class FakeRuntime:
-    """Records calls; raises the errors configured per image / for the sandbox."""
-
-    def __init__(self, fail_images: dict[str, Exception] | None = None, infra_error: Exception | None = None):
-        self.calls: list[tuple] = []
-        self.fail_images = fail_images or {}
-        self.infra_error = infra_error
-        self.fail_removals: set[str] = set()
-
-    async def ensure_image(self, image, pull_policy):
-        self.calls.append(("ensure_image", image, pull_policy))
-        if image in self.fail_images:
-            raise self.fail_images[image]
-
-    async def start_infra(self, pod, node_name, infra_image, restart_count=0):
-        self.calls.append(("start_infra", infra_image, restart_count))
-        if self.infra_error is not None:
-            raise self.infra_error
-        return ContainerInfo(
-            id="new-infra", name=INFRA_CONTAINER_NAME, pod_uid=pod.metadata.uid, pod_name=pod.metadata.name,
-            pod_namespace=pod.metadata.namespace, state="running", restart_count=restart_count,
-            created_at=datetime.now(UTC) - timedelta(seconds=1), ip="172.17.0.5",
-        )
-
-    async def start_container(self, pod, container, node_name, infra, restart_count):
-        self.calls.append(("start_container", container.name, infra.id, restart_count))
-        return ContainerInfo(
-            id=f"new-{container.name}", name=container.name, pod_uid=pod.metadata.uid,
-            pod_name=pod.metadata.name, pod_namespace=pod.metadata.namespace, state="running",
-            restart_count=restart_count,
-        )
-
-    async def stop_container(self, container_id, grace_seconds):
-        self.calls.append(("stop", container_id, grace_seconds))
-
-    async def remove_container(self, container_id):
-        self.calls.append(("remove", container_id))
-        if container_id in self.fail_removals:
-            raise ContainerRuntimeError(f"cannot remove {container_id}")
-
-    async def remove_pod_volumes(self, pod_uid):
-        self.calls.append(("remove_volumes", pod_uid))
-
-
-async def test_execute_new_pod_starts_sandbox_then_containers_in_order():
-    pod = make_pod("a", "b")
-    runtime = FakeRuntime()
-    failures = await sync.execute(runtime, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None)
-    assert failures == []
-    assert runtime.calls == [
-        ("start_infra", "pause:1", 0),
-        ("ensure_image", IMAGE, "IfNotPresent"),
-        ("start_container", "a", "new-infra", 0),
-        ("ensure_image", IMAGE, "IfNotPresent"),
-        ("start_container", "b", "new-infra", 0),
-    ]
-
-
-async def test_execute_restart_counts_and_garbage():
-    pod = make_pod(grace=7)
-    obs = observed(infra(n=1), app(state="exited", code=1, n=4), app(state="exited", code=1, n=3))
-    runtime = FakeRuntime()
-    await sync.execute(runtime, pod, sync.compute_pod_actions(pod, obs), "n1", "pause:1", obs)
-    assert ("start_container", "app", "POD-1", 5) in runtime.calls
-    assert runtime.calls[-1] == ("remove", "app-3")
-
-
-async def test_execute_kills_with_the_pod_grace_then_new_sandbox():
-    pod = make_pod(grace=7)
-    obs = observed(infra("exited", n=0), app(n=2))
-    runtime = FakeRuntime()
-    await sync.execute(runtime, pod, sync.compute_pod_actions(pod, obs), "n1", "pause:1", obs)
-    assert runtime.calls[:2] == [("stop", "app-2", 7.0), ("start_infra", "pause:1", 1)]
-    assert ("start_container", "app", "new-infra", 3) in runtime.calls
-
-
-async def test_execute_spec_change_stops_old_and_starts_new():
-    pod = make_pod(grace=3)
-    obs = observed(infra(), app(stale=True, n=0))
-    runtime = FakeRuntime()
-    actions = sync.compute_pod_actions(pod, obs)
-    await sync.execute(runtime, pod, actions, "n1", "pause:1", obs, grace_seconds=1)
-    assert runtime.calls[0] == ("stop", "app-0", 1)
-    assert ("start_container", "app", "POD-0", 1) in runtime.calls
-
-
-async def test_execute_reports_container_failures_and_goes_on():
-    pod = make_pod("a", "b")
-    pod.spec.containers[0].image = "missing:1"
-    runtime = FakeRuntime(fail_images={"missing:1": ImagePullError('failed to pull image "missing:1": nope')})
-    failures = await sync.execute(runtime, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None)
-    assert failures == [sync.ContainerFailure("a", "ErrImagePull", 'failed to pull image "missing:1": nope')]
-    assert ("start_container", "b", "new-infra", 0) in runtime.calls
-
-
-async def test_execute_create_failure_is_a_failure():
-    pod = make_pod()
-
-    class Failing(FakeRuntime):
-        async def start_container(self, *args):
-            raise CreateContainerError("invalid reference format")
-
-    failures = await sync.execute(Failing(), pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None)
-    assert failures == [sync.ContainerFailure("app", "CreateContainerError", "invalid reference format")]
-
-
-async def test_execute_sandbox_failure_fails_every_container():
-    pod = make_pod("a", "b")
-    runtime = FakeRuntime(infra_error=InfraImageMissing("infra image x not found locally"))
-    failures = await sync.execute(runtime, pod, sync.compute_pod_actions(pod, None), "n1", "x", None)
-    assert [(f.container_name, f.reason) for f in failures] == [
-        ("a", "InfraImageMissing"), ("b", "InfraImageMissing")
-    ]
-    assert not any(call[0] == "start_container" for call in runtime.calls)
-
-
-async def test_execute_engine_down_propagates():
-    pod = make_pod()
-    runtime = FakeRuntime(fail_images={IMAGE: RuntimeUnavailable("docker engine unreachable")})
-    obs = observed(infra())
-    with pytest.raises(RuntimeUnavailable):
-        await sync.execute(runtime, pod, sync.compute_pod_actions(pod, obs), "n1", "p", obs)
-
-
-@pytest.mark.parametrize("remove", [False, True])
-async def test_kill_pod_stops_apps_then_infra(remove):
-    obs = observed(infra(), app("a"), app("b"), app("c", state="exited", code=0))
-    runtime = FakeRuntime()
-    await sync.kill_pod(runtime, obs, 2.0, remove=remove)
-    stops = [call for call in runtime.calls if call[0] == "stop"]
-    assert sorted(stops[:2]) == [("stop", "a-0", 2.0), ("stop", "b-0", 2.0)]
-    assert stops[2:] == [("stop", "POD-0", 2.0)]
-    removes = [call[1] for call in runtime.calls if call[0] == "remove"]
-    assert sorted(removes) == (["POD-0", "a-0", "b-0", "c-0"] if remove else [])
-    # The volumes go last, once every container is gone; a mere kill keeps them (emptyDir data
-    # survives a sandbox re-creation).
-    volume_calls = [call for call in runtime.calls if call[0] == "remove_volumes"]
-    assert volume_calls == ([("remove_volumes", UID)] if remove else [])
-    if remove:
-        assert runtime.calls[-1] == ("remove_volumes", UID)
-
-
-async def test_kill_pod_keeps_volumes_when_a_container_removal_fails():
-    obs = observed(infra(state="exited"), app("a", state="exited", code=0))
-    runtime = FakeRuntime()
-    runtime.fail_removals.add("a-0")
-    with pytest.raises(ContainerRuntimeError):
-        await sync.kill_pod(runtime, obs, 1.0, remove=True)
-    assert ("remove_volumes", UID) not in runtime.calls
-
-
-async def test_execute_kill_pod_keeps_volumes():
-    pod = make_pod()
-    obs = observed(infra(state="exited"), app(state="running"))
-    runtime = FakeRuntime()
-    actions = sync.compute_pod_actions(pod, obs)
-    assert actions.kill_pod and actions.create_sandbox
-    await sync.execute(runtime, pod, actions, "n1", "p", obs)
-    assert not [call for call in runtime.calls if call[0] == "remove_volumes"]
+def test_plan_carries_restart_counts(obs, to_start, sandbox):
+    actions = sync.compute_pod_actions(make_pod(), obs)
+    assert actions.containers_to_start == to_start
+    if actions.create_sandbox:
+        assert actions.sandbox_restart_count == sandbox
 
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -399,11 +176,56 @@ def test_restart_backoff(container: ContainerInfo, wait: float) -> None:
 
 def test_container_in_backoff_is_reported_not_started() -> None:
     actions = sync.compute_pod_actions(make_pod(), observed(infra(), crashed(2, ago=5)), NOW)
-    assert actions.containers_to_start == [] and not actions.kill_pod
+    assert actions.containers_to_start == {} and not actions.kill_pod
     assert [(f.container_name, f.reason) for f in actions.backoff] == [("app", "CrashLoopBackOff")]
     assert "back-off 20s restarting failed container=app" in actions.backoff[0].message
 
 
 def test_backoff_expired_restarts() -> None:
     actions = sync.compute_pod_actions(make_pod(), observed(infra(), crashed(2, ago=25)), NOW)
-    assert actions.containers_to_start == ["app"] and actions.backoff == []
+    assert actions.containers_to_start == {"app": 3} and actions.backoff == []
+
+
+@pytest.mark.parametrize(
+    ("dead", "requeue"),
+    [
+        (crashed(1, ran=1, ago=4), 6.0),  # 10 s back-off, 4 s gone
+        (crashed(3, ran=1, ago=0), 40.0),
+        (crashed(9, ran=1, ago=100), 200.0),  # capped at 300 s
+    ],
+)
+def test_back_off_asks_to_be_looked_at_again(dead, requeue):
+    actions = sync.compute_pod_actions(make_pod(), observed(infra(), dead), NOW)
+    assert actions.containers_to_start == {}
+    assert [f.reason for f in actions.backoff] == ["CrashLoopBackOff"]
+    assert actions.requeue_after == pytest.approx(requeue)
+
+
+@pytest.mark.parametrize(
+    "dead",
+    [crashed(0), crashed(2, ran=600), crashed(1, ago=11)],
+    ids=["first crash", "ran ten minutes", "back-off over"],
+)
+def test_restart_without_back_off(dead):
+    actions = sync.compute_pod_actions(make_pod(), observed(infra(), dead), NOW)
+    assert actions.containers_to_start == {"app": dead.restart_count + 1}
+    assert actions.requeue_after is None and actions.backoff == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "to_start", "kill_pod"),
+    [("Always", {"app": 1}, False), ("OnFailure", {"app": 1}, False), ("Never", {}, True)],
+)
+def test_probe_failure_kills_and_restarts_per_policy(policy, to_start, kill_pod):
+    failures = {"app": "Container app failed liveness probe, will be restarted"}
+    actions = sync.compute_pod_actions(make_pod(policy=policy), observed(infra(), app()), NOW, failures)
+    assert actions.containers_to_kill == {"app-0": failures["app"]}
+    assert actions.containers_to_start == to_start
+    assert actions.kill_pod is kill_pod
+
+
+def test_probe_failure_of_a_container_not_running_is_ignored():
+    failures = {"app": "failed liveness probe"}
+    obs = observed(infra(), app(state="exited", code=0))
+    actions = sync.compute_pod_actions(make_pod(policy="OnFailure"), obs, NOW, failures)
+    assert actions.containers_to_kill == {} and actions.kill_pod

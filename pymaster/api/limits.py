@@ -3,7 +3,7 @@ anything is stored, so a caller with a valid certificate still cannot make the m
 serve something huge or unrenderable.
 
 - a pod or node is at most ``MAX_POD_BYTES`` serialized (1 MiB; gRPC itself refuses messages
-  over 4 MiB, see ``pymaster.server.app.MAX_MESSAGE_BYTES``), also after an agent's status
+  over 4 MiB, see ``pymaster.app.MAX_MESSAGE_BYTES``), also after an agent's status
   write (the container count is validation's ``MAX_CONTAINERS``);
 - grace periods (pod spec and DeletePod) are at most ``MAX_GRACE_PERIOD_SECONDS`` (one year),
   so a deletion deadline is always a valid timestamp;
@@ -25,13 +25,13 @@ from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
 from pymaster.api.errors import ValidationError
+from pymaster.api.pods import POD_PHASES
 
 MAX_POD_BYTES = 1024 * 1024
 MAX_GRACE_PERIOD_SECONDS = 365 * 24 * 3600
 MAX_SELECTOR_LENGTH = 4096
 MAX_NAME_LENGTH = 253
 MAX_NAMESPACE_LENGTH = 63
-POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 # google.protobuf.Timestamp's documented range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _MIN_TIMESTAMP_SECONDS = -62_135_596_800

@@ -1,26 +1,25 @@
-"""Table tests of the pure pod helpers behind the Cluster/NodeAgent servicers."""
+"""Table tests of the pod registry's pure rules (pymaster.registry.pods) and the pod facts and
+condition helpers they use (pymaster.api.pods, pymaster.api.conditions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pymaster.api import objects_pb2, services_pb2
+from pymaster.api import objects_pb2
+from pymaster.api.admission import AdmissionPolicy
+from pymaster.api.conditions import find_condition, set_condition
 from pymaster.api.errors import FailedPrecondition, ValidationError
-from pymaster.server.pod_helpers import (
+from pymaster.api.pods import is_pending_schedule
+from pymaster.registry.pods import (
     DeletePlan,
-    ObjectFilter,
     apply_delete_plan,
-    find_condition,
-    is_pending_schedule,
     keep_defaulted_fields,
     log_container,
     merge_agent_status,
-    merge_pod_update,
-    plan_pod_delete,
-    prepare_new_pod,
+    merge_update,
+    plan_delete,
+    prepare_create,
     same_desired_state,
-    set_pod_condition,
-    watch_event_type,
 )
 
 NOW = 1_000_000
@@ -50,13 +49,14 @@ def make_pod(
 # ---- conditions ----
 
 
-def test_set_pod_condition_adds_then_reports_no_change():
+def test_set_condition_adds_then_reports_no_change():
     pod = make_pod()
-    assert set_pod_condition(pod, "PodScheduled", "False", "Unschedulable", "0/1", now=NOW)
+    assert set_condition(pod.status.conditions, "PodScheduled", "False", "Unschedulable", "0/1", now=NOW)
     condition = find_condition(pod.status.conditions, "PodScheduled")
     assert (condition.status, condition.reason, condition.message) == ("False", "Unschedulable", "0/1")
     assert condition.last_transition_time.seconds == NOW
-    assert not set_pod_condition(pod, "PodScheduled", "False", "Unschedulable", "0/1", now=NOW + 5)
+    conditions = pod.status.conditions
+    assert not set_condition(conditions, "PodScheduled", "False", "Unschedulable", "0/1", now=NOW + 5)
 
 
 @pytest.mark.parametrize(
@@ -66,10 +66,10 @@ def test_set_pod_condition_adds_then_reports_no_change():
         ("True", "", NOW + 5),  # status changes: transition time moves
     ],
 )
-def test_set_pod_condition_transition_time(status, message, transition):
+def test_set_condition_transition_time(status, message, transition):
     pod = make_pod()
-    set_pod_condition(pod, "PodScheduled", "False", "Unschedulable", "0/1", now=NOW)
-    assert set_pod_condition(pod, "PodScheduled", status, "Unschedulable", message, now=NOW + 5)
+    set_condition(pod.status.conditions, "PodScheduled", "False", "Unschedulable", "0/1", now=NOW)
+    assert set_condition(pod.status.conditions, "PodScheduled", status, "Unschedulable", message, now=NOW + 5)
     condition = find_condition(pod.status.conditions, "PodScheduled")
     assert condition.last_transition_time.seconds == transition
     assert len(pod.status.conditions) == 1
@@ -100,14 +100,15 @@ def test_merge_agent_status_keeps_scheduler_condition():
 # ---- create / update ----
 
 
-def test_prepare_new_pod_sets_system_fields_and_clears_status():
+def test_prepare_create_sets_system_fields_and_clears_status():
     pod = make_pod()
+    pod.spec.containers[0].image = "pykube/busybox:1.35"
     pod.metadata.resource_version = "7"
     pod.metadata.deletion_timestamp.seconds = 5
     pod.status.phase = "Running"
     pod.status.conditions.add(type="Ready", status="True")
 
-    prepare_new_pod(pod, "new-uid", NOW)
+    prepare_create(pod, AdmissionPolicy(), "new-uid", NOW)
 
     assert pod.metadata.uid == "new-uid"
     assert pod.metadata.generation == 1
@@ -117,7 +118,7 @@ def test_prepare_new_pod_sets_system_fields_and_clears_status():
     assert pod.status == objects_pb2.PodStatus(phase="Pending")
 
 
-def test_merge_pod_update_keeps_system_fields():
+def test_merge_update_keeps_system_fields():
     current = make_pod(node="n1", labels={"app": "web"})
     current.metadata.generation = 1
     current.metadata.resource_version = "9"
@@ -125,7 +126,7 @@ def test_merge_pod_update_keeps_system_fields():
     desired = make_pod(labels={"app": "web", "tier": "front"})  # nodeName empty in the manifest
     desired.metadata.uid = ""
 
-    merged = merge_pod_update(current, desired)
+    merged = merge_update(current, desired)
 
     assert dict(merged.metadata.labels) == {"app": "web", "tier": "front"}
     assert merged.spec.node_name == "n1"
@@ -135,13 +136,13 @@ def test_merge_pod_update_keeps_system_fields():
     assert merged.metadata.generation == 1  # labels only: the spec did not change
 
 
-def test_merge_pod_update_bumps_generation_on_spec_change():
+def test_merge_update_bumps_generation_on_spec_change():
     current = make_pod(node="n1")
     current.metadata.generation = 3
     desired = make_pod()
     desired.spec.containers[0].image = "busybox:1.36"
 
-    merged = merge_pod_update(current, desired)
+    merged = merge_update(current, desired)
 
     assert merged.metadata.generation == 4
     assert not same_desired_state(current, merged)
@@ -245,13 +246,13 @@ def _marked(pod: objects_pb2.Pod, deadline: int, grace: int) -> objects_pb2.Pod:
         ),
     ],
 )
-def test_plan_pod_delete(pod, node_exists, grace, force, expected):
-    assert plan_pod_delete(pod, node_exists=node_exists, grace_period=grace, force=force, now=NOW) == expected
+def test_plan_delete(pod, node_exists, grace, force, expected):
+    assert plan_delete(pod, node_exists=node_exists, grace_period=grace, force=force, now=NOW) == expected
 
 
-def test_plan_pod_delete_rejects_negative_grace():
+def test_plan_delete_rejects_negative_grace():
     with pytest.raises(ValidationError) as err:
-        plan_pod_delete(make_pod(node="n1"), node_exists=True, grace_period=-1, force=False, now=NOW)
+        plan_delete(make_pod(node="n1"), node_exists=True, grace_period=-1, force=False, now=NOW)
     assert err.value.field == "gracePeriodSeconds"
 
 
@@ -290,61 +291,3 @@ def test_log_container_unknown():
         log_container(make_pod(node="n1", containers=("a", "b")), "c")
     assert err.value.field == "container"
     assert "c is not valid for pod web" in str(err.value)
-
-
-# ---- list / watch filtering ----
-
-
-@pytest.mark.parametrize(
-    ("namespace", "labels", "fields", "expected"),
-    [
-        ("", "", "", True),
-        ("default", "", "", True),
-        ("kube-system", "", "", False),
-        ("", "app=web", "", True),
-        ("", "app!=web", "", False),
-        ("", "", "spec.nodeName=n1", True),
-        ("", "", "status.phase=Running", False),
-        ("default", "app in (web,db)", "metadata.name=web", True),
-    ],
-)
-def test_object_filter_pods(namespace, labels, fields, expected):
-    pod = make_pod(node="n1", labels={"app": "web"}, phase="Pending")
-    selection = ObjectFilter("pods", namespace, labels, fields)
-    assert selection.matches(pod) is expected
-    assert selection.has_selectors is bool(labels or fields)
-
-
-def test_object_filter_nodes_ignore_request_namespace():
-    node = objects_pb2.Node()
-    node.metadata.name = "n1"
-    request = services_pb2.ListRequest(namespace="default", field_selector="spec.unschedulable=false")
-    assert ObjectFilter.of("nodes", request).matches(node)
-
-
-@pytest.mark.parametrize(
-    ("labels", "fields", "field"),
-    [("app in web", "", "labelSelector"), ("", "spec.image=x", "fieldSelector")],
-)
-def test_object_filter_rejects_bad_selectors(labels, fields, field):
-    with pytest.raises(ValidationError) as err:
-        ObjectFilter("pods", "", labels, fields)
-    assert err.value.field == field
-
-
-@pytest.mark.parametrize(
-    ("store_type", "matches", "was_matched", "expected"),
-    [
-        ("ADDED", True, False, "ADDED"),
-        ("ADDED", False, False, None),
-        ("MODIFIED", True, True, "MODIFIED"),
-        ("MODIFIED", True, False, "ADDED"),  # entered the selection
-        ("MODIFIED", False, True, "DELETED"),  # left the selection
-        ("MODIFIED", False, False, None),
-        ("DELETED", True, True, "DELETED"),
-        ("DELETED", False, True, "DELETED"),
-        ("DELETED", False, False, None),
-    ],
-)
-def test_watch_event_type(store_type, matches, was_matched, expected):
-    assert watch_event_type(store_type, matches, was_matched) == expected

@@ -1,22 +1,15 @@
-"""Table tests of the pure node helpers and the in-memory lease table."""
+"""Table tests of the node registry's pure rules (pymaster.registry.nodes), the node facts
+(pymaster.api.nodes) and the in-memory lease table (pymaster.registry.leases)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pymaster.api import objects_pb2
-from pymaster.controllers.node_lifecycle import NodeLeases
-from pymaster.server.node_helpers import (
-    apply_status_report,
-    kubelet_address,
-    mark_ready,
-    mark_unknown,
-    merge_node_update,
-    merge_registration,
-    next_renew_seconds,
-    ready_status,
-)
-from pymaster.server.pod_helpers import find_condition
+from pymaster.api.conditions import find_condition
+from pymaster.api.nodes import kubelet_address, mark_ready, mark_unknown, ready_status
+from pymaster.registry.leases import NodeLeases, next_renew_seconds
+from pymaster.registry.nodes import apply_status_report, merge_registration, merge_update
 
 NOW = 1_000_000
 
@@ -95,7 +88,7 @@ def test_mark_unknown_then_ready():
     assert ready_status(node) == "True"
 
 
-def test_merge_node_update_only_takes_metadata_and_spec():
+def test_merge_update_only_takes_metadata_and_spec():
     current = merge_registration(None, reported_node(labels={"zone": "a"}), "uid-1", NOW)
     desired = objects_pb2.Node()
     desired.CopyFrom(current)
@@ -104,7 +97,7 @@ def test_merge_node_update_only_takes_metadata_and_spec():
     desired.status.allocatable["cpu"] = "64"  # ignored: status is the agent's
     desired.metadata.uid = "forged"
 
-    merged = merge_node_update(current, desired)
+    merged = merge_update(current, desired)
 
     assert dict(merged.metadata.labels) == {"zone": "a", "team": "infra"}
     assert merged.spec.unschedulable

@@ -1,5 +1,6 @@
-"""The master's wiring: PKI, store, the two gRPC servers, scheduler, node lifecycle controller,
-bound-pods hub and the metrics endpoint, started and stopped in order.
+"""The master's composition root: opens the store, builds the registry, the servicers, the
+scheduler and the controllers, and starts and stops them in order (with the PKI, the two gRPC
+servers, the bound-pods hub and the metrics endpoint).
 
 - The main port (``listen``) is mutual TLS with client certificates required: Cluster,
   NodeAgent, health and reflection, every call authenticated and authorized by the interceptor.
@@ -33,11 +34,14 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from pymaster.api import services_pb2, services_pb2_grpc
+from pymaster.api.admission import AdmissionPolicy
+from pymaster.api.kinds import NODES, PODS
 from pymaster.api.metrics_http import MetricsServer
-from pymaster.controllers.node_lifecycle import NodeLeases, NodeLifecycleController
+from pymaster.controllers.node_lifecycle import NodeLifecycleController
 from pymaster.metrics import ClusterState, MasterMetrics
+from pymaster.registry import Registry
+from pymaster.registry.leases import NodeLeases
 from pymaster.scheduler.scheduler import Scheduler
-from pymaster.server.admission import AdmissionPolicy
 from pymaster.server.bootstrap import BootstrapServicer, NodeCertificates
 from pymaster.server.bound_pods import BoundPodsHub
 from pymaster.server.cluster import ClusterServicer
@@ -51,13 +55,13 @@ from pymaster.server.tls import (
     client_address,
     host_of,
 )
-from pymaster.store.sqlite import SQLiteStore
+from pymaster.store import open_store, sqlite_url
+from pymaster.store.base import Store
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-DB_FILE = "pykube.db"
 SERVICE_NAMES = tuple(
     services_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("Cluster", "NodeAgent")
 )
@@ -153,9 +157,11 @@ class MasterApp:
         self.join_port = 0
         self.metrics_port = 0
         self.pki: MasterPKI | None = None
-        self.store = SQLiteStore(self.data_dir / DB_FILE)
+        self.store: Store = open_store(sqlite_url(self.data_dir))
         self.metrics = MasterMetrics(self.registry, self._cluster_state)
         self.leases = NodeLeases(node_monitor_grace_period)
+        # The object registry (self.registry is the Prometheus one, by the metrics convention).
+        self.api = Registry(self.store, self.leases, self.admission)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -164,8 +170,8 @@ class MasterApp:
         self._join_health = health_aio.HealthServicer()
         self._serving = False
         self._hub = BoundPodsHub(self.store)
-        self._scheduler = Scheduler(self.store, self.metrics)
-        self._lifecycle = NodeLifecycleController(self.store, self.leases)
+        self._scheduler = Scheduler(self.api, self.metrics)
+        self._lifecycle = NodeLifecycleController(self.api)
         self._metrics_server: MetricsServer | None = None
 
     @property
@@ -212,13 +218,10 @@ class MasterApp:
         certificates = NodeCertificates(self.store, master_pki.ca, self.certificate_lifetime)
         server = self._grpc_server(self.store, MAX_CONCURRENT_RPCS)
         services_pb2_grpc.add_ClusterServicer_to_server(
-            ClusterServicer(
-                self.store, self.leases, self._hub, master_pki.agent_channel_credentials, self.admission
-            ),
-            server,
+            ClusterServicer(self.api, self._hub, master_pki.agent_channel_credentials), server
         )
         services_pb2_grpc.add_NodeAgentServicer_to_server(
-            NodeAgentServicer(self.store, self.leases, self._hub, certificates), server
+            NodeAgentServicer(self.api, self._hub, certificates), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
@@ -259,7 +262,7 @@ class MasterApp:
             self.node_monitor_grace_period,
         )
 
-    def _grpc_server(self, store: SQLiteStore | None, max_concurrent_rpcs: int) -> grpc.aio.Server:
+    def _grpc_server(self, store: Store | None, max_concurrent_rpcs: int) -> grpc.aio.Server:
         """A server with the master's interceptor (authenticating when ``store`` is given)."""
         return grpc.aio.server(
             interceptors=[MasterInterceptor(self.metrics, store, self.unary_timeout)],
@@ -299,8 +302,8 @@ class MasterApp:
         def take() -> ClusterState:
             if not self._serving:
                 return ClusterState()
-            pods, rv = self.store.list("pods")
-            nodes, _ = self.store.list("nodes")
+            pods, rv = self.store.list(PODS.resource)
+            nodes, _ = self.store.list(NODES.resource)
             return ClusterState(pods, nodes, rv)
 
         return self._on_loop(take, ClusterState())

@@ -1,0 +1,55 @@
+"""The agent's settings: the ``AgentConfig`` its flags fill, and the address rules they share
+(``pykubelet.main`` parses the command line into it, ``pykubelet.agent`` runs with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pymaster.api.admission import AdmissionPolicy
+from pymaster.api.tokens import JoinToken
+
+
+@dataclass
+class AgentConfig:
+    """The agent's settings (the flags of ``pykubelet``)."""
+
+    server: str
+    node_name: str
+    docker_host: str
+    root_dir: str = "/var/lib/pykubelet"
+    listen: str = "127.0.0.1:10250"
+    metrics_addr: str = "127.0.0.1:10255"
+    status_interval: float = 10.0
+    lease_interval: float = 10.0
+    max_pods: int = 110
+    node_labels: dict[str, str] = field(default_factory=dict)
+    infra_image: str = "pykube/pause:3.9"
+    join_server: str = ""  # the master's Bootstrap port; empty: the --server host, port + 1
+    token: JoinToken | None = None
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+
+
+def parse_address(text: str, flag: str) -> tuple[str, int]:
+    """Splits "HOST:PORT" (IPv6 in brackets) of ``flag``.
+
+    Raises:
+        ValueError: no port, or a port outside 0-65535; the message names the flag.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{flag}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def default_join_server(server: str) -> str:
+    """The master's Bootstrap address by default: the --server host, port + 1 (the master's
+    --join-listen default).
+
+    Raises:
+        ValueError: --server is not HOST:PORT or its port is the last one.
+    """
+    host, port = parse_address(server, "--server")
+    if port >= 65535:
+        raise ValueError(f"--join-server: cannot default to --server's port + 1 (--server {server})")
+    return f"[{host}]:{port + 1}" if ":" in host else f"{host}:{port + 1}"

@@ -1,0 +1,356 @@
+"""``DockerRuntime``: the Runtime protocol's operations on the Docker Engine.
+
+A pod is one infra ("pause") container holding the network namespace (and the published host
+ports) plus one container per app container joined to its network and IPC namespaces. Every
+container carries the labels of ``labels.py``, so ``list_pods`` rebuilds the whole picture from
+Docker alone and a restarted agent adopts what runs.
+
+Pod features:
+
+- ``hostNetwork``: the infra container runs in the host's network namespace (Docker's "host"
+  network: no published ports, no IP of its own, the host's hostname); the app containers join
+  it as usual. Its ContainerInfo.ip stays empty: the pod's IP is the node's (pod_status).
+- ``securityContext.privileged``: Docker's Privileged on that app container only.
+- volumes: the runtime only bind-mounts what the volume manager (``pykubelet/volumes.py``)
+  prepared on the host; the engine must therefore see the host's file system (a local engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+
+from pykubelet.runtime import labels
+from pykubelet.runtime.base import (
+    INFRA_CONTAINER_NAME,
+    ContainerInfo,
+    CreateContainerError,
+    ExecResult,
+    ImageNeverPullError,
+    ImagePullError,
+    InfraImageMissing,
+    Mount,
+    PodRuntime,
+    RunContainerError,
+)
+from pykubelet.runtime.docker import convert, images, logs_events
+from pykubelet.runtime.docker.engine import Engine, Observer
+from pykubelet.runtime.docker.exec_sync import exec_sync
+from pykubelet.runtime.docker.streams import Streams
+from pymaster.api import objects_pb2
+
+
+class DockerRuntime:
+    """The Runtime protocol on a Docker Engine.
+
+    Args:
+        base_url: the engine's address, e.g. "unix:///var/run/docker.sock"; None honours
+            DOCKER_HOST (and DOCKER_TLS_VERIFY/DOCKER_CERT_PATH) like the docker CLI.
+        max_workers: the bound of the thread pool running engine calls.
+        observe: called as ``observe(operation_type, seconds, error)`` after every engine call
+            (operation types: list_containers, inspect_container, create_container,
+            start_container, stop_container, remove_container, pull_image, inspect_image, logs,
+            events, version, create_exec, start_exec, inspect_exec). It may be called from the
+            stream threads.
+
+    The engine is contacted lazily: constructing a DockerRuntime never fails while the engine
+    is down; calls raise RuntimeUnavailable until it answers.
+    """
+
+    def __init__(self, base_url: str | None = None, max_workers: int = 8, observe: Observer | None = None):
+        self._engine = Engine(base_url, max_workers, observe)
+        self._streams = Streams()
+        self._details: dict[str, convert.Details] = {}
+
+    async def version(self) -> str:
+        """The engine's version, e.g. "20.10.24"."""
+        result = await self._engine.run("version", lambda api: api.version())
+        return str(result.get("Version", ""))
+
+    async def list_pods(self, node_name: str) -> dict[str, PodRuntime]:
+        """Every pod uid with containers labelled for ``node_name`` (including exited ones)."""
+        pods = await self._list(node_name, [f"{labels.NODE_NAME}={node_name}"])
+        seen = {c.id for pod in pods.values() for c in pod.containers}
+        for container_id, details in list(self._details.items()):
+            if details.node == node_name and container_id not in seen:
+                del self._details[container_id]
+        return pods
+
+    async def get_pod(self, node_name: str, pod_uid: str) -> PodRuntime | None:
+        """The containers of one pod, from a fresh list (inspecting those whose state changed)."""
+        pods = await self._list(node_name, [f"{labels.NODE_NAME}={node_name}", f"{labels.POD_UID}={pod_uid}"])
+        return pods.get(pod_uid)
+
+    async def ensure_image(self, image: str, pull_policy: str) -> None:
+        """Makes ``image`` present per imagePullPolicy (empty: Kubernetes' default for the image).
+
+        Raises:
+            ImageNeverPullError: absent with policy Never.
+            ImagePullError: the pull failed (registry unreachable, unknown image ...).
+            RuntimeUnavailable: the engine did not answer.
+        """
+        await images.ensure_image(self._engine, image, pull_policy)
+
+    async def start_infra(
+        self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
+    ) -> ContainerInfo:
+        """Creates and starts the pod's infra container: bridge network, hostname = pod name,
+        every container port with a hostPort published on it, IPC shareable for the app
+        containers; under hostNetwork the host's network instead (no ports to publish, no IP).
+        Returns it inspected, with its IP.
+
+        Raises:
+            InfraImageMissing: the infra image is absent and could not be pulled.
+            CreateContainerError / RunContainerError: Docker refused it (e.g. host port taken);
+                a created but unstartable infra container is removed again.
+        """
+        try:
+            await self.ensure_image(infra_image, "IfNotPresent")
+        except (ImagePullError, ImageNeverPullError) as err:
+            raise InfraImageMissing(
+                f"infra image {infra_image} not found locally; build it with `make images` "
+                f"or pass --pod-infra-image ({err.message})"
+            ) from err
+        meta = pod.metadata
+        name = labels.container_name(INFRA_CONTAINER_NAME, meta.name, meta.namespace, meta.uid, restart_count)
+        host_network = pod.spec.host_network
+        exposed, bindings = ([], {}) if host_network else convert.port_bindings(pod)
+
+        def create(api: docker.APIClient) -> dict[str, Any]:
+            host_config = api.create_host_config(
+                port_bindings=bindings or None,
+                ipc_mode="shareable",
+                restart_policy={"Name": "no"},
+                network_mode="host" if host_network else None,
+            )
+            return api.create_container(
+                infra_image,
+                name=name,
+                hostname=None if host_network else convert.hostname(meta.name),
+                labels=labels.infra_labels(pod, node_name, restart_count),
+                ports=exposed or None,
+                host_config=host_config,
+                detach=True,
+                use_config_proxy=False,
+            )
+
+        created = await self._engine.run("create_container", create, CreateContainerError)
+        try:
+            await self._engine.run("start_container", lambda api: api.start(created["Id"]), RunContainerError)
+        except RunContainerError:
+            await self.remove_container(created["Id"])
+            raise
+        return await self._inspect_info(created["Id"], node_name)
+
+    async def start_container(
+        self,
+        pod: objects_pb2.Pod,
+        container: objects_pb2.Container,
+        node_name: str,
+        infra: ContainerInfo,
+        restart_count: int,
+        mounts: Sequence[Mount],
+    ) -> ContainerInfo:
+        """Creates and starts one app container in the infra container's network and IPC
+        namespaces; ``command`` replaces the image's ENTRYPOINT and ``args`` its CMD, as in
+        Kubernetes. Resources: limits.cpu -> NanoCpus, limits.memory -> Memory, requests.cpu (or
+        limits.cpu) -> CpuShares. Docker's own restart policy stays "no": the agent restarts.
+        ``mounts`` (prepared by the volume manager) become bind mounts, in their order;
+        securityContext.privileged -> Privileged.
+
+        A container whose start fails is kept (its State.Error records why, and it counts as
+        that attempt); the next attempt gets a new name from its restart count.
+
+        Raises:
+            CreateContainerError: Docker refused to create it (its message), or a bad quantity.
+            RunContainerError: the start failed, e.g. executable not found.
+        """
+        meta = pod.metadata
+        name = labels.container_name(container.name, meta.name, meta.namespace, meta.uid, restart_count)
+        container_labels = labels.container_labels(
+            pod, container.name, node_name, restart_count, labels.container_spec_hash(container)
+        )
+        try:
+            resources = convert.resources(container.resources)
+        except ValueError as err:
+            raise CreateContainerError(f"invalid resources of container {container.name}: {err}") from err
+        docker_mounts = convert.bind_mounts(mounts)
+        privileged = container.security_context.privileged
+
+        def create(api: docker.APIClient) -> dict[str, Any]:
+            host_config = api.create_host_config(
+                network_mode=f"container:{infra.id}",
+                ipc_mode=f"container:{infra.id}",
+                restart_policy={"Name": "no"},
+                log_config=docker.types.LogConfig(type="json-file"),
+                mounts=docker_mounts or None,
+                privileged=privileged,
+                **resources,
+            )
+            return api.create_container(
+                container.image,
+                command=list(container.args) or None,
+                entrypoint=list(container.command) or None,
+                environment=[f"{env.name}={env.value}" for env in container.env] or None,
+                working_dir=container.working_dir or None,
+                name=name,
+                labels=container_labels,
+                host_config=host_config,
+                detach=True,
+                use_config_proxy=False,
+            )
+
+        created = await self._engine.run("create_container", create, CreateContainerError)
+        await self._engine.run("start_container", lambda api: api.start(created["Id"]), RunContainerError)
+        return await self._inspect_info(created["Id"], node_name)
+
+    async def stop_container(self, container_id: str, grace_seconds: float) -> None:
+        """SIGTERM, SIGKILL after ``grace_seconds`` (rounded up to whole seconds, Docker's unit).
+        A stopped or missing container is fine."""
+        timeout = max(0, math.ceil(grace_seconds))
+
+        def stop(api: docker.APIClient) -> None:
+            try:
+                api.stop(container_id, timeout=timeout)
+            except docker.errors.NotFound:
+                pass
+
+        await self._engine.run("stop_container", stop)
+
+    async def remove_container(self, container_id: str) -> None:
+        """Removes a container, running or not. A missing one (or one being removed) is fine."""
+
+        def remove(api: docker.APIClient) -> None:
+            try:
+                api.remove_container(container_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as err:
+                if err.status_code != 409 or "already in progress" not in str(err.explanation):
+                    raise
+
+        await self._engine.run("remove_container", remove)
+        self._details.pop(container_id, None)
+
+    async def exec(
+        self, container_id: str, command: Sequence[str], timeout: float, stdin: bytes | None = None
+    ) -> ExecResult:
+        """Runs ``command`` in a running container within ``timeout`` seconds; stdout and stderr
+        come back separately, each cut at 1 MiB. On timeout the result says ``timed_out`` and
+        the command is left running (the Docker API cannot kill it). See ``exec_sync.py``.
+
+        Raises:
+            ContainerNotFound: no such container.
+            ContainerRuntimeError: the container is not running, or Docker refused.
+            RuntimeUnavailable: the engine did not answer.
+        """
+        return await exec_sync(self._engine, self._streams, container_id, command, timeout, stdin)
+
+    def logs(
+        self, container_id: str, follow: bool, tail_lines: int | None, timestamps: bool
+    ) -> AsyncIterator[bytes]:
+        """Streams a container's stdout/stderr as raw chunks (not split in lines); close the
+        generator (``contextlib.aclosing``) to end it. See ``logs_events.logs``.
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return logs_events.logs(self._engine, self._streams, container_id, follow, tail_lines, timestamps)
+
+    def events(self, node_name: str) -> AsyncIterator[str]:
+        """Streams the pod uid of every lifecycle event of this node's containers, reconnecting
+        when the engine goes away. See ``logs_events.events``."""
+        return logs_events.events(self._engine, self._streams, node_name)
+
+    async def close(self) -> None:
+        """Ends the streams, the thread pool (without waiting for calls in flight) and the client."""
+        self._streams.stop_all()
+        self._engine.close()
+
+    # ---- helpers ----
+
+    async def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        """The container's inspect data; None once it is gone."""
+
+        def inspect(api: docker.APIClient) -> dict[str, Any] | None:
+            try:
+                return api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return None
+
+        return await self._engine.run("inspect_container", inspect)
+
+    async def _inspect_info(self, container_id: str, node_name: str) -> ContainerInfo:
+        attrs = await self._inspect(container_id)
+        if attrs is None:
+            raise RunContainerError(f"container {container_id[:12]} disappeared right after its start")
+        key = convert.state_key(attrs["State"].get("Status", ""))
+        details = convert.details_from_inspect(attrs, node_name, key)
+        self._details[container_id] = details
+        config = attrs.get("Config") or {}
+        return convert.container_info(
+            container_id,
+            config.get("Labels") or {},
+            config.get("Image", ""),
+            attrs.get("Image", ""),
+            convert.ip(attrs.get("NetworkSettings")),
+            details,
+        )
+
+    async def _list(self, node_name: str, label_filters: list[str]) -> dict[str, PodRuntime]:
+        summaries = await self._engine.run(
+            "list_containers", lambda api: api.containers(all=True, filters={"label": label_filters})
+        )
+        summaries = [s for s in summaries if labels.POD_UID in (s.get("Labels") or {})]
+        stale = [s for s in summaries if not self._fresh(s)]
+        inspected = await asyncio.gather(*(self._inspect(s["Id"]) for s in stale))
+        for summary, attrs in zip(stale, inspected, strict=True):
+            if attrs is None:  # removed between list and inspect
+                self._details.pop(summary["Id"], None)
+                continue
+            self._details[summary["Id"]] = convert.details_from_inspect(
+                attrs, node_name, convert.summary_key(summary)
+            )
+        pods: dict[str, PodRuntime] = {}
+        for summary in summaries:
+            details = self._details.get(summary["Id"])
+            if details is None:
+                continue
+            info = convert.container_info(
+                summary["Id"],
+                summary.get("Labels") or {},
+                summary.get("Image", ""),
+                summary.get("ImageID", ""),
+                convert.ip(summary.get("NetworkSettings")),
+                details,
+            )
+            pod = pods.get(info.pod_uid)
+            if pod is None:
+                pod = PodRuntime(uid=info.pod_uid, name=info.pod_name, namespace=info.pod_namespace)
+                pods[info.pod_uid] = pod
+            pod.containers.append(info)
+        epoch = datetime.fromtimestamp(0, UTC)
+        for pod in pods.values():
+            # Newest first per name: the restart count orders attempts even within one second.
+            pod.containers.sort(key=lambda c: (c.restart_count, c.created_at or epoch), reverse=True)
+        return pods
+
+    def _fresh(self, summary: dict[str, Any]) -> bool:
+        """Whether the cached inspect data of this listed container still holds."""
+        details = self._details.get(summary["Id"])
+        # A plain "created" container (and paused, restarting ...) may change without the list
+        # showing it, e.g. a failed start keeps State "created" but sets State.Error: inspect
+        # those every time. One whose start failed is final (mapped to "exited").
+        return (
+            details is not None
+            and details.key == convert.summary_key(summary)
+            and details.state in ("running", "exited")
+        )
+

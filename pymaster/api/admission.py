@@ -1,0 +1,159 @@
+"""Pod admission: what a valid pod may still not do, shared by the master and the agent (like
+Kubernetes' pod-security package, used by the apiserver and the kubelet alike).
+
+By default a pod may not run privileged containers, use the host's network namespace or mount a
+host path. Each side opens them with its own flags (``pymaster``/``pykubelet``
+``--allow-privileged``, ``--allow-host-network``, ``--allowed-host-path PREFIX``): the master
+refuses a pod at the API (PERMISSION_DENIED), and the node checks again before running one,
+because a node does not take the master's word for what may run as root on it.
+
+``check_pod`` returns every violation, in spec field order (containers, hostNetwork, volumes),
+each naming its field and the flag that would allow it. Host paths are normalized lexically
+(``/data/../etc`` is ``/etc``) and matched on whole path components (prefix ``/data`` allows
+``/data`` and ``/data/x``, never ``/database``). Only the agent can see its own disk: it passes
+``resolve`` (``os.path.realpath``) so that a symlink ``/data/link -> /etc`` is refused too.
+
+Pure: no store, no gRPC, no file system unless ``resolve`` reads it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from pymaster.api import objects_pb2
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who checks: the words of its messages."""
+
+    place: str  # "cluster" or "node"
+    binary: str  # the daemon whose flag opens the feature
+
+
+CLUSTER = Scope("cluster", "pymaster")
+NODE = Scope("node", "pykubelet")
+
+
+def normalize_host_path(path: str) -> str:
+    """The lexically normalized absolute form of ``path`` (no ``.``, ``..``, ``//`` or trailing ``/``).
+
+    Raises:
+        ValueError: ``path`` is not absolute or contains a NUL byte.
+    """
+    if not path.startswith("/"):
+        raise ValueError("must be an absolute path")
+    if "\0" in path:
+        raise ValueError("must not contain a NUL byte")
+    # normpath keeps a leading "//" (POSIX allows it to mean something else): one "/" is enough.
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def under_prefix(path: str, prefixes: Iterable[str]) -> bool:
+    """True when normalized ``path`` is one of ``prefixes`` or inside one, component-wise."""
+    return any(prefix == "/" or path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    """What pods may do beyond the safe default (the daemon's flags).
+
+    Attributes:
+        allow_privileged: Containers may set securityContext.privileged.
+        allow_host_network: Pods may set spec.hostNetwork.
+        allowed_host_paths: Normalized prefixes hostPath volumes may use; empty: none.
+    """
+
+    allow_privileged: bool = False
+    allow_host_network: bool = False
+    allowed_host_paths: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, *, allow_privileged: bool = False, allow_host_network: bool = False,
+        allowed_host_paths: Iterable[str] = (),
+    ) -> AdmissionPolicy:
+        """A policy from flag values; host path prefixes are normalized and deduplicated.
+
+        Raises:
+            ValueError: a prefix is not an absolute path.
+        """
+        prefixes: list[str] = []
+        for prefix in allowed_host_paths:
+            try:
+                prefixes.append(normalize_host_path(prefix))
+            except ValueError as err:
+                raise ValueError(f"allowed host path {prefix!r}: {err}") from None
+        return cls(allow_privileged, allow_host_network, tuple(dict.fromkeys(prefixes)))
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One refused field; ``str()`` is "field: message"."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def check_pod(
+    pod: objects_pb2.Pod,
+    policy: AdmissionPolicy,
+    scope: Scope = CLUSTER,
+    resolve: Callable[[str], str] | None = None,
+) -> list[Violation]:
+    """Every field of ``pod`` that ``policy`` refuses, in spec order (empty: admitted).
+
+    Args:
+        pod: The pod.
+        policy: The flags of the daemon checking.
+        scope: Whose flags they are (the messages name the daemon).
+        resolve: Resolves a host path's symlinks on this machine (the agent passes
+            ``os.path.realpath``); the resolved path must be allowed too.
+    """
+    violations: list[Violation] = []
+    spec = pod.spec
+    if not policy.allow_privileged:
+        for i, container in enumerate(spec.containers):
+            if container.security_context.privileged:
+                violations.append(Violation(
+                    f"spec.containers[{i}].securityContext.privileged",
+                    f"privileged containers are not allowed on this {scope.place} "
+                    f"({scope.binary} --allow-privileged)",
+                ))
+    if spec.host_network and not policy.allow_host_network:
+        violations.append(Violation(
+            "spec.hostNetwork",
+            f"host networking is not allowed on this {scope.place} ({scope.binary} --allow-host-network)",
+        ))
+    for i, volume in enumerate(spec.volumes):
+        if volume.HasField("host_path"):
+            message = _host_path_refusal(volume.host_path.path, policy.allowed_host_paths, scope, resolve)
+            if message:
+                violations.append(Violation(f"spec.volumes[{i}].hostPath.path", message))
+    return violations
+
+
+def _host_path_refusal(
+    path: str, prefixes: Sequence[str], scope: Scope, resolve: Callable[[str], str] | None
+) -> str:
+    """Why ``path`` may not be mounted ("" when it may)."""
+    try:
+        normalized = normalize_host_path(path)
+    except ValueError as err:
+        return f"{path!r}: {err}"
+    allowed = f"(allowed: {', '.join(prefixes) or 'none'}; {scope.binary} --allowed-host-path PREFIX)"
+    if not under_prefix(normalized, prefixes):
+        return f"host path {normalized} is not under an allowed prefix {allowed}"
+    if resolve is not None:
+        resolved = normalize_host_path(resolve(normalized))
+        if not under_prefix(resolved, prefixes):
+            return (
+                f"host path {normalized} resolves to {resolved}, which is not under an allowed prefix "
+                + allowed
+            )
+    return ""

@@ -1,0 +1,40 @@
+"""The registry: per kind, the rules for writing it (kube-apiserver's "strategies"), over the
+store. Servicers, the scheduler and the controllers write through it alike; one module per kind
+(``pods``, ``nodes``), plus what they share (``base``, ``watch``) and the in-memory node leases.
+
+``Registry`` bundles them for the composition root (``pymaster.app``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pymaster.api.admission import AdmissionPolicy
+from pymaster.registry.leases import NodeLeases
+from pymaster.registry.nodes import NodeRegistry
+from pymaster.registry.pods import PodRegistry
+from pymaster.store.base import Store
+
+
+class Registry:
+    """Every kind's registry over one store.
+
+    Args:
+        store: The store.
+        leases: The node lease table.
+        admission: What pods may do beyond the safe default.
+        clock: Epoch seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        leases: NodeLeases,
+        admission: AdmissionPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.leases = leases
+        self.pods = PodRegistry(store, admission, clock)
+        self.nodes = NodeRegistry(store, leases, clock)

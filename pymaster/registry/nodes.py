@@ -1,0 +1,241 @@
+"""The node registry: every write of a node, by its agent (register, lease, status report), by the
+admin (update, delete) and by the node lifecycle controller (Ready=Unknown).
+
+The master owns node conditions: an agent proves it is alive by registering, renewing its lease
+and reporting status; it never writes Ready itself. Deleting a node also releases its identity
+binding, which revokes every certificate of the node (its agent must join again with the token).
+
+The pure rules (``merge_registration``, ``apply_status_report``, ``merge_update``) are module
+functions, table-tested on their own; ``NodeRegistry`` applies them to the store and the leases.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+from pymaster.api import objects_pb2
+from pymaster.api.conditions import timestamp
+from pymaster.api.errors import AlreadyExists, NotFound
+from pymaster.api.kinds import IDENTITIES, NODES
+from pymaster.api.limits import check_finite, check_name, check_object_size, check_timestamps
+from pymaster.api.nodes import mark_ready, mark_unknown
+from pymaster.api.validation import validate_node
+from pymaster.registry.base import KindRegistry, conflict, merge_user_update
+from pymaster.registry.leases import NodeLeases, next_renew_seconds
+from pymaster.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+# ---- pure rules ----
+
+
+def apply_status_report(
+    node: objects_pb2.Node, status: objects_pb2.NodeStatus, now: float | None = None
+) -> None:
+    """Copies what an agent reports (capacity, allocatable, addresses, daemon endpoints, node info,
+    usage) onto ``node`` in place, field by field where the report sets it, and marks the node
+    Ready. The agent's own conditions are ignored: they are the master's."""
+    target = node.status
+    if status.capacity:
+        target.ClearField("capacity")
+        target.capacity.update(status.capacity)
+    if status.allocatable:
+        target.ClearField("allocatable")
+        target.allocatable.update(status.allocatable)
+    if status.addresses:
+        del target.addresses[:]
+        target.addresses.extend(status.addresses)
+    for field in ("daemon_endpoints", "node_info", "usage"):
+        if status.HasField(field):
+            getattr(target, field).CopyFrom(getattr(status, field))
+    mark_ready(node, now)
+
+
+def merge_registration(
+    existing: objects_pb2.Node | None, reported: objects_pb2.Node, uid: str, now: float | None = None
+) -> objects_pb2.Node:
+    """The node to store when an agent registers ``reported``.
+
+    A new node takes the agent's metadata and spec. A known node keeps its uid, spec (an admin's
+    cordon survives agent restarts) and labels/annotations, with the agent's merged over them.
+    Either way the status comes from the report and the node is Ready.
+
+    Args:
+        uid: The uid for a new node.
+    """
+    node = objects_pb2.Node()
+    if existing is None:
+        node.metadata.name = reported.metadata.name
+        node.metadata.uid = uid
+        node.metadata.creation_timestamp.CopyFrom(timestamp(now))
+        node.metadata.generation = 1
+        node.spec.CopyFrom(reported.spec)
+    else:
+        node.CopyFrom(existing)
+    node.api_version, node.kind = "v1", "Node"
+    node.metadata.labels.update(reported.metadata.labels)
+    node.metadata.annotations.update(reported.metadata.annotations)
+    apply_status_report(node, reported.status, now)
+    return node
+
+
+def merge_update(current: objects_pb2.Node, desired: objects_pb2.Node) -> objects_pb2.Node:
+    """The node to store for a user's update: labels, annotations and spec from ``desired``,
+    everything else (status, uid, timestamps) from ``current``."""
+    return merge_user_update(current, desired)
+
+
+# ---- the registry ----
+
+
+class NodeRegistry(KindRegistry):
+    """Writes of nodes and their leases.
+
+    Args:
+        store: The store.
+        leases: The in-memory lease table.
+        clock: Epoch seconds (tests pass a fake).
+        rng: Jitters the lease periods handed out.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        leases: NodeLeases,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ):
+        super().__init__(store, NODES)
+        self.leases = leases
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    # ---- agents ----
+
+    async def register(self, request: objects_pb2.Node) -> objects_pb2.Node:
+        """Creates or refreshes a node from its agent's registration and starts its lease."""
+        name = request.metadata.name
+        check_object_size("node", request)
+        validate_node(request)
+        check_timestamps("status", request.status)
+        now = self._clock()
+        new_uid = str(uuid.uuid4())
+        try:
+            node = await self._store.create(NODES.resource, merge_registration(None, request, new_uid, now))
+        except AlreadyExists:
+            node = await self._store.mutate(
+                NODES.resource, "", name, lambda current: merge_registration(current, request, new_uid, now)
+            )
+        self.leases.renew(name)
+        log.info("node registered node=%s uid=%s new=%s", name, node.metadata.uid,
+                 node.metadata.uid == new_uid)
+        return node
+
+    async def renew_lease(self, name: str, requested_seconds: float) -> float:
+        """Renews a node's lease (Ready again if it had expired); returns the period until the
+        next renewal the agent should keep.
+
+        Raises:
+            NotFound: the node is not registered (the agent registers again).
+        """
+        check_name("nodeName", name)
+        check_finite("requestedSeconds", requested_seconds)
+        if not self._exists(NODES.resource, "", name):
+            self.leases.remove(name)
+            raise NotFound(f"node {name} is not registered; register again")
+        if self.leases.renew(name):
+            now = self._clock()
+            await self._store.mutate(NODES.resource, "", name, lambda n: n if mark_ready(n, now) else None)
+            log.info("node lease renewed after expiry node=%s ready=True", name)
+        return next_renew_seconds(requested_seconds, self.leases.grace_period, self._rng.random())
+
+    async def report_status(self, name: str, status: objects_pb2.NodeStatus) -> objects_pb2.Node:
+        """Stores an agent's status report (counts as a lease renewal)."""
+        check_name("nodeName", name)
+        check_timestamps("status", status)
+        now = self._clock()
+
+        def report(node: objects_pb2.Node) -> objects_pb2.Node:
+            apply_status_report(node, status, now)
+            validate_node(node)
+            check_object_size("node", node)
+            return node
+
+        node = await self._store.mutate(NODES.resource, "", name, report)
+        self.leases.renew(name)
+        return node
+
+    # ---- the admin ----
+
+    async def update(self, request: objects_pb2.Node) -> objects_pb2.Node:
+        """Updates labels, annotations and spec (cordon); metadata.resourceVersion, when set, must
+        be the stored one (else Conflict)."""
+        name, rv = request.metadata.name, request.metadata.resource_version
+        check_object_size("node", request)
+        check_name("metadata.name", name)
+
+        def update(current: objects_pb2.Node) -> objects_pb2.Node | None:
+            if rv and current.metadata.resource_version != rv:
+                raise conflict(NODES, name)
+            merged = merge_update(current, request)
+            validate_node(merged)
+            check_object_size("node", merged)
+            return None if merged == current else merged
+
+        node = await self._store.mutate(NODES.resource, "", name, update)
+        log.info("node updated node=%s unschedulable=%s", name, node.spec.unschedulable)
+        return node
+
+    async def delete(self, name: str) -> objects_pb2.Node:
+        """Deletes a node and releases its identity (revoking its certificates) and lease.
+
+        Raises:
+            NotFound: neither a node nor an identity of that name.
+        """
+        check_name("name", name)
+        # The identity first: from here on no certificate of the node is accepted.
+        try:
+            await self._store.delete(IDENTITIES.resource, "", name)
+            released = True
+        except NotFound:
+            released = False
+        self.leases.remove(name)
+        try:
+            node = await self._store.delete(NODES.resource, "", name)
+        except NotFound:
+            if not released:
+                raise
+            # It joined but never registered: releasing the name is the whole deletion.
+            log.info("node identity released node=%s registered=False", name)
+            node = objects_pb2.Node(api_version="v1", kind="Node")
+            node.metadata.name = name
+            return node
+        log.info("node deleted node=%s identity_released=%s", name, released)
+        return node
+
+    # ---- the node lifecycle controller ----
+
+    async def mark_unknown(self, name: str) -> bool:
+        """Ready=Unknown for a node whose lease expired, unless it was renewed meanwhile; a node
+        gone from the store loses its lease. Returns whether the node was marked."""
+        now = self._clock()
+        marked = False
+
+        def mark(node: objects_pb2.Node) -> objects_pb2.Node | None:
+            nonlocal marked
+            # Renewed while this write waited for the store lock: the agent is alive after all.
+            if not self.leases.is_expired(name) or not mark_unknown(node, now):
+                return None
+            marked = True
+            return node
+
+        try:
+            await self._store.mutate(NODES.resource, "", name, mark)
+        except NotFound:
+            self.leases.remove(name)
+        return marked
