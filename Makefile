@@ -14,7 +14,13 @@ help:
 	@echo "make test    set up everything and run the whole test suite against the real Docker Engine"
 	@echo "make proto | proto-check | images | lint | bench | status | logs"
 
+# Debian packages the set-up needs on a fresh machine (one apt-get run): python3-venv for the
+# virtualenv, gcc and libc6-dev for the static pause binary, busybox-static for the test image,
+# and Debian's docker.io unless a Docker Engine is installed already.
+PACKAGES := python3-venv gcc libc6-dev busybox-static $(shell command -v dockerd >/dev/null 2>&1 || echo docker.io)
+
 setup:
+	@scripts/ensure_packages.sh $(PACKAGES)
 	@scripts/setup_venv.sh
 
 docker:

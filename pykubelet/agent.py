@@ -32,7 +32,6 @@ from pykubelet.credentials import (
     CredentialsError,
     CredentialSettings,
     NodeCredentials,
-    node_sans,
 )
 from pykubelet.metrics import AgentMetrics
 from pykubelet.node_status import NodeConfig, NodeStatusReporter
@@ -91,7 +90,10 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
         runtime: Runtime | None = None
         try:
-            runtime = DockerRuntime(base_url=self.config.docker_host, observe=self.metrics.observe_runtime)
+            runtime = DockerRuntime(
+                base_url=self.config.docker_host, observe=self.metrics.observe_runtime,
+                log_limits=self.config.container_logs,
+            )
             # An engine that hangs, or a master not up yet, must not make Ctrl-C wait.
             check = asyncio.create_task(self._start(runtime))
             stopped = asyncio.create_task(stop.wait())
@@ -121,7 +123,6 @@ class Agent:
             CredentialSettings(
                 root_dir=cfg.root_dir, node_name=cfg.node_name, server=cfg.server,
                 join_server=cfg.join_server or default_join_server(cfg.server), token=cfg.token,
-                sans=node_sans(cfg.node_name, internal_ip, listen_host),
             ),
             metrics=self.metrics,
         )
@@ -181,8 +182,9 @@ class Agent:
             workers.wake(uid)
 
         source = ConfigSource(client, cfg.node_name, on_change=pod_changed)
-        # Pods' volumes live under <root-dir>/pods (emptyDir directories and tmpfs mounts).
-        volumes = PodVolumes(Path(cfg.root_dir) / "pods")
+        # Pods' volumes live under <root-dir>/pods (emptyDir directories, tmpfs mounts, staged
+        # hostPath binds); hostPaths are checked against the admission's prefixes once more there.
+        volumes = PodVolumes(Path(cfg.root_dir) / "pods", cfg.policy.allowed_host_paths)
         workers = PodWorkers(
             runtime, volumes, source.pods, source.synced, status_manager, self.metrics,
             cfg.node_name, cfg.infra_image, internal_ip, cfg.policy,
@@ -207,11 +209,13 @@ class Agent:
             raise StartupError(f"cannot listen on --metrics-addr {cfg.metrics_addr}: {err}") from None
         log.info(
             "pykubelet started node=%s server=%s api=%s:%d metrics=%s:%d docker=%s docker_version=%s "
-            "infra_image=%s internal_ip=%s allow_privileged=%s allow_host_network=%s allowed_host_paths=%s",
+            "infra_image=%s internal_ip=%s allow_privileged=%s allow_host_network=%s allowed_host_paths=%s "
+            "container_log_max_size=%d container_log_max_files=%d",
             cfg.node_name, cfg.server, listen_host, api_port, cfg.metrics_addr.rpartition(":")[0],
             metrics_server.port, cfg.docker_host, docker_version, cfg.infra_image, internal_ip,
             cfg.policy.allow_privileged, cfg.policy.allow_host_network,
             ",".join(cfg.policy.allowed_host_paths) or "none",
+            cfg.container_logs.max_size, cfg.container_logs.max_files,
         )
 
         async def watch_pods() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pykubelet.runtime.base import ContainerLogLimits
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.tokens import JoinToken
 
@@ -28,6 +29,7 @@ class AgentConfig:
     join_server: str = ""  # the master's Bootstrap port; empty: the --server host, port + 1
     token: JoinToken | None = None
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    container_logs: ContainerLogLimits = field(default_factory=ContainerLogLimits)
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:

@@ -24,9 +24,8 @@ deleted or certificate revoked), is replaced by joining again when a token is at
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,23 +213,10 @@ def renewal_delay(info: pki.CertInfo, now: datetime, minimum: float = MIN_RENEW_
     return max(minimum, (renewal_time(info) - now).total_seconds())
 
 
-def node_sans(node_name: str, internal_ip: str, listen_host: str) -> list[str]:
-    """The certificate's names: the node name, the InternalIP the master dials, and the agent
-    API's listen host when it is a specific IP address."""
-    sans = [node_name]
-    for host in (internal_ip, listen_host):
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            continue
-        if not address.is_unspecified and str(address) not in sans:
-            sans.append(str(address))
-    return sans
-
-
-def make_node_csr(key_pem: bytes, node_name: str, sans: Sequence[str]) -> bytes:
-    """A CSR of node ``node_name`` for the key (the master decides the subject it signs anyway)."""
-    return pki.make_csr(pki.load_key(key_pem), pki.node_common_name(node_name), pki.NODES_GROUP, sans)
+def make_node_csr(key_pem: bytes, node_name: str) -> bytes:
+    """A CSR of node ``node_name`` for the key. The master decides subject and SANs anyway: the
+    node name is the certificate's only name (how the master checks the agent it dials)."""
+    return pki.make_csr(pki.load_key(key_pem), pki.node_common_name(node_name), pki.NODES_GROUP, [node_name])
 
 
 def _accept(cert_pem: bytes, ca_pem: bytes, key_pem: bytes, node_name: str) -> NodeCredentials:
@@ -280,7 +266,6 @@ async def join(
     token: JoinToken,
     node_name: str,
     key_pem: bytes,
-    sans: Sequence[str],
     timeout: float = RPC_TIMEOUT,
 ) -> NodeCredentials:
     """Joins the cluster: pinned CA, CSR and proof of the token's secret -> node certificate.
@@ -293,7 +278,7 @@ async def join(
     """
     async with BootstrapClient(join_server, timeout) as bootstrap:
         ca_pem = await _fetch_ca(bootstrap, token)
-        csr_pem = make_node_csr(key_pem, node_name, sans)
+        csr_pem = make_node_csr(key_pem, node_name)
         try:
             reply = await bootstrap.join(node_name, csr_pem, join_proof(token.secret, node_name, csr_pem))
         except errors.ApiError as err:
@@ -317,7 +302,6 @@ async def renew(
     creds: NodeCredentials,
     server: str,
     node_name: str,
-    sans: Sequence[str],
     timeout: float = RPC_TIMEOUT,
 ) -> NodeCredentials:
     """A new certificate for the same key, asked over mutual TLS with the current one.
@@ -329,7 +313,7 @@ async def renew(
             accepted).
         CredentialsError: the answer is unusable.
     """
-    csr_pem = make_node_csr(creds.key_pem, node_name, sans)
+    csr_pem = make_node_csr(creds.key_pem, node_name)
     async with Client(server, timeout=timeout, config=creds.client_config(server)) as client:
         reply = await client.renew_certificate(csr_pem)
     try:
@@ -349,7 +333,6 @@ class CredentialSettings:
     server: str  # the master's mTLS address
     join_server: str  # the master's plaintext Bootstrap address
     token: JoinToken | None
-    sans: list[str]
     rpc_timeout: float = RPC_TIMEOUT
 
 
@@ -472,7 +455,7 @@ class CertificateManager:
             return await self._rejoin(f"the certificate expired at {not_after.isoformat()}")
         log.info("renewing the node certificate node=%s reason=%s", s.node_name, reason)
         try:
-            return await renew(current, s.server, s.node_name, s.sans, s.rpc_timeout)
+            return await renew(current, s.server, s.node_name, s.rpc_timeout)
         except errors.Unauthenticated as err:
             return await self._rejoin(
                 f"the master no longer accepts the node certificate ({err.message}): the node was "
@@ -490,7 +473,7 @@ class CertificateManager:
         log.warning("joining the cluster again node=%s reason=%s", s.node_name, why)
         try:
             key_pem = self.credentials.key_pem  # the same key: the master knows the node by it
-            return await join(s.join_server, s.token, s.node_name, key_pem, s.sans, s.rpc_timeout)
+            return await join(s.join_server, s.token, s.node_name, key_pem, s.rpc_timeout)
         except MasterUnreachable as err:
             raise MasterUnreachable(f"join server {s.join_server}: {err}") from None
 
@@ -504,7 +487,7 @@ class CertificateManager:
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
-                return await join(s.join_server, s.token, s.node_name, key_pem, s.sans, s.rpc_timeout)
+                return await join(s.join_server, s.token, s.node_name, key_pem, s.rpc_timeout)
             except MasterUnreachable as err:
                 delay = backoff.next_delay()
                 log.warning(

@@ -20,7 +20,9 @@ import prometheus_client
 
 from pykubelet import node_info
 from pykubelet.config import AgentConfig, default_join_server, parse_address
+from pykubelet.runtime.base import ContainerLogLimits
 from pymaster.api.admission import AdmissionPolicy, normalize_host_path
+from pymaster.api.quantity import format_bytes, memory_bytes
 from pymaster.api.tokens import JoinToken
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -34,6 +36,7 @@ _LABEL_KEY = re.compile(rf"({_LABEL_PREFIX}/)?{_LABEL_NAME}")
 _LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
 # Node names are DNS-1123 subdomains, like the label prefix.
 _NODE_NAME = re.compile(_LABEL_PREFIX)
+_MIN_LOG_FILES = 2  # the kubelet's minimum of --container-log-max-files
 
 
 def parse_node_labels(text: str) -> dict[str, str]:
@@ -117,6 +120,35 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def parse_log_max_size(text: str) -> int:
+    """Parses ``--container-log-max-size``: a Kubernetes quantity ("10Mi", "500Ki", "1G") of
+    bytes, rounded up.
+
+    Raises:
+        argparse.ArgumentTypeError: not a quantity, not positive, or over 2^63-1 bytes (argparse
+            names the flag).
+    """
+    try:
+        size = memory_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} (expected a size such as 10Mi)") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive size, got {text!r}")
+    return size
+
+
+def parse_log_max_files(text: str) -> int:
+    """Parses ``--container-log-max-files``: an integer of at least 2, as the kubelet requires
+    (the file being written and at least one rotated one).
+
+    Raises:
+        argparse.ArgumentTypeError: not such an integer (argparse names the flag).
+    """
+    if not text.isdigit() or int(text) < _MIN_LOG_FILES:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least {_MIN_LOG_FILES}, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The flags of ``pykubelet``."""
     p = argparse.ArgumentParser(
@@ -161,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-host-path", action="append", type=_host_path_prefix, default=[],
                    metavar="PREFIX", help="a host directory pods may mount as hostPath, with everything "
                    "under it; repeatable (default: none)")
+    p.add_argument("--allow-privileged-host-ports", action="store_true",
+                   help="run containers publishing a hostPort below 1024 (refused by default; the agent's "
+                   "own --listen and --metrics-addr ports are refused always)")
+    defaults = ContainerLogLimits()
+    p.add_argument("--container-log-max-size", type=parse_log_max_size, default=defaults.max_size,
+                   metavar="QUANTITY", help="the size at which a container's log file is rotated "
+                   f"(default {format_bytes(defaults.max_size)})")
+    p.add_argument("--container-log-max-files", type=parse_log_max_files, default=defaults.max_files,
+                   metavar="N", help="log files kept per container, the current one included "
+                   f"(default {defaults.max_files}, at least {_MIN_LOG_FILES})")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
     return p
@@ -234,6 +276,12 @@ def main(argv: list[str] | None = None) -> None:
             allow_privileged=args.allow_privileged,
             allow_host_network=args.allow_host_network,
             allowed_host_paths=args.allowed_host_path,
+            allow_privileged_host_ports=args.allow_privileged_host_ports,
+            reserved_host_ports=[parse_address(args.listen, "--listen")[1],
+                                 parse_address(args.metrics_addr, "--metrics-addr")[1]],
+        ),
+        container_logs=ContainerLogLimits(
+            max_size=args.container_log_max_size, max_files=args.container_log_max_files
         ),
     )
     sys.exit(asyncio.run(Agent(config).run()))

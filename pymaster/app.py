@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -54,6 +55,7 @@ from pymaster.server.tls import (
     MasterPKI,
     client_address,
     host_of,
+    reserved_node_names,
 )
 from pymaster.store import open_store, sqlite_url
 from pymaster.store.base import Store
@@ -115,6 +117,7 @@ class MasterApp:
         allow_privileged: bool = False,
         allow_host_network: bool = False,
         allowed_host_paths: Iterable[str] = (),
+        allow_privileged_host_ports: bool = False,
         rotate_join_token: bool = False,
         unary_timeout: float = DEFAULT_UNARY_TIMEOUT_SECONDS,
     ):
@@ -132,6 +135,7 @@ class MasterApp:
             allow_privileged: Admit privileged containers.
             allow_host_network: Admit pods with hostNetwork.
             allowed_host_paths: Path prefixes hostPath volumes may use (none by default).
+            allow_privileged_host_ports: Admit host ports below 1024 (the master's own never).
             rotate_join_token: Write a new join token at start; the old one stops working for joins.
             unary_timeout: Seconds a unary call may take before DEADLINE_EXCEEDED.
 
@@ -149,6 +153,8 @@ class MasterApp:
             allow_privileged=allow_privileged,
             allow_host_network=allow_host_network,
             allowed_host_paths=allowed_host_paths,
+            allow_privileged_host_ports=allow_privileged_host_ports,
+            reserved_host_ports=[_port(listen), _port(self.join_listen), _port(metrics_addr)],
         )
         self.rotate_join_token = rotate_join_token
         self.unary_timeout = unary_timeout
@@ -215,7 +221,10 @@ class MasterApp:
         self._lifecycle.start()
         await self._scheduler.start()
 
-        certificates = NodeCertificates(self.store, master_pki.ca, self.certificate_lifetime)
+        certificates = NodeCertificates(
+            self.store, master_pki.ca, self.certificate_lifetime,
+            reserved_names=reserved_node_names(master_pki.server_sans),
+        )
         server = self._grpc_server(self.store, MAX_CONCURRENT_RPCS)
         services_pb2_grpc.add_ClusterServicer_to_server(
             ClusterServicer(self.api, self._hub, master_pki.agent_channel_credentials), server
@@ -249,6 +258,11 @@ class MasterApp:
             self.metrics_addr, self.registry, healthz=lambda: self._serving
         ).start()
         self.metrics_port = self._metrics_server.port
+        # Ports picked by the system (port 0) are known now: no pod may publish them either.
+        self.admission = dataclasses.replace(
+            self.admission, reserved_host_ports=tuple(sorted({self.port, self.join_port, self.metrics_port}))
+        )
+        self.api.pods.admission = self.admission
         log.info(
             "pymaster listening address=%s join_address=%s metrics_port=%d data_dir=%s admin_config=%s "
             "token=%s ca_sha256=%s node_monitor_grace_period=%s",
@@ -332,6 +346,11 @@ class MasterApp:
         except Exception:
             log.exception("metrics snapshot failed")
         return default
+
+
+def _port(address: str) -> int:
+    """The port of "HOST:PORT"."""
+    return int(address.rpartition(":")[2])
 
 
 def _bind(address: str, add_port: Callable[[], int]) -> int:

@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="extra DNS name or IP of the serving certificate; repeatable or comma-separated "
-        "(always: localhost, 127.0.0.1, ::1, the host name and the --listen host)",
+        help="extra DNS name or IP of the serving certificate, for tools that check the address they "
+        "dial (pyctl and agents check the name pymaster); repeatable or comma-separated (always: "
+        "pymaster, kubernetes[.default[.svc[.cluster.local]]], localhost, 127.0.0.1, ::1 and the "
+        "--listen host); no node may take one of these names",
     )
     parser.add_argument(
         "--certificate-lifetime",
@@ -125,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="admit hostPath volumes under this absolute path prefix; repeatable (default: none)",
     )
     parser.add_argument(
+        "--allow-privileged-host-ports",
+        action="store_true",
+        help="admit container ports with a hostPort below 1024 (the master's own ports never)",
+    )
+    parser.add_argument(
         "--request-timeout",
         type=_positive_seconds,
         default=DEFAULT_UNARY_TIMEOUT_SECONDS,
@@ -152,6 +159,7 @@ async def _run(args: argparse.Namespace) -> None:
         allow_privileged=args.allow_privileged,
         allow_host_network=args.allow_host_network,
         allowed_host_paths=args.allowed_host_path,
+        allow_privileged_host_ports=args.allow_privileged_host_ports,
         rotate_join_token=args.rotate_join_token,
         unary_timeout=args.request_timeout,
     )

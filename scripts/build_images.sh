@@ -5,13 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PAUSE_TAG=${PAUSE_IMAGE:-pykube/pause:3.9}
 BUSYBOX_TAG=${BUSYBOX_IMAGE:-pykube/busybox:1.35}
-if ! dpkg -s busybox-static >/dev/null 2>&1; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "error: needs Debian's busybox-static (apt-get install busybox-static)" >&2
-    exit 1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
-fi
+# gcc and libc6-dev build the static pause binary; busybox-static is the test image's userland.
+scripts/ensure_packages.sh gcc libc6-dev busybox-static
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp images/pause/Dockerfile "$work/"

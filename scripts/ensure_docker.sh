@@ -14,10 +14,7 @@ if ! command -v dockerd >/dev/null 2>&1; then
     echo "error: no Docker Engine answers and dockerd is not installed; install Docker (Debian: apt-get install docker.io) or run as root" >&2
     exit 1
   fi
-  echo "installing Debian's docker.io ..." >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
+  "$(dirname "$0")/ensure_packages.sh" docker.io
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: no Docker Engine answers at ${DOCKER_HOST:-/var/run/docker.sock}; start dockerd (needs root)" >&2

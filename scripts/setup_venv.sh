@@ -12,14 +12,9 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
     # Debian splits venv out of the interpreter package.
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-      rm -rf "$VENV"
-      "$PYTHON" -m venv "$VENV"
-    else
-      echo "error: cannot create a virtualenv; install python3-venv" >&2
-      exit 1
-    fi
+    scripts/ensure_packages.sh python3-venv
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
   fi
 fi
 stamp="$VENV/.pykube-installed"

@@ -82,6 +82,21 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class ContainerLogLimits:
+    """How far a container's log may grow on the node (the kubelet's ``--container-log-max-size``
+    and ``--container-log-max-files``): the runtime rotates the log file once it reaches
+    ``max_size`` bytes and keeps at most ``max_files`` files, the current one included.
+
+    Attributes:
+        max_size: bytes per log file (default 10Mi, the kubelet's).
+        max_files: files kept per container (default 5, the kubelet's; at least 2).
+    """
+
+    max_size: int = 10 * 1024**2
+    max_files: int = 5
+
+
+@dataclass(frozen=True)
 class ExecResult:
     """What a command run in a container (``Runtime.exec``) left behind.
 

@@ -1,13 +1,15 @@
 """Pod admission: what a valid pod may still not do, shared by the master and the agent (like
 Kubernetes' pod-security package, used by the apiserver and the kubelet alike).
 
-By default a pod may not run privileged containers, use the host's network namespace or mount a
-host path. Each side opens them with its own flags (``pymaster``/``pykubelet``
-``--allow-privileged``, ``--allow-host-network``, ``--allowed-host-path PREFIX``): the master
+By default a pod may not run privileged containers, use the host's network namespace, mount a
+host path or publish a host port below 1024; and never a host port the daemon itself listens on.
+Each side opens them with its own flags (``pymaster``/``pykubelet`` ``--allow-privileged``,
+``--allow-host-network``, ``--allowed-host-path PREFIX``, ``--allow-privileged-host-ports``): the master
 refuses a pod at the API (PERMISSION_DENIED), and the node checks again before running one,
 because a node does not take the master's word for what may run as root on it.
 
-``check_pod`` returns every violation, in spec field order (containers, hostNetwork, volumes),
+``check_pod`` returns every violation, in spec field order (containers: privileged, then host
+ports; hostNetwork; volumes),
 each naming its field and the flag that would allow it. Host paths are normalized lexically
 (``/data/../etc`` is ``/etc``) and matched on whole path components (prefix ``/data`` allows
 ``/data`` and ``/data/x``, never ``/database``). Only the agent can see its own disk: it passes
@@ -64,16 +66,21 @@ class AdmissionPolicy:
         allow_privileged: Containers may set securityContext.privileged.
         allow_host_network: Pods may set spec.hostNetwork.
         allowed_host_paths: Normalized prefixes hostPath volumes may use; empty: none.
+        allow_privileged_host_ports: Container ports may publish host ports below 1024.
+        reserved_host_ports: The daemon's own ports, which no pod may publish.
     """
 
     allow_privileged: bool = False
     allow_host_network: bool = False
     allowed_host_paths: tuple[str, ...] = ()
+    allow_privileged_host_ports: bool = False
+    reserved_host_ports: tuple[int, ...] = ()
 
     @classmethod
     def of(
         cls, *, allow_privileged: bool = False, allow_host_network: bool = False,
-        allowed_host_paths: Iterable[str] = (),
+        allowed_host_paths: Iterable[str] = (), allow_privileged_host_ports: bool = False,
+        reserved_host_ports: Iterable[int] = (),
     ) -> AdmissionPolicy:
         """A policy from flag values; host path prefixes are normalized and deduplicated.
 
@@ -86,7 +93,10 @@ class AdmissionPolicy:
                 prefixes.append(normalize_host_path(prefix))
             except ValueError as err:
                 raise ValueError(f"allowed host path {prefix!r}: {err}") from None
-        return cls(allow_privileged, allow_host_network, tuple(dict.fromkeys(prefixes)))
+        return cls(
+            allow_privileged, allow_host_network, tuple(dict.fromkeys(prefixes)),
+            allow_privileged_host_ports, tuple(sorted(set(reserved_host_ports) - {0})),
+        )
 
 
 @dataclass(frozen=True)
@@ -117,14 +127,17 @@ def check_pod(
     """
     violations: list[Violation] = []
     spec = pod.spec
-    if not policy.allow_privileged:
-        for i, container in enumerate(spec.containers):
-            if container.security_context.privileged:
-                violations.append(Violation(
-                    f"spec.containers[{i}].securityContext.privileged",
-                    f"privileged containers are not allowed on this {scope.place} "
-                    f"({scope.binary} --allow-privileged)",
-                ))
+    for i, container in enumerate(spec.containers):
+        if container.security_context.privileged and not policy.allow_privileged:
+            violations.append(Violation(
+                f"spec.containers[{i}].securityContext.privileged",
+                f"privileged containers are not allowed on this {scope.place} "
+                f"({scope.binary} --allow-privileged)",
+            ))
+        for j, port in enumerate(container.ports):
+            message = _host_port_refusal(port.host_port, policy, scope)
+            if message:
+                violations.append(Violation(f"spec.containers[{i}].ports[{j}].hostPort", message))
     if spec.host_network and not policy.allow_host_network:
         violations.append(Violation(
             "spec.hostNetwork",
@@ -136,6 +149,18 @@ def check_pod(
             if message:
                 violations.append(Violation(f"spec.volumes[{i}].hostPath.path", message))
     return violations
+
+
+def _host_port_refusal(port: int, policy: AdmissionPolicy, scope: Scope) -> str:
+    """Why a container may not publish host port ``port`` ("" when it may; 0 is no host port)."""
+    if port in policy.reserved_host_ports:
+        return f"host port {port} is a port of {scope.binary} itself on this {scope.place}"
+    if 0 < port < 1024 and not policy.allow_privileged_host_ports:
+        return (
+            f"host ports below 1024 are not allowed on this {scope.place} "
+            f"({scope.binary} --allow-privileged-host-ports)"
+        )
+    return ""
 
 
 def _host_path_refusal(

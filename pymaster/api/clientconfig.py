@@ -6,7 +6,11 @@ Format (``admin.yaml`` written by the master and the agent's own config share it
     certificate-authority-data: <base64 of CA PEM>
     client-certificate-data: <base64 of cert PEM>
     client-key-data: <base64 of key PEM>
-    tls-server-name: ""   # optional override of the name checked in the server certificate
+    tls-server-name: pymaster   # the name checked in the master's certificate (the default)
+
+The client checks the master's certificate for the name ``tls-server-name`` (default
+``pymaster``, ``pki.MASTER_SERVER_NAME``), never for the address it dials: node certificates are
+signed by the same CA and may carry the master's address, but never that name.
 
 The file holds a private key, so it is written 0600 and atomically (temp file + rename).
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 import grpc
 import yaml
 
-from pymaster.api.pki import atomic_write, cert_info, load_key
+from pymaster.api.pki import MASTER_SERVER_NAME, atomic_write, cert_info, load_key
 
 CONFIG_ENV = "PYKUBE_CONFIG"
 _SERVER = "server"
@@ -40,7 +44,7 @@ class ClientConfig:
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes = field(repr=False)
-    tls_server_name: str = ""
+    tls_server_name: str = MASTER_SERVER_NAME
 
 
 def default_config_path() -> Path:
@@ -79,7 +83,7 @@ def load_config(path: str | Path) -> ClientConfig:
     server = data.get(_SERVER)
     if not server or not isinstance(server, str):
         raise ValueError(f"{path}: missing {_SERVER}")
-    server_name = data.get(_SERVER_NAME) or ""
+    server_name = data.get(_SERVER_NAME) or MASTER_SERVER_NAME
     if not isinstance(server_name, str):
         raise ValueError(f"{path}: {_SERVER_NAME}: must be a string")
     cfg = ClientConfig(
@@ -129,5 +133,6 @@ def channel_credentials(cfg: ClientConfig) -> grpc.ChannelCredentials:
 
 
 def channel_options(cfg: ClientConfig) -> list[tuple[str, str]]:
-    """Channel options: the server-name override when ``tls_server_name`` is set, else none."""
-    return [("grpc.ssl_target_name_override", cfg.tls_server_name)] if cfg.tls_server_name else []
+    """Channel options: the name to check in the master's certificate, whatever address is
+    dialled (``tls_server_name``; the master's reserved name when empty)."""
+    return [("grpc.ssl_target_name_override", cfg.tls_server_name or MASTER_SERVER_NAME)]

@@ -58,6 +58,12 @@ class Unavailable(ApiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhausted(ApiError):
+    """The caller holds more of a bounded resource (streams, join attempts) than it may."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unauthenticated(ApiError):
     """The caller's identity is not (or no longer) accepted: an unknown certificate subject, a
     revoked node certificate, a wrong join token."""

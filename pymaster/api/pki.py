@@ -37,6 +37,20 @@ MASTERS_GROUP = "system:masters"
 NODES_GROUP = "system:nodes"
 MASTER_CLIENT_CN = "system:pymaster"
 NODE_CN_PREFIX = "system:node:"
+# The name every client and agent checks in the master's serving certificate (the client config's
+# tls-server-name), whatever address it dials. Node certificates can never carry it: the CA gives
+# a node certificate its node name as its only SAN, and these names are refused as node names.
+MASTER_SERVER_NAME = "pymaster"
+# Every DNS name of the master's serving certificate that no node may take (the Kubernetes ones
+# are for in-cluster clients that look for the API server under its Service name).
+MASTER_NAMES = (
+    MASTER_SERVER_NAME,
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "localhost",
+)
 
 CA_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
 CLOCK_SKEW = datetime.timedelta(minutes=5)

@@ -5,6 +5,13 @@ The master owns node conditions: an agent proves it is alive by registering, ren
 and reporting status; it never writes Ready itself. Deleting a node also releases its identity
 binding, which revokes every certificate of the node (its agent must join again with the token).
 
+What a node may say about itself (Kubernetes' NodeRestriction): its ``--node-labels`` and
+annotations only when it registers for the first time, never under the reserved prefixes
+``node-restriction.pykube.io/`` and ``node-restriction.kubernetes.io/`` (the admin's, to steer
+pods with nodeSelectors a node cannot fake); afterwards only the well-known labels about itself
+(``kubernetes.io/hostname``, ``kubernetes.io/os``, ``kubernetes.io/arch``). Every other label
+is the admin's (``pyctl label``/UpdateNode), and a re-registering agent cannot change it.
+
 The pure rules (``merge_registration``, ``apply_status_report``, ``merge_update``) are module
 functions, table-tested on their own; ``NodeRegistry`` applies them to the store and the leases.
 """
@@ -29,6 +36,16 @@ from pymaster.registry.leases import NodeLeases, next_renew_seconds
 from pymaster.store.base import Store
 
 log = logging.getLogger(__name__)
+
+# Labels about the node itself that its agent keeps up to date on every registration.
+SELF_LABELS = ("kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch")
+# Label prefixes only the admin may set.
+RESTRICTED_PREFIXES = ("node-restriction.pykube.io/", "node-restriction.kubernetes.io/")
+
+
+def node_may_set(key: str) -> bool:
+    """Whether a node's agent may set the label or annotation ``key`` at all."""
+    return not key.startswith(RESTRICTED_PREFIXES)
 
 
 # ---- pure rules ----
@@ -61,9 +78,10 @@ def merge_registration(
 ) -> objects_pb2.Node:
     """The node to store when an agent registers ``reported``.
 
-    A new node takes the agent's metadata and spec. A known node keeps its uid, spec (an admin's
-    cordon survives agent restarts) and labels/annotations, with the agent's merged over them.
-    Either way the status comes from the report and the node is Ready.
+    A new node takes the agent's labels and annotations (but those under the reserved prefixes)
+    and spec. A known node keeps its uid, spec (an admin's cordon survives agent restarts),
+    labels and annotations; only the well-known labels about itself come from the agent. Either
+    way the status comes from the report and the node is Ready.
 
     Args:
         uid: The uid for a new node.
@@ -75,11 +93,15 @@ def merge_registration(
         node.metadata.creation_timestamp.CopyFrom(timestamp(now))
         node.metadata.generation = 1
         node.spec.CopyFrom(reported.spec)
+        meta = reported.metadata
+        node.metadata.labels.update({k: v for k, v in meta.labels.items() if node_may_set(k)})
+        node.metadata.annotations.update({k: v for k, v in meta.annotations.items() if node_may_set(k)})
     else:
         node.CopyFrom(existing)
+        node.metadata.labels.update(
+            {k: v for k, v in reported.metadata.labels.items() if k in SELF_LABELS}
+        )
     node.api_version, node.kind = "v1", "Node"
-    node.metadata.labels.update(reported.metadata.labels)
-    node.metadata.annotations.update(reported.metadata.annotations)
     apply_status_report(node, reported.status, now)
     return node
 

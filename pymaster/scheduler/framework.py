@@ -151,11 +151,11 @@ class FilterPlugin(Protocol):
 
 
 class ScorePlugin(Protocol):
-    """Ranks a feasible node for a pod: 0 (worst) to 100 (best)."""
+    """Ranks a feasible node for a pod: 0 (worst) to 100 (best); fractions count."""
 
     name: str
 
-    def score(self, pod: PodInfo, node: NodeInfo) -> int: ...
+    def score(self, pod: PodInfo, node: NodeInfo) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ class Framework:
                 return status
         return Status.success()
 
-    def score(self, pod: PodInfo, node: NodeInfo) -> int:
+    def score(self, pod: PodInfo, node: NodeInfo) -> float:
         """The weighted sum of the score plugins for a feasible node."""
         return sum(weight * min(max(plugin.score(pod, node), 0), MAX_SCORE) for plugin, weight in self.scores)
 

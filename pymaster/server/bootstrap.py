@@ -9,19 +9,26 @@ Join(node_name, csr_pem, proof), in this order so that an unauthenticated caller
 4. the name is bound to the CSR's public key (a NodeIdentity in the store, kind "identities"):
    a new name is bound, the same key re-joins, another key is PERMISSION_DENIED (a node name
    already held cannot be taken over; delete the node to release it);
-5. the CA signs CN=system:node:<name>, O=system:nodes with the node name and the CSR's IP
-   addresses as SANs (other names are dropped), server and client usages, --certificate-lifetime.
+5. the CA signs CN=system:node:<name>, O=system:nodes with the node name as its only SAN
+   (whatever the CSR asks for: the master reaches an agent by checking its node name, and a
+   node must never hold a certificate for an address or a name of the master), server (the
+   agent's own API) and client usages, --certificate-lifetime.
+
+Node names that are names of the master (``pki.MASTER_NAMES``, the DNS names of its serving
+certificate) are refused: a node holding a certificate for one could answer as the master.
 
 The join secret is 256 bits, so guessing is hopeless; still, each peer host that sends a wrong
 proof waits before its next attempt, doubling per failure up to ``MAX_FAILURE_DELAY`` seconds
 (and its attempts run one at a time), so a flood of bad joins costs the master next to nothing.
+And no peer host may have more than ``MAX_JOINS_PER_HOST`` attempts in flight (waiting
+included): beyond that it gets RESOURCE_EXHAUSTED at once, so one source can never hold every
+join slot of the server and keep real nodes out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 import uuid
@@ -33,7 +40,14 @@ import grpc
 
 from pymaster.api import objects_pb2, pki, services_pb2, services_pb2_grpc, tokens
 from pymaster.api.conditions import timestamp
-from pymaster.api.errors import AlreadyExists, Forbidden, NotFound, Unauthenticated, ValidationError
+from pymaster.api.errors import (
+    AlreadyExists,
+    Forbidden,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+    ValidationError,
+)
 from pymaster.api.kinds import IDENTITIES
 from pymaster.api.limits import check_name
 from pymaster.server.authz import revoked_message
@@ -45,18 +59,7 @@ MAX_CSR_BYTES = 16 * 1024
 FIRST_FAILURE_DELAY = 0.1
 MAX_FAILURE_DELAY = 5.0
 MAX_TRACKED_HOSTS = 10_000
-
-
-def node_sans(node_name: str, requested: Iterable[str]) -> list[str]:
-    """The SANs of a node certificate: the node name, then the IP addresses the CSR asked for.
-    Any other DNS name in the CSR is dropped: a node may not claim someone else's name."""
-    sans = [node_name]
-    for san in requested:
-        try:
-            sans.append(str(ipaddress.ip_address(san)))
-        except ValueError:
-            continue
-    return list(dict.fromkeys(sans))
+MAX_JOINS_PER_HOST = 4
 
 
 def parse_csr(field: str, csr_pem: bytes) -> pki.CsrInfo:
@@ -92,11 +95,29 @@ class NodeCertificates:
         ca: pki.CertificateAuthority,
         lifetime_seconds: float,
         clock: Callable[[], float] = time.time,
+        reserved_names: Iterable[str] = pki.MASTER_NAMES,
     ):
+        """
+        Args:
+            reserved_names: Names of the master that no node may take.
+        """
         self._store = store
         self._ca = ca
         self._lifetime = lifetime_seconds
         self._clock = clock
+        self._reserved = frozenset(reserved_names)
+
+    def check_name(self, node_name: str) -> None:
+        """A joining node's name: well formed and not a name of the master.
+
+        Raises:
+            ValidationError: on ``nodeName``.
+        """
+        check_name("nodeName", node_name)
+        if node_name in self._reserved:
+            raise ValidationError(
+                "nodeName", f'"{node_name}" is a name of the master; choose another node name'
+            )
 
     @property
     def ca_pem(self) -> bytes:
@@ -146,13 +167,13 @@ class NodeCertificates:
             )
 
     def sign(self, node_name: str, csr_pem: bytes, csr: pki.CsrInfo) -> bytes:
-        """A node certificate for ``node_name`` over the CSR's key (subject and SANs are the
-        CA's choice, see ``node_sans``)."""
+        """A node certificate for ``node_name`` over the CSR's key; the subject and the one SAN
+        (the node name) are the CA's choice, never the CSR's."""
         return self._ca.sign_csr(
             csr_pem,
             common_name=pki.node_common_name(node_name),
             organization=pki.NODES_GROUP,
-            sans=node_sans(node_name, csr.sans),
+            sans=[node_name],
             lifetime_seconds=self._lifetime,
             server=True,
             client=True,
@@ -182,18 +203,25 @@ class _Host:
 
 
 class JoinThrottle:
-    """Per peer host: after a failed join, the next attempts run one at a time, each after
-    ``failure_delay(failures)``. A success forgets the host. At most ``max_hosts`` hosts are
-    remembered (the oldest failure is forgotten first)."""
+    """Per peer host: at most ``max_per_host`` attempts in flight; after a failed join, the next
+    attempts run one at a time, each after ``failure_delay(failures)``. A success forgets the
+    host's failures. At most ``max_hosts`` hosts are remembered (the oldest failure first)."""
 
     def __init__(
         self,
         max_hosts: int = MAX_TRACKED_HOSTS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_per_host: int = MAX_JOINS_PER_HOST,
     ):
         self._hosts: OrderedDict[str, _Host] = OrderedDict()
         self._max_hosts = max_hosts
         self._sleep = sleep
+        self._max_per_host = max_per_host
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, host: str) -> int:
+        """How many attempts of ``host`` are running or waiting."""
+        return self._in_flight.get(host, 0)
 
     def failures(self, host: str) -> int:
         state = self._hosts.get(host)
@@ -201,14 +229,28 @@ class JoinThrottle:
 
     @contextlib.asynccontextmanager
     async def attempt(self, host: str) -> AsyncIterator[None]:
-        """Wraps one join attempt of ``host``."""
-        state = self._hosts.get(host)
-        if state is None:
-            yield
-            return
-        async with state.lock:
-            await self._sleep(failure_delay(state.failures))
-            yield
+        """Wraps one join attempt of ``host``.
+
+        Raises:
+            ResourceExhausted: the host already has ``max_per_host`` attempts in flight.
+        """
+        in_flight = self._in_flight.get(host, 0)
+        if in_flight >= self._max_per_host:
+            raise ResourceExhausted(f"too many joins in flight from {host}; retry later")
+        self._in_flight[host] = in_flight + 1
+        try:
+            state = self._hosts.get(host)
+            if state is None:
+                yield
+                return
+            async with state.lock:
+                await self._sleep(failure_delay(state.failures))
+                yield
+        finally:
+            if self._in_flight[host] <= 1:
+                del self._in_flight[host]
+            else:
+                self._in_flight[host] -= 1
 
     def failed(self, host: str) -> None:
         state = self._hosts.get(host)
@@ -252,7 +294,7 @@ class BootstrapServicer(services_pb2_grpc.BootstrapServicer):
         host = peer_host(context.peer() or "")
         async with self._throttle.attempt(host):
             name = request.node_name
-            check_name("nodeName", name)
+            self._certificates.check_name(name)
             if len(request.csr_pem) > MAX_CSR_BYTES:
                 raise ValidationError("csrPem", f"at most {MAX_CSR_BYTES} bytes")
             secret = self._join_token().secret

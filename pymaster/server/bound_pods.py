@@ -114,11 +114,16 @@ class BoundPodsHub:
         self._subscribers.clear()
 
     async def subscribe(self, node_name: str) -> Subscription:
-        """A new subscription for ``node_name``, its SNAPSHOT already queued."""
+        """A new subscription for ``node_name``, its SNAPSHOT already queued. A node needs one:
+        an earlier subscription of the same node ends (the agent reconnected, or a second client
+        holds the node's credentials), so no node can pile up streams."""
         await self._ready.wait()
+        for old in self._subscribers.pop(node_name, set()):
+            log.info("bound pods stream replaced node=%s", node_name)
+            old.end()
         subscription = Subscription(self, node_name, self._queue_size)
         subscription.offer(self.snapshot(node_name))
-        self._subscribers.setdefault(node_name, set()).add(subscription)
+        self._subscribers[node_name] = {subscription}
         return subscription
 
     def disconnect(self, node_name: str) -> None:

@@ -16,7 +16,10 @@ unary calls in time, turns errors into gRPC statuses and records the go-grpc-pro
   servicers just raise;
 - an abort the handler did itself keeps its code, and so does a code it set before raising;
 - any other exception is logged with its traceback and becomes INTERNAL;
-- a cancelled call (client gone, server stopping) counts as CANCELLED.
+- a cancelled call (client gone, server stopping) counts as CANCELLED;
+- a node may hold at most ``MAX_NODE_STREAMS`` streaming calls at once (it needs one, its
+  bound-pods stream); more is RESOURCE_EXHAUSTED, so one node cannot starve the control plane of
+  stream slots. The admin and the master's own client are not capped.
 
 Streaming calls are counted when they end. Handlers may be coroutines or async generators (the
 health service writes with ``context.write``), in every cardinality.
@@ -25,26 +28,28 @@ health service writes with ``context.write``), in every cardinality.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from pymaster.api import pki
-from pymaster.api.errors import ApiError, Forbidden, Unauthenticated, ValidationError
-from pymaster.api.identity import identity_from_context
+from pymaster.api.errors import ApiError, Forbidden, ResourceExhausted, Unauthenticated, ValidationError
+from pymaster.api.identity import Identity, identity_from_context
 from pymaster.metrics import MasterMetrics
 from pymaster.server import authz
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UNARY_TIMEOUT_SECONDS = 30.0
+MAX_NODE_STREAMS = 4
 _PEER_CERT = "x509_pem_cert"
 
 _GRPC_TYPES = {
@@ -95,6 +100,38 @@ class _Call:
 
     def done(self) -> None:
         self._metrics.observe_rpc(*self._labels, self.code, time.perf_counter() - self._start)
+
+
+class StreamLimits:
+    """Counts the streaming calls each node identity holds."""
+
+    def __init__(self, max_per_node: int = MAX_NODE_STREAMS):
+        self.max_per_node = max_per_node
+        self._open: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, identity: Identity | None) -> Iterator[None]:
+        """Counts one stream of ``identity`` while the block runs.
+
+        Raises:
+            ResourceExhausted: a node already holds ``max_per_node`` streams.
+        """
+        if identity is None or identity.kind != "node":
+            yield
+            return
+        held = self._open.get(identity.name, 0)
+        if held >= self.max_per_node:
+            raise ResourceExhausted(
+                f'node "{identity.name}" already holds {held} streams (at most {self.max_per_node})'
+            )
+        self._open[identity.name] = held + 1
+        try:
+            yield
+        finally:
+            if self._open[identity.name] <= 1:
+                del self._open[identity.name]
+            else:
+                self._open[identity.name] -= 1
 
 
 class _DeadlineExceeded(ApiError):
@@ -171,6 +208,7 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
         self._store = store
         self._unary_timeout = unary_timeout
+        self._streams = StreamLimits()
 
     async def intercept_service(
         self,
@@ -190,7 +228,7 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
             guard = _Guard(self._metrics, self._store, handler_call_details.method)
         check = _checker(guard, handler.request_streaming)
         if inspect.isasyncgenfunction(behavior):
-            wrapped = _wrap_generator(behavior, new_call, check)
+            wrapped = _wrap_generator(behavior, new_call, check, self._streams)
         else:
             timeout = self._unary_timeout if grpc_type == "unary" else None
             wrapped = _wrap_coroutine(behavior, new_call, check, timeout)
@@ -245,13 +283,15 @@ def _wrap_generator(
     behavior: Callable[..., AsyncIterator[Any]],
     new_call: Callable[[], _Call],
     check: _Check,
+    streams: StreamLimits,
 ) -> Callable:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = new_call()
         try:
             check(request, context)
-            async for response in behavior(request, context):
-                yield response
+            with streams.hold(authz.current_identity()):
+                async for response in behavior(request, context):
+                    yield response
         except BaseException as exc:
             await call.fail(exc, context)
         finally:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,11 +67,26 @@ def host_of(address: str) -> str:
 
 
 def server_sans(listen_host: str, extra: Iterable[str] = ()) -> list[str]:
-    """The serving certificate's SANs for a --listen host and --tls-san values."""
-    sans = ["localhost", "127.0.0.1", "::1", socket.gethostname().lower()]
+    """The serving certificate's SANs for a --listen host and --tls-san values: the master's
+    reserved names (``pki.MASTER_NAMES``: what pyctl and agents check), loopback, the listen host
+    and the --tls-san values (for other tools that check the address they dial)."""
+    sans = [*pki.MASTER_NAMES, "127.0.0.1", "::1"]
     if listen_host not in _WILDCARD_HOSTS:
         sans.append(listen_host)
     return list(dict.fromkeys(_canonical(s) for s in [*sans, *split_sans(extra)]))
+
+
+def reserved_node_names(sans: Iterable[str]) -> frozenset[str]:
+    """The names no node may take: every DNS name of the master's serving certificate (a node
+    certificate carries its node name as a SAN, so a node with one of these names could answer
+    in the master's place to a client that checks that name)."""
+    names = set(pki.MASTER_NAMES)
+    for san in sans:
+        try:
+            ipaddress.ip_address(san)
+        except ValueError:
+            names.add(san.lower())
+    return frozenset(names)
 
 
 def client_address(listen: str, port: int) -> str:
@@ -232,6 +246,8 @@ class MasterPKI:
         self.admin_config_path = self.data_dir / ADMIN_CONFIG
         self.token_path = self.data_dir / TOKEN_FILE
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The store, the CA key and the join token live here: nobody else's business.
+        self.data_dir.chmod(0o700)
         self.ca = pki.CertificateAuthority.load_or_create(self.pki_dir)
         self._own_lifetime = max(certificate_lifetime, MIN_MASTER_CERTIFICATE_LIFETIME)
         sans = server_sans(listen_host, tls_sans)

@@ -8,6 +8,10 @@ the newest object is gone.
 Durability: WAL journal with synchronous=FULL, so a write that returned survives kill -9 and
 power loss.
 
+Privacy: pod specs hold env values and, later, secrets: the database, its WAL and shared-memory
+files and the lock file are readable by their owner only (0600), whatever the umask. SQLite
+creates the -wal and -shm files with the database file's mode.
+
 Concurrency: every SQLite call runs on one dedicated thread, so the event loop never waits on the
 disk. An asyncio.Lock serializes writes: each takes the next resourceVersion, commits, updates the
 in-memory copy and feeds the event log in that order, so readers and watchers see writes in
@@ -299,6 +303,8 @@ class SQLiteStore:
 
     def _open_sync(self) -> tuple[list[tuple[str, Message]], int]:
         self._lock_file = _lock_exclusively(f"{os.fspath(self._path)}.lock")
+        for suffix in ("", "-wal", "-shm"):
+            _owner_only(self._path + suffix, create=not suffix)
         conn = sqlite3.connect(self._path, isolation_level=None)
         try:
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
@@ -368,6 +374,7 @@ def _lock_exclusively(lock_path: str) -> TextIO:
     Raises:
         OSError: another process (or store) holds it.
     """
+    _owner_only(lock_path, create=True)
     lock_file = open(lock_path, "a")  # noqa: SIM115 (held open for the store's lifetime)
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -375,3 +382,17 @@ def _lock_exclusively(lock_path: str) -> TextIO:
         lock_file.close()
         raise OSError(f"{lock_path} is held by another pymaster using the same --data-dir") from None
     return lock_file
+
+
+def _owner_only(path: str, create: bool) -> None:
+    """Makes ``path`` mode 0600, creating it empty first when ``create`` (an empty file is an empty
+    SQLite database); a missing file is fine otherwise."""
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

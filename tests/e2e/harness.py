@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -23,11 +24,12 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import docker
+from prometheus_client.parser import text_string_to_metric_families
 
-from pymaster.api import objects_pb2
+from pymaster.api import errors, objects_pb2
 from pymaster.api.clientconfig import ClientConfig, load_config
 from pymaster.client import Client
 
@@ -46,18 +48,26 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 30.0, what: str = "condition") -> T:
-    """Polls ``check`` until it returns something truthy; fails after ``timeout`` seconds."""
+async def wait_for(
+    check: Callable[[], Awaitable[T] | T],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.2,
+) -> T:
+    """Polls ``check`` (a coroutine function or a plain one) every ``interval`` seconds until it
+    returns something truthy; fails after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            result = await check()
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
             if result:
                 return result
         except Exception as exc:  # noqa: BLE001 (a check may fail until the state converges)
             last_error = exc
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
 
 
@@ -235,6 +245,58 @@ def http_get(url: str) -> tuple[int, str, str]:
         return response.status, response.headers.get("Content-Type", ""), response.read().decode()
 
 
+def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of a daemon's /metrics: (name, sorted label pairs) -> value."""
+    _, _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def runtime_operations(port: int, operation_type: str) -> float:
+    """An agent's kubelet_runtime_operations_total for one operation type (0 when never done)."""
+    key = ("kubelet_runtime_operations_total", (("operation_type", operation_type),))
+    return metric_samples(port).get(key, 0.0)
+
+
+def relist_count(port: int) -> float:
+    """How many relists an agent has done since it started."""
+    return metric_samples(port).get(("kubelet_pleg_relist_duration_seconds_count", ()), 0.0)
+
+
+def container_events(
+    since: float, filters: dict[str, Any], until: float | None = None
+) -> list[dict[str, Any]]:
+    """Docker's container events from ``since`` (epoch seconds) until ``until`` (default: now),
+    matching ``filters`` (docker events filters, e.g. ``{"container": id, "event": "die"}``)."""
+    end = until if until is not None else time.time()
+    client = docker.from_env()
+    try:
+        # The API takes whole seconds here: ask for a little more, keep what falls in the window.
+        stream = client.events(
+            since=int(since), until=int(end) + 1, filters={"type": "container", **filters}, decode=True
+        )
+        events = list(stream)
+    finally:
+        client.close()
+    return [e for e in events if since * 1e9 <= e["timeNano"] <= end * 1e9]
+
+
+async def wait_pod_gone(client: Client, name: str, timeout: float = 60, interval: float = 0.2) -> None:
+    """Waits until the master no longer has pod ``name`` (default namespace)."""
+
+    async def gone() -> bool:
+        try:
+            await client.get_pod(name)
+        except errors.NotFound:
+            return True
+        return False
+
+    await wait_for(gone, timeout, f"pod {name} gone", interval=interval)
+
+
 def node_ready(node: objects_pb2.Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 
@@ -250,12 +312,25 @@ async def wait_nodes_ready(master: Master, names: list[str], timeout: float = 60
 
 
 class Cluster:
-    """A master and two agents (A and B) sharing this host's Docker Engine."""
+    """A master and agents (by default two, A and B) sharing this host's Docker Engine.
 
-    def __init__(self, workdir: Path):
+    Args:
+        workdir: where the daemons keep their state and logs.
+        prefixes: one agent per prefix, named ``<prefix>-<hex>``.
+        master_extra: more pymaster flags.
+        agent_extra: more pykubelet flags, for every agent (a flag given again wins).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        prefixes: tuple[str, ...] = ("node-a", "node-b"),
+        master_extra: list[str] | None = None,
+        agent_extra: list[str] | None = None,
+    ):
         self.workdir = workdir
-        self.master = Master(workdir)
-        self.agents = [Agent(workdir, self.master, unique(prefix)) for prefix in ("node-a", "node-b")]
+        self.master = Master(workdir, master_extra)
+        self.agents = [Agent(workdir, self.master, unique(prefix), agent_extra) for prefix in prefixes]
 
     @property
     def a(self) -> Agent:
@@ -280,10 +355,10 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(workdir: Path) -> Iterator[Cluster]:
-    """Starts a Cluster and waits for both nodes to be Ready; stops everything afterwards and
-    checks that no container of its nodes is left behind."""
-    cluster = Cluster(workdir)
+def running_cluster(workdir: Path, **options: Any) -> Iterator[Cluster]:
+    """Starts a Cluster (``options``: Cluster's) and waits for its nodes to be Ready; stops
+    everything afterwards and checks that no container of its nodes is left behind."""
+    cluster = Cluster(workdir, **options)
     try:
         cluster.master.start()
         asyncio.run(cluster.master.wait_serving())

@@ -5,28 +5,36 @@ connection is mutual TLS (admin config for the client and pyctl, join token for 
 from __future__ import annotations
 
 import asyncio
+import platform
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pymaster.api import errors, objects_pb2
 from pymaster.api.manifest import load_pods
+from pymaster.api.quantity import memory_bytes
 from pymaster.client import Client
 
 from .harness import (
     BUSYBOX,
     Cluster,
+    container_events,
     http_get,
     node_containers,
     node_ready,
     pyctl,
+    relist_count,
     running_cluster,
+    runtime_operations,
     unique,
     wait_for,
-    wait_nodes_ready,
+    wait_pod_gone,
 )
 
 pytestmark = pytest.mark.e2e
@@ -72,28 +80,29 @@ async def _wait_phase(client: Client, name: str, phases: set[str], timeout: floa
 
 async def _delete_and_wait_gone(client: Client, name: str) -> None:
     await client.delete_pod(name)
-
-    async def gone() -> bool:
-        try:
-            await client.get_pod(name)
-        except errors.NotFound:
-            return True
-        return False
-
-    await wait_for(gone, 60, f"pod {name} deleted")
+    await wait_pod_gone(client, name)
 
 
-async def test_nodes_ready_with_capacity_and_docker_version(cluster: Cluster) -> None:
+async def test_nodes_ready_with_capacity_and_docker_version(
+    cluster: Cluster, docker_client: docker.DockerClient
+) -> None:
+    # Both agents run on this host: what they report must be what the host and its engine say.
+    engine_version = docker_client.version()["Version"]
+    os_image = platform.freedesktop_os_release()["PRETTY_NAME"]
     async with cluster.client() as client:
         for name in cluster.node_names:
             node = await client.get_node(name)
             assert node_ready(node)
-            assert int(node.status.capacity["cpu"]) >= 1
-            assert node.status.capacity["pods"] == "110"
-            assert node.status.capacity["memory"]
-            assert node.status.node_info.container_runtime_version.startswith("docker://")
-            assert node.status.node_info.kernel_version
-            assert node.status.usage.memory_available_bytes > 0
+            status, info = node.status, node.status.node_info
+            assert int(status.capacity["cpu"]) == psutil.cpu_count()
+            # Whole KiB, as the kubelet reports it.
+            assert memory_bytes(status.capacity["memory"]) == psutil.virtual_memory().total // 1024 * 1024
+            assert status.capacity["pods"] == "110"
+            assert dict(status.allocatable) == dict(status.capacity)
+            assert info.container_runtime_version == f"docker://{engine_version}"
+            assert info.os_image == os_image
+            assert info.kernel_version == platform.release()
+            assert 0 < status.usage.memory_available_bytes <= psutil.virtual_memory().total
 
 
 async def test_pod_runs_with_labels_ip_and_phase(cluster: Cluster) -> None:
@@ -160,19 +169,42 @@ async def test_restart_always_restarts_with_crash_loop_backoff(cluster: Cluster)
         await _delete_and_wait_gone(client, name)
 
 
+# The shell logs SIGTERM and carries on, so only SIGKILL (the grace deadline's, or a force
+# delete's) ends it. The trap runs once the current `sleep 1` returns.
+STUBBORN = "trap 'echo got-TERM' TERM; echo ready; while true; do sleep 1; done"
+
+
+def _container(pod: objects_pb2.Pod, name: str = "main"):
+    (container,) = [
+        c for c in node_containers(pod.spec.node_name, pod.metadata.uid)
+        if c.labels["pykube.container.name"] == name
+    ]
+    return container
+
+
+def _logged(container, text: bytes) -> bool:
+    """Whether the container's output holds ``text`` (False once the container is gone)."""
+    try:
+        container.reload()
+        return text in container.logs()
+    except docker.errors.NotFound:
+        return False
+
+
 async def test_force_delete_cuts_a_graceful_stop_short(cluster: Cluster) -> None:
     name = unique("stubborn")
     async with cluster.client() as client:
-        # The shell ignores SIGTERM, so only the grace period's SIGKILL (or a shorter one) ends it.
-        await client.create_pod(_pod(name, "trap '' TERM; while true; do sleep 1; done", grace=300))
+        await client.create_pod(_pod(name, STUBBORN, grace=300))
         pod = await _wait_phase(client, name, {"Running"})
+        main = _container(pod)
+        await wait_for(lambda: _logged(main, b"ready"), 20, "the trap to be set")
         await client.delete_pod(name)
         assert (await client.get_pod(name)).metadata.HasField("deletion_timestamp")
 
-        async def stopping() -> bool:  # the agent has started its 300 s graceful stop
-            return any(c.status == "running" for c in node_containers(pod.spec.node_name, pod.metadata.uid))
-
-        await wait_for(stopping, 10, "the graceful stop to begin")
+        # The agent has begun its 300 s graceful stop: the container got SIGTERM, and runs on.
+        await wait_for(lambda: _logged(main, b"got-TERM"), 20, "the SIGTERM of the graceful stop")
+        main.reload()
+        assert main.status == "running"
         await client.delete_pod(name, grace_period_seconds=0, force=True)
         with pytest.raises(errors.NotFound):
             await client.get_pod(name)
@@ -192,13 +224,24 @@ async def test_agent_kill9_and_restart_restarts_nothing(cluster: Cluster) -> Non
 
         agent = cluster.agent(pod.spec.node_name)
         agent.kill9()
+        log_offset = len(agent.log())
         agent.start()
 
-        async def node_renewed() -> bool:
-            node = await client.get_node(agent.node_name)
-            return node_ready(node) and node.status.usage.running_pods >= 1
+        def new_log() -> str:
+            return agent.log()[log_offset:]
 
-        await wait_for(node_renewed, 60, "the restarted agent to report")
+        # The NEW agent got its pods from the master and started this pod's worker...
+        def worker_started() -> bool:
+            log = new_log()
+            return (f"pod snapshot node={agent.node_name}" in log
+                    and f"pod worker started pod=default/{name}" in log)
+
+        await wait_for(worker_started, 60, "the restarted agent to take the pod")
+        # ...whose first sync runs at once; two relists later the agent has seen its outcome.
+        relists = relist_count(agent.metrics_port)
+        await wait_for(lambda: relist_count(agent.metrics_port) >= relists + 2, 30, "two relists")
+        assert runtime_operations(agent.metrics_port, "create_container") == 0, new_log()[-3000:]
+        assert f"pod sync pod=default/{name} " not in new_log()  # logged only when it acts
         containers = node_containers(pod.spec.node_name, pod.metadata.uid)
         assert sorted(c.id for c in containers) == before
         assert all(c.status == "running" for c in containers)
@@ -208,11 +251,16 @@ async def test_agent_kill9_and_restart_restarts_nothing(cluster: Cluster) -> Non
         await _delete_and_wait_gone(client, name)
 
 
+def _seconds(stamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
 async def test_master_kill9_and_restart_loses_no_pod(cluster: Cluster) -> None:
     names = [unique("durable") for _ in range(3)]
     async with cluster.client() as client:
         uids = [(await client.create_pod(_pod(n, "sleep 3600"))).metadata.uid for n in names]
     cluster.master.kill9()
+    killed_at = time.time()
     cluster.master.start()
     await cluster.master.wait_serving()
     async with cluster.client() as client:
@@ -220,9 +268,28 @@ async def test_master_kill9_and_restart_loses_no_pod(cluster: Cluster) -> None:
             assert (await client.get_pod(name)).metadata.uid == uid
         for name in names:
             await _wait_phase(client, name, {"Running"})
-        await wait_nodes_ready(cluster.master, cluster.node_names)
-        for name in names:
-            await _delete_and_wait_gone(client, name)
+
+        # A restarted master gives every node a fresh grace period, so Ready alone proves nothing:
+        # each agent must have reached the new master. Its status reports do (the master stamps
+        # the Ready condition's heartbeat when it hears from the agent)...
+        async def every_agent_heard() -> bool:
+            for node_name in cluster.node_names:
+                node = await client.get_node(node_name)
+                ready = [c for c in node.status.conditions if c.type == "Ready"]
+                if not (node_ready(node) and _seconds(ready[0].last_heartbeat_time) > killed_at):
+                    return False
+            return True
+
+        await wait_for(every_agent_heard, 30, "a heartbeat from every agent after the restart")
+        # ...and so does its pod stream: a pod bound to each node after the restart runs there.
+        pinned = []
+        for agent in cluster.agents:
+            pod = _pod(unique("after-restart"), "sleep 3600")
+            pod.spec.node_name = agent.node_name
+            pinned.append((await client.create_pod(pod)).metadata.name)
+        for name in pinned:
+            await _wait_phase(client, name, {"Running"})
+        await asyncio.gather(*(_delete_and_wait_gone(client, name) for name in [*names, *pinned]))
 
 
 async def test_unschedulable_pod_stays_pending_with_reason(cluster: Cluster) -> None:
@@ -334,3 +401,69 @@ def test_both_metrics_endpoints_answer_prometheus_text(cluster: Cluster) -> None
     assert "kubelet_running_pods" in agent_body
     assert "kubelet_runtime_operations_total" in agent_body
     assert http_get(f"http://127.0.0.1:{cluster.master.metrics_port}/healthz")[0] == 200
+
+
+async def test_restart_policy_on_failure_restarts_exit_1_not_exit_0(cluster: Cluster) -> None:
+    ok, failing = unique("onfailure-ok"), unique("onfailure-bad")
+    async with cluster.client() as client:
+        await client.create_pod(_pod(ok, "echo done; exit 0", restart_policy="OnFailure"))
+        await client.create_pod(_pod(failing, "echo failing; exit 1", restart_policy="OnFailure"))
+
+        # Exit 1 restarts: once at once, again after the 10 s back-off; the pod never ends.
+        phases: set[str] = set()
+
+        async def restarted_twice() -> bool:
+            pod = await client.get_pod(failing)
+            phases.add(pod.status.phase)
+            statuses = pod.status.container_statuses
+            return bool(statuses) and statuses[0].restart_count >= 2
+
+        await wait_for(restarted_twice, 60, f"pod {failing} to restart twice")
+        assert not phases & {"Succeeded", "Failed"}, phases
+        pod = await client.get_pod(failing)
+        status = pod.status.container_statuses[0]
+        assert status.last_state.terminated.exit_code == 1
+        # Docker holds the restarted container: a new one, labelled with its restart count.
+        mains = [c for c in node_containers(pod.spec.node_name, pod.metadata.uid)
+                 if c.labels["pykube.container.name"] == "main"]
+        assert max(int(c.labels["pykube.restart.count"]) for c in mains) >= 2
+
+        # Exit 0 is done: Succeeded, and still not restarted some 10 s later (the failing pod's
+        # back-off), its one container exited 0.
+        pod = await client.get_pod(ok)
+        assert pod.status.phase == "Succeeded", pod.status
+        status = pod.status.container_statuses[0]
+        assert status.restart_count == 0 and status.state.terminated.exit_code == 0
+        (main,) = [c for c in node_containers(pod.spec.node_name, pod.metadata.uid)
+                   if c.labels["pykube.container.name"] == "main"]
+        assert main.attrs["State"]["ExitCode"] == 0 and main.status == "exited"
+        assert main.labels["pykube.restart.count"] == "0"
+        await asyncio.gather(_delete_and_wait_gone(client, ok), _delete_and_wait_gone(client, failing))
+
+
+async def test_graceful_delete_sends_sigterm_then_sigkill_at_the_deadline(cluster: Cluster) -> None:
+    grace = 3
+    name = unique("graceful")
+    async with cluster.client() as client:
+        await client.create_pod(_pod(name, STUBBORN, grace=grace))
+        pod = await _wait_phase(client, name, {"Running"})
+        main = _container(pod)
+        await wait_for(lambda: _logged(main, b"ready"), 20, "the trap to be set")
+        deleted_at, start = time.time(), time.monotonic()
+        await client.delete_pod(name)
+
+        # SIGTERM first: the container logs it, well before the deadline.
+        await wait_for(lambda: _logged(main, b"got-TERM"), grace, "SIGTERM", interval=0.05)
+        assert time.monotonic() - start < grace
+
+        await wait_pod_gone(client, name, grace + 10, interval=0.05)
+        elapsed = time.monotonic() - start
+        assert grace <= elapsed <= grace + 2, f"gone {elapsed:.2f}s after the delete (grace {grace}s)"
+        assert node_containers(pod.spec.node_name, pod.metadata.uid) == []
+
+    # It ignored SIGTERM, so SIGKILL (exit code 137) ended it, at the deadline and not before.
+    deaths = container_events(deleted_at, {"container": main.id, "event": "die"})
+    assert len(deaths) == 1, deaths
+    assert deaths[0]["Actor"]["Attributes"]["exitCode"] == "137"
+    killed_after = deaths[0]["timeNano"] / 1e9 - deleted_at
+    assert grace <= killed_after <= grace + 2, f"killed {killed_after:.2f}s after the delete"

@@ -21,6 +21,7 @@ from pykubelet.pod_status import compute_pod_status
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
+    ContainerLogLimits,
     ContainerNotFound,
     ContainerRuntimeError,
     ExecResult,
@@ -127,6 +128,9 @@ async def test_pod_runs_with_labels_network_env_limits_and_logs(runtime, volumes
     assert (host["NanoCpus"], host["Memory"], host["CpuShares"]) == (500_000_000, 64 * 2**20, 256)
     assert host["NetworkMode"] == host["IpcMode"] == f"container:{infra.id}"
     assert host["RestartPolicy"]["Name"] in ("", "no")
+    # The kubelet's default log rotation: 10Mi per file, 5 files.
+    log_config = {"Type": "json-file", "Config": {"max-size": str(10 * 2**20), "max-file": "5"}}
+    assert host["LogConfig"] == log_config
     infra_attrs = docker_client.api.inspect_container(infra.id)
     assert infra_attrs["Name"] == f"/pk_POD_web_default_{pod.metadata.uid[:8]}_0"
     assert infra_attrs["Config"]["Hostname"] == "web"
@@ -383,6 +387,45 @@ async def test_a_restarted_agent_adopts_the_pod(runtime, volumes, clean_node):
         assert (await fresh.list_pods(clean_node)).keys() == {pod.metadata.uid}
     finally:
         await fresh.close()
+
+
+async def test_a_chatty_container_keeps_its_log_files_bounded(volumes, clean_node, docker_client):
+    limits = ContainerLogLimits(max_size=64 * 1024, max_files=2)
+    rt = DockerRuntime(log_limits=limits)
+    try:
+        pod = make_pod(["yes", "pykube " * 30])  # ~250 bytes per json line: fewer lines for dockerd
+        _, failures, observed = await sync_once(rt, volumes, pod, clean_node)
+        assert failures == []
+        attrs = docker_client.api.inspect_container(observed.latest("main").id)
+        assert attrs["HostConfig"]["LogConfig"] == {
+            "Type": "json-file", "Config": {"max-size": "65536", "max-file": "2"}
+        }
+        log_path = Path(attrs["LogPath"])
+        rotated = Path(f"{log_path}.1")
+
+        async def rotated_inode(previous: int | None = None) -> int | None:
+            with contextlib.suppress(FileNotFoundError):  # between Docker's renames
+                inode = rotated.stat().st_ino
+                return inode if inode != previous else None
+            return None
+
+        # Docker rotates by renaming: a new inode at <log>.1 is a new rotation. Two rotations mean
+        # more was written than the two files hold, so the oldest output has been dropped.
+        first = await wait_for(rotated_inode, 60, "the log's first rotation")
+        await wait_for(lambda: rotated_inode(first), 60, "the log's second rotation")
+
+        files = sorted(log_path.parent.glob(log_path.name + "*"))
+        assert [f.name for f in files] == [log_path.name, rotated.name]  # max-file: 2, no .2
+        sizes = []
+        for file in files:
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(file.stat().st_size)
+        # Docker checks the size before each write: a file may pass max-size by one message.
+        one_message = 16 * 1024
+        assert all(size <= limits.max_size + one_message for size in sizes), sizes
+        assert sum(sizes) <= limits.max_size * limits.max_files + one_message * limits.max_files
+    finally:
+        await rt.close()
 
 
 async def test_observer_sees_every_operation_and_a_steady_relist_is_one_call(volumes, clean_node):

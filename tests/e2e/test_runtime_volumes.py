@@ -1,9 +1,9 @@
 """Volumes, privileged containers and host networking on the real engine: the volume manager,
 the Docker runtime and the sync plan's execution, one pod at a time, no agent process.
 
-Each test uses its own node name and its own pods dir (under pytest's tmp_path) and removes what
-it created: containers by the node label, then every pod's volumes (tmpfs mounts included) and
-the pods dir.
+Each test uses its own node name and its own pods dir (under pytest's tmp_path; hostPath volumes
+may use anything under tmp_path) and removes what it created: containers by the node label, then
+every pod's volumes (tmpfs mounts and staged hostPath binds included) and the pods dir.
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ def volumes_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def volumes(volumes_dir: Path) -> AsyncIterator[PodVolumes]:
-    """The volume manager on ``volumes_dir``; afterwards every pod's volumes are cleaned up,
-    tmpfs mounts included (a detached unmount: containers still running do not matter), and the
-    dir removed."""
-    manager = PodVolumes(volumes_dir)
+async def volumes(volumes_dir: Path, tmp_path: Path) -> AsyncIterator[PodVolumes]:
+    """The volume manager on ``volumes_dir``, hostPaths allowed under ``tmp_path``; afterwards
+    every pod's volumes are cleaned up, tmpfs mounts and staged hostPaths included (a detached
+    unmount: containers still running do not matter), and the dir removed."""
+    manager = PodVolumes(volumes_dir, [str(tmp_path)])
     yield manager
     if volumes_dir.is_dir() and not volumes_dir.is_symlink():
         for pod_dir in volumes_dir.iterdir():
@@ -319,31 +319,106 @@ async def test_empty_dir_outlives_a_container_restart(runtime, node, volumes, me
     assert "found" in await output_of(runtime, pod, node, "main", "found")
 
 
-async def test_host_path_directory_or_create_and_read_only(runtime, node, volumes, tmp_path):
+async def test_host_path_staged_per_container_read_only_and_kept(
+    runtime, node, volumes, volumes_dir, tmp_path, docker_client
+):
     host_dir = tmp_path / "host" / "logs"
+    config = tmp_path / "host" / "app.conf"
     pod = make_pod()
     pod.spec.volumes.add(name="logs").host_path.CopyFrom(
         objects_pb2.HostPathVolumeSource(path=str(host_dir), type="DirectoryOrCreate")
     )
-    add_container(pod, "rw", "echo written > /logs/out; sleep 3600", logs="/logs")
+    pod.spec.volumes.add(name="conf").host_path.CopyFrom(
+        objects_pb2.HostPathVolumeSource(path=str(config), type="FileOrCreate")
+    )
+    script = "echo setting > /app.conf; echo written > /logs/out; sleep 3600"
+    add_container(pod, "rw", script, logs="/logs", conf="/app.conf")
     add_container(
         pod,
         "ro",
-        "until [ -f /logs/out ]; do sleep 0.1; done; cat /logs/out;"
+        "until [ -f /logs/out ]; do sleep 0.1; done; cat /logs/out; stat -c inode=%i /logs;"
         " touch /logs/nope || echo refused; sleep 3600",
         logs="/logs:ro",
     )
     failures, observed = await sync_once(runtime, volumes, pod, node)
     assert failures == []
     output = await output_of(runtime, pod, node, "ro", "refused")
-    assert "written" in output
+    assert "written" in output and f"inode={host_dir.stat().st_ino}" in output  # the host's directory
     assert "Read-only file system" in output
     assert mode(host_dir) == 0o755
     assert (host_dir / "out").read_text() == "written\n"
     assert not (host_dir / "nope").exists()
 
+    # Docker mounts the agent's staged binds of the checked inodes: one per volume and container.
+    staging = volumes_dir / pod.metadata.uid / "volume-hostpaths"
+    mounts = {
+        name: sorted((m["Source"], m["Destination"], m["RW"])
+                     for m in docker_client.api.inspect_container(observed.latest(name).id)["Mounts"])
+        for name in ("rw", "ro")
+    }
+    assert mounts == {
+        "rw": [(f"{staging}/conf/rw", "/app.conf", True), (f"{staging}/logs/rw", "/logs", True)],
+        "ro": [(f"{staging}/logs/ro", "/logs", False)],
+    }
+    staged = sorted(os.path.realpath(staging / p) for p in ("conf/rw", "logs/ro", "logs/rw"))
+    assert sorted(mount_points_under(volumes_dir)) == staged
+    await volumes.mounts(pod, pod.spec.containers[1])  # a container's next start stages afresh ...
+    assert sorted(mount_points_under(volumes_dir)) == staged  # ... never on top of the old bind
+
+    restarted = PodVolumes(volumes_dir, [str(tmp_path)])  # an agent restarted: only mountinfo remembers
+    await executor.kill_pod(runtime, restarted, observed, 1, remove=True)
+    assert mount_points_under(volumes_dir) == []
+    assert not (volumes_dir / pod.metadata.uid).exists()
+    # Host data is never the runtime's to delete.
+    assert (host_dir / "out").read_text() == "written\n" and config.read_text() == "setting\n"
+
+
+@pytest.mark.parametrize(("kind", "target"), [("Directory", "/etc"), ("File", "/etc/passwd")])
+async def test_a_symlink_swapped_in_after_the_check_is_never_mounted(
+    runtime, node, volumes, volumes_dir, tmp_path, kind, target
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    checked = data / "checked"
+    if kind == "Directory":
+        checked.mkdir()
+        (checked / "marker").write_text("original\n")
+        show = "cat /h/marker"
+    else:
+        checked.write_text("original\n")
+        show = "cat /h"
+    original_inode = checked.stat().st_ino
+    pod = make_pod()
+    pod.spec.volumes.add(name="h").host_path.CopyFrom(
+        objects_pb2.HostPathVolumeSource(path=str(checked), type=kind)
+    )
+    container = add_container(pod, "main", f"{show}; ls /h; stat -c inode=%i /h; sleep 3600", h="/h")
+    infra = await runtime.start_infra(pod, node, PAUSE)
+    mounts = await volumes.mounts(pod, container)  # checked, then staged
+
+    # What a pod mounting /data read-write could do between the check and Docker's mount.
+    checked.rename(data / "moved")
+    checked.symlink_to(target)
+    started = await runtime.start_container(pod, container, node, infra, 0, mounts)
+
+    output = await output_of(runtime, pod, node, "main", "inode=")
+    assert "original" in output
+    assert f"inode={original_inode}" in output
+    assert "passwd" not in output and "root:" not in output  # nothing of /etc
+    # After the start too: the container keeps the checked inode.
+    result = await runtime.exec(started.id, ["sh", "-c", show], 10)
+    assert (result.exit_code, result.stdout) == (0, b"original\n")
+    # A later start checks again, and refuses the symlink now in place.
+    with pytest.raises(CreateContainerError, match=f"the symlink {checked} leads to {target}, which is not"):
+        await volumes.mounts(pod, container)
+
+    observed = await runtime.get_pod(node, pod.metadata.uid)
     await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
-    assert (host_dir / "out").read_text() == "written\n"  # host data is never the runtime's to delete
+    assert mount_points_under(volumes_dir) == []
+    assert not (volumes_dir / pod.metadata.uid).exists()
+    moved = data / "moved" / "marker" if kind == "Directory" else data / "moved"
+    assert moved.read_text() == "original\n"
+    assert os.readlink(checked) == target
 
 
 @pytest.mark.parametrize(

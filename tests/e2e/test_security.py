@@ -42,6 +42,7 @@ from .harness import (
     unique,
     wait_for,
     wait_nodes_ready,
+    wait_pod_gone,
 )
 
 pytestmark = pytest.mark.e2e
@@ -90,14 +91,7 @@ async def _delete_and_wait_gone(client: Client, name: str) -> None:
     except errors.NotFound:
         return
 
-    async def gone() -> bool:
-        try:
-            await client.get_pod(name)
-        except errors.NotFound:
-            return True
-        return False
-
-    await wait_for(gone, 60, f"pod {name} gone")
+    await wait_pod_gone(client, name)
 
 
 # ---- transport: who can talk to the master at all ----
@@ -243,31 +237,41 @@ async def test_node_certificate_cannot_touch_another_node(secure: Cluster) -> No
                 # Its own node is fine.
                 assert (await as_a.get_node(a.node_name)).metadata.name == a.node_name
                 node_b = await admin.get_node(b.node_name)
+                me, b_name = f'node "{a.node_name}"', f'node "{b.node_name}"'
+                on_b = f"pod default/{name} bound to {b_name}"
                 refused: list[tuple[str, Callable[[], Awaitable[Any]], str]] = [
-                    ("GetNode", lambda: as_a.get_node(b.node_name), b.node_name),
-                    ("GetPod", lambda: as_a.get_pod(name), name),
+                    ("GetNode", lambda: as_a.get_node(b.node_name), f"{me} may not read {b_name}"),
+                    ("GetPod", lambda: as_a.get_pod(name), f"{me} may not read {on_b}"),
                     ("UpdatePodStatus", lambda: as_a.update_pod_status(
-                        "default", name, pod.metadata.uid, objects_pb2.PodStatus(phase="Failed")), name),
+                        "default", name, pod.metadata.uid, objects_pb2.PodStatus(phase="Failed")),
+                     f"{me} may not update {on_b}"),
                     ("ConfirmPodTerminated",
-                     lambda: as_a.confirm_pod_terminated("default", name, pod.metadata.uid), name),
-                    ("RenewLease", lambda: as_a.renew_lease(b.node_name, 10), b.node_name),
+                     lambda: as_a.confirm_pod_terminated("default", name, pod.metadata.uid),
+                     f"{me} may not delete {on_b}"),
+                    ("RenewLease", lambda: as_a.renew_lease(b.node_name, 10),
+                     f"{me} may not renew the lease of {b_name}"),
                     ("ReportNodeStatus",
-                     lambda: as_a.report_node_status(b.node_name, objects_pb2.NodeStatus()), b.node_name),
-                    ("RegisterNode", lambda: as_a.register_node(node_b), b.node_name),
-                    ("UpdateNode", lambda: as_a.update_node(node_b), ""),
-                    ("DeleteNode", lambda: as_a.delete_node(b.node_name), ""),
-                    ("ListPods", lambda: as_a.list_pods(), ""),
-                    ("CreatePod", lambda: as_a.create_pod(_pod(unique("sneaky"), node=a.node_name)), ""),
-                    ("DeletePod", lambda: as_a.delete_pod(name), ""),
+                     lambda: as_a.report_node_status(b.node_name, objects_pb2.NodeStatus()),
+                     f"{me} may not report the status of {b_name}"),
+                    ("RegisterNode", lambda: as_a.register_node(node_b), f"{me} may not register {b_name}"),
+                    # Admin-only calls are refused by name, whatever they would touch.
+                    ("UpdateNode", lambda: as_a.update_node(node_b), "Cluster.UpdateNode"),
+                    ("DeleteNode", lambda: as_a.delete_node(b.node_name), "Cluster.DeleteNode"),
+                    ("ListPods", lambda: as_a.list_pods(), "Cluster.ListPods"),
+                    ("CreatePod", lambda: as_a.create_pod(_pod(unique("sneaky"), node=a.node_name)),
+                     "Cluster.CreatePod"),
+                    ("DeletePod", lambda: as_a.delete_pod(name), "Cluster.DeletePod"),
                 ]
-                for method, call, named in refused:
+                for method, call, message in refused:
+                    if message.startswith("Cluster."):
+                        message = f"{me} may not call {message}"
                     with pytest.raises(errors.Forbidden) as caught:
                         await call()
-                    assert named in caught.value.message, (method, caught.value.message)
-                    assert caught.value.message, method
-                with pytest.raises(errors.Forbidden):
+                    assert caught.value.message == message, method
+                with pytest.raises(errors.Forbidden) as caught:
                     async for _ in as_a.watch_bound_pods(b.node_name):
                         break
+                assert caught.value.message == f"{me} may not watch the pods of {b_name}"
             # Nothing was written on B's behalf: B's pod and node are as B and the master made them.
             after = await admin.get_pod(name)
             assert after.status.phase != "Failed"

@@ -38,3 +38,17 @@ def test_real_symlink_is_resolved(tmp_path) -> None:
 def test_rejection_message() -> None:
     message = rejection_message([Violation("spec.hostNetwork", "no"), Violation("spec.volumes[0]", "nope")])
     assert message == "Pod was rejected: spec.hostNetwork: no; spec.volumes[0]: nope"
+
+
+def test_the_agents_own_and_low_host_ports_are_refused() -> None:
+    policy = AdmissionPolicy.of(reserved_host_ports=[10250, 10255])
+    p = pod()
+    for port in (10250, 80, 30080):
+        p.spec.containers[0].ports.add(container_port=port, host_port=port)
+    assert [str(v) for v in check_pod(p, policy)] == [
+        "spec.containers[0].ports[0].hostPort: host port 10250 is a port of pykubelet itself on this node",
+        "spec.containers[0].ports[1].hostPort: host ports below 1024 are not allowed on this node "
+        "(pykubelet --allow-privileged-host-ports)",
+    ]
+    opened = AdmissionPolicy.of(reserved_host_ports=[10250], allow_privileged_host_ports=True)
+    assert [v.field for v in check_pod(p, opened)] == ["spec.containers[0].ports[0].hostPort"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pykubelet import config, main
+from pykubelet.runtime.base import ContainerLogLimits
 from pymaster.api.tokens import JoinToken
 
 TOKEN = str(JoinToken.new("ab" * 32))
@@ -83,6 +84,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.join_server == "127.0.0.1:6444"
     assert args.token is None
     assert (args.allow_privileged, args.allow_host_network, args.allowed_host_path) == (False, False, [])
+    # The kubelet's defaults: 10Mi per file, 5 files.
+    assert (args.container_log_max_size, args.container_log_max_files) == (10 * 2**20, 5)
 
 
 def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,6 +125,15 @@ def test_flags() -> None:
         (["--join-server", "6444"], "--join-server: expected HOST:PORT"),
         (["--server", "m:65535"], "--join-server: cannot default to --server's port + 1"),
         (["--allowed-host-path", "data"], "argument --allowed-host-path: 'data' is not an absolute path"),
+        (["--container-log-max-size", "ten"], "argument --container-log-max-size: invalid quantity 'ten'"),
+        (["--container-log-max-size", "0"], "argument --container-log-max-size: must be a positive size"),
+        (["--container-log-max-size=-1Mi"], "argument --container-log-max-size: must be a positive size"),
+        (["--container-log-max-size", "8Ei"], "--container-log-max-size: quantity '8Ei' is too large"),
+        (["--container-log-max-files", "1"],
+         "argument --container-log-max-files: must be an integer of at least 2, got '1'"),
+        (["--container-log-max-files", "0"], "argument --container-log-max-files: must be an integer"),
+        (["--container-log-max-files", "2.5"], "argument --container-log-max-files: must be an integer"),
+        (["--container-log-max-files=-3"], "argument --container-log-max-files: must be an integer"),
     ],
 )
 def test_flag_errors_name_the_flag(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,3 +181,39 @@ def test_token_errors_never_show_the_secret(capsys: pytest.CaptureFixture[str]) 
         main.parse_args(["--token", bad])
     err = capsys.readouterr().err
     assert "--token: invalid join token" in err and "supersecret" not in err
+
+
+@pytest.mark.parametrize(
+    ("size", "files", "expected"),
+    [
+        ("500Ki", "2", (500 * 1024, 2)),
+        ("1G", "10", (10**9, 10)),  # a decimal quantity stays decimal
+        ("1.5Ki", "3", (1536, 3)),
+        ("1", "2", (1, 2)),
+    ],
+)
+def test_container_log_flags(size: str, files: str, expected: tuple[int, int]) -> None:
+    args = main.parse_args(["--container-log-max-size", size, "--container-log-max-files", files])
+    assert (args.container_log_max_size, args.container_log_max_files) == expected
+
+
+def test_container_log_flags_reach_the_agent_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[config.AgentConfig] = []
+
+    class RecordingAgent:
+        def __init__(self, agent_config: config.AgentConfig):
+            configs.append(agent_config)
+
+        async def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr("pykubelet.agent.Agent", RecordingAgent)
+    # main() sets process-wide state the other tests should not inherit.
+    monkeypatch.setattr(main, "configure_logging", lambda level: None)
+    monkeypatch.setattr(main.prometheus_client, "disable_created_metrics", lambda: None)
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(["--container-log-max-size", "64Ki", "--container-log-max-files", "3"])
+    assert exit_info.value.code == 0
+    assert configs[0].container_logs == ContainerLogLimits(max_size=64 * 1024, max_files=3)
+    defaults = config.AgentConfig(server="s", node_name="n", docker_host="d")
+    assert defaults.container_logs == ContainerLogLimits()

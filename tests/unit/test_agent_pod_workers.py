@@ -105,6 +105,7 @@ class FakeStatus:
         self.statuses: dict[str, objects_pb2.PodStatus] = {}
         self.forgotten: list[str] = []
         self.terminated_uids: list[str] = []
+        self.sets = 0  # set_status calls: one per finished sync
 
     def terminated(self, pod: objects_pb2.Pod) -> None:
         self.terminated_uids.append(pod.metadata.uid)
@@ -113,6 +114,7 @@ class FakeStatus:
         return self.statuses.get(uid)
 
     def set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus) -> bool:
+        self.sets += 1
         self.statuses[pod.metadata.uid] = status
         return True
 
@@ -196,10 +198,17 @@ async def test_requests_coalesce_while_busy(monkeypatch: pytest.MonkeyPatch) -> 
     for _ in range(10):
         h.workers.wake("u1")
     h.runtime.block.set()
-    await wait_for(lambda: h.runtime.gets >= 2)
-    await asyncio.sleep(0.05)
-    assert h.runtime.gets == 2  # one more sync for the ten requests
+    # The worker has handled the ten requests once its second sync has ended...
+    await wait_for(lambda: h.status.sets >= 2)
+    # ...and that was the only sync they caused: none ran after it, none is pending.
+    assert (h.status.sets, h.runtime.gets) == (2, 2)
+    assert not sync_pending(h.workers, "u1")
     await h.workers.stop()
+
+
+def sync_pending(workers: pw.PodWorkers, uid: str) -> bool:
+    """Whether a sync of ``uid`` has been asked for and not started yet (the worker's flag)."""
+    return workers._workers[uid].wake.is_set()
 
 
 async def test_deleted_pod_is_killed_then_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,13 +265,15 @@ async def test_removed_pod_is_killed_with_its_grace(monkeypatch: pytest.MonkeyPa
 async def test_reaper_waits_for_the_snapshot_and_spares_desired(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.desired["u1"] = make_pod()
-    observed = {"u1": runtime_of(info("a1")), "orphan": PodRuntime("orphan", "x", "default", [info("o1")])}
-    h.workers.reap(observed)
-    await asyncio.sleep(0.02)
-    assert h.kills == []
+    # Before the first snapshot an empty desired set means "not known yet": nothing is reaped.
+    early = {"u1": runtime_of(info("a1")), "early": PodRuntime("early", "x", "default", [info("e1")])}
+    h.workers.reap(early)
     h.synced.set()
-    h.workers.reap(observed)
-    await wait_for(lambda: len(h.kills) == 1)
+    later = {"u1": runtime_of(info("a1")), "orphan": PodRuntime("orphan", "y", "default", [info("o1")])}
+    h.workers.reap(later)
+    await wait_for(lambda: len(h.kills) >= 1)
+    # Reaps start in the order they were asked for: had the first call reaped "early", its kill
+    # would come before the orphan's. The desired pod is spared.
     assert h.kills == [("orphan", pw.REAP_GRACE_SECONDS, True)]
 
 

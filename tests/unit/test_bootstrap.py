@@ -8,30 +8,17 @@ import asyncio
 import pytest
 
 from pymaster.api import pki, services_pb2, tokens
-from pymaster.api.errors import Forbidden, Unauthenticated, ValidationError
+from pymaster.api.errors import Forbidden, NotFound, ResourceExhausted, Unauthenticated, ValidationError
 from pymaster.server.bootstrap import (
     MAX_FAILURE_DELAY,
+    MAX_JOINS_PER_HOST,
     BootstrapServicer,
     JoinThrottle,
     NodeCertificates,
     failure_delay,
-    node_sans,
     peer_host,
 )
 from pymaster.store.sqlite import SQLiteStore
-
-
-@pytest.mark.parametrize(
-    "requested, sans",
-    [
-        ((), ["n1"]),
-        (("n1", "10.0.0.1", "::1"), ["n1", "10.0.0.1", "::1"]),
-        (("other-node", "master.example.com", "192.168.1.2"), ["n1", "192.168.1.2"]),
-        (("10.0.0.1", "10.0.0.1"), ["n1", "10.0.0.1"]),
-    ],
-)
-def test_node_sans(requested, sans):
-    assert node_sans("n1", requested) == sans
 
 
 @pytest.mark.parametrize(
@@ -90,8 +77,32 @@ async def test_throttle_serializes_attempts_of_a_failing_host():
             await asyncio.sleep(0.01)
             running -= 1
 
-    await asyncio.gather(*(attempt() for _ in range(5)))
+    await asyncio.gather(*(attempt() for _ in range(MAX_JOINS_PER_HOST)))
     assert most == 1
+
+
+async def test_one_host_cannot_hold_every_join_slot():
+    release = asyncio.Event()
+    throttle = JoinThrottle(sleep=lambda seconds: release.wait())
+    throttle.failed("flood")
+    entered: list[str] = []
+
+    async def attempt(host: str) -> None:
+        async with throttle.attempt(host):
+            entered.append(host)
+
+    waiting = [asyncio.create_task(attempt("flood")) for _ in range(MAX_JOINS_PER_HOST)]
+    async with asyncio.timeout(5):
+        while throttle.in_flight("flood") < MAX_JOINS_PER_HOST:
+            await asyncio.sleep(0)
+    with pytest.raises(ResourceExhausted, match="too many joins in flight from flood"):
+        await attempt("flood")  # refused at once, not queued behind the others
+    await attempt("node-host")  # another host is not held up
+    assert entered == ["node-host"]
+    release.set()
+    await asyncio.gather(*waiting)
+    assert entered.count("flood") == MAX_JOINS_PER_HOST
+    await attempt("flood")  # the slots are free again
 
 
 @pytest.fixture
@@ -142,12 +153,9 @@ async def test_join(store, ca):
     servicer = BootstrapServicer(NodeCertificates(store, ca, 600), lambda: token, JoinThrottle(sleep=sleep))
     reply = await servicer.Join(join_request("n1", token.secret), FakeContext())
     info = pki.cert_info(reply.certificate_pem)
-    # The CA's choice of subject, whatever the CSR asked for.
-    assert (info.common_name, info.organization, info.sans) == (
-        "system:node:n1",
-        "system:nodes",
-        ["n1", "10.1.1.1"],
-    )
+    # The CA's choice of subject and SANs, whatever the CSR asked for: the node name only, never
+    # an address (a node certificate must never be good for answering as the master).
+    assert (info.common_name, info.organization, info.sans) == ("system:node:n1", "system:nodes", ["n1"])
     assert (info.not_after - info.not_before).total_seconds() == pytest.approx(600 + 300, abs=2)
     assert reply.ca_pem == ca.cert_pem
 
@@ -158,3 +166,16 @@ async def test_join(store, ca):
     await servicer.Join(join_request("n2", token.secret), FakeContext())
     assert delays == [0.1, 0.1]  # both attempts after the failed proof waited
     assert (await servicer.GetCA(services_pb2.Empty(), FakeContext())).ca_pem == ca.cert_pem
+
+
+@pytest.mark.parametrize(
+    "name", ["pymaster", "kubernetes", "kubernetes.default.svc", "localhost", "master.example"]
+)
+async def test_names_of_the_master_are_refused(store, ca, name):
+    token = tokens.JoinToken.new(ca.sha256)
+    reserved = [*pki.MASTER_NAMES, "master.example"]
+    servicer = BootstrapServicer(NodeCertificates(store, ca, 600, reserved_names=reserved), lambda: token)
+    with pytest.raises(ValidationError, match=f'^nodeName: "{name}" is a name of the master'):
+        await servicer.Join(join_request(name, token.secret), FakeContext())
+    with pytest.raises(NotFound):
+        store.get("identities", "", name)

@@ -116,7 +116,10 @@ def test_channel_credentials(cfg):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("", []), ("master.local", [("grpc.ssl_target_name_override", "master.local")])],
+    [
+        ("", [("grpc.ssl_target_name_override", "pymaster")]),
+        ("master.local", [("grpc.ssl_target_name_override", "master.local")]),
+    ],
 )
 def test_channel_options(cfg, name, expected):
     assert clientconfig.channel_options(ClientConfig(**{**cfg.__dict__, "tls_server_name": name})) == expected

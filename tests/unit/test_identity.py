@@ -88,7 +88,7 @@ async def _serve(ca: pki.CertificateAuthority, sans: list[str]):
 
 @pytest.fixture
 async def mtls_server(ca):
-    async with _serve(ca, ["localhost", "127.0.0.1"]) as served:
+    async with _serve(ca, ["pymaster"]) as served:
         yield served
 
 

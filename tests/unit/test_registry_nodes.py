@@ -49,10 +49,34 @@ def test_merge_registration_existing_node_keeps_admin_state():
 
     assert node.metadata.uid == "uid-1"
     assert node.spec.unschedulable
-    assert dict(node.metadata.labels) == {"zone": "b", "team": "infra"}
+    # Only the first registration takes the agent's labels: the admin's (and the first) stay.
+    assert dict(node.metadata.labels) == {"zone": "a", "team": "infra"}
     ready = find_condition(node.status.conditions, "Ready")
     assert ready.status == "True"
     assert ready.last_transition_time.seconds == NOW + 60
+
+
+def test_a_node_sets_restricted_labels_never_and_its_own_labels_always():
+    restricted = {
+        "node-restriction.pykube.io/dedicated": "gpu",
+        "node-restriction.kubernetes.io/pool": "x",
+        "zone": "a",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": "n1",
+    }
+    first = merge_registration(None, reported_node(labels=restricted), "uid-1", NOW)
+    assert dict(first.metadata.labels) == {
+        "zone": "a", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": "n1"
+    }
+    first.metadata.labels["node-restriction.pykube.io/dedicated"] = "web"  # the admin's
+    again = {**restricted, "zone": "z", "kubernetes.io/arch": "arm64", "extra": "x"}
+    node = merge_registration(first, reported_node(labels=again), "uid-2", NOW + 60)
+    assert dict(node.metadata.labels) == {
+        "zone": "a",
+        "kubernetes.io/arch": "arm64",  # a fact about itself: kept up to date
+        "kubernetes.io/hostname": "n1",
+        "node-restriction.pykube.io/dedicated": "web",
+    }
 
 
 def test_apply_status_report_updates_only_reported_fields():

@@ -160,11 +160,26 @@ async def test_queue_fifo_without_duplicates():
 
 async def test_queue_pop_waits_for_add():
     queue = SchedulingQueue()
-    waiter = asyncio.ensure_future(queue.pop())
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    queue.add("a")
-    assert await asyncio.wait_for(waiter, 5) == "a"
+    popped: list[str] = []
+    more = asyncio.Event()
+
+    async def consume() -> None:
+        while True:
+            popped.append(await queue.pop())
+            more.set()
+
+    consumer = asyncio.ensure_future(consume())
+    try:
+        queue.add("a")
+        await asyncio.wait_for(more.wait(), 5)
+        more.clear()
+        # Having taken "a", the consumer waits in pop() on the empty queue: nothing more comes out.
+        assert popped == ["a"] and queue.active_count == 0
+        queue.add("b")
+        await asyncio.wait_for(more.wait(), 5)
+        assert popped == ["a", "b"]
+    finally:
+        consumer.cancel()
 
 
 async def test_queue_parks_until_move():

@@ -111,16 +111,17 @@ def test_node_resources_fit(request_, allocatable, bound, reasons):
     ("request_", "allocatable", "bound", "score"),
     [
         (("1", "2Gi"), ("2", "4Gi"), (), 50),
-        (("1", "1Gi"), ("2", "4Gi"), (), (50 + 75) // 2),
+        (("1", "1Gi"), ("2", "4Gi"), (), (50 + 75) / 2),  # fractions count
         (("1", "2Gi"), ("4", "8Gi"), (("1", "2Gi"),), 50),
         (("2", "4Gi"), ("2", "4Gi"), (), 0),
-        (("", ""), ("1", "1000Mi"), (), (90 + 80) // 2),  # defaults: 100m, 200Mi
+        (("", ""), ("1", "1000Mi"), (), (90 + 80) / 2),  # defaults: 100m, 200Mi
         (("1", "1Gi"), ("0", "0"), (), 0),
     ],
 )
 def test_least_allocated(request_, allocatable, bound, score):
     cpu, memory = allocatable
-    assert LeastAllocated().score(pod(*request_), node(cpu=cpu, memory=memory, bound=bound)) == score
+    got = LeastAllocated().score(pod(*request_), node(cpu=cpu, memory=memory, bound=bound))
+    assert got == pytest.approx(score)
 
 
 def test_least_allocated_prefers_emptier_node():

@@ -9,7 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,12 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await s.open()
     yield s
     await s.close()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 async def next_event(watch) -> WatchEvent:
@@ -274,11 +281,20 @@ async def test_watch_from_current_rv_gets_only_new_events(store: SQLiteStore) ->
 
 async def test_watch_close_ends_iteration(store: SQLiteStore) -> None:
     watch = store.watch("pods", 0)
-    waiter = asyncio.ensure_future(anext(watch))
-    await asyncio.sleep(0)  # let the waiter block on the empty queue
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for event in watch:
+            received.append(event.object.metadata.name)
+
+    consumer = asyncio.ensure_future(consume())
+    await store.create("pods", make_pod("a"))
+    # Once it has the event, the consumer's only way on is to wait on the (now empty) watch.
+    await wait_until(lambda: received == ["a"])
+    assert not consumer.done()
     watch.close()
-    with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(waiter, DEADLINE)
+    await asyncio.wait_for(consumer, DEADLINE)  # the iteration ended, without an error
+    assert received == ["a"]
     assert store.event_log.watcher_count() == 0
 
 
@@ -364,11 +380,26 @@ async def test_slow_watcher_overflows_with_too_old(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_cancelled_writer_still_commits_in_order(store: SQLiteStore) -> None:
+async def test_cancelled_writer_still_commits_in_order(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hold the first commit on the writer thread, so the caller is cancelled mid-commit.
+    committing, release = threading.Event(), threading.Event()
+    commit_sync = store._commit_sync
+
+    def held_commit(*args: object) -> None:
+        committing.set()
+        assert release.wait(DEADLINE)
+        commit_sync(*args)
+
+    monkeypatch.setattr(store, "_commit_sync", held_commit)
     write = asyncio.ensure_future(store.create("pods", make_pod("a")))
-    await asyncio.sleep(0)  # the write is now committing on the writer thread
+    assert await asyncio.to_thread(committing.wait, DEADLINE)
     write.cancel()
-    created = await store.create("pods", make_pod("b"))
+    second = asyncio.ensure_future(store.create("pods", make_pod("b")))
+    release.set()
+    created = await asyncio.wait_for(second, DEADLINE)
+    assert write.cancelled()
     assert created.metadata.resource_version == "2"
     assert store.get("pods", "default", "a").metadata.resource_version == "1"
 

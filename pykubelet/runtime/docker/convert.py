@@ -1,6 +1,6 @@
 """Pure conversions of the Docker runtime, no engine call: Docker's list/inspect data into the
 runtime's types (``ContainerInfo`` with state, exit code, times, IP) and a pod spec into Docker's
-create arguments (published ports, resources, hostname, bind mounts).
+create arguments (published ports, resources, hostname, bind mounts, log rotation).
 
 Cost of a relist: the list (``GET /containers/json``) lacks exit codes, start/finish times, OOM
 and start errors, so those come from ``inspect``, cached per container as ``Details`` under a
@@ -18,7 +18,7 @@ from typing import Any
 import docker.types
 
 from pykubelet.runtime import labels
-from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, Mount
+from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, ContainerLogLimits, Mount
 from pymaster.api import objects_pb2
 from pymaster.api.quantity import cpu_millis, memory_bytes
 
@@ -177,3 +177,11 @@ def resources(requirements: objects_pb2.ResourceRequirements) -> dict[str, int]:
 def bind_mounts(mounts: Sequence[Mount]) -> list[docker.types.Mount]:
     """The runtime's bind mounts as Docker mounts, in the same order."""
     return [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in mounts]
+
+
+def log_config(limits: ContainerLogLimits) -> docker.types.LogConfig:
+    """Docker's json-file log driver rotating per ``limits``. The size goes in plain bytes: Docker
+    reads "10m" as 10 MiB where a Kubernetes quantity "10M" means 10^6 bytes."""
+    return docker.types.LogConfig(
+        type="json-file", config={"max-size": str(limits.max_size), "max-file": str(limits.max_files)}
+    )

@@ -11,6 +11,10 @@ Pod features:
   network: no published ports, no IP of its own, the host's hostname); the app containers join
   it as usual. Its ContainerInfo.ip stays empty: the pod's IP is the node's (pod_status).
 - ``securityContext.privileged``: Docker's Privileged on that app container only.
+- logs: every app container logs through Docker's json-file driver with ``max-size`` and
+  ``max-file`` from ``ContainerLogLimits`` (the agent's ``--container-log-max-size``/``-files``),
+  so Docker rotates its log and drops the oldest file: a chatty container cannot fill the disk.
+  The infra container prints nothing and keeps the engine's default log driver.
 - volumes: the runtime only bind-mounts what the volume manager (``pykubelet/volumes.py``)
   prepared on the host; the engine must therefore see the host's file system (a local engine).
 """
@@ -25,12 +29,12 @@ from typing import Any
 
 import docker
 import docker.errors
-import docker.types
 
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
     ContainerInfo,
+    ContainerLogLimits,
     CreateContainerError,
     ExecResult,
     ImageNeverPullError,
@@ -59,13 +63,21 @@ class DockerRuntime:
             start_container, stop_container, remove_container, pull_image, inspect_image, logs,
             events, version, create_exec, start_exec, inspect_exec). It may be called from the
             stream threads.
+        log_limits: the log rotation of app containers (json-file ``max-size``/``max-file``).
 
     The engine is contacted lazily: constructing a DockerRuntime never fails while the engine
     is down; calls raise RuntimeUnavailable until it answers.
     """
 
-    def __init__(self, base_url: str | None = None, max_workers: int = 8, observe: Observer | None = None):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        max_workers: int = 8,
+        observe: Observer | None = None,
+        log_limits: ContainerLogLimits | None = None,
+    ):
         self._engine = Engine(base_url, max_workers, observe)
+        self._log_config = convert.log_config(log_limits or ContainerLogLimits())
         self._streams = Streams()
         self._details: dict[str, convert.Details] = {}
 
@@ -163,7 +175,8 @@ class DockerRuntime:
         Kubernetes. Resources: limits.cpu -> NanoCpus, limits.memory -> Memory, requests.cpu (or
         limits.cpu) -> CpuShares. Docker's own restart policy stays "no": the agent restarts.
         ``mounts`` (prepared by the volume manager) become bind mounts, in their order;
-        securityContext.privileged -> Privileged.
+        securityContext.privileged -> Privileged; the log is json-file, rotated per the
+        runtime's ``log_limits``.
 
         A container whose start fails is kept (its State.Error records why, and it counts as
         that attempt); the next attempt gets a new name from its restart count.
@@ -189,7 +202,7 @@ class DockerRuntime:
                 network_mode=f"container:{infra.id}",
                 ipc_mode=f"container:{infra.id}",
                 restart_policy={"Name": "no"},
-                log_config=docker.types.LogConfig(type="json-file"),
+                log_config=self._log_config,
                 mounts=docker_mounts or None,
                 privileged=privileged,
                 **resources,
