@@ -53,6 +53,7 @@ test: setup proto-check lint images
 
 bench: setup images
 	$(PY) bench/pod_startup.py
+	$(PY) bench/readiness.py
 
 up: setup images
 	@scripts/cluster.sh up

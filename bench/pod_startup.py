@@ -14,7 +14,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +21,9 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cluster import single_node_cluster  # noqa: E402
 from pymaster.api import objects_pb2  # noqa: E402
-from tests.e2e.harness import BUSYBOX, Agent, Master, remove_node_containers, unique, wait_for  # noqa: E402
+from tests.e2e.harness import BUSYBOX, Master, unique  # noqa: E402
 
 PAUSE = "pykube/pause:3.9"
 
@@ -93,25 +93,8 @@ async def pykube_latencies(master: Master, pods: int) -> list[float]:
 
 
 async def run_pykube(pods: int) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        master = Master(workdir).start()
-        agent = Agent(workdir, master, unique("bench-node"))
-        try:
-            await master.wait_serving()
-            agent.start()
-
-            async def ready() -> bool:
-                async with master.client() as client:
-                    node = await client.get_node(agent.node_name)
-                    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-
-            await wait_for(ready, 60, "the bench node to be Ready")
-            return await pykube_latencies(master, pods)
-        finally:
-            agent.stop()
-            master.stop()
-            remove_node_containers(agent.node_name)
+    async with single_node_cluster() as master:
+        return await pykube_latencies(master, pods)
 
 
 def main() -> None:

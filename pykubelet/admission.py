@@ -5,7 +5,7 @@ host paths) run only when this node's flags allow them.
 The rules are the master's (``pymaster.api.admission``), applied with this node's flags; the
 node adds what only it can check: a host path is resolved on its own disk, so a symlink
 ``/data/link -> /etc`` is outside ``/data``; the volume manager checks again, by file
-descriptor, when it mounts the path (``volumes.open_host_path``), since a path can change between
+descriptor, when it mounts the path (``host_paths.open_host_path``), since a path can change between
 the two. A pod the node rejects ends in phase Failed, reason ``Forbidden``, with the violations
 as its message, and never gets a container.
 """

@@ -5,8 +5,8 @@ image is missing, or the node has no credentials and no join token (or the join 
 The node's certificate (``credentials``) is then both its client certificate towards the master
 and the agent API's serving certificate; when it is renewed, the master client reconnects and
 the agent API serves the new one. Every loop runs as its own asyncio task (lease, node status,
-pod stream, docker events, relist, resync tick, status pushes, certificate renewal, pod workers),
-so one slow Docker call delays only its own pod. On SIGTERM/SIGINT the loops stop and the
+pod stream, docker events, relist, resync tick, status pushes, events, certificate renewal, pod
+workers, probes), so one slow Docker call delays only its own pod. On SIGTERM/SIGINT the loops stop and the
 containers keep running, like the kubelet's: the next agent adopts them from their labels.
 """
 
@@ -33,10 +33,13 @@ from pykubelet.credentials import (
     CredentialSettings,
     NodeCredentials,
 )
+from pykubelet.events import EventRecorder
+from pykubelet.executor import PodExecutor
 from pykubelet.metrics import AgentMetrics
 from pykubelet.node_status import NodeConfig, NodeStatusReporter
 from pykubelet.pleg import Pleg
 from pykubelet.pod_workers import PodWorkers
+from pykubelet.prober import ProbeManager, ProbeMetrics
 from pykubelet.runtime.base import ImageNeverPullError, Runtime
 from pykubelet.runtime.docker import DockerRuntime
 from pykubelet.server import AgentServer, ServerTLS
@@ -185,9 +188,15 @@ class Agent:
         # Pods' volumes live under <root-dir>/pods (emptyDir directories, tmpfs mounts, staged
         # hostPath binds); hostPaths are checked against the admission's prefixes once more there.
         volumes = PodVolumes(Path(cfg.root_dir) / "pods", cfg.policy.allowed_host_paths)
+        recorder = EventRecorder(client, cfg.node_name, on_dropped=self.metrics.events_dropped.inc)
+        probes = ProbeManager(
+            runtime, internal_ip, on_change=pod_changed, recorder=recorder,
+            metrics=ProbeMetrics(self.registry),
+        )
+        executor = PodExecutor(runtime, volumes, cfg.node_name, cfg.infra_image, internal_ip, recorder)
         workers = PodWorkers(
-            runtime, volumes, source.pods, source.synced, status_manager, self.metrics,
-            cfg.node_name, cfg.infra_image, internal_ip, cfg.policy,
+            executor, source.pods, source.synced, status_manager, self.metrics, cfg.node_name, internal_ip,
+            cfg.policy, probes=probes, recorder=recorder,
         )
         pleg = Pleg(runtime, cfg.node_name, workers.wake, self.metrics, on_relist=workers.reap)
         reporter = NodeStatusReporter(
@@ -231,6 +240,7 @@ class Agent:
             "pleg-events": pleg.run_events(),
             "resync": workers.run_resync(),
             "status-manager": status_manager.run(),
+            "events": recorder.run(),
             "certificates": certificates.run(),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
@@ -249,6 +259,7 @@ class Agent:
                 task.cancel()
             await asyncio.gather(stopped, *tasks, return_exceptions=True)
             await workers.stop()
+            await probes.stop()
             await server.stop(1.0)
             metrics_server.close()
             await client.close()

@@ -92,6 +92,11 @@ class AgentMetrics:
             "Pods this node refused to run (privileged, hostNetwork, hostPath outside the allowed prefixes).",
             registry=registry,
         )
+        self.events_dropped = Counter(
+            "pykube_agent_events_dropped",
+            "Events not delivered to the master (queue full while it was away, or refused).",
+            registry=registry,
+        )
         node = Gauge("kubelet_node_name", "The node's name (always 1).", ["node"], registry=registry)
         node.labels(node=node_name).set(1)
         registry.register(NodeResourceCollector())

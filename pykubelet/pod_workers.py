@@ -9,10 +9,13 @@ a pending flag, so a busy worker
 Each sync recomputes from the desired pod and the freshly observed containers, so a missed input
 costs latency, never correctness.
 
-A worker's life: sync (observe -> ``sync.compute_pod_actions`` -> ``executor.execute`` ->
-``compute_pod_status`` -> status manager) until the pod is marked for deletion (kill with its
+A worker's life: sync (observe -> probes follow the containers -> ``sync.compute_pod_actions``
+with the probes' verdicts -> ``PodExecutor.execute`` -> ``compute_pod_status`` with readiness and
+termination messages -> status manager) until the pod is marked for deletion (kill with its
 deletion grace, remove the containers, tell the status manager the pod terminated, end) or leaves
-the desired set (kill and remove, end). Only the status manager talks to the master.
+the desired set (kill and remove, end). Only the status manager (and the event recorder) talk to
+the master. A pod running longer than its activeDeadlineSeconds is stopped and fails
+(DeadlineExceeded).
 
 Every sync first runs the node's own admission check (``admission.check_pod``): a pod this node
 refuses gets no container (any it still runs, say after the agent restarted with stricter flags,
@@ -28,12 +31,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pykubelet import admission, executor, sync
+from pykubelet import admission, sync
+from pykubelet.events import EventRecorder
+from pykubelet.executor import PodExecutor
 from pykubelet.metrics import AgentMetrics
-from pykubelet.pod_status import compute_pod_status
-from pykubelet.runtime.base import ContainerRuntimeError, PodRuntime, Runtime
+from pykubelet.pod_status import DEADLINE_EXCEEDED, DEADLINE_MESSAGE, Observations, compute_pod_status
+from pykubelet.prober import ProbeManager
+from pykubelet.runtime.base import ContainerRuntimeError, PodRuntime
 from pykubelet.status import StatusManager
-from pykubelet.volumes import PodVolumes
+from pykubelet.termination import TerminationMessages
 from pymaster.api import errors, objects_pb2
 from pymaster.api.pods import grace_period_seconds, pod_key
 
@@ -99,45 +105,50 @@ class _Worker:
     # The grace period of the kill in flight (None: not killing); a shorter one cuts it short.
     killing_grace: float | None = None
     requeue: asyncio.TimerHandle | None = None
+    deadline_reported: bool = False
+    messages: dict[str, str] = field(default_factory=dict)  # termination messages by container id
 
 
 class PodWorkers:
     """Runs one worker per desired pod and reaps containers no pod owns.
 
     Args:
-        runtime: the container runtime.
-        volumes: the volume manager (prepares and cleans up pods' volumes on the host).
+        executor: runs plans and kills on the runtime (with the volume manager and the events).
         desired: the desired set (uid -> Pod), ``ConfigSource.pods``; read, never written.
         synced: set once ``desired`` holds a complete snapshot; the reaper waits for it.
         status_manager: receives every computed status, and the news that a pod terminated.
         metrics: the agent's metrics (pod start duration).
         node_name: this node.
-        infra_image: the image of pods' infra containers.
         host_ip: the node's InternalIP, reported as status.hostIP.
         policy: what this node admits (privileged, hostNetwork, hostPath); nothing by default.
+        probes: the probe manager; None: no probes run (every running container is ready).
+        recorder: where events go (BackOff, DeadlineExceeded); None: none.
     """
 
     def __init__(
         self,
-        runtime: Runtime,
-        volumes: PodVolumes,
+        executor: PodExecutor,
         desired: Mapping[str, objects_pb2.Pod],
         synced: asyncio.Event,
         status_manager: StatusManager,
         metrics: AgentMetrics,
         node_name: str,
-        infra_image: str,
         host_ip: str,
         policy: admission.AdmissionPolicy | None = None,
+        probes: ProbeManager | None = None,
+        recorder: EventRecorder | None = None,
     ):
-        self._runtime = runtime
-        self._volumes = volumes
+        self._executor = executor
+        self._runtime = executor.runtime
+        self._volumes = executor.volumes
+        self._probes = probes
+        self._recorder = recorder
+        self._messages = TerminationMessages(executor.runtime, executor.volumes)
         self._desired = desired
         self._synced = synced
         self._status = status_manager
         self._metrics = metrics
         self._node_name = node_name
-        self._infra_image = infra_image
         self._host_ip = host_ip
         self._policy = policy or admission.AdmissionPolicy()
         self._workers: dict[str, _Worker] = {}
@@ -204,7 +215,7 @@ class PodWorkers:
         try:
             log.info("reaping orphan containers pod=%s/%s uid=%s containers=%d", pod.namespace, pod.name,
                      pod.uid, len(pod.containers))
-            await executor.kill_pod(self._runtime, self._volumes, pod, REAP_GRACE_SECONDS, remove=True)
+            await self._executor.kill_pod(pod, REAP_GRACE_SECONDS, remove=True)
         except Exception as err:  # retried at the next relist
             log.warning("reap failed uid=%s error=%s", pod.uid, err)
         finally:
@@ -234,10 +245,14 @@ class PodWorkers:
             worker.requeue.cancel()
         del self._workers[worker.uid]
         self._status.forget(worker.uid)
+        self._messages.forget(worker.uid)
+        if self._probes is not None:
+            self._probes.remove(worker.uid)
         log.info("pod worker ended pod=%s uid=%s", pod_key(worker.pod), worker.uid)
 
     async def _sync(self, worker: _Worker, pod: objects_pb2.Pod) -> None:
-        observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        uid = worker.uid
+        observed = await self._runtime.get_pod(self._node_name, uid)
         violations = admission.check_pod(pod, self._policy)
         if violations:
             await self._reject(worker, pod, observed, violations)
@@ -246,30 +261,106 @@ class PodWorkers:
             worker.synced_once = True
             # Adopted after an agent restart: its start was measured (if ever) by the last agent.
             worker.start_recorded = all_running(pod, observed)
-        actions = sync.compute_pod_actions(pod, observed, datetime.now(UTC))
+        now = datetime.now(UTC)
+        left = deadline_left(pod, self._status.get(uid), now)
+        if left is not None and left <= 0:
+            await self._deadline_exceeded(worker, pod, observed, now)
+            return
+        if self._probes is not None:
+            self._probes.sync(pod, observed)
+        actions = sync.compute_pod_actions(
+            pod, observed, now, self._liveness_failures(uid), self._not_started(pod, observed)
+        )
         failures = list(actions.backoff)  # shown as CrashLoopBackOff until the restart
-        self._requeue(worker, actions.requeue_after)
+        for failure in actions.backoff:
+            self._event(pod, "Warning", "BackOff",
+                        f"Back-off restarting failed container {failure.container_name} in pod "
+                        f"{pod.metadata.name}_{pod.metadata.namespace}({uid})", failure.container_name)
+        self._requeue(worker, min((t for t in (actions.requeue_after, left) if t is not None), default=None))
         if not actions.is_noop():
-            log.info("pod sync pod=%s uid=%s actions=%s", pod_key(pod), worker.uid, actions)
-            started = await executor.execute(
-                self._runtime, self._volumes, pod, actions, self._node_name, self._infra_image, observed
+            log.info("pod sync pod=%s uid=%s actions=%s", pod_key(pod), uid, actions)
+            started = await self._executor.execute(
+                pod, actions, observed, grace_overrides=self._probe_graces(uid)
             )
             for failure in started:
                 log.warning("container failed pod=%s container=%s reason=%s message=%s", pod_key(pod),
                             failure.container_name, failure.reason, failure.message)
             failures.extend(started)
-            observed = await self._runtime.get_pod(self._node_name, worker.uid)
+            observed = await self._runtime.get_pod(self._node_name, uid)
+            if self._probes is not None:
+                self._probes.sync(pod, observed)
         worker.failures.update(failures, observed)
+        worker.messages = await self._messages.collect(pod, observed)
         if not worker.start_recorded and all_running(pod, observed):
             worker.start_recorded = True
             seconds = time.monotonic() - worker.first_seen
             self._metrics.pod_start_duration.observe(seconds)
-            log.info("pod started pod=%s uid=%s seconds=%.3f", pod_key(pod), worker.uid, seconds)
-        previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
-        status = compute_pod_status(
-            pod, observed, dict(worker.failures.failures), self._host_ip, datetime.now(UTC), previous
+            log.info("pod started pod=%s uid=%s seconds=%.3f", pod_key(pod), uid, seconds)
+        self._report(worker, pod, observed, now)
+
+    def _report(
+        self,
+        worker: _Worker,
+        pod: objects_pb2.Pod,
+        observed: PodRuntime | None,
+        now: datetime,
+        messages: Mapping[str, str] | None = None,
+        deadline_exceeded: bool = False,
+    ) -> None:
+        """Hands the pod's status to the status manager."""
+        uid, probes = worker.uid, self._probes
+        seen = Observations(
+            failures=dict(worker.failures.failures),
+            ready=(lambda name: probes.readiness(uid, name)) if probes is not None else Observations.ready,
+            started=(lambda name: probes.started(uid, name)) if probes is not None else Observations.started,
+            messages=messages if messages is not None else worker.messages,
+            deadline_exceeded=deadline_exceeded,
         )
-        self._status.set_status(pod, status)
+        previous = self._status.get(uid) or (pod.status if pod.HasField("status") else None)
+        self._status.set_status(pod, compute_pod_status(pod, observed, seen, self._host_ip, now, previous))
+
+    def _liveness_failures(self, uid: str) -> dict[str, str]:
+        return self._probes.liveness_failures(uid) if self._probes is not None else {}
+
+    def _not_started(self, pod: objects_pb2.Pod, observed: PodRuntime | None) -> set[str]:
+        """The running sidecars whose startup probe has not succeeded yet."""
+        if self._probes is None or observed is None:
+            return set()
+        return {
+            c.name for c in pod.spec.init_containers
+            if sync.is_sidecar(c) and not self._probes.started(pod.metadata.uid, c.name)
+        }
+
+    def _probe_graces(self, uid: str) -> dict[str, float]:
+        """A liveness or startup probe's own terminationGracePeriodSeconds, for the containers it
+        has killed (kubelet's probe-level grace)."""
+        if self._probes is None:
+            return {}
+        graces = {}
+        for name in self._liveness_failures(uid):
+            grace = self._probes.probe_grace_period(uid, name)
+            if grace is not None:
+                graces[name] = float(grace)
+        return graces
+
+    async def _deadline_exceeded(
+        self, worker: _Worker, pod: objects_pb2.Pod, observed: PodRuntime | None, now: datetime
+    ) -> None:
+        """activeDeadlineSeconds passed: stop everything, the pod fails (DeadlineExceeded)."""
+        if not worker.deadline_reported:
+            worker.deadline_reported = True
+            log.info("pod deadline exceeded pod=%s uid=%s", pod_key(pod), worker.uid)
+            self._event(pod, "Normal", DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
+        if observed is not None and any(c.state in sync.LIVE_STATES for c in observed.containers):
+            await self._executor.kill_pod(observed, float(grace_period_seconds(pod)), remove=False, pod=pod)
+            observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        self._report(worker, pod, observed, now, deadline_exceeded=True)
+
+    def _event(
+        self, pod: objects_pb2.Pod, type_: str, reason: str, message: str, container: str = ""
+    ) -> None:
+        if self._recorder is not None:
+            self._recorder.pod_event(pod, type_, reason, message, container)
 
     async def _reject(
         self,
@@ -288,7 +379,7 @@ class PodWorkers:
         if observed is not None and any(c.state in sync.LIVE_STATES for c in observed.containers):
             grace = grace_period_seconds(pod)
             log.info("killing pod pod=%s uid=%s grace=%s reason=rejected", pod_key(pod), worker.uid, grace)
-            await executor.kill_pod(self._runtime, self._volumes, observed, grace, remove=False)
+            await self._executor.kill_pod(observed, grace, remove=False, pod=pod)
         previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
         self._status.set_status(pod, rejected_status(message, self._host_ip, datetime.now(UTC), previous))
 
@@ -315,7 +406,7 @@ class PodWorkers:
             log.info("killing pod pod=%s uid=%s grace=%s reason=%s", pod_key(pod), uid, grace, reason)
             worker.killing_grace = grace
             try:
-                await executor.kill_pod(self._runtime, self._volumes, observed, grace, remove=True)
+                await self._executor.kill_pod(observed, grace, remove=True, pod=pod)
             finally:
                 worker.killing_grace = None
         else:
@@ -351,7 +442,7 @@ class PodWorkers:
         try:
             observed = await self._runtime.get_pod(self._node_name, uid)
             if observed is not None:
-                await executor.kill_pod(self._runtime, self._volumes, observed, grace, remove=False)
+                await self._executor.kill_pod(observed, grace, remove=False, pod=self._desired.get(uid))
         except Exception as err:  # the kill in flight still ends it, at its own pace
             log.warning("shortening kill failed uid=%s error=%s", uid, err)
 
@@ -367,3 +458,15 @@ def rejected_status(
     else:
         status.start_time.FromDatetime(now)
     return status
+
+
+def deadline_left(pod: objects_pb2.Pod, status: objects_pb2.PodStatus | None, now: datetime) -> float | None:
+    """Seconds until the pod's activeDeadlineSeconds passes (counted from its startTime, as the
+    kubelet), negative once it did; None without a deadline or a start time yet."""
+    if not pod.spec.HasField("active_deadline_seconds"):
+        return None
+    status = status if status is not None else pod.status
+    if not status.HasField("start_time"):
+        return None
+    started = status.start_time.ToDatetime(tzinfo=UTC)
+    return pod.spec.active_deadline_seconds - (now - started).total_seconds()

@@ -1,5 +1,13 @@
-"""The agent's own gRPC API (the kubelet's port 10250): ``Kubelet.ContainerLogs``, which the
-master calls to proxy ``pyctl logs``, and the standard gRPC health service.
+"""The agent's own gRPC API (the kubelet's port 10250): ``Kubelet.ContainerLogs`` and
+``Kubelet.Exec``, which the master calls to proxy ``pyctl logs`` and ``pyctl exec``, and the
+standard gRPC health service.
+
+Exec is one bidirectional stream: the first message (``start``: pod uid, container, command,
+stdin, tty, terminal size) starts the command through the runtime, the following ones are its
+stdin, terminal resizes and end of input (the end of the caller's stream counts as end of input
+too); the replies are its stdout and stderr (one stream with a TTY) as they come, then its exit
+code, last. A caller that goes away, or a server that stops, closes the exec's stream (the
+runtime's threads end; the command itself may keep running, see the runtime's ``exec_stream``).
 
 The node's InternalIP and the port this server actually bound are reported in node status
 (``daemonEndpoints.kubeletEndpoint.port``), which is how the master finds it.
@@ -14,6 +22,7 @@ PERMISSION_DENIED. The certificate is swapped while serving when the node's is r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -26,11 +35,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
+    STDOUT,
     ContainerInfo,
     ContainerNotFound,
+    ContainerNotRunning,
     ContainerRuntimeError,
+    ExecSession,
     PodRuntime,
     Runtime,
+    TerminalSize,
 )
 from pymaster.api import services_pb2, services_pb2_grpc
 from pymaster.api.identity import Identity, identity_from_context
@@ -80,8 +93,71 @@ def pick_container(pod: PodRuntime | None, pod_uid: str, name: str, node_name: s
     return container
 
 
+class BadExecInput(Exception):
+    """An exec stream message out of place (a second start, stdin the exec was not started
+    with); the exec ends with INVALID_ARGUMENT and this message."""
+
+
+def terminal_size(start: services_pb2.ExecStart) -> TerminalSize | None:
+    """The initial terminal size of an exec's start; None without a TTY or a size."""
+    size = start.size
+    if not start.tty or not start.HasField("size") or not (size.width and size.height):
+        return None
+    return TerminalSize(size.width, size.height)
+
+
+class ExecInputRelay:
+    """Feeds the messages after an exec's start into its session until the caller's stream
+    ends, which is the end of input too. A message out of place (``BadExecInput``) is kept in
+    ``error`` and closes the session, so its output ends and the call can say why.
+    """
+
+    def __init__(
+        self,
+        requests: AsyncIterator[services_pb2.ExecInput],
+        session: ExecSession,
+        start: services_pb2.ExecStart,
+    ):
+        self.error: BadExecInput | None = None
+        self._requests = requests
+        self._session = session
+        self._start = start
+
+    async def run(self) -> None:
+        try:
+            await self._relay()
+        except BadExecInput as err:
+            self.error = err  # before the close: the output's end must find it
+            await self._session.close()
+
+    async def _relay(self) -> None:
+        session, start = self._session, self._start
+        stdin_closed = False
+        async for message in self._requests:
+            kind = message.WhichOneof("input")
+            if kind == "stdin":
+                if not start.stdin:
+                    raise BadExecInput("stdin: the exec was started without stdin")
+                await session.write_stdin(message.stdin)
+            elif kind == "resize":
+                if message.resize.width and message.resize.height:  # a TTY-less exec ignores it
+                    await session.resize(TerminalSize(message.resize.width, message.resize.height))
+            elif kind == "close_stdin":
+                if not stdin_closed:
+                    stdin_closed = True
+                    await session.close_stdin()
+            elif kind == "start":
+                raise BadExecInput("start: only the first message of an exec may start it")
+        if start.stdin and not stdin_closed:
+            await session.close_stdin()
+
+
+def exec_output(stream: int, data: bytes) -> services_pb2.ExecOutput:
+    return services_pb2.ExecOutput(stdout=data) if stream == STDOUT else services_pb2.ExecOutput(stderr=data)
+
+
 class KubeletService(services_pb2_grpc.KubeletServicer):
-    """Serves container logs from the runtime.
+    """Serves container logs and exec from the runtime.
 
     Args:
         runtime: the container runtime.
@@ -120,6 +196,67 @@ class KubeletService(services_pb2_grpc.KubeletServicer):
             )
         except ContainerRuntimeError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{err.reason}: {err.message}")
+
+    async def Exec(  # noqa: N802 (generated servicer's naming)
+        self, request_iterator: AsyncIterator[services_pb2.ExecInput], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[services_pb2.ExecOutput]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("input") != "start":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start: an exec must begin with its start")
+        start = first.start
+        if not start.command:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "command: required")
+        session = await self._start_exec(start, context)
+        code: int | None = None
+        async with session:
+            relay = ExecInputRelay(requests, session, start)
+            relaying = asyncio.create_task(relay.run())
+            try:
+                async with contextlib.aclosing(session.output()) as output:
+                    async for stream, data in output:
+                        yield exec_output(stream, data)
+                if relay.error is not None:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(relay.error))
+                code = await session.exit_code()
+            except ContainerRuntimeError as err:  # the engine failed mid-stream
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"{err.reason}: {err.message}")
+            finally:
+                relaying.cancel()
+                await asyncio.gather(relaying, return_exceptions=True)
+        log.info("exec ended uid=%s container=%s exit_code=%s", start.pod_uid, start.container, code)
+        yield services_pb2.ExecOutput(exit_code=code)
+
+    async def _start_exec(
+        self, start: services_pb2.ExecStart, context: grpc.aio.ServicerContext
+    ) -> ExecSession:
+        """The started exec of ``start`` in the container it names (chosen like logs').
+
+        Aborts the call: NOT_FOUND (no such pod or container here), INVALID_ARGUMENT (no name and
+        several containers), FAILED_PRECONDITION (the container is not running), UNAVAILABLE (the
+        runtime failed).
+        """
+        container: ContainerInfo | None = None
+        try:
+            pod = await self._runtime.get_pod(self._node_name, start.pod_uid)
+            container = pick_container(pod, start.pod_uid, start.container, self._node_name)
+            if container.state != "running":
+                raise ContainerNotRunning(container.state)
+            session = await self._runtime.exec_stream(
+                container.id, list(start.command), stdin=start.stdin, tty=start.tty, size=terminal_size(start)
+            )
+        except ContainerLookupError as err:
+            await context.abort(err.code, err.message)
+        except ContainerRuntimeError as err:
+            if container is None or not isinstance(err, ContainerNotFound | ContainerNotRunning):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"{err.reason}: {err.message}")
+            where = f"container {container.name} of pod {container.pod_namespace}/{container.pod_name}"
+            if isinstance(err, ContainerNotFound):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"{where} is gone from node {self._node_name}")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{where} is not running")
+        log.info("exec started uid=%s container=%s id=%s command=%r stdin=%s tty=%s", start.pod_uid,
+                 container.name, container.id[:12], list(start.command), start.stdin, start.tty)
+        return session
 
 
 def master_only(identity: Identity) -> bool:

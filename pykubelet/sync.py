@@ -15,7 +15,7 @@ no state of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -126,8 +126,17 @@ def compute_pod_actions(
     observed: PodRuntime | None,
     now: datetime | None = None,
     probe_failures: Mapping[str, str] | None = None,
+    not_started: Collection[str] = (),
 ) -> PodActions:
     """Plans one sync of ``pod`` against what the engine holds for it (pure).
+
+    Init containers run first, one at a time and in order, each to completion (exit 0) before the
+    next; a failed one is restarted with back-off (or, under restartPolicy Never, fails the pod).
+    A sidecar (an init container with restartPolicy Always) is started in its turn and must be
+    running (and past its startup probe) before the next init container; it is restarted
+    whenever it dies, whatever the pod's restartPolicy, and does not keep a Never/OnFailure pod
+    from completing. The app containers start once every init container is done. A new sandbox
+    runs the init containers again from the first.
 
     Args:
         pod: the desired pod.
@@ -135,7 +144,9 @@ def compute_pod_actions(
         now: the current time (timezone-aware) for the crash-loop back-off; None: no back-off.
         probe_failures: spec container name -> why its running container must be restarted (a
             failed liveness or startup probe). It is killed, and started again unless the restart
-            policy is Never (kubelet's rule), counting a restart.
+            policy is Never (kubelet's rule; sidecars always), counting a restart.
+        not_started: running sidecars whose startup probe has not succeeded yet (the next init
+            container waits for them).
 
     Returns:
         The plan; ``is_noop()`` when nothing is to be done.
@@ -160,45 +171,152 @@ def compute_pod_actions(
         return actions
 
     assert observed is not None  # the infra container came from it
-    probe_failures = probe_failures or {}
-    spec_names = {c.name for c in pod.spec.containers}
-    keep = 0
-    for container in pod.spec.containers:
-        latest = observed.latest(container.name)
-        restart_count = next_restart_count(observed, container.name)
-        if latest is not None and latest.state == "running":
-            if latest.spec_hash != container_spec_hash(container):
-                # Restarted whatever the restart policy: the spec changed (e.g. a new image).
-                actions.containers_to_kill[latest.id] = f"container {container.name} definition changed"
-                actions.containers_to_start[container.name] = restart_count
-            elif container.name in probe_failures:
-                actions.containers_to_kill[latest.id] = probe_failures[container.name]
-                if pod.spec.restart_policy != "Never":
-                    actions.containers_to_start[container.name] = restart_count
-            else:
-                keep += 1
-        elif should_restart(pod, latest):
-            wait = restart_backoff(latest, now) if latest is not None and now is not None else 0.0
-            if wait > 0:
-                message = (
-                    f"back-off {_backoff_delay(latest):.0f}s restarting failed container={container.name} "
-                    f"pod={pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
-                )
-                actions.backoff.append(ContainerFailure(container.name, "CrashLoopBackOff", message))
-                actions.requeue_at_most(wait)
-                keep += 1  # still a container of the pod: the sandbox stays
-                continue
-            actions.containers_to_start[container.name] = restart_count
-    for container in live:
-        newest = observed.latest(container.name)
-        if container.name != INFRA_CONTAINER_NAME and container.name not in spec_names:
-            actions.containers_to_kill[container.id] = f"container {container.name} is not in the pod spec"
-        elif newest is not None and newest.id != container.id:
-            actions.containers_to_kill[container.id] = f"container {container.name} has a newer instance"
-    if keep == 0 and not actions.containers_to_start:
-        # Every container finished and none restarts (Never/OnFailure): stop the sandbox too.
-        actions.kill_pod = True
+    plan = _Planner(pod, observed, infra, now, probe_failures or {}, set(not_started), actions)
+    initialized = plan.init_containers()
+    plan.stray_containers(live)
+    if initialized:
+        plan.app_containers()
+    elif plan.init_failed:
+        actions.kill_pod = True  # restartPolicy Never: the failed init container failed the pod
     return actions
+
+
+def is_sidecar(container: objects_pb2.Container) -> bool:
+    """An init container with restartPolicy Always: it keeps running beside the app containers."""
+    return container.restart_policy == "Always"
+
+
+class _Planner:
+    """One sync's plan of a pod whose sandbox runs (the steps of ``compute_pod_actions``)."""
+
+    def __init__(
+        self,
+        pod: objects_pb2.Pod,
+        observed: PodRuntime,
+        infra: ContainerInfo,
+        now: datetime | None,
+        probe_failures: Mapping[str, str],
+        not_started: set[str],
+        actions: PodActions,
+    ):
+        self.pod, self.observed, self.infra, self.now = pod, observed, infra, now
+        self.probe_failures, self.not_started, self.actions = probe_failures, not_started, actions
+        self.init_failed = False
+
+    def _latest(self, name: str) -> ContainerInfo | None:
+        return self.observed.latest(name)
+
+    def _in_this_sandbox(self, container: ContainerInfo | None) -> ContainerInfo | None:
+        """``container`` if it belongs to the running sandbox: one created before the sandbox ran
+        in an older one, and init containers run again in a new sandbox."""
+        if container is None or self.infra.created_at is None or container.created_at is None:
+            return container
+        return container if container.created_at >= self.infra.created_at else None
+
+    def _start(self, name: str) -> None:
+        self.actions.containers_to_start[name] = next_restart_count(self.observed, name)
+
+    def _backoff(self, container: objects_pb2.Container, latest: ContainerInfo | None) -> bool:
+        """Records a CrashLoopBackOff for ``container`` if its back-off runs; True if it does."""
+        wait = restart_backoff(latest, self.now) if latest is not None and self.now is not None else 0.0
+        if wait <= 0:
+            return False
+        assert latest is not None
+        meta = self.pod.metadata
+        message = (
+            f"back-off {_backoff_delay(latest):.0f}s restarting failed container={container.name} "
+            f"pod={meta.name}_{meta.namespace}({meta.uid})"
+        )
+        self.actions.backoff.append(ContainerFailure(container.name, "CrashLoopBackOff", message))
+        self.actions.requeue_at_most(wait)
+        return True
+
+    def _keep_running(self, container: objects_pb2.Container, latest: ContainerInfo) -> bool:
+        """A running container: restarted when its spec changed, killed when a probe failed.
+        True if it keeps running.
+
+        A container a probe failed is only killed here: a later sync sees it exited and restarts
+        it per the restart policy with the crash-loop back-off, so a container that keeps failing
+        its liveness probe backs off like one that keeps crashing (as with the kubelet)."""
+        if latest.spec_hash != container_spec_hash(container):
+            # Restarted whatever the restart policy: the spec changed (e.g. a new image).
+            self.actions.containers_to_kill[latest.id] = f"container {container.name} definition changed"
+            self._start(container.name)
+            return False
+        if container.name in self.probe_failures:
+            self.actions.containers_to_kill[latest.id] = self.probe_failures[container.name]
+            return False
+        return True
+
+    def init_containers(self) -> bool:
+        """Plans the init containers in order; True once every one is done (regular ones
+        completed, sidecars running and started)."""
+        for container in self.pod.spec.init_containers:
+            latest = self._in_this_sandbox(self._latest(container.name))
+            if is_sidecar(container):
+                if latest is not None and latest.state == "running":
+                    if not self._keep_running(container, latest):
+                        return False
+                    if container.name in self.not_started:
+                        return False  # the next one waits for its startup probe
+                    continue
+                if not self._backoff(container, latest):
+                    self._start(container.name)
+                return False
+            if latest is None or latest.state in ("created", "unknown"):
+                self._start(container.name)
+                return False
+            if latest.state == "running":
+                return False  # wait for it to complete
+            if latest.exit_code == 0:
+                continue
+            if self.pod.spec.restart_policy == "Never":
+                self.init_failed = True
+            elif not self._backoff(container, latest):
+                self._start(container.name)
+            return False
+        return True
+
+    def app_containers(self) -> None:
+        """Plans the app containers (and keeps the sidecars running)."""
+        pod, actions = self.pod, self.actions
+        for container in pod.spec.init_containers:
+            if not is_sidecar(container):
+                continue
+            latest = self._latest(container.name)
+            if latest is not None and latest.state == "running":
+                self._keep_running(container, latest)
+            elif not self._backoff(container, latest):
+                self._start(container.name)
+        keep = 0
+        for container in pod.spec.containers:
+            latest = self._latest(container.name)
+            if latest is not None and latest.state == "running":
+                # One killed now but restarted later still holds the sandbox.
+                keep += self._keep_running(container, latest) or pod.spec.restart_policy != "Never"
+            elif should_restart(pod, latest):
+                if self._backoff(container, latest):
+                    keep += 1  # still a container of the pod: the sandbox stays
+                    continue
+                self._start(container.name)
+        if keep == 0 and not any(c.name in actions.containers_to_start for c in pod.spec.containers):
+            # Every app container finished and none restarts (Never/OnFailure): stop the
+            # sidecars and the sandbox too.
+            actions.kill_pod = True
+
+    def stray_containers(self, live: list[ContainerInfo]) -> None:
+        """Kills running containers no longer in the spec, and older instances of a name."""
+        spec_names = {c.name for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]}
+        for container in live:
+            newest = self._latest(container.name)
+            if container.name != INFRA_CONTAINER_NAME and container.name not in spec_names:
+                self.actions.containers_to_kill[container.id] = (
+                    f"container {container.name} is not in the pod spec"
+                )
+            elif newest is not None and newest.id != container.id:
+                self.actions.containers_to_kill[container.id] = (
+                    f"container {container.name} has a newer instance"
+                )
 
 
 def _backoff_delay(latest: ContainerInfo) -> float:
@@ -206,7 +324,8 @@ def _backoff_delay(latest: ContainerInfo) -> float:
 
 
 def _containers_for_new_sandbox(pod: objects_pb2.Pod, observed: PodRuntime | None) -> list[str]:
-    """The spec containers a new sandbox would run; empty when the pod must not get one."""
+    """What a new sandbox starts with: the first init container when there are any (they run
+    again in a new sandbox), else the app containers to run; empty when the pod must not get one."""
     policy = pod.spec.restart_policy or "Always"
     ran = observed is not None and any(c.name != INFRA_CONTAINER_NAME for c in observed.containers)
     if policy == "Never" and ran:
@@ -219,13 +338,15 @@ def _containers_for_new_sandbox(pod: objects_pb2.Pod, observed: PodRuntime | Non
         if policy == "OnFailure" and succeeded:
             continue  # OnFailure does not run a succeeded container again
         names.append(container.name)
+    if names and pod.spec.init_containers:
+        return [pod.spec.init_containers[0].name]
     return names
 
 
 def _garbage(pod: objects_pb2.Pod, containers: list[ContainerInfo]) -> list[str]:
-    """Dead containers to remove: all but the newest dead one of each spec container (and of the
-    infra), and every dead one whose name left the spec."""
-    keep_names = {c.name for c in pod.spec.containers} | {INFRA_CONTAINER_NAME}
+    """Dead containers to remove: all but the newest dead one of each spec container (init ones
+    included) and of the infra, and every dead one whose name left the spec."""
+    keep_names = {c.name for c in [*pod.spec.init_containers, *pod.spec.containers]} | {INFRA_CONTAINER_NAME}
     kept: set[str] = set()
     garbage = []
     for container in containers:  # newest first per name

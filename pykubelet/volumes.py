@@ -22,26 +22,18 @@ without a volume name ever clashing with them.
   used as it is, never mounted twice. Mounting needs root (CAP_SYS_ADMIN), and the agent must
   share its mount namespace with the Docker Engine (a local engine; an agent in a container
   needs the pods dir mounted with shared propagation).
-- ``hostPath``: what is mounted is what was checked (the kubelet's subPath safe-open). The path
-  is normalized lexically (``/data/l/../x`` is ``/data/x``, as the admission sees it), must lie
-  under one of the node's allowed prefixes (``--allowed-host-path``), and is then opened from
-  ``/`` one component at a time with ``O_PATH|O_NOFOLLOW`` relative to its parent's descriptor.
-  A symlink met on the way is resolved here, never by the kernel: its target (relative to the
-  link's directory), followed by the rest of the path, is normalized, must again lie under an
-  allowed prefix, and is walked afresh from ``/`` (at most 40 links, the kernel's own limit).
-  Missing components are created relative to their parent's descriptor (``mkdirat``/``openat``
-  with ``O_EXCL|O_NOFOLLOW``), never by path. Per type: ``Directory``/``File`` must exist as such
-  (else CreateContainerError "hostPath type check failed: ..."); ``DirectoryOrCreate`` creates a
-  missing directory (0755, with its parents), ``FileOrCreate`` a missing empty file (0644; its
-  parent must exist), as in Kubernetes; ``""`` checks nothing but, like Docker's ``-v``, creates
-  a missing directory rather than fail. The opened descriptor itself (``/proc/self/fd/<n>``, a
-  link to the inode, not to a path) is then bind-mounted (recursively, like Docker's own bind)
-  onto a staging mount point of the agent's, ``volume-hostpaths/<volume>/<container>`` (an empty
-  directory, or an empty file for a non-directory), and Docker gets that staging path: a symlink
+- ``hostPath``: what is mounted is what was checked. ``host_paths.open_host_path`` resolves
+  and checks the path against the node's allowed prefixes (``--allowed-host-path``) without the
+  kernel following any symlink, creating what the type asks for, and opens it; that descriptor
+  (``/proc/self/fd/<n>``, a link to the inode, not to a path) is bind-mounted (recursively, like
+  Docker's own bind) onto a staging mount point of the agent's,
+  ``volume-hostpaths/<volume>/<container>``, and Docker gets that staging path: a symlink
   swapped in after the check changes nothing, since no pod can write in the agent's directory.
   Each container start stages afresh (an earlier attempt's staging is unmounted first), so a
   restarted container sees the path as it is then, re-checked. Staging needs root, like tmpfs.
   ``cleanup`` unmounts the staged binds; hostPath data itself is never touched.
+- termination logs: ``containers/<name>/<restart count>-termination-log``, an empty file per
+  container start, bind-mounted at its terminationMessagePath; read back once it exited.
 
 Safety: the pods dir must be a real directory (not a symlink) owned by the agent's user, pod
 uids, volume and container names must be plain path components, and cleanup never follows a
@@ -56,28 +48,28 @@ import ctypes
 import errno
 import logging
 import os
-import posixpath
 import re
 import shutil
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
+from pykubelet.host_paths import open_host_path
 from pykubelet.runtime.base import ContainerRuntimeError, CreateContainerError, Mount
 from pymaster.api import objects_pb2
-from pymaster.api.admission import normalize_host_path, under_prefix
+from pymaster.api.admission import normalize_host_path
+from pymaster.api.defaults import DEFAULT_TERMINATION_MESSAGE_PATH
 from pymaster.api.quantity import memory_bytes
 
 log = logging.getLogger(__name__)
 
 _POD_DIR_MODE = 0o750  # the pods dir, each pod's dir and its volumes dir: nobody else's business
 _EMPTY_DIR_MODE = 0o777  # kubelet's emptyDir permissions: any user of any container may write
-_HOST_DIR_MODE = 0o755  # hostPath DirectoryOrCreate, as in Kubernetes
-_HOST_FILE_MODE = 0o644  # hostPath FileOrCreate, as in Kubernetes
 _STAGING_MODE = 0o750  # a staging mount point: covered by the bind mount, never seen by pods
 _VOLUMES_SUBDIR = "volumes"
+_CONTAINERS_SUBDIR = "containers"  # per container: its termination logs
+MAX_TERMINATION_MESSAGE_BYTES = 4096  # Kubernetes' limit of one container's message
 _STAGING_SUBDIR = "volume-hostpaths"
 # A pod uid or volume name as one path component: never "", "." or "..", never a "/".
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
@@ -87,9 +79,6 @@ _MNT_DETACH = 2  # umount2(2): lazy unmount, works while a container still holds
 _UMOUNT_NOFOLLOW = 8  # umount2(2): never unmount where a symlink points
 _MS_BIND = 4096
 _MS_REC = 16384  # with MS_BIND: the mounts below the source too, as Docker's bind mounts do
-_MAX_SYMLINKS = 40  # the kernel's limit of symlinks in one path lookup (ELOOP)
-# A component of a hostPath walk: the inode itself, never a symlink's target, no read access needed.
-_OPEN_COMPONENT = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -135,6 +124,67 @@ class PodVolumes:
             return await asyncio.to_thread(self._prepare, pod, container)
         except OSError as err:
             raise CreateContainerError(f"preparing the volumes of container {container.name}: {err}") from err
+
+    async def termination_log(
+        self, pod: objects_pb2.Pod, container: objects_pb2.Container, restart_count: int
+    ) -> Mount:
+        """A fresh empty file for one start of ``container`` to write its termination message to
+        (``<pods-dir>/<uid>/containers/<name>/<restart count>-termination-log``, mode 0666 so any
+        user of the container may write it, as the kubelet makes it), bind-mounted at its
+        terminationMessagePath.
+
+        Raises:
+            CreateContainerError: an unsafe name or a file that could not be created.
+        """
+        uid, name = pod.metadata.uid, container.name
+        try:
+            path = await asyncio.to_thread(self._termination_log, uid, name, restart_count)
+        except OSError as err:
+            raise CreateContainerError(f"preparing the termination log of container {name}: {err}") from err
+        return Mount(container.termination_message_path or DEFAULT_TERMINATION_MESSAGE_PATH, str(path))
+
+    async def termination_message(self, pod_uid: str, container: str, restart_count: int) -> str:
+        """What that start of ``container`` wrote to its termination log (at most
+        ``MAX_TERMINATION_MESSAGE_BYTES``; "" when it wrote nothing or the file is gone)."""
+        if not (_SAFE_COMPONENT.fullmatch(pod_uid) and _SAFE_COMPONENT.fullmatch(container)):
+            return ""
+        path = self._pods_dir / pod_uid / _CONTAINERS_SUBDIR / container / f"{restart_count}-termination-log"
+
+        def read() -> bytes:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC  # the container owns the file: no link
+            fd = os.open(path, flags)
+            try:
+                return os.read(fd, MAX_TERMINATION_MESSAGE_BYTES)
+            finally:
+                os.close(fd)
+
+        try:
+            data = await asyncio.to_thread(read)
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace")
+
+    def _termination_log(self, pod_uid: str, container: str, restart_count: int) -> Path:
+        _check_names(pod_uid, "termination-log", container)
+        self._ensure_pods_dir()
+        pod_dir = self._pods_dir / pod_uid
+        directory = pod_dir / _CONTAINERS_SUBDIR / container
+        _make_dirs(pod_dir, pod_dir / _CONTAINERS_SUBDIR, directory)
+        path = directory / f"{restart_count}-termination-log"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a leftover of an earlier agent: this start begins empty
+        # Only the last start's message is still shown (lastState): older files go, so a
+        # crash-looping container does not pile them up.
+        for old in directory.glob("*-termination-log"):
+            count = old.name.partition("-")[0]
+            if count.isdigit() and int(count) < restart_count - 1:
+                old.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            os.fchmod(fd, 0o666)  # the umask cut it at creation
+        finally:
+            os.close(fd)
+        return path
 
     async def cleanup(self, pod_uid: str) -> None:
         """Removes what the pod's volumes left on this node: unmounts its tmpfs volumes and its
@@ -271,139 +321,6 @@ class PodVolumes:
         # rmtree is symlink-safe on Linux (it walks by file descriptor, never follows links).
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(pod_dir)
-
-
-@dataclass(frozen=True)
-class HostPath:
-    """A hostPath volume's path as ``open_host_path`` opened it.
-
-    Attributes:
-        fd: an ``O_PATH`` descriptor of the inode (valid inside the ``with`` block only).
-        path: the path walked: normalized, each symlink replaced by its (checked) target.
-        is_dir: the inode is a directory.
-    """
-
-    fd: int
-    path: str
-    is_dir: bool
-
-
-@contextlib.contextmanager
-def open_host_path(
-    source: objects_pb2.HostPathVolumeSource, allowed_prefixes: Sequence[str]
-) -> Iterator[HostPath]:
-    """Resolves, checks and (per type) creates a hostPath volume's path without ever letting the
-    kernel follow a symlink, and yields it opened (blocking; see the module docstring).
-
-    Args:
-        source: the volume's hostPath.
-        allowed_prefixes: normalized prefixes the path, and every symlink's target on the way,
-            must lie under.
-
-    Raises:
-        CreateContainerError: not an absolute path, outside the allowed prefixes (at once or
-            through a symlink), too many symlinks, a component that is not a directory, or a
-            failed type check.
-        OSError: creating it failed (e.g. FileOrCreate without its parent directory).
-    """
-    given, kind = source.path, source.type
-    try:
-        path = normalize_host_path(given)
-    except ValueError:
-        raise CreateContainerError(f"hostPath {given!r} is not an absolute path") from None
-    allowed = f"(allowed: {', '.join(allowed_prefixes) or 'none'}; pykubelet --allowed-host-path PREFIX)"
-    if not under_prefix(path, allowed_prefixes):
-        raise CreateContainerError(f"hostPath {given} is not under an allowed prefix {allowed}")
-    for _ in range(_MAX_SYMLINKS + 1):
-        walked = _walk(path, kind, given)
-        if isinstance(walked, int):
-            break
-        link, path = walked
-        if not under_prefix(path, allowed_prefixes):
-            raise CreateContainerError(
-                f"hostPath {given}: the symlink {link} leads to {path}, which is not under an allowed prefix "
-                + allowed
-            )
-    else:
-        raise CreateContainerError(f"hostPath {given}: too many levels of symbolic links")
-    try:
-        mode = os.fstat(walked).st_mode
-        if kind in ("Directory", "DirectoryOrCreate") and not stat.S_ISDIR(mode):
-            raise CreateContainerError(f"hostPath type check failed: {given} is not a directory")
-        if kind in ("File", "FileOrCreate") and not stat.S_ISREG(mode):
-            raise CreateContainerError(f"hostPath type check failed: {given} is not a file")
-        yield HostPath(walked, path, stat.S_ISDIR(mode))
-    finally:
-        os.close(walked)
-
-
-def _walk(path: str, kind: str, given: str) -> int | tuple[str, str]:
-    """Opens normalized ``path`` from ``/`` one component at a time, following no symlink and
-    creating missing components as ``kind`` asks. Returns the last component's descriptor, or, at
-    the first symlink, (the link, the normalized path with the link replaced by its target)."""
-    names = [name for name in path.split("/") if name]
-    parent = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for i, name in enumerate(names):
-            here = "/" + "/".join(names[: i + 1])
-            last = i == len(names) - 1
-            child = _open_component(parent, name, here, kind, last, given)
-            os.close(parent)
-            parent = child
-            mode = os.fstat(child).st_mode
-            if stat.S_ISLNK(mode):
-                # The very link opened ("" reads the descriptor's own link), relative to the
-                # link's directory, whose path was just walked free of symlinks.
-                target = posixpath.join(posixpath.dirname(here), os.readlink("", dir_fd=child))
-                return here, normalize_host_path(posixpath.join(target, *names[i + 1 :]))
-            if not last and not stat.S_ISDIR(mode):
-                raise CreateContainerError(f"hostPath {given}: {here} is not a directory")
-        opened, parent = parent, -1  # the caller owns it now
-        return opened
-    finally:
-        if parent >= 0:
-            os.close(parent)
-
-
-def _open_component(parent: int, name: str, here: str, kind: str, last: bool, given: str) -> int:
-    """``name`` in the directory ``parent`` opened with ``_OPEN_COMPONENT``, created first when
-    missing and ``kind`` creates it."""
-    try:
-        return os.open(name, _OPEN_COMPONENT, dir_fd=parent)
-    except FileNotFoundError:
-        pass
-    # Only what this call creates gets its mode set (the umask cuts the one given at creation); a
-    # component someone else created meanwhile is left as it is. O_EXCL and mkdirat never follow
-    # a symlink planted in the meantime: they fail, and the open below sees the link.
-    if kind == "FileOrCreate" and last:
-        with contextlib.suppress(FileExistsError):
-            _close_after_chmod(
-                os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        _HOST_FILE_MODE, dir_fd=parent),
-                _HOST_FILE_MODE,
-            )
-    elif kind in ("", "DirectoryOrCreate"):
-        try:
-            os.mkdir(name, _HOST_DIR_MODE, dir_fd=parent)
-        except FileExistsError:
-            pass
-        else:
-            _close_after_chmod(
-                os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent),
-                _HOST_DIR_MODE,
-            )
-    elif kind == "FileOrCreate":  # FileOrCreate creates the file, never its parent directory
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), here)
-    else:
-        raise CreateContainerError(f"hostPath type check failed: {given} does not exist (type {kind})")
-    return os.open(name, _OPEN_COMPONENT, dir_fd=parent)
-
-
-def _close_after_chmod(fd: int, mode: int) -> None:
-    try:
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
 
 
 def _check_names(pod_uid: str, volume: str, container: str | None = None) -> None:

@@ -38,6 +38,7 @@ from pymaster.api import services_pb2, services_pb2_grpc
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.kinds import NODES, PODS
 from pymaster.api.metrics_http import MetricsServer
+from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
 from pymaster.controllers.node_lifecycle import NodeLifecycleController
 from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.registry import Registry
@@ -48,6 +49,7 @@ from pymaster.server.bound_pods import BoundPodsHub
 from pymaster.server.cluster import ClusterServicer
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS, MasterInterceptor
 from pymaster.server.node_agent import NodeAgentServicer
+from pymaster.server.resources import ResourcesServicer
 from pymaster.server.tls import (
     ADMIN_CONFIG,
     DEFAULT_CERTIFICATE_LIFETIME,
@@ -65,7 +67,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SERVICE_NAMES = tuple(
-    services_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("Cluster", "NodeAgent")
+    services_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("Resources", "Cluster", "NodeAgent")
 )
 # Seconds in-flight RPCs get to finish on stop; long streams (watches) are cancelled after it.
 SHUTDOWN_GRACE_SECONDS = 2.0
@@ -120,6 +122,7 @@ class MasterApp:
         allow_privileged_host_ports: bool = False,
         rotate_join_token: bool = False,
         unary_timeout: float = DEFAULT_UNARY_TIMEOUT_SECONDS,
+        event_ttl: float = DEFAULT_EVENT_TTL_SECONDS,
     ):
         """
         Args:
@@ -138,6 +141,7 @@ class MasterApp:
             allow_privileged_host_ports: Admit host ports below 1024 (the master's own never).
             rotate_join_token: Write a new join token at start; the old one stops working for joins.
             unary_timeout: Seconds a unary call may take before DEADLINE_EXCEEDED.
+            event_ttl: Seconds an event lives after its last occurrence.
 
         Raises:
             ValueError: an allowed host path is not absolute.
@@ -176,8 +180,10 @@ class MasterApp:
         self._join_health = health_aio.HealthServicer()
         self._serving = False
         self._hub = BoundPodsHub(self.store)
+        self.api.nodes.on_deleted.append(self._hub.disconnect)
         self._scheduler = Scheduler(self.api, self.metrics)
         self._lifecycle = NodeLifecycleController(self.api)
+        self._event_ttl = EventTTLController(self.api, event_ttl)
         self._metrics_server: MetricsServer | None = None
 
     @property
@@ -219,6 +225,7 @@ class MasterApp:
         await self.store.open()
         self._hub.start()
         self._lifecycle.start()
+        self._event_ttl.start()
         await self._scheduler.start()
 
         certificates = NodeCertificates(
@@ -226,8 +233,9 @@ class MasterApp:
             reserved_names=reserved_node_names(master_pki.server_sans),
         )
         server = self._grpc_server(self.store, MAX_CONCURRENT_RPCS)
+        services_pb2_grpc.add_ResourcesServicer_to_server(ResourcesServicer(self.api), server)
         services_pb2_grpc.add_ClusterServicer_to_server(
-            ClusterServicer(self.api, self._hub, master_pki.agent_channel_credentials), server
+            ClusterServicer(self.api, master_pki.agent_channel_credentials), server
         )
         services_pb2_grpc.add_NodeAgentServicer_to_server(
             NodeAgentServicer(self.api, self._hub, certificates), server
@@ -298,6 +306,7 @@ class MasterApp:
         await self._hub.stop()
         await self._scheduler.stop()
         await self._lifecycle.stop()
+        await self._event_ttl.stop()
         if self._metrics_server is not None:
             # Blocking (the HTTP server notices shutdown at its next poll): keep the loop free.
             await asyncio.to_thread(self._metrics_server.close)

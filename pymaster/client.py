@@ -1,8 +1,9 @@
-"""The Python client for pykube: typed async methods for every RPC of the master's Cluster and
-NodeAgent services, over one mutual-TLS grpc.aio channel, and ``BootstrapClient`` for the
-master's plaintext join port (a node that has no certificate yet).
+"""The Python client for pykube: typed async methods for every RPC of the master's Resources
+(the object verbs of every kind), Cluster (logs, exec) and NodeAgent services, over one mutual-TLS
+grpc.aio channel, and ``BootstrapClient`` for the master's plaintext join port (a node that has
+no certificate yet).
 
-Every other part uses it: pyctl for the Cluster service, the agent for the NodeAgent service and
+Every other part uses it: pyctl for Resources and Cluster, the agent for the NodeAgent service and
 to join (``BootstrapClient``) and renew its certificate (``Client.renew_certificate``).
 gRPC errors come back as the typed exceptions of ``pymaster.api.errors`` (``NotFound``,
 ``ValidationError``, ``Forbidden`` ...), so callers never inspect status codes themselves.
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
+from google.protobuf.message import Message
 
 from pymaster.api import errors, objects_pb2, services_pb2, services_pb2_grpc
 from pymaster.api.clientconfig import (
@@ -35,6 +37,8 @@ from pymaster.api.clientconfig import (
     default_config_path,
     load_config,
 )
+from pymaster.api.kinds import kind_of, unwrap, wrap
+from pymaster.client_exec import ExecSession, exec_start
 
 DEFAULT_SERVER = "127.0.0.1:6443"
 # Lists of thousands of pods are larger than gRPC's 4 MiB default; a request stays far smaller
@@ -55,7 +59,16 @@ _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
     grpc.StatusCode.PERMISSION_DENIED: errors.Forbidden,
     grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.UNIMPLEMENTED: errors.MethodNotAllowed,
 }
+
+
+class ObjectEvent(NamedTuple):
+    """One change a watch reports: ``type`` is services_pb2.ADDED/MODIFIED/DELETED, ``object``
+    the object (a Pod, a Node ...) after it."""
+
+    type: int
+    object: Message
 
 
 class MissingConfigError(FileNotFoundError):
@@ -132,9 +145,14 @@ class Client:
         self.server = server or os.environ.get("PYKUBE_SERVER") or self.config.server or DEFAULT_SERVER
         self.timeout = timeout
         self._closing: set[asyncio.Task[None]] = set()
-        self._channel = self._open(self.config)
-        self._cluster = services_pb2_grpc.ClusterStub(self._channel)
-        self._agent = services_pb2_grpc.NodeAgentStub(self._channel)
+        self._stubs(self._open(self.config))
+
+    def _stubs(self, channel: grpc.aio.Channel) -> None:
+        """Makes ``channel`` the one every later call uses."""
+        self._channel = channel
+        self._resources = services_pb2_grpc.ResourcesStub(channel)
+        self._cluster = services_pb2_grpc.ClusterStub(channel)
+        self._agent = services_pb2_grpc.NodeAgentStub(channel)
 
     def _open(self, config: ClientConfig) -> grpc.aio.Channel:
         options = [
@@ -162,10 +180,8 @@ class Client:
         (a stream ends with CANCELLED: its caller re-opens it on the new channel).
         """
         old = self._channel
-        self._channel = self._open(config)
+        self._stubs(self._open(config))
         self.config = config
-        self._cluster = services_pb2_grpc.ClusterStub(self._channel)
-        self._agent = services_pb2_grpc.NodeAgentStub(self._channel)
         task = asyncio.create_task(old.close(grace))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -186,30 +202,88 @@ class Client:
         finally:
             call.cancel()
 
-    # ---- pods ----
+    # ---- objects of every kind (Resources service) ----
+
+    async def create(self, obj: Message) -> Message:
+        """Creates an object of any served kind; returns it as stored."""
+        return unwrap(await self._unary(self._resources.Create, wrap(obj)))[1]
+
+    async def apply(self, obj: Message) -> tuple[Message, str]:
+        """Creates the object or updates what may change; returns it and kubectl's action word
+        ("created", "configured" or "unchanged")."""
+        reply = await self._unary(self._resources.Apply, wrap(obj))
+        return unwrap(reply.object)[1], reply.action
+
+    async def update(self, obj: Message) -> Message:
+        """Updates what a user may change; metadata.resourceVersion, when set, must be current."""
+        return unwrap(await self._unary(self._resources.Update, wrap(obj)))[1]
+
+    async def get(self, resource: str, name: str, namespace: str = "default") -> Message:
+        """One object ("pods", "nodes", "events" ...; the namespace is ignored for nodes)."""
+        request = services_pb2.GetRequest(resource=resource, namespace=namespace, name=name)
+        return unwrap(await self._unary(self._resources.Get, request))[1]
+
+    async def list(
+        self, resource: str, namespace: str = "", label_selector: str = "", field_selector: str = ""
+    ) -> Message:
+        """The objects of a kind (an empty namespace: all), as the kind's list message
+        (``PodList``, ``NodeList`` ...) with the resourceVersion to watch from."""
+        request = services_pb2.ListRequest(
+            resource=resource, namespace=namespace, label_selector=label_selector,
+            field_selector=field_selector,
+        )
+        reply = await self._unary(self._resources.List, request)
+        list_message = kind_of(resource).list_message
+        assert list_message is not None  # every served kind has one
+        items = [unwrap(o)[1] for o in reply.items]
+        return list_message(items=items, resource_version=reply.resource_version)
+
+    async def delete(
+        self,
+        resource: str,
+        name: str,
+        namespace: str = "default",
+        grace_period_seconds: int | None = None,
+        force: bool = False,
+    ) -> Message:
+        """Deletes an object; pods gracefully (returned as marked, or as removed when removed at once)."""
+        request = services_pb2.DeleteRequest(resource=resource, namespace=namespace, name=name, force=force)
+        if grace_period_seconds is not None:
+            request.grace_period_seconds = grace_period_seconds
+        return unwrap(await self._unary(self._resources.Delete, request))[1]
+
+    async def watch(
+        self,
+        resource: str,
+        namespace: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
+    ) -> AsyncIterator[ObjectEvent]:
+        """Streams changes of a kind; without resource_version, ADDED for the current objects first."""
+        request = services_pb2.WatchRequest(
+            resource=resource,
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            resource_version=resource_version,
+        )
+        async for event in self._stream(self._resources.Watch, request):
+            yield ObjectEvent(event.type, unwrap(event.object)[1])
+
+    # ---- pods and nodes by name (shorthands of the above) ----
 
     async def create_pod(self, pod: objects_pb2.Pod) -> objects_pb2.Pod:
-        return await self._unary(self._cluster.CreatePod, pod)
-
-    async def apply_pod(self, pod: objects_pb2.Pod) -> services_pb2.ApplyPodResponse:
-        """Creates the pod, or updates its labels/annotations/images; returns pod and action."""
-        return await self._unary(self._cluster.ApplyPod, pod)
-
-    async def update_pod(self, pod: objects_pb2.Pod) -> objects_pb2.Pod:
-        return await self._unary(self._cluster.UpdatePod, pod)
+        return await self.create(pod)
 
     async def get_pod(self, name: str, namespace: str = "default") -> objects_pb2.Pod:
-        request = services_pb2.GetRequest(namespace=namespace, name=name)
-        return await self._unary(self._cluster.GetPod, request)
+        return await self.get("pods", name, namespace)
 
     async def list_pods(
         self, namespace: str = "", label_selector: str = "", field_selector: str = ""
     ) -> objects_pb2.PodList:
         """Lists pods; an empty namespace means all namespaces."""
-        request = services_pb2.ListRequest(
-            namespace=namespace, label_selector=label_selector, field_selector=field_selector
-        )
-        return await self._unary(self._cluster.ListPods, request)
+        return await self.list("pods", namespace, label_selector, field_selector)
 
     async def delete_pod(
         self,
@@ -219,10 +293,7 @@ class Client:
         force: bool = False,
     ) -> objects_pb2.Pod:
         """Deletes gracefully; returns the pod as marked (or as removed, when removed at once)."""
-        request = services_pb2.DeleteRequest(namespace=namespace, name=name, force=force)
-        if grace_period_seconds is not None:
-            request.grace_period_seconds = grace_period_seconds
-        return await self._unary(self._cluster.DeletePod, request)
+        return await self.delete("pods", name, namespace, grace_period_seconds, force)
 
     def watch_pods(
         self,
@@ -230,15 +301,28 @@ class Client:
         label_selector: str = "",
         field_selector: str = "",
         resource_version: str = "",
-    ) -> AsyncIterator[services_pb2.PodEvent]:
+    ) -> AsyncIterator[ObjectEvent]:
         """Streams pod events; without resource_version, ADDED for the current pods first."""
-        request = services_pb2.WatchRequest(
-            namespace=namespace,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            resource_version=resource_version,
-        )
-        return self._stream(self._cluster.WatchPods, request)
+        return self.watch("pods", namespace, label_selector, field_selector, resource_version)
+
+    async def get_node(self, name: str) -> objects_pb2.Node:
+        return await self.get("nodes", name, "")
+
+    async def list_nodes(self, label_selector: str = "", field_selector: str = "") -> objects_pb2.NodeList:
+        return await self.list("nodes", "", label_selector, field_selector)
+
+    async def update_node(self, node: objects_pb2.Node) -> objects_pb2.Node:
+        return await self.update(node)
+
+    async def delete_node(self, name: str) -> objects_pb2.Node:
+        return await self.delete("nodes", name, "")
+
+    def watch_nodes(
+        self, label_selector: str = "", field_selector: str = "", resource_version: str = ""
+    ) -> AsyncIterator[ObjectEvent]:
+        return self.watch("nodes", "", label_selector, field_selector, resource_version)
+
+    # ---- what is not an object (Cluster service) ----
 
     def pod_logs(
         self,
@@ -261,28 +345,34 @@ class Client:
         async for chunk in self._stream(self._cluster.PodLogs, request):
             yield chunk.data
 
-    # ---- nodes ----
+    def exec(
+        self,
+        namespace: str,
+        name: str,
+        command: list[str],
+        container: str = "",
+        stdin: AsyncIterable[bytes] | bool | None = None,
+        tty: bool = False,
+        size: tuple[int, int] | None = None,
+        resizes: AsyncIterable[tuple[int, int]] | None = None,
+    ) -> ExecSession:
+        """Runs ``command`` in a container of a pod (``pyctl exec``), proxied by the master to the
+        pod's agent; admin only. See ``pymaster.client_exec`` for the session and an example.
 
-    async def get_node(self, name: str) -> objects_pb2.Node:
-        return await self._unary(self._cluster.GetNode, services_pb2.GetRequest(name=name))
+        Args:
+            container: the container; may be empty when the pod has one.
+            stdin: the command's standard input: bytes to send, then end of input; True to send
+                them with ``ExecSession.send_stdin``; None or False for none.
+            tty: a terminal for the command (stdout and stderr are then one stream).
+            size: the terminal's initial (width, height).
+            resizes: (width, height) terminal sizes, sent as they come.
 
-    async def list_nodes(self, label_selector: str = "", field_selector: str = "") -> objects_pb2.NodeList:
-        request = services_pb2.ListRequest(label_selector=label_selector, field_selector=field_selector)
-        return await self._unary(self._cluster.ListNodes, request)
-
-    async def update_node(self, node: objects_pb2.Node) -> objects_pb2.Node:
-        return await self._unary(self._cluster.UpdateNode, node)
-
-    async def delete_node(self, name: str) -> objects_pb2.Node:
-        return await self._unary(self._cluster.DeleteNode, services_pb2.DeleteRequest(name=name))
-
-    def watch_nodes(
-        self, label_selector: str = "", field_selector: str = "", resource_version: str = ""
-    ) -> AsyncIterator[services_pb2.NodeEvent]:
-        request = services_pb2.WatchRequest(
-            label_selector=label_selector, field_selector=field_selector, resource_version=resource_version
-        )
-        return self._stream(self._cluster.WatchNodes, request)
+        Returns:
+            The session: iterate it for ``ExecChunk(stream, data)``, then read ``exit_code``.
+        """
+        start = exec_start(namespace, name, list(command), container, bool(stdin), tty, size)
+        source = None if isinstance(stdin, bool) else stdin
+        return ExecSession(self._cluster.Exec, start, api_error, source, resizes)
 
     # ---- the agent's calls (NodeAgent service) ----
 
@@ -312,6 +402,12 @@ class Client:
         """Tells the master every container of a pod marked for deletion is gone."""
         request = services_pb2.PodTerminated(namespace=namespace, name=name, uid=uid)
         await self._unary(self._agent.ConfirmPodTerminated, request)
+
+    async def record_events(self, events: list[objects_pb2.Event]) -> int:
+        """Reports events about this node and its pods; returns how many the master took (the
+        rest were over the node's rate limit)."""
+        reply = await self._unary(self._agent.RecordEvents, services_pb2.RecordEventsRequest(events=events))
+        return reply.accepted
 
     async def renew_certificate(self, csr_pem: bytes) -> services_pb2.CertificateResponse:
         """Asks the master to sign a new certificate for this node (the CSR's key is kept, the

@@ -23,6 +23,7 @@ import sys
 import prometheus_client
 
 from pymaster.app import MasterApp
+from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS
 from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME
 
@@ -139,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest a unary call may run before DEADLINE_EXCEEDED (default: %(default)g)",
     )
     parser.add_argument(
+        "--event-ttl",
+        type=_positive_seconds,
+        default=DEFAULT_EVENT_TTL_SECONDS,
+        metavar="SECONDS",
+        help="how long an event is kept after its last occurrence (default: %(default)g, one hour)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -162,6 +170,7 @@ async def _run(args: argparse.Namespace) -> None:
         allow_privileged_host_ports=args.allow_privileged_host_ports,
         rotate_join_token=args.rotate_join_token,
         unary_timeout=args.request_timeout,
+        event_ttl=args.event_ttl,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

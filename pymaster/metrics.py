@@ -8,7 +8,7 @@
 - Security: ``pykube_authentication_failed_total{identity_kind,method}`` (UNAUTHENTICATED: an
   unknown certificate subject, a revoked node certificate) and
   ``pykube_authorization_denied_total{identity_kind,method}`` (PERMISSION_DENIED by the role
-  table); method is "Cluster.ListPods"-style. Wrong join tokens show as
+  table); method is "Resources.List"-style. Wrong join tokens show as
   ``grpc_server_handled_total{grpc_method="Join",grpc_code="Unauthenticated"}``.
 - Cluster state, computed at scrape time from the store by a Collector (kube-state-metrics
   style): ``kube_pod_status_phase{namespace,pod,phase}``,

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
+    STDERR,
+    STDOUT,
     ContainerInfo,
     ContainerNotFound,
+    ContainerNotRunning,
     ContainerRuntimeError,
     ExecResult,
     Mount,
     PodRuntime,
+    TerminalSize,
 )
 from pymaster.api import objects_pb2
 
@@ -49,19 +53,87 @@ def pod_runtime(*containers: ContainerInfo, uid: str = "u1") -> PodRuntime:
 
 
 class FakeVolumes:
-    """The volume manager: one bind mount per container; clean-ups recorded in ``calls``."""
+    """The volume manager: one bind mount per container and its termination log; clean-ups
+    recorded in ``calls``; termination messages from ``messages`` ((container, restart count) ->
+    text)."""
 
     def __init__(self, calls: list[tuple]):
         self.calls = calls
         self.error: Exception | None = None
+        self.messages: dict[tuple[str, int], str] = {}
 
     async def mounts(self, pod: objects_pb2.Pod, spec: objects_pb2.Container) -> list[Mount]:
         if self.error is not None:
             raise self.error
         return [Mount(f"/{spec.name}", f"/host/{pod.metadata.uid}/{spec.name}")]
 
+    async def termination_log(
+        self, pod: objects_pb2.Pod, spec: objects_pb2.Container, restart_count: int
+    ) -> Mount:
+        path = spec.termination_message_path or "/dev/termination-log"
+        return Mount(path, f"/host/{pod.metadata.uid}/{spec.name}/{restart_count}-termination-log")
+
+    async def termination_message(self, pod_uid: str, container: str, restart_count: int) -> str:
+        return self.messages.get((container, restart_count), "")
+
     async def cleanup(self, pod_uid: str) -> None:
         self.calls.append(("remove_volumes", pod_uid))
+
+
+class FakeExecSession:
+    """An interactive exec of the fake runtime: its output is the ``ExecResult``'s stdout, then its
+    stderr, then (with stdin) every chunk written echoed on stdout until stdin is closed (with
+    ``hold``, until the session is closed); its exit code is the result's.
+
+    Attributes:
+        command, stdin, tty: how it was started; ``sizes``: its initial size and every resize.
+        written: the stdin chunks; ``stdin_closed``, ``closed``: what was ended.
+    """
+
+    def __init__(self, command: Sequence[str], result: ExecResult, stdin: bool, tty: bool,
+                 size: TerminalSize | None, hold: bool = False):
+        self.command, self.stdin, self.tty = list(command), stdin, tty
+        self.sizes: list[TerminalSize] = [size] if size is not None else []
+        self.written: list[bytes] = []
+        self.stdin_closed = False
+        self.closed = False
+        self._result = result
+        self._hold = hold
+        self._echo: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def __aenter__(self) -> FakeExecSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        for stream, data in ((STDOUT, self._result.stdout), (STDERR, self._result.stderr)):
+            if data:
+                yield (STDOUT if self.tty else stream), data
+        while (self.stdin or self._hold) and (data := await self._echo.get()) is not None:
+            yield STDOUT, data
+
+    async def write_stdin(self, data: bytes) -> None:
+        if not self.stdin:
+            raise ContainerRuntimeError("the exec was started without stdin")
+        self.written.append(data)
+        self._echo.put_nowait(data)
+
+    async def close_stdin(self) -> None:
+        self.stdin_closed = True
+        if not self._hold:
+            self._echo.put_nowait(None)
+
+    async def resize(self, size: TerminalSize) -> None:
+        self.sizes.append(size)
+
+    async def exit_code(self) -> int:
+        return self._result.exit_code
+
+    async def close(self) -> None:
+        self.closed = True
+        self._echo.put_nowait(None)
 
 
 class FakeRuntime:
@@ -73,7 +145,10 @@ class FakeRuntime:
         fail_images: image -> the error ``ensure_image`` raises for it.
         infra_error: raised by ``start_infra`` when set.
         fail_removals: container ids whose removal fails.
-        exec_results: container id -> the result of ``exec`` in it (default: exit 0, no output).
+        exec_results: container id -> the result of ``exec`` in it (default: exit 0, no output);
+            also what an ``exec_stream`` session there outputs and exits with.
+        exec_sessions: every session ``exec_stream`` started, in order.
+        exec_hold: sessions started from now on keep their output open until they are closed.
         block: ``get_pod``/``list_pods`` wait for it (set by default), to hold a sync mid-way.
         gets: how many times ``get_pod`` was called.
         volumes: a FakeVolumes sharing ``calls``.
@@ -87,6 +162,8 @@ class FakeRuntime:
         self.infra_error = infra_error
         self.fail_removals: set[str] = set()
         self.exec_results: dict[str, ExecResult] = {}
+        self.exec_sessions: list[FakeExecSession] = []
+        self.exec_hold = False
         self.block = asyncio.Event()
         self.block.set()
         self.gets = 0
@@ -111,10 +188,13 @@ class FakeRuntime:
 
     # ---- operations ----
 
-    async def ensure_image(self, image: str, pull_policy: str) -> None:
+    async def ensure_image(
+        self, image: str, pull_policy: str, on_pull: Callable[[str], None] | None = None
+    ) -> float | None:
         self.calls.append(("ensure_image", image, pull_policy))
         if image in self.fail_images:
             raise self.fail_images[image]
+        return None  # always present
 
     async def start_infra(
         self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
@@ -159,6 +239,25 @@ class FakeRuntime:
         if self._find(container_id) is None:
             raise ContainerNotFound(f"no such container: {container_id}")
         return self.exec_results.get(container_id, ExecResult(0, b"", b""))
+
+    async def exec_stream(
+        self,
+        container_id: str,
+        command: Sequence[str],
+        stdin: bool = False,
+        tty: bool = False,
+        size: TerminalSize | None = None,
+    ) -> FakeExecSession:
+        self.calls.append(("exec_stream", container_id, tuple(command)))
+        found = self._find(container_id)
+        if found is None:
+            raise ContainerNotFound(f"no such container: {container_id}")
+        if found.state != "running":
+            raise ContainerNotRunning(f"cannot exec in container {container_id}: it is not running")
+        result = self.exec_results.get(container_id, ExecResult(0, b"", b""))
+        session = FakeExecSession(command, result, stdin, tty, size, self.exec_hold)
+        self.exec_sessions.append(session)
+        return session
 
     async def logs(
         self, container_id: str, follow: bool, tail_lines: int | None, timestamps: bool

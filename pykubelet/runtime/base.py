@@ -11,7 +11,7 @@ Docker itself is the agent's memory: every container carries labels (``labels.py
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -57,6 +57,12 @@ class ContainerNotFound(ContainerRuntimeError):
     """The container does not exist (any more), e.g. when asking for its logs."""
 
     reason = "ContainerNotFound"
+
+
+class ContainerNotRunning(ContainerRuntimeError):
+    """The container exists but is not running (exited, created, paused): nothing can be exec'd."""
+
+    reason = "ContainerNotRunning"
 
 
 class RuntimeUnavailable(ContainerRuntimeError):
@@ -111,6 +117,60 @@ class ExecResult:
     stdout: bytes
     stderr: bytes
     timed_out: bool = False
+
+
+STDOUT = 1  # the stream of an ExecSession's output chunk: standard output (with a TTY, all of it)
+STDERR = 2  # standard error (never with a TTY)
+
+
+@dataclass(frozen=True)
+class TerminalSize:
+    """The size of an exec's terminal, in characters."""
+
+    width: int
+    height: int
+
+
+class ExecSession(Protocol):
+    """An interactive command running in a container (``Runtime.exec_stream``; ``pyctl exec``).
+
+    ``output()`` streams ``(STDOUT | STDERR, bytes)`` chunks until the command's output ends;
+    ``exit_code()`` is then its exit code. ``write_stdin``/``close_stdin`` feed its standard
+    input (when started with ``stdin``), ``resize`` its terminal (when started with ``tty``).
+    ``close()`` (or leaving ``async with``) ends the stream at any time and frees what it holds;
+    the command itself may keep running (the engine may offer no way to kill it).
+    """
+
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """The command's output as it comes; call once. Raises ContainerRuntimeError when the
+        engine fails mid-stream."""
+        ...
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Writes to the command's standard input; returns once written (so a command that does
+        not read holds its writer back). Data for a command that has ended is dropped."""
+        ...
+
+    async def close_stdin(self) -> None:
+        """End of input: the command reads end of file. Ignored with a TTY: there the end of
+        input is the terminal's EOF character (Ctrl-D), which the caller sends as data."""
+        ...
+
+    async def resize(self, size: TerminalSize) -> None:
+        """Resizes the command's terminal (ignored without a TTY)."""
+        ...
+
+    async def exit_code(self) -> int:
+        """The command's exit code, once ``output()`` has ended."""
+        ...
+
+    async def close(self) -> None:
+        """Ends the stream (idempotent); ``output()`` ends, the session's threads return."""
+        ...
+
+    async def __aenter__(self) -> ExecSession: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
 
 
 @dataclass
@@ -173,8 +233,12 @@ class Runtime(Protocol):
         """The containers of one pod, freshly inspected; None when it has none."""
         ...
 
-    async def ensure_image(self, image: str, pull_policy: str) -> None:
-        """Makes ``image`` present per imagePullPolicy. Raises ImagePullError, ImageNeverPullError."""
+    async def ensure_image(
+        self, image: str, pull_policy: str, on_pull: Callable[[str], None] | None = None
+    ) -> float | None:
+        """Makes ``image`` present per imagePullPolicy; ``on_pull(image)`` when a pull starts.
+        Returns the pull's seconds, None when the image was present (not pulled).
+        Raises ImagePullError, ImageNeverPullError."""
         ...
 
     async def start_infra(
@@ -216,6 +280,20 @@ class Runtime(Protocol):
         ``stdin`` (if any) is its standard input, then end of file. A command that outlives the
         timeout comes back with ``timed_out`` and is left running. Raises ContainerNotFound, and
         ContainerRuntimeError for a container that is not running."""
+        ...
+
+    async def exec_stream(
+        self,
+        container_id: str,
+        command: Sequence[str],
+        stdin: bool = False,
+        tty: bool = False,
+        size: TerminalSize | None = None,
+    ) -> ExecSession:
+        """Starts ``command`` in a running container, interactively (``pyctl exec``): its output
+        streamed as it comes, with its standard input open when ``stdin``, on a terminal of
+        ``size`` when ``tty`` (stdout and stderr are then one stream, STDOUT). Close the session
+        when done. Raises ContainerNotFound, ContainerNotRunning, ContainerRuntimeError."""
         ...
 
     def logs(

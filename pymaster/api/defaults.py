@@ -7,13 +7,18 @@ from __future__ import annotations
 from pymaster.api import objects_pb2
 from pymaster.api.pods import DEFAULT_GRACE_PERIOD_SECONDS, default_pull_policy
 
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
 
 def default_pod(pod: objects_pb2.Pod) -> None:
     """Fill in the defaults Kubernetes' API server would, in place.
 
     apiVersion "v1", kind "Pod", namespace "default", restartPolicy "Always",
-    terminationGracePeriodSeconds 30, imagePullPolicy from the image tag, port protocol "TCP",
-    and under hostNetwork a port's hostPort = its containerPort. Fields already set are left alone.
+    terminationGracePeriodSeconds 30; for every container (init ones too): imagePullPolicy from
+    the image tag, port protocol "TCP" (and under hostNetwork a port's hostPort = its
+    containerPort), terminationMessagePath /dev/termination-log and policy File, and the probes'
+    timeoutSeconds 1, periodSeconds 10, successThreshold 1, failureThreshold 3, httpGet scheme
+    HTTP and path "/". Fields already set are left alone.
     """
     pod.api_version = pod.api_version or "v1"
     pod.kind = pod.kind or "Pod"
@@ -22,10 +27,37 @@ def default_pod(pod: objects_pb2.Pod) -> None:
     spec.restart_policy = spec.restart_policy or "Always"
     if not spec.HasField("termination_grace_period_seconds"):
         spec.termination_grace_period_seconds = DEFAULT_GRACE_PERIOD_SECONDS
-    for container in spec.containers:
-        container.image_pull_policy = container.image_pull_policy or default_pull_policy(container.image)
-        for port in container.ports:
-            port.protocol = port.protocol or "TCP"
-            if spec.host_network and not port.host_port:
-                # On the host's network a container port is a host port (Kubernetes' defaulting).
-                port.host_port = port.container_port
+    for container in [*spec.init_containers, *spec.containers]:
+        _default_container(container, spec.host_network)
+
+
+def _default_container(container: objects_pb2.Container, host_network: bool) -> None:
+    container.image_pull_policy = container.image_pull_policy or default_pull_policy(container.image)
+    if not container.termination_message_path:
+        container.termination_message_path = DEFAULT_TERMINATION_MESSAGE_PATH
+    container.termination_message_policy = container.termination_message_policy or "File"
+    for port in container.ports:
+        port.protocol = port.protocol or "TCP"
+        if host_network and not port.host_port:
+            # On the host's network a container port is a host port (Kubernetes' defaulting).
+            port.host_port = port.container_port
+    for field in ("liveness_probe", "readiness_probe", "startup_probe"):
+        if container.HasField(field):
+            _default_probe(getattr(container, field))
+    for field in ("post_start", "pre_stop"):
+        if container.lifecycle.HasField(field):
+            _default_http_get(getattr(container.lifecycle, field))
+
+
+def _default_probe(probe: objects_pb2.Probe) -> None:
+    probe.timeout_seconds = probe.timeout_seconds or 1
+    probe.period_seconds = probe.period_seconds or 10
+    probe.success_threshold = probe.success_threshold or 1
+    probe.failure_threshold = probe.failure_threshold or 3
+    _default_http_get(probe)
+
+
+def _default_http_get(handler: objects_pb2.Probe | objects_pb2.LifecycleHandler) -> None:
+    if handler.HasField("http_get"):
+        handler.http_get.scheme = handler.http_get.scheme or "HTTP"
+        handler.http_get.path = handler.http_get.path or "/"

@@ -58,6 +58,12 @@ class Unavailable(ApiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class MethodNotAllowed(ApiError):
+    """The kind does not support this verb (nodes are not created through the API, say)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class ResourceExhausted(ApiError):
     """The caller holds more of a bounded resource (streams, join attempts) than it may."""
 

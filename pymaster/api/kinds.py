@@ -1,7 +1,8 @@
 """The one table of API kinds: for each, its resource name (the store's and the API's key), its
-``kind`` and ``apiVersion``, its message type, whether it lives in a namespace, and kubectl's
-short names. The store, the registry, the client and pyctl all read this table, so a new kind is
-one entry here plus its registry strategy (Kubernetes' discovery data, in one place).
+``kind`` and ``apiVersion``, its message type and list type, its field in the ``Object``
+envelope of the generic Resources service, whether it lives in a namespace, and kubectl's short
+names. The store, the registry, the client and pyctl all read this table, so a new kind is one
+entry here plus its registry strategy (Kubernetes' discovery data, in one place).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
+from pymaster.api.errors import ValidationError
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class Kind:
         namespaced: Lives in a namespace (False: cluster-scoped, namespace "").
         short_names: kubectl's aliases besides the singular ("po").
         served: Served to clients; False for the master's internal bookkeeping.
+        envelope_field: Its field in ``objects_pb2.Object`` ("" when not served).
+        list_message: Its list message (``PodList``), for the JSON/YAML of a list.
     """
 
     resource: str
@@ -34,6 +38,8 @@ class Kind:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     served: bool = True
+    envelope_field: str = ""
+    list_message: type[Message] | None = None
 
     @property
     def singular(self) -> str:
@@ -41,14 +47,28 @@ class Kind:
         return self.kind.lower()
 
 
-PODS = Kind("pods", "Pod", "v1", objects_pb2.Pod, namespaced=True, short_names=("po",))
-NODES = Kind("nodes", "Node", "v1", objects_pb2.Node, namespaced=False, short_names=("no",))
+PODS = Kind(
+    "pods", "Pod", "v1", objects_pb2.Pod, namespaced=True, short_names=("po",),
+    envelope_field="pod", list_message=objects_pb2.PodList,
+)
+NODES = Kind(
+    "nodes", "Node", "v1", objects_pb2.Node, namespaced=False, short_names=("no",),
+    envelope_field="node", list_message=objects_pb2.NodeList,
+)
+EVENTS = Kind(
+    "events", "Event", "v1", objects_pb2.Event, namespaced=True, short_names=("ev",),
+    envelope_field="event", list_message=objects_pb2.EventList,
+)
 # Which key holds each node name (pymaster.server.bootstrap); never served.
 IDENTITIES = Kind(
     "identities", "NodeIdentity", "v1", objects_pb2.NodeIdentity, namespaced=False, served=False
 )
 
-KINDS: dict[str, Kind] = {k.resource: k for k in (PODS, NODES, IDENTITIES)}
+KINDS: dict[str, Kind] = {k.resource: k for k in (PODS, NODES, EVENTS, IDENTITIES)}
+SERVED: dict[str, Kind] = {resource: k for resource, k in KINDS.items() if k.served}
+_BY_ENVELOPE_FIELD = {k.envelope_field: k for k in SERVED.values()}
+_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in KINDS.values()}
+_BY_TYPE = {(k.api_version, k.kind): k for k in SERVED.values()}
 
 
 def kind_of(resource: str) -> Kind:
@@ -58,3 +78,45 @@ def kind_of(resource: str) -> Kind:
         KeyError: an unknown resource.
     """
     return KINDS[resource]
+
+
+def served_kind(resource: str) -> Kind:
+    """The served Kind of a resource name.
+
+    Raises:
+        ValidationError: on ``resource``: unknown or not served.
+    """
+    kind = SERVED.get(resource)
+    if kind is None:
+        message = f"the server doesn't have a resource type {resource!r}; known: {', '.join(SERVED)}"
+        raise ValidationError("resource", message)
+    return kind
+
+
+def kind_of_message(obj: Message) -> Kind:
+    """The Kind of a message (a Pod, a Node ...). Raises KeyError for a message of no kind."""
+    return _BY_MESSAGE[obj.DESCRIPTOR.full_name]
+
+
+def kind_of_type(api_version: str, kind: str) -> Kind | None:
+    """The served Kind with this ``apiVersion`` and ``kind`` (a manifest's), or None."""
+    return _BY_TYPE.get((api_version, kind))
+
+
+def wrap(obj: Message) -> objects_pb2.Object:
+    """The ``Object`` envelope of a served object."""
+    envelope = objects_pb2.Object()
+    getattr(envelope, kind_of_message(obj).envelope_field).CopyFrom(obj)
+    return envelope
+
+
+def unwrap(envelope: objects_pb2.Object) -> tuple[Kind, Message]:
+    """The Kind and the object an envelope holds.
+
+    Raises:
+        ValidationError: an empty envelope.
+    """
+    field = envelope.WhichOneof("object")
+    if field is None:
+        raise ValidationError("object", "required: one object of a served kind")
+    return _BY_ENVELOPE_FIELD[field], getattr(envelope, field)

@@ -5,7 +5,7 @@ serve something huge or unrenderable.
 - a pod or node is at most ``MAX_POD_BYTES`` serialized (1 MiB; gRPC itself refuses messages
   over 4 MiB, see ``pymaster.app.MAX_MESSAGE_BYTES``), also after an agent's status
   write (the container count is validation's ``MAX_CONTAINERS``);
-- grace periods (pod spec and DeletePod) are at most ``MAX_GRACE_PERIOD_SECONDS`` (one year),
+- grace periods (pod spec and a delete) are at most ``MAX_GRACE_PERIOD_SECONDS`` (one year),
   so a deletion deadline is always a valid timestamp;
 - object names in requests are required and well formed; selectors are at most
   ``MAX_SELECTOR_LENGTH`` characters; tailLines is not negative; floats are finite;

@@ -1,21 +1,24 @@
-"""The Kubernetes-shaped JSON/YAML form of API objects, and manifests to pods.
+"""The Kubernetes-shaped JSON/YAML form of API objects, and manifests to objects of any served kind.
 
 ``to_dict`` renders any API message with the proto's json names (``podIP``, ``containerID``),
-int64 values as numbers and RFC 3339 timestamps, empty fields omitted, keys in field order, which
-reads like kubectl (apiVersion, kind, metadata, spec, status).
+int64 values as numbers, IntOrString values as a plain number or string (``port: 8080``, ``port:
+http``) and RFC 3339 timestamps, empty fields omitted, keys in field order, which reads like
+kubectl (apiVersion, kind, metadata, spec, status).
 
 ``from_dict`` is strict like ``kubectl apply``: it walks the message descriptor itself so that an
-unknown field or a wrong type is reported with its full path (``spec.containers[0].imagee:
-unknown field``). A null value means "not set". Only json names are accepted, not the proto's
-snake_case names. Two leniencies follow kubectl: quantity maps (resources, node capacity) take
-YAML numbers (``cpu: 1``, ``cpu: 0.5``) and make them strings, and timestamps may be YAML's own
-(unquoted) timestamps as well as RFC 3339 strings.
+unknown field or a wrong type is reported with its full path. Every unknown field of the data is
+reported at once (``spec.containers[0].imagee: unknown field; spec.foo: unknown field``); a wrong
+type stops at the first. A null value means "not set". Only json names are accepted, not the
+proto's snake_case names. Two leniencies follow kubectl: quantity maps (resources, node capacity)
+take YAML numbers (``cpu: 1``, ``cpu: 0.5``) and make them strings, and timestamps may be YAML's
+own (unquoted) timestamps as well as RFC 3339 strings.
 
-``load_pods`` reads multi-document YAML with a safe loader that also rejects duplicate keys (a
-second ``containers:`` would otherwise silently replace the first), and validates every pod so a
-bad manifest is reported before anything is sent.
+``load`` reads multi-document YAML with a safe loader that also rejects duplicate keys (a second
+``containers:`` would otherwise silently replace the first), maps each document's apiVersion and
+kind to a served kind (``pymaster.api.kinds``) and checks it with that kind's validation, so a bad
+manifest is reported before anything is sent. ``load_pods`` is ``load`` for Pods only.
 
-Hostile input: ``load_pods`` refuses text over ``MAX_MANIFEST_BYTES`` before parsing. YAML aliases
+Hostile input: ``load`` refuses text over ``MAX_MANIFEST_BYTES`` before parsing. YAML aliases
 are allowed (Kubernetes allows them too) but bounded, against "billion laughs" documents whose few
 bytes expand to billions of nodes: before a document is constructed its node graph is walked with
 every alias expanded, and the stream fails once aliases have added ``MAX_ALIAS_NODES`` nodes or a
@@ -31,7 +34,8 @@ import binascii
 import datetime
 import json
 import math
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import yaml
 from google.protobuf import json_format
@@ -39,8 +43,10 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
+from pymaster.api.checks import key_path
 from pymaster.api.errors import ValidationError
-from pymaster.api.validation import key_path, validate_pod
+from pymaster.api.kinds import EVENTS, NODES, PODS, SERVED, Kind, kind_of_type
+from pymaster.api.validation import validate_event, validate_node, validate_pod
 
 M = TypeVar("M", bound=Message)
 
@@ -76,12 +82,15 @@ _QUANTITY_MAPS = frozenset(
     }
 )
 _TIMESTAMP = "google.protobuf.Timestamp"
+_INT_OR_STRING = "pykube.v1.IntOrString"
+_INT32_RANGE = _INT_RANGES[FieldDescriptor.TYPE_INT32]
 _WELL_KNOWN_PREFIX = "google.protobuf."
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_ALIAS_NODES = 100_000  # nodes aliases may add to a stream, all documents together
 MAX_DEPTH = 100  # nesting levels of one document, aliases expanded
 _DESCRIBE_MAX = 256  # characters of a user's key or value quoted in a path or message
+MAX_UNKNOWN_FIELDS = 20  # unknown fields named in one error; more are counted
 # Far above any valid quantity, and below the size at which Python refuses str() of an int.
 _MAX_QUANTITY_INT_BITS = 128
 # What a YAML constructor may raise on a value it cannot build (an invalid date, an integer too
@@ -140,17 +149,18 @@ def to_dict(msg: Message) -> dict[str, Any]:
         msg: any pykube API message (Pod, Node, PodList, ...).
 
     Returns:
-        A dict of json names; empty fields are omitted, int64 values are ints and timestamps
-        RFC 3339 strings ("2026-11-25T17:04:32Z").
+        A dict of json names; empty fields are omitted, int64 values are ints, IntOrString
+        values an int or a string, and timestamps RFC 3339 strings ("2026-11-25T17:04:32Z").
     """
     data = json_format.MessageToDict(msg)
-    _int64_to_int(data, msg.DESCRIPTOR)
+    _kubernetes_values(data, msg.DESCRIPTOR)
     return data
 
 
-def _int64_to_int(data: dict[str, Any], descriptor: Descriptor) -> None:
-    """MessageToDict renders int64 as strings (JSON numbers are doubles); Kubernetes renders
-    numbers, and Python's json keeps big ints exact, so turn them back, in place."""
+def _kubernetes_values(data: dict[str, Any], descriptor: Descriptor) -> None:
+    """Turns MessageToDict's renderings into Kubernetes' own, in place: int64 as numbers, not
+    strings (JSON numbers are doubles, but Python's json keeps big ints exact), and IntOrString
+    as its plain value, not ``{"intValue": 8080}``."""
     for field in descriptor.fields:
         if field.json_name not in data:
             continue
@@ -158,19 +168,23 @@ def _int64_to_int(data: dict[str, Any], descriptor: Descriptor) -> None:
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             for key, item in value.items():
-                value[key] = _int64_value(item, value_field)
+                value[key] = _kubernetes_value(item, value_field)
         elif field.is_repeated:
-            data[field.json_name] = [_int64_value(item, field) for item in value]
+            data[field.json_name] = [_kubernetes_value(item, field) for item in value]
         else:
-            data[field.json_name] = _int64_value(value, field)
+            data[field.json_name] = _kubernetes_value(value, field)
 
 
-def _int64_value(value: Any, field: FieldDescriptor) -> Any:
+def _kubernetes_value(value: Any, field: FieldDescriptor) -> Any:
     if field.type in _INT64_TYPES:
         return int(value)
     message_type = field.message_type
-    if message_type is not None and not message_type.full_name.startswith(_WELL_KNOWN_PREFIX):
-        _int64_to_int(value, message_type)
+    if message_type is None or message_type.full_name.startswith(_WELL_KNOWN_PREFIX):
+        return value
+    if message_type.full_name == _INT_OR_STRING:
+        # Neither set is Kubernetes' zero value, the integer 0.
+        return value.get("strValue", value.get("intValue", 0))
+    _kubernetes_values(value, message_type)
     return value
 
 
@@ -199,15 +213,29 @@ def from_dict(data: dict[str, Any], message_type: type[M], path: str = "") -> M:
         The message.
 
     Raises:
-        ValidationError: an unknown field or a value of the wrong type, naming its full path
-            (``spec.containers[0].ports[0].containerPort: must be an integer``).
+        ValidationError: a value of the wrong type, naming its full path
+            (``spec.containers[0].ports[0].containerPort: must be an integer``), else every
+            unknown field: the first path as ``field``, the message naming them all
+            (``spec.foo: unknown field; spec.bar: unknown field``).
     """
     msg = message_type()
-    _fill(msg, data, path)
+    unknown: list[str] = []
+    _fill(msg, data, path, unknown)
+    if unknown:
+        raise _unknown_fields(unknown)
     return msg
 
 
-def _fill(msg: Message, data: Any, path: str) -> None:
+def _unknown_fields(paths: list[str]) -> ValidationError:
+    """One error naming the unknown fields (at most ``MAX_UNKNOWN_FIELDS``, the rest counted)."""
+    named = [f"{p}: unknown field" for p in paths[:MAX_UNKNOWN_FIELDS]]
+    if len(paths) > MAX_UNKNOWN_FIELDS:
+        named.append(f"and {len(paths) - MAX_UNKNOWN_FIELDS} more unknown fields")
+    return ValidationError(paths[0], "; ".join(named).removeprefix(f"{paths[0]}: "))
+
+
+def _fill(msg: Message, data: Any, path: str, unknown: list[str]) -> None:
+    """Fills ``msg`` from ``data``; unknown fields are added to ``unknown`` (and skipped)."""
     if not isinstance(data, dict):
         raise ValidationError(path, "must be an object")
     fields = _fields_by_json_name(msg.DESCRIPTOR)
@@ -215,23 +243,26 @@ def _fill(msg: Message, data: Any, path: str) -> None:
         field_path = _join(path, _describe(key))
         field = fields.get(key) if isinstance(key, str) else None
         if field is None:
-            raise ValidationError(field_path, "unknown field")
+            unknown.append(field_path)
+            continue
         if value is None:
             continue
         if _is_map(field):
-            _fill_map(msg, field, value, field_path)
+            _fill_map(msg, field, value, field_path, unknown)
         elif field.is_repeated:
-            _fill_repeated(msg, field, value, field_path)
+            _fill_repeated(msg, field, value, field_path, unknown)
         elif field.message_type is not None:
-            _fill_message(getattr(msg, field.name), value, field_path)
+            _fill_message(getattr(msg, field.name), value, field_path, unknown)
         else:
             setattr(msg, field.name, _scalar(value, field, field_path))
 
 
-def _fill_message(sub: Message, value: Any, path: str) -> None:
+def _fill_message(sub: Message, value: Any, path: str, unknown: list[str]) -> None:
     full_name = sub.DESCRIPTOR.full_name
     if full_name == _TIMESTAMP:
         _fill_timestamp(sub, value, path)
+    elif full_name == _INT_OR_STRING:
+        _fill_int_or_string(cast(objects_pb2.IntOrString, sub), value, path)
     elif full_name.startswith(_WELL_KNOWN_PREFIX):
         try:
             json_format.ParseDict(value, sub)
@@ -239,10 +270,10 @@ def _fill_message(sub: Message, value: Any, path: str) -> None:
             raise ValidationError(path, _describe(str(e))) from None
     else:
         sub.SetInParent()  # `metadata: {}` still sets the field
-        _fill(sub, value, path)
+        _fill(sub, value, path, unknown)
 
 
-def _fill_map(msg: Message, field: FieldDescriptor, value: Any, path: str) -> None:
+def _fill_map(msg: Message, field: FieldDescriptor, value: Any, path: str, unknown: list[str]) -> None:
     if not isinstance(value, dict):
         raise ValidationError(path, "must be an object")
     container = getattr(msg, field.name)
@@ -256,12 +287,12 @@ def _fill_map(msg: Message, field: FieldDescriptor, value: Any, path: str) -> No
         if item is None:
             raise ValidationError(entry_path, "must not be null")
         if value_field.message_type is not None:
-            _fill_message(container[key], item, entry_path)
+            _fill_message(container[key], item, entry_path, unknown)
         else:
             container[key] = _scalar(item, value_field, entry_path, quantity=quantities)
 
 
-def _fill_repeated(msg: Message, field: FieldDescriptor, value: Any, path: str) -> None:
+def _fill_repeated(msg: Message, field: FieldDescriptor, value: Any, path: str, unknown: list[str]) -> None:
     if not isinstance(value, list):
         raise ValidationError(path, "must be a list")
     container = getattr(msg, field.name)
@@ -270,9 +301,22 @@ def _fill_repeated(msg: Message, field: FieldDescriptor, value: Any, path: str) 
         if item is None:
             raise ValidationError(item_path, "must not be null")
         if field.message_type is not None:
-            _fill_message(container.add(), item, item_path)
+            _fill_message(container.add(), item, item_path, unknown)
         else:
             container.append(_scalar(item, field, item_path))
+
+
+def _fill_int_or_string(sub: objects_pb2.IntOrString, value: Any, path: str) -> None:
+    """Kubernetes' IntOrString: a plain integer (int32) or a plain string."""
+    if isinstance(value, str):
+        sub.str_value = _check_text(value, path)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        low, high = _INT32_RANGE
+        if not low <= value <= high:
+            raise ValidationError(path, f"must be between {low} and {high}")
+        sub.int_value = value
+    else:
+        raise ValidationError(path, "must be an integer or a string")
 
 
 def _fill_timestamp(ts: Message, value: Any, path: str) -> None:
@@ -428,44 +472,70 @@ def _yaml_error(e: yaml.YAMLError) -> ValidationError:
     return ValidationError("yaml", f"line {mark.line + 1}, column {mark.column + 1}: {problem}")
 
 
-def _pod_from_document(doc: Any) -> objects_pb2.Pod:
+def _validate_event(event: objects_pb2.Event) -> None:
+    """``validate_event`` on the event as the server checks it: after its defaults for what a
+    manifest may leave out (type Normal, count 1)."""
+    checked = objects_pb2.Event()
+    checked.CopyFrom(event)
+    checked.type = checked.type or "Normal"
+    checked.count = checked.count or 1
+    validate_event(checked)
+
+
+# How a manifest's object of each kind is checked before anything is sent (the server checks it
+# again); a served kind without an entry is checked by the server only.
+VALIDATORS: dict[str, Callable[[Any], None]] = {
+    PODS.resource: validate_pod,
+    NODES.resource: validate_node,
+    EVENTS.resource: _validate_event,
+}
+
+
+def _supported(kinds: Sequence[Kind]) -> str:
+    return ", ".join(f"{kind.api_version} {kind.kind}" for kind in kinds)
+
+
+def _object_from_document(doc: Any, kinds: Sequence[Kind]) -> Message:
     if not isinstance(doc, dict):
         found = type(doc).__name__
         raise ValidationError("", f"a document must be a mapping (apiVersion, kind, ...), not {found}")
-    kind = doc.get("kind")
-    if kind is None or kind == "":
-        raise ValidationError("kind", "required; supported: Pod")
-    if not isinstance(kind, str):
-        raise ValidationError("kind", "must be a string")
-    if kind != "Pod":
-        raise ValidationError("kind", f"unsupported kind {_describe(kind)}; supported: Pod")
-    api_version = doc.get("apiVersion")
-    if api_version is None or api_version == "":
-        raise ValidationError("apiVersion", "required; supported: v1")
-    if api_version != "v1":
-        raise ValidationError("apiVersion", f"unsupported apiVersion {_describe(api_version)}; supported: v1")
-    pod = from_dict(doc, objects_pb2.Pod)
-    validate_pod(pod)
-    return pod
+    for key in ("kind", "apiVersion"):
+        value = doc.get(key)
+        if value is None or value == "":
+            raise ValidationError(key, f"required; supported: {_supported(kinds)}")
+        if not isinstance(value, str):
+            raise ValidationError(key, "must be a string")
+    api_version, kind_name = doc["apiVersion"], doc["kind"]
+    kind = kind_of_type(api_version, kind_name)
+    if kind is None or kind not in kinds:
+        found = f'"{_describe(kind_name)}" ({_describe(api_version)})'
+        raise ValidationError("kind", f"unsupported kind {found}; supported: {_supported(kinds)}")
+    obj = from_dict(doc, kind.message)
+    validate = VALIDATORS.get(kind.resource)
+    if validate is not None:
+        validate(obj)
+    return obj
 
 
-def load_pods(text: str) -> list[objects_pb2.Pod]:
-    """The pods of a multi-document YAML manifest, each checked by ``validate_pod``.
+def load(text: str, kinds: Sequence[Kind] | None = None) -> list[Message]:
+    """The objects of a multi-document YAML manifest, each checked by its kind's validation.
 
     Empty documents are skipped. Defaults are not applied: the server does that (and the
     namespace may come from the command line).
 
     Args:
         text: YAML (JSON is YAML too), one or more documents separated by ``---``.
+        kinds: The kinds a document may be; every served kind when None.
 
     Returns:
-        The pods, in document order.
+        The objects (a Pod, an Event ...), in document order.
 
     Raises:
         ValidationError: text over 4 MiB (``manifest: larger than 4 MiB``), bad YAML (``yaml: line
-            3, column 5: ...``, also for too many aliases or too deep nesting), a document that is
-            not a Pod (on ``kind``/``apiVersion``) or an invalid pod; errors in the second
-            document onwards are prefixed ``document N: ``.
+            3, column 5: ...``, also for too many aliases or too deep nesting), a document of no
+            supported kind (``kind: unsupported kind "Deployment" (apps/v1); supported: v1 Pod,
+            ...``) or an invalid object; errors in the second document onwards are prefixed
+            ``document N: ``.
     """
     if not isinstance(text, str):
         raise ValidationError("manifest", f"must be text, not {type(text).__name__}")
@@ -478,14 +548,15 @@ def load_pods(text: str) -> list[objects_pb2.Pod]:
         text.encode()
     except UnicodeEncodeError as e:
         raise ValidationError("manifest", f"invalid text at character {e.start}: a lone surrogate") from None
-    pods: list[objects_pb2.Pod] = []
+    allowed = tuple(SERVED.values()) if kinds is None else tuple(kinds)
+    objects: list[Message] = []
     documents = yaml.load_all(text, Loader=_StrictSafeLoader)
     index = 0
     while True:
         try:
             doc = next(documents)
         except StopIteration:
-            return pods
+            return objects
         except yaml.YAMLError as e:
             raise _yaml_error(e) from None
         except RecursionError:  # the pure-Python parser (no libyaml) recurses per nesting level
@@ -494,9 +565,15 @@ def load_pods(text: str) -> list[objects_pb2.Pod]:
         if doc is None:
             continue
         try:
-            pods.append(_pod_from_document(doc))
+            objects.append(_object_from_document(doc, allowed))
         except ValidationError as e:
             if index == 1:
                 raise
             prefix = f"document {index}"
             raise ValidationError(f"{prefix}: {e.field}" if e.field else prefix, e.detail) from None
+
+
+def load_pods(text: str) -> list[objects_pb2.Pod]:
+    """The pods of a multi-document YAML manifest (``load`` with Pods only), each checked by
+    ``validate_pod``."""
+    return cast(list[objects_pb2.Pod], load(text, (PODS,)))

@@ -78,21 +78,39 @@ def effective_requests(resources: objects_pb2.ResourceRequirements) -> Mapping[s
     return requests
 
 
+def _container_requests(container: objects_pb2.Container) -> tuple[int, int]:
+    requests = effective_requests(container.resources)
+    cpu = cpu_millis(requests["cpu"]) if "cpu" in requests else 0
+    memory = memory_bytes(requests["memory"]) if "memory" in requests else 0
+    return cpu, memory
+
+
+def is_sidecar(container: objects_pb2.Container) -> bool:
+    """An init container with restartPolicy Always: it keeps running beside the app containers."""
+    return container.restart_policy == "Always"
+
+
 def pod_requests(pod: objects_pb2.Pod) -> tuple[int, int]:
-    """The (cpu milli-cores, memory bytes) a pod asks the scheduler for, summed over its
-    containers with ``effective_requests``. Expects a validated pod.
+    """The (cpu milli-cores, memory bytes) a pod asks the scheduler for, by Kubernetes' rule:
+    the larger of what runs at the end (the app containers plus the sidecars) and what runs while
+    each plain init container runs (it plus the sidecars started before it); each container's
+    requests are ``effective_requests``. Expects a validated pod.
 
     Raises:
         ValueError: a quantity does not parse (the pod was not validated).
     """
-    cpu = memory = 0
+    cpu = memory = 0  # what runs along: the sidecars started so far
+    peak_cpu = peak_memory = 0
+    for container in pod.spec.init_containers:
+        c, m = _container_requests(container)
+        if is_sidecar(container):
+            cpu, memory = cpu + c, memory + m
+        else:
+            peak_cpu, peak_memory = max(peak_cpu, cpu + c), max(peak_memory, memory + m)
     for container in pod.spec.containers:
-        requests = effective_requests(container.resources)
-        if "cpu" in requests:
-            cpu += cpu_millis(requests["cpu"])
-        if "memory" in requests:
-            memory += memory_bytes(requests["memory"])
-    return cpu, memory
+        c, m = _container_requests(container)
+        cpu, memory = cpu + c, memory + m
+    return max(cpu, peak_cpu), max(memory, peak_memory)
 
 
 def qos_class(pod: objects_pb2.Pod) -> str:
@@ -100,7 +118,7 @@ def qos_class(pod: objects_pb2.Pod) -> str:
     container limits both and its (effective) requests equal the limits, BestEffort when none
     requests or limits anything, Burstable otherwise."""
     any_set, guaranteed = False, True
-    for container in pod.spec.containers:
+    for container in [*pod.spec.init_containers, *pod.spec.containers]:
         limits = container.resources.limits
         requests = effective_requests(container.resources)
         for resource in ("cpu", "memory"):

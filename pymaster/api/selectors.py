@@ -26,8 +26,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from pymaster.api.checks import check_label_value, check_qualified_name
 from pymaster.api.errors import ValidationError
-from pymaster.api.validation import check_label_value, check_qualified_name
 
 # ---- label selectors ----
 
@@ -178,9 +178,26 @@ _NODE_FIELDS: dict[str, Callable[[Any], str]] = {
     "metadata.name": lambda obj: obj.metadata.name,
     "spec.unschedulable": lambda obj: "true" if obj.spec.unschedulable else "false",
 }
+_EVENT_FIELDS: dict[str, Callable[[Any], str]] = {
+    "metadata.name": lambda obj: obj.metadata.name,
+    "metadata.namespace": lambda obj: obj.metadata.namespace,
+    "involvedObject.kind": lambda obj: obj.involved_object.kind,
+    "involvedObject.namespace": lambda obj: obj.involved_object.namespace,
+    "involvedObject.name": lambda obj: obj.involved_object.name,
+    "involvedObject.uid": lambda obj: obj.involved_object.uid,
+    "involvedObject.fieldPath": lambda obj: obj.involved_object.field_path,
+    "reason": lambda obj: obj.reason,
+    "type": lambda obj: obj.type,
+    "source": lambda obj: obj.source.component,
+    "reportingComponent": lambda obj: obj.reporting_component,
+}
 # By store kind and by message type, so that parse() can check names and matches() read them.
-_FIELDS_BY_KIND = {"pods": _POD_FIELDS, "nodes": _NODE_FIELDS}
-_FIELDS_BY_TYPE = {"pykube.v1.Pod": ("Pod", _POD_FIELDS), "pykube.v1.Node": ("Node", _NODE_FIELDS)}
+_FIELDS_BY_KIND = {"pods": _POD_FIELDS, "nodes": _NODE_FIELDS, "events": _EVENT_FIELDS}
+_FIELDS_BY_TYPE = {
+    "pykube.v1.Pod": ("Pod", _POD_FIELDS),
+    "pykube.v1.Node": ("Node", _NODE_FIELDS),
+    "pykube.v1.Event": ("Event", _EVENT_FIELDS),
+}
 _FIELD_TERM = re.compile(r"\s*(?P<field>[^\s=!]+)\s*(?P<op>==|!=|=)\s*(?P<value>[^\s=!]*)\s*")
 
 
@@ -212,7 +229,7 @@ class FieldSelector:
             ValidationError: on field ``fieldSelector``: bad syntax or an unsupported field.
         """
         if kind is None:
-            supported: dict[str, Any] = {**_POD_FIELDS, **_NODE_FIELDS}
+            supported: dict[str, Any] = {f: g for by in _FIELDS_BY_KIND.values() for f, g in by.items()}
         elif kind in _FIELDS_BY_KIND:
             supported = _FIELDS_BY_KIND[kind]
         else:

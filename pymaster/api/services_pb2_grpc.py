@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class ClusterStub:
+class ResourcesStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -35,237 +35,141 @@ class ClusterStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.CreatePod = channel.unary_unary(
-                '/pykube.v1.Cluster/CreatePod',
-                request_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+        self.Create = channel.unary_unary(
+                '/pykube.v1.Resources/Create',
+                request_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
-        self.ApplyPod = channel.unary_unary(
-                '/pykube.v1.Cluster/ApplyPod',
-                request_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_services__pb2.ApplyPodResponse.FromString,
+        self.Apply = channel.unary_unary(
+                '/pykube.v1.Resources/Apply',
+                request_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.ApplyResponse.FromString,
                 _registered_method=True)
-        self.UpdatePod = channel.unary_unary(
-                '/pykube.v1.Cluster/UpdatePod',
-                request_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+        self.Update = channel.unary_unary(
+                '/pykube.v1.Resources/Update',
+                request_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
-        self.GetPod = channel.unary_unary(
-                '/pykube.v1.Cluster/GetPod',
+        self.Get = channel.unary_unary(
+                '/pykube.v1.Resources/Get',
                 request_serializer=pykube_dot_v1_dot_services__pb2.GetRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+                response_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
-        self.ListPods = channel.unary_unary(
-                '/pykube.v1.Cluster/ListPods',
+        self.List = channel.unary_unary(
+                '/pykube.v1.Resources/List',
                 request_serializer=pykube_dot_v1_dot_services__pb2.ListRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.PodList.FromString,
+                response_deserializer=pykube_dot_v1_dot_objects__pb2.ObjectList.FromString,
                 _registered_method=True)
-        self.DeletePod = channel.unary_unary(
-                '/pykube.v1.Cluster/DeletePod',
+        self.Delete = channel.unary_unary(
+                '/pykube.v1.Resources/Delete',
                 request_serializer=pykube_dot_v1_dot_services__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+                response_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
-        self.WatchPods = channel.unary_stream(
-                '/pykube.v1.Cluster/WatchPods',
+        self.Watch = channel.unary_stream(
+                '/pykube.v1.Resources/Watch',
                 request_serializer=pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_services__pb2.PodEvent.FromString,
-                _registered_method=True)
-        self.PodLogs = channel.unary_stream(
-                '/pykube.v1.Cluster/PodLogs',
-                request_serializer=pykube_dot_v1_dot_services__pb2.LogsRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_services__pb2.LogChunk.FromString,
-                _registered_method=True)
-        self.GetNode = channel.unary_unary(
-                '/pykube.v1.Cluster/GetNode',
-                request_serializer=pykube_dot_v1_dot_services__pb2.GetRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Node.FromString,
-                _registered_method=True)
-        self.ListNodes = channel.unary_unary(
-                '/pykube.v1.Cluster/ListNodes',
-                request_serializer=pykube_dot_v1_dot_services__pb2.ListRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.NodeList.FromString,
-                _registered_method=True)
-        self.UpdateNode = channel.unary_unary(
-                '/pykube.v1.Cluster/UpdateNode',
-                request_serializer=pykube_dot_v1_dot_objects__pb2.Node.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Node.FromString,
-                _registered_method=True)
-        self.DeleteNode = channel.unary_unary(
-                '/pykube.v1.Cluster/DeleteNode',
-                request_serializer=pykube_dot_v1_dot_services__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_objects__pb2.Node.FromString,
-                _registered_method=True)
-        self.WatchNodes = channel.unary_stream(
-                '/pykube.v1.Cluster/WatchNodes',
-                request_serializer=pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
-                response_deserializer=pykube_dot_v1_dot_services__pb2.NodeEvent.FromString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.WatchEvent.FromString,
                 _registered_method=True)
 
 
-class ClusterServicer:
+class ResourcesServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def CreatePod(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ApplyPod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdatePod(self, request, context):
-        """metadata.resourceVersion must match, else ABORTED
+    def Apply(self, request, context):
+        """Create, or update what may change (kubectl apply's result: created/configured/unchanged).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetPod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListPods(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeletePod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def WatchPods(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def PodLogs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetNode(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListNodes(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdateNode(self, request, context):
-        """spec and metadata only; resourceVersion checked
+    def Update(self, request, context):
+        """metadata.resourceVersion, when set, must match (ABORTED)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DeleteNode(self, request, context):
+    def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WatchNodes(self, request, context):
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_ClusterServicer_to_server(servicer, server):
+def add_ResourcesServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'CreatePod': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreatePod,
-                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
+                    response_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
             ),
-            'ApplyPod': grpc.unary_unary_rpc_method_handler(
-                    servicer.ApplyPod,
-                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
-                    response_serializer=pykube_dot_v1_dot_services__pb2.ApplyPodResponse.SerializeToString,
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.ApplyResponse.SerializeToString,
             ),
-            'UpdatePod': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdatePod,
-                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Pod.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Object.FromString,
+                    response_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
             ),
-            'GetPod': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetPod,
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.GetRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
+                    response_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
             ),
-            'ListPods': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListPods,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.ListRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.PodList.SerializeToString,
+                    response_serializer=pykube_dot_v1_dot_objects__pb2.ObjectList.SerializeToString,
             ),
-            'DeletePod': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeletePod,
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.DeleteRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
+                    response_serializer=pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
             ),
-            'WatchPods': grpc.unary_stream_rpc_method_handler(
-                    servicer.WatchPods,
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.WatchRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_services__pb2.PodEvent.SerializeToString,
-            ),
-            'PodLogs': grpc.unary_stream_rpc_method_handler(
-                    servicer.PodLogs,
-                    request_deserializer=pykube_dot_v1_dot_services__pb2.LogsRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_services__pb2.LogChunk.SerializeToString,
-            ),
-            'GetNode': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetNode,
-                    request_deserializer=pykube_dot_v1_dot_services__pb2.GetRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Node.SerializeToString,
-            ),
-            'ListNodes': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListNodes,
-                    request_deserializer=pykube_dot_v1_dot_services__pb2.ListRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.NodeList.SerializeToString,
-            ),
-            'UpdateNode': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateNode,
-                    request_deserializer=pykube_dot_v1_dot_objects__pb2.Node.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Node.SerializeToString,
-            ),
-            'DeleteNode': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteNode,
-                    request_deserializer=pykube_dot_v1_dot_services__pb2.DeleteRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_objects__pb2.Node.SerializeToString,
-            ),
-            'WatchNodes': grpc.unary_stream_rpc_method_handler(
-                    servicer.WatchNodes,
-                    request_deserializer=pykube_dot_v1_dot_services__pb2.WatchRequest.FromString,
-                    response_serializer=pykube_dot_v1_dot_services__pb2.NodeEvent.SerializeToString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'pykube.v1.Cluster', rpc_method_handlers)
+            'pykube.v1.Resources', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('pykube.v1.Cluster', rpc_method_handlers)
+    server.add_registered_method_handlers('pykube.v1.Resources', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Cluster:
+class Resources:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def CreatePod(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -278,9 +182,9 @@ class Cluster:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pykube.v1.Cluster/CreatePod',
-            pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+            '/pykube.v1.Resources/Create',
+            pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
+            pykube_dot_v1_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -292,7 +196,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def ApplyPod(request,
+    def Apply(request,
             target,
             options=(),
             channel_credentials=None,
@@ -305,9 +209,9 @@ class Cluster:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pykube.v1.Cluster/ApplyPod',
-            pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
-            pykube_dot_v1_dot_services__pb2.ApplyPodResponse.FromString,
+            '/pykube.v1.Resources/Apply',
+            pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.ApplyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -319,7 +223,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def UpdatePod(request,
+    def Update(request,
             target,
             options=(),
             channel_credentials=None,
@@ -332,9 +236,9 @@ class Cluster:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pykube.v1.Cluster/UpdatePod',
-            pykube_dot_v1_dot_objects__pb2.Pod.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+            '/pykube.v1.Resources/Update',
+            pykube_dot_v1_dot_objects__pb2.Object.SerializeToString,
+            pykube_dot_v1_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -346,7 +250,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def GetPod(request,
+    def Get(request,
             target,
             options=(),
             channel_credentials=None,
@@ -359,9 +263,9 @@ class Cluster:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pykube.v1.Cluster/GetPod',
+            '/pykube.v1.Resources/Get',
             pykube_dot_v1_dot_services__pb2.GetRequest.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+            pykube_dot_v1_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -373,7 +277,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def ListPods(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -386,9 +290,9 @@ class Cluster:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pykube.v1.Cluster/ListPods',
+            '/pykube.v1.Resources/List',
             pykube_dot_v1_dot_services__pb2.ListRequest.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.PodList.FromString,
+            pykube_dot_v1_dot_objects__pb2.ObjectList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -400,7 +304,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def DeletePod(request,
+    def Delete(request,
             target,
             options=(),
             channel_credentials=None,
@@ -413,9 +317,9 @@ class Cluster:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pykube.v1.Cluster/DeletePod',
+            '/pykube.v1.Resources/Delete',
             pykube_dot_v1_dot_services__pb2.DeleteRequest.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Pod.FromString,
+            pykube_dot_v1_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -427,7 +331,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def WatchPods(request,
+    def Watch(request,
             target,
             options=(),
             channel_credentials=None,
@@ -440,9 +344,9 @@ class Cluster:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/pykube.v1.Cluster/WatchPods',
+            '/pykube.v1.Resources/Watch',
             pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
-            pykube_dot_v1_dot_services__pb2.PodEvent.FromString,
+            pykube_dot_v1_dot_services__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,
@@ -452,6 +356,68 @@ class Cluster:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ClusterStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PodLogs = channel.unary_stream(
+                '/pykube.v1.Cluster/PodLogs',
+                request_serializer=pykube_dot_v1_dot_services__pb2.LogsRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.LogChunk.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/pykube.v1.Cluster/Exec',
+                request_serializer=pykube_dot_v1_dot_services__pb2.ExecInput.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.ExecOutput.FromString,
+                _registered_method=True)
+
+
+class ClusterServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def PodLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Runs a command in a pod's container (pyctl exec), proxied to its agent; admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ClusterServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PodLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.PodLogs,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.LogsRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.ExecInput.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.ExecOutput.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pykube.v1.Cluster', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pykube.v1.Cluster', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Cluster:
+    """Missing associated documentation comment in .proto file."""
 
     @staticmethod
     def PodLogs(request,
@@ -481,7 +447,7 @@ class Cluster:
             _registered_method=True)
 
     @staticmethod
-    def GetNode(request,
+    def Exec(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -491,120 +457,12 @@ class Cluster:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/pykube.v1.Cluster/GetNode',
-            pykube_dot_v1_dot_services__pb2.GetRequest.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Node.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListNodes(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pykube.v1.Cluster/ListNodes',
-            pykube_dot_v1_dot_services__pb2.ListRequest.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.NodeList.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UpdateNode(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pykube.v1.Cluster/UpdateNode',
-            pykube_dot_v1_dot_objects__pb2.Node.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Node.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeleteNode(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pykube.v1.Cluster/DeleteNode',
-            pykube_dot_v1_dot_services__pb2.DeleteRequest.SerializeToString,
-            pykube_dot_v1_dot_objects__pb2.Node.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def WatchNodes(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/pykube.v1.Cluster/WatchNodes',
-            pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
-            pykube_dot_v1_dot_services__pb2.NodeEvent.FromString,
+            '/pykube.v1.Cluster/Exec',
+            pykube_dot_v1_dot_services__pb2.ExecInput.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,
@@ -660,6 +518,11 @@ class NodeAgentStub:
                 request_serializer=pykube_dot_v1_dot_services__pb2.PodTerminated.SerializeToString,
                 response_deserializer=pykube_dot_v1_dot_services__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/pykube.v1.NodeAgent/RecordEvents',
+                request_serializer=pykube_dot_v1_dot_services__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -711,6 +574,13 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvents(self, request, context):
+        """Events about the node or the pods bound to it (folded into counts, rate-limited per node).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -748,6 +618,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.ConfirmPodTerminated,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.PodTerminated.FromString,
                     response_serializer=pykube_dot_v1_dot_services__pb2.Empty.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.RecordEventsRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.RecordEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -949,6 +824,33 @@ class NodeAgent:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pykube.v1.NodeAgent/RecordEvents',
+            pykube_dot_v1_dot_services__pb2.RecordEventsRequest.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class BootstrapStub:
     """Missing associated documentation comment in .proto file."""
@@ -1079,12 +981,23 @@ class KubeletStub:
                 request_serializer=pykube_dot_v1_dot_services__pb2.ContainerLogsRequest.SerializeToString,
                 response_deserializer=pykube_dot_v1_dot_services__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/pykube.v1.Kubelet/Exec',
+                request_serializer=pykube_dot_v1_dot_services__pb2.ExecInput.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.ExecOutput.FromString,
+                _registered_method=True)
 
 
 class KubeletServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ContainerLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1097,6 +1010,11 @@ def add_KubeletServicer_to_server(servicer, server):
                     servicer.ContainerLogs,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.ContainerLogsRequest.FromString,
                     response_serializer=pykube_dot_v1_dot_services__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.ExecInput.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.ExecOutput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1126,6 +1044,33 @@ class Kubelet:
             '/pykube.v1.Kubelet/ContainerLogs',
             pykube_dot_v1_dot_services__pb2.ContainerLogsRequest.SerializeToString,
             pykube_dot_v1_dot_services__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pykube.v1.Kubelet/Exec',
+            pykube_dot_v1_dot_services__pb2.ExecInput.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,

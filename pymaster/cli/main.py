@@ -1,7 +1,8 @@
 """pyctl: kubectl's habits over the pykube master (console script ``pyctl``).
 
 This module owns the command line: the argparse tree, kubectl-style flag handling and the
-process's exit codes. The commands themselves live in ``pymaster.cli.commands``.
+process's exit codes. The commands themselves live in ``pymaster.cli.get`` (get, describe) and
+``pymaster.cli.commands`` (the others); the kinds they work on in ``pymaster.cli.kinds``.
 
 kubectl habits kept on purpose:
 
@@ -10,8 +11,9 @@ kubectl habits kept on purpose:
   client config file with the master's address, CA and the client's certificate: it defaults to
   $PYKUBE_CONFIG, then ~/.pykube/config (which ``make up`` writes); ``--server`` defaults to
   $PYKUBE_SERVER, then the config's server;
-- resource types take kubectl's names and short forms (``pods``, ``pod``, ``po``, ``nodes``,
-  ``node``, ``no``) and ``TYPE/NAME`` arguments (``get pod/web``);
+- resource types take kubectl's names and short forms of every kind in ``pymaster.cli.kinds``
+  (``pods``, ``pod``, ``po``, ``nodes``, ``no``, ``events``, ``ev`` ...) and ``TYPE/NAME``
+  arguments (``get pod/web``);
 - boolean flags also take ``--flag=true|false`` (``delete --wait=false``);
 - usage errors print ``error: <message>`` and exit 1, as kubectl does (not argparse's 2);
 - an API error prints one line (``Error from server (NotFound): pods "web" not found``,
@@ -36,18 +38,18 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pymaster.api import errors
-from pymaster.cli import commands, printers
+from pymaster.cli import commands, get, kinds, printers
 from pymaster.cli import errors as cli_errors
+from pymaster.cli.context import CommandError, Context
+from pymaster.cli.exec import exec_command
 from pymaster.client import Client, InvalidConfigError, MissingConfigError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
-POD_NAMES = ("pods", "pod", "po")
-NODE_NAMES = ("nodes", "node", "no")
-RESOURCES = {**dict.fromkeys(POD_NAMES, "pods"), **dict.fromkeys(NODE_NAMES, "nodes")}
 OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
+EXEC_WITHOUT_DASHES = "exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead"
 GLOBAL_VALUE_FLAGS = ("--config", "--kubeconfig", "-s", "--server", "--request-timeout", "-n", "--namespace")
 GLOBAL_DESTS = ("config", "server", "request_timeout", "namespace")
 # Boolean flags that also take "=true"/"=false"; the value is each flag's default.
@@ -62,6 +64,8 @@ BOOL_FLAGS = {
     "--no-headers": False,
     "--all": False,
     "--ignore-not-found": False,
+    "--stdin": False,
+    "--tty": False,
 }
 # Go's strconv.ParseBool, which kubectl's flags use.
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -157,7 +161,7 @@ def _global_flags(suppress: bool) -> argparse.ArgumentParser:
     return parent
 
 
-_RESOURCE_HELP = "TYPE [NAME...] or TYPE/NAME...; TYPE is pods (pod, po) or nodes (node, no)"
+_RESOURCE_HELP = f"TYPE [NAME...] or TYPE/NAME...; TYPE is one of {kinds.listing()}"
 
 
 def _selector_flags(parser: argparse.ArgumentParser) -> None:
@@ -179,37 +183,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = [_global_flags(suppress=True)]
 
-    get = sub.add_parser("get", parents=common, help="list pods or nodes, or show some by name")
-    get.add_argument("targets", nargs="*", metavar="RESOURCE", help=_RESOURCE_HELP)
-    get.add_argument("-A", "--all-namespaces", action="store_true", help="pods of every namespace")
-    _selector_flags(get)
-    get.add_argument("--field-selector", default="", metavar="SELECTOR",
-                     help="e.g. spec.nodeName=n1,status.phase=Running")
-    get.add_argument("-o", "--output", choices=OUTPUT_FORMATS, help="wide, yaml, json or name")
-    get.add_argument("-w", "--watch", action="store_true", help="after listing, print every change")
-    get.add_argument("--show-labels", action="store_true", help="add a LABELS column")
-    get.add_argument("--no-headers", action="store_true", help="print tables without a header")
-    get.set_defaults(handler=commands.get)
+    get_cmd = sub.add_parser("get", parents=common, help="list objects of a kind, or show some by name")
+    get_cmd.add_argument("targets", nargs="*", metavar="RESOURCE", help=_RESOURCE_HELP)
+    get_cmd.add_argument("-A", "--all-namespaces", action="store_true", help="objects of every namespace")
+    _selector_flags(get_cmd)
+    get_cmd.add_argument("--field-selector", default="", metavar="SELECTOR",
+                         help="e.g. spec.nodeName=n1,status.phase=Running or involvedObject.name=web")
+    get_cmd.add_argument("-o", "--output", choices=OUTPUT_FORMATS, help="wide, yaml, json or name")
+    get_cmd.add_argument("-w", "--watch", action="store_true", help="after listing, print every change")
+    get_cmd.add_argument("--show-labels", action="store_true", help="add a LABELS column")
+    get_cmd.add_argument("--no-headers", action="store_true", help="print tables without a header")
+    get_cmd.set_defaults(handler=get.get)
 
-    describe = sub.add_parser("describe", parents=common, help="show a pod or node in detail")
+    describe = sub.add_parser("describe", parents=common, help="show objects in detail, with their events")
     describe.add_argument("targets", nargs="+", metavar="RESOURCE", help=_RESOURCE_HELP)
-    describe.add_argument("-A", "--all-namespaces", action="store_true", help="pods of every namespace")
+    describe.add_argument("-A", "--all-namespaces", action="store_true", help="objects of every namespace")
     _selector_flags(describe)
-    describe.set_defaults(handler=commands.describe)
+    describe.set_defaults(handler=get.describe)
 
-    apply = sub.add_parser("apply", parents=common, help="create or update pods from manifests")
+    apply = sub.add_parser("apply", parents=common, help="create or update objects from manifests")
     _filename_flag(apply, required=True)
     apply.set_defaults(handler=commands.apply)
 
-    create = sub.add_parser("create", parents=common, help="create pods from manifests")
+    create = sub.add_parser("create", parents=common, help="create objects from manifests")
     _filename_flag(create, required=True)
     create.set_defaults(handler=commands.create)
 
-    delete = sub.add_parser("delete", parents=common, help="delete pods (or nodes) by name, label or file")
+    delete = sub.add_parser("delete", parents=common, help="delete objects by name, label or file")
     delete.add_argument("targets", nargs="*", metavar="RESOURCE", help=_RESOURCE_HELP)
     _filename_flag(delete, required=False)
     _selector_flags(delete)
-    delete.add_argument("--all", action="store_true", help="every pod of the namespace")
+    delete.add_argument("--all", action="store_true", help="every object of the kind in the namespace")
     delete.add_argument("--grace-period", type=int, default=-1, metavar="SECONDS",
                         help="seconds the pod gets to stop; -1 (default) uses the pod's own")
     delete.add_argument("--force", action="store_true",
@@ -231,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--timestamps", action="store_true", help="prefix each line with its RFC 3339 time")
     logs.set_defaults(handler=commands.logs)
 
+    exe = sub.add_parser("exec", parents=common, help="run a command in a container of a pod",
+                         usage="pyctl exec POD [-c CONTAINER] [-i] [-t] -- COMMAND [ARGS...]")
+    exe.add_argument("pod", metavar="POD", help="the pod (or pod/NAME)")
+    exe.add_argument("-c", "--container", default="", help="the container (needed when several)")
+    exe.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
+    exe.add_argument("-t", "--tty", action="store_true", help="stdin is a TTY (with -i)")
+    exe.set_defaults(handler=exec_command)
+
     for name, verb in (("cordon", "mark nodes unschedulable"), ("uncordon", "mark nodes schedulable")):
         node_cmd = sub.add_parser(name, parents=common, help=verb)
         node_cmd.add_argument("nodes", nargs="+", metavar="NODE", help="node names (or node/NAME)")
@@ -249,7 +261,7 @@ def resolve_targets(words: Sequence[str], command: str) -> tuple[str, list[str]]
         UsageError: no type, an unknown type, or TYPE/NAME mixing types.
     """
     if not words:
-        raise UsageError("you must specify the type of resource: pods (po) or nodes (no)", command)
+        raise UsageError(f"you must specify the type of resource: {kinds.listing()}", command)
     if "/" not in words[0]:
         resource = _resource(words[0], command)
         names = list(words[1:])
@@ -265,17 +277,17 @@ def resolve_targets(words: Sequence[str], command: str) -> tuple[str, list[str]]
                              command)
         kind = _resource(kind, command)
         if resource and kind != resource:
-            raise UsageError("only one resource type at a time: pods or nodes", command)
+            raise UsageError("only one resource type at a time", command)
         resource = kind
         names.append(name)
     return resource, names
 
 
 def _resource(word: str, command: str) -> str:
-    resource = RESOURCES.get(word.lower())
-    if resource is None:
+    kind = kinds.lookup(word)
+    if kind is None:
         raise UsageError(f'the server doesn\'t have a resource type "{word}"', command)
-    return resource
+    return kind.resource
 
 
 def _pod_name(word: str, command: str) -> str:
@@ -321,6 +333,10 @@ def _check(args: argparse.Namespace) -> None:
         args.container = args.container or args.container_arg
         if args.tail < -1:
             raise UsageError("--tail must be -1 (all) or a number of lines", command)
+    elif command == "exec":
+        args.pod = _pod_name(args.pod, command)
+        if not args.remote_command:
+            raise UsageError("you must specify at least one command for the container", command)
     elif command in ("cordon", "uncordon"):
         args.nodes = [_node_name(word, command) for word in args.nodes]
 
@@ -332,15 +348,15 @@ def _check_delete(args: argparse.Namespace) -> None:
             raise UsageError("when -f is given, you may not specify resource arguments as well", command)
         if args.selector or args.all:
             raise UsageError("-f cannot be combined with -l or --all", command)
-        args.resource, args.names = "pods", []
+        args.resource, args.names = "", []  # the manifests' kinds
     else:
         args.resource, args.names = resolve_targets(args.targets, command)
         if args.names and (args.selector or args.all):
             raise UsageError("names cannot be combined with -l or --all", command)
         if not args.names and not args.selector and not args.all:
             raise UsageError("resource(s) were provided, but no name was specified", command)
-        if args.resource == "nodes" and (args.selector or args.all):
-            raise UsageError("delete nodes by name", command)
+        if not kinds.of(args.resource).delete_by_selector and (args.selector or args.all):
+            raise UsageError(f"delete {args.resource} by name", command)
     if args.grace_period < -1:
         raise UsageError("--grace-period must be -1 (the pod's own) or a number of seconds", command)
 
@@ -366,7 +382,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     Returns:
         The namespace: ``command`` (None when none was given), ``handler``, the global ``config``,
         ``server``, ``request_timeout`` and ``namespace`` (None when not given) and the command's flags;
-        get/describe/delete also get ``resource`` ("pods"/"nodes") and ``names``.
+        get/describe/delete also get ``resource`` ("pods", "events" ...; "" for delete -f) and ``names``.
 
     Raises:
         UsageError: a bad command line.
@@ -377,9 +393,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if index is None:
         return parser.parse_args(argv)  # help, or the error for an unknown command
     top = parser.parse_args(argv[:index])
+    # exec: what follows "--" is the remote command, never pyctl's flags.
+    rest, remote = argv[index + 1 :], []
+    if argv[index] == "exec" and "--" in rest:
+        cut = rest.index("--")
+        rest, remote = rest[:cut], rest[cut + 1 :]
     # Intermixed parsing takes names after flags too (delete pod --force web), as kubectl does;
     # argparse cannot do that through subparsers, so the command's own parser parses its part.
-    args = parser.commands[argv[index]].parse_intermixed_args(argv[index + 1 :])
+    command_parser = parser.commands[argv[index]]
+    if argv[index] == "exec":
+        args, stray = command_parser.parse_known_intermixed_args(rest)
+        if stray:
+            raise UsageError(EXEC_WITHOUT_DASHES, "exec")
+    else:
+        args = command_parser.parse_intermixed_args(rest)
+    args.remote_command = remote
     for name in GLOBAL_DESTS:
         if not hasattr(args, name):
             setattr(args, name, getattr(top, name))
@@ -400,10 +428,10 @@ async def _run(args: argparse.Namespace) -> int:
     def connect() -> Client:
         return Client(args.server, config_path=args.config, **options)
 
-    ctx = commands.Context(connect=connect, namespace=args.namespace)
+    ctx = Context(connect=connect, namespace=args.namespace)
     try:
         return await args.handler(args, ctx)
-    except commands.CommandError as exc:
+    except CommandError as exc:
         ctx.print_error(f"error: {exc}")
     except (MissingConfigError, InvalidConfigError) as exc:
         ctx.print_error(f"error: {printers.one_line(str(exc))}")

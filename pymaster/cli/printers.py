@@ -4,13 +4,15 @@ Everything here is pure: functions from API messages (and the current time, pass
 seconds) to strings, so the output is unit-tested without a server. The layout rules are
 kubectl's own: tables and describe output go through ``tabwrite``, a port of Go's text/tabwriter
 cell alignment (kubectl get: min width 6, padding 3; kubectl describe: padding 2); ages follow
-kubectl's ``HumanDuration``; the STATUS and RESTARTS columns of pods follow kubectl's printPod.
-Describe output is in ``pymaster.cli.describe``.
+kubectl's ``HumanDuration`` (``pymaster.cli.timefmt``); the READY, STATUS and RESTARTS columns
+of pods follow kubectl's printPod (``pymaster.cli.pod_columns``), the columns of events its
+printEvent. Each kind has its own columns (``pod_header``/``pod_row``
+...); ``table_header``/``table_row`` add the NAMESPACE (``-A``) and LABELS (``--show-labels``)
+columns the same way for every kind. Describe output is in ``pymaster.cli.describe``.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,16 +21,14 @@ import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pymaster.api import objects_pb2
-from pymaster.api.pods import TERMINAL_PHASES
 from pymaster.api.quantity import cpu_millis, format_cpu_millis, memory_bytes
+from pymaster.cli.pod_columns import pod_columns
+from pymaster.cli.timefmt import UNKNOWN, age
 
 TABLE_MIN_WIDTH = 6
 TABLE_PADDING = 3
 DESCRIBE_PADDING = 2
 NONE = "<none>"
-UNKNOWN = "<unknown>"
-# Kubernetes' NodeUnreachablePodReason: a pod marked for deletion on a lost node shows "Unknown".
-NODE_LOST = "NodeLost"
 
 _GI = 1024**3
 _MI = 1024**2
@@ -113,76 +113,6 @@ def format_row(cells: Sequence[str], widths: list[int]) -> str:
     return "".join(padded) + cells[-1] + "\n"
 
 
-# ---- time ----
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's HumanDuration: "45s", "3m2s", "15m", "5h30m", "20h", "3d4h", "45d", "2y30d".
-
-    A duration down to 2 seconds in the future still reads "0s" (clock skew between machines);
-    further in the future is "<invalid>".
-    """
-    whole = int(seconds)
-    if whole < -1:
-        return "<invalid>"
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        rest = whole % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = whole // 3600
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{days}d{rest}h" if rest else f"{days}d"
-    if hours < 24 * 365 * 2:
-        return f"{days}d"
-    years = days // 365
-    if hours < 24 * 365 * 8:
-        rest = days % 365
-        return f"{years}y{rest}d" if rest else f"{years}y"
-    return f"{years}y"
-
-
-def timestamp_seconds(ts: Timestamp) -> float:
-    return ts.seconds + ts.nanos / 1e9
-
-
-def age(ts: Timestamp, now: float, *, present: bool = True) -> str:
-    """The time since ``ts`` as kubectl prints it, "<unknown>" when the timestamp is not set.
-
-    Args:
-        ts: the timestamp.
-        now: the current time in epoch seconds.
-        present: whether the timestamp field is set (``msg.HasField(...)``).
-    """
-    if not present or (ts.seconds == 0 and ts.nanos == 0):
-        return UNKNOWN
-    return human_duration(now - timestamp_seconds(ts))
-
-
-def format_time(ts: Timestamp, tz: datetime.tzinfo | None = None) -> str:
-    """RFC 1123 with numeric zone, as kubectl describe prints times: "Tue, 25 Nov 2026 17:04:32 +0000".
-
-    Args:
-        ts: the timestamp.
-        tz: the zone to show it in; None for the local zone (kubectl's choice).
-    """
-    moment = datetime.datetime.fromtimestamp(ts.seconds, tz=datetime.UTC)
-    moment = moment.astimezone(tz) if tz is not None else moment.astimezone()
-    return moment.strftime("%a, %d %b %Y %H:%M:%S %z")
-
-
 # ---- quantities ----
 
 
@@ -215,94 +145,48 @@ def parse_memory(quantity: str) -> int | None:
 # ---- pods ----
 
 
-def pod_status(pod: objects_pb2.Pod) -> str:
-    """The STATUS column of a pod, kubectl's rules.
-
-    The phase (or the pod's status reason, e.g. "Evicted"), overridden by the last container's
-    waiting reason (ContainerCreating, ErrImagePull, CrashLoopBackOff) or terminated reason
-    (Completed, Error; "Signal:N"/"ExitCode:N" without one); "Terminating" while a pod not yet
-    finished is marked for deletion, "Unknown" when that pod's node was lost. A pod with no phase
-    yet reads "Pending".
-    """
-    status = pod.status
-    reason = status.reason or status.phase or "Pending"
-    has_running = False
-    for cs in reversed(status.container_statuses):
-        state = cs.state
-        if state.HasField("waiting") and state.waiting.reason:
-            reason = state.waiting.reason
-        elif state.HasField("terminated") and state.terminated.reason:
-            reason = state.terminated.reason
-        elif state.HasField("terminated"):
-            term = state.terminated
-            reason = f"Signal:{term.signal}" if term.signal else f"ExitCode:{term.exit_code}"
-        elif cs.ready and state.HasField("running"):
-            has_running = True
-    if reason == "Completed" and has_running:
-        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
-        reason = "Running" if ready else "NotReady"
-    if pod.metadata.HasField("deletion_timestamp"):
-        if status.reason == NODE_LOST:
-            return "Unknown"
-        if status.phase not in TERMINAL_PHASES:
-            return "Terminating"
-    return reason
-
-
-def pod_ready(pod: objects_pb2.Pod) -> str:
-    """The READY column: ready-and-running containers / containers in the spec, e.g. "1/2"."""
-    ready = sum(1 for cs in pod.status.container_statuses if cs.ready and cs.state.HasField("running"))
-    return f"{ready}/{len(pod.spec.containers)}"
-
-
-def pod_restarts(pod: objects_pb2.Pod, now: float) -> str:
-    """The RESTARTS column: the sum over containers, with the age of the latest restart like
-    kubectl >= 1.22 ("3 (2m ago)")."""
-    restarts = 0
-    last: float | None = None
-    for cs in pod.status.container_statuses:
-        restarts += cs.restart_count
-        if cs.last_state.HasField("terminated") and cs.last_state.terminated.HasField("finished_at"):
-            finished = timestamp_seconds(cs.last_state.terminated.finished_at)
-            last = finished if last is None else max(last, finished)
-    if restarts and last is not None:
-        return f"{restarts} ({human_duration(now - last)} ago)"
-    return str(restarts)
-
-
 def format_labels(labels: Mapping[str, str]) -> str:
     """Labels as kubectl --show-labels prints them: "a=1,b=2" sorted, "<none>" when empty."""
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
 
 
-def pod_header(*, wide: bool = False, namespace: bool = False, labels: bool = False) -> list[str]:
-    """The header of a pod table (kubectl get pods)."""
-    header = ["NAMESPACE"] if namespace else []
-    header += ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+def table_header(columns: Sequence[str], *, namespace: bool = False, labels: bool = False) -> list[str]:
+    """A kind's columns, with NAMESPACE first (``get -A``) and LABELS last (``--show-labels``)."""
+    return (["NAMESPACE"] if namespace else []) + list(columns) + (["LABELS"] if labels else [])
+
+
+def table_row(
+    meta: objects_pb2.ObjectMeta, cells: Sequence[str], *, namespace: bool = False, labels: bool = False
+) -> list[str]:
+    """An object's cells, matching ``table_header`` with the same flags."""
+    row = [meta.namespace] if namespace else []
+    row += cells
+    if labels:
+        row.append(format_labels(meta.labels))
+    return row
+
+
+def pod_header(*, wide: bool = False) -> list[str]:
+    """The columns of a pod table (kubectl get pods)."""
+    header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if wide:
         header += ["IP", "NODE"]
-    if labels:
-        header.append("LABELS")
     return header
 
 
-def pod_row(
-    pod: objects_pb2.Pod, now: float, *, wide: bool = False, namespace: bool = False, labels: bool = False
-) -> list[str]:
+def pod_row(pod: objects_pb2.Pod, now: float, *, wide: bool = False) -> list[str]:
     """One row of a pod table, matching ``pod_header`` with the same flags."""
     meta = pod.metadata
-    row = [meta.namespace] if namespace else []
-    row += [
+    columns = pod_columns(pod, now)
+    row = [
         meta.name,
-        pod_ready(pod),
-        pod_status(pod),
-        pod_restarts(pod, now),
+        columns.ready,
+        columns.status,
+        columns.restarts,
         age(meta.creation_timestamp, now, present=meta.HasField("creation_timestamp")),
     ]
     if wide:
         row += [pod.status.pod_ip or NONE, pod.spec.node_name or NONE]
-    if labels:
-        row.append(format_labels(meta.labels))
     return row
 
 
@@ -362,17 +246,15 @@ def node_internal_ip(node: objects_pb2.Node) -> str:
     return NONE
 
 
-def node_header(*, wide: bool = False, labels: bool = False) -> list[str]:
-    """The header of a node table."""
+def node_header(*, wide: bool = False) -> list[str]:
+    """The columns of a node table."""
     header = ["NAME", "STATUS", "CPU", "MEMORY", "PODS", "AGE", "VERSION"]
     if wide:
         header += ["INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
-    if labels:
-        header.append("LABELS")
     return header
 
 
-def node_row(node: objects_pb2.Node, now: float, *, wide: bool = False, labels: bool = False) -> list[str]:
+def node_row(node: objects_pb2.Node, now: float, *, wide: bool = False) -> list[str]:
     """One row of a node table, matching ``node_header`` with the same flags."""
     meta, info = node.metadata, node.status.node_info
     row = [
@@ -391,9 +273,50 @@ def node_row(node: objects_pb2.Node, now: float, *, wide: bool = False, labels: 
             info.kernel_version or UNKNOWN,
             info.container_runtime_version or UNKNOWN,
         ]
-    if labels:
-        row.append(format_labels(meta.labels))
     return row
+
+
+# ---- events ----
+
+
+def event_last_seen(event: objects_pb2.Event) -> Timestamp:
+    """When an event last happened: its lastTimestamp, else its firstTimestamp (kubectl's LAST SEEN)."""
+    return event.last_timestamp if event.HasField("last_timestamp") else event.first_timestamp
+
+
+def event_object(ref: objects_pb2.ObjectReference) -> str:
+    """The OBJECT column: the lowercase kind and the name, "pod/web"."""
+    kind = ref.kind.lower()
+    return f"{kind}/{ref.name}" if ref.name else kind
+
+
+def event_source(event: objects_pb2.Event) -> str:
+    """The SOURCE column: "component, host" ("kubelet, n1"), the component alone without a host;
+    the reporting component and instance stand in for what the source lacks."""
+    component = event.source.component or event.reporting_component
+    host = event.source.host or event.reporting_instance
+    return f"{component}, {host}" if host else component
+
+
+def event_header(*, wide: bool = False) -> list[str]:
+    """The columns of an event table (kubectl get events)."""
+    if wide:
+        return ["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN",
+                "COUNT", "NAME"]
+    return ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+
+
+def event_row(event: objects_pb2.Event, now: float, *, wide: bool = False) -> list[str]:
+    """One row of an event table, matching ``event_header`` with the same flags (kubectl's
+    printEvent: LAST SEEN falls back to FIRST SEEN, a count of 0 reads 1)."""
+    first = age(event.first_timestamp, now, present=event.HasField("first_timestamp"))
+    last = age(event.last_timestamp, now) if event.HasField("last_timestamp") else first
+    target, message = event_object(event.involved_object), one_line(event.message)
+    if not wide:
+        return [last, event.type, event.reason, target, message]
+    subobject, source = event.involved_object.field_path, event_source(event)
+    count, name = str(event.count or 1), event.metadata.name
+    return [last, event.type, event.reason, target, subobject, source, message, first, count, name]
 
 
 # ---- documents ----

@@ -1,6 +1,7 @@
 """The registry: per kind, the rules for writing it (kube-apiserver's "strategies"), over the
 store. Servicers, the scheduler and the controllers write through it alike; one module per kind
-(``pods``, ``nodes``), plus what they share (``base``, ``watch``) and the in-memory node leases.
+(``pods``, ``nodes``, ``events``), plus what they share (``base``, ``watch``) and the in-memory
+node leases.
 
 ``Registry`` bundles them for the composition root (``pymaster.app``).
 """
@@ -11,6 +12,9 @@ import time
 from collections.abc import Callable
 
 from pymaster.api.admission import AdmissionPolicy
+from pymaster.api.kinds import served_kind
+from pymaster.registry.base import KindRegistry
+from pymaster.registry.events import EventRegistry
 from pymaster.registry.leases import NodeLeases
 from pymaster.registry.nodes import NodeRegistry
 from pymaster.registry.pods import PodRegistry
@@ -38,3 +42,15 @@ class Registry:
         self.leases = leases
         self.pods = PodRegistry(store, admission, clock)
         self.nodes = NodeRegistry(store, leases, clock)
+        self.events = EventRegistry(store, clock)
+        self._by_resource: dict[str, KindRegistry] = {
+            r.kind.resource: r for r in (self.pods, self.nodes, self.events)
+        }
+
+    def of(self, resource: str) -> KindRegistry:
+        """The registry of a served resource ("pods", "nodes", "events").
+
+        Raises:
+            ValidationError: on ``resource``: unknown or not served.
+        """
+        return self._by_resource[served_kind(resource).resource]

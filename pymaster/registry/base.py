@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from pymaster.api.errors import Conflict, NotFound
+from pymaster.api.errors import Conflict, MethodNotAllowed, NotFound
 from pymaster.api.kinds import Kind
 from pymaster.api.limits import check_name, check_namespace
 from pymaster.registry.watch import ObjectFilter, list_objects, watch_objects
@@ -63,7 +63,8 @@ def merge_user_update(
 
 
 class KindRegistry:
-    """Reads of one kind, and the helpers its writes share."""
+    """Reads of one kind, the helpers its writes share, and the generic verbs (create, apply,
+    update, delete) a kind's registry implements when the kind supports them."""
 
     def __init__(self, store: Store, kind: Kind):
         self._store = store
@@ -99,6 +100,24 @@ class KindRegistry:
     ) -> AsyncIterator[tuple[str, Message]]:
         """(event type, object) pairs of a filtered watch (see ``pymaster.registry.watch``)."""
         return watch_objects(self._store, self.kind.resource, selection, resource_version)
+
+    async def create(self, request: Message) -> Message:
+        """Creates an object from a user's manifest."""
+        raise MethodNotAllowed(f"{self.kind.resource} cannot be created through the API")
+
+    async def apply(self, request: Message) -> tuple[Message, str]:
+        """Creates the object or updates what may change; returns it and kubectl's action word."""
+        raise MethodNotAllowed(f"{self.kind.resource} cannot be applied")
+
+    async def update(self, request: Message) -> Message:
+        """Updates what a user may change."""
+        raise MethodNotAllowed(f"{self.kind.resource} cannot be updated")
+
+    async def delete(
+        self, namespace: str, name: str, grace_period: int | None = None, force: bool = False
+    ) -> Message:
+        """Deletes an object (``grace_period``/``force``: for kinds with graceful deletion)."""
+        raise MethodNotAllowed(f"{self.kind.resource} cannot be deleted")
 
     def _exists(self, resource: str, namespace: str, name: str) -> bool:
         try:

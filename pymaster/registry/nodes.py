@@ -10,7 +10,7 @@ annotations only when it registers for the first time, never under the reserved 
 ``node-restriction.pykube.io/`` and ``node-restriction.kubernetes.io/`` (the admin's, to steer
 pods with nodeSelectors a node cannot fake); afterwards only the well-known labels about itself
 (``kubernetes.io/hostname``, ``kubernetes.io/os``, ``kubernetes.io/arch``). Every other label
-is the admin's (``pyctl label``/UpdateNode), and a re-registering agent cannot change it.
+is the admin's (``pyctl label``, Resources.Update), and a re-registering agent cannot change it.
 
 The pure rules (``merge_registration``, ``apply_status_report``, ``merge_update``) are module
 functions, table-tested on their own; ``NodeRegistry`` applies them to the store and the leases.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from pymaster.api import objects_pb2
 from pymaster.api.conditions import timestamp
-from pymaster.api.errors import AlreadyExists, NotFound
+from pymaster.api.errors import AlreadyExists, MethodNotAllowed, NotFound
 from pymaster.api.kinds import IDENTITIES, NODES
 from pymaster.api.limits import check_finite, check_name, check_object_size, check_timestamps
 from pymaster.api.nodes import mark_ready, mark_unknown
@@ -136,6 +136,8 @@ class NodeRegistry(KindRegistry):
         self.leases = leases
         self._clock = clock
         self._rng = rng or random.Random()
+        # Called with the name of every deleted node (the bound-pods hub ends its streams).
+        self.on_deleted: list[Callable[[str], None]] = []
 
     # ---- agents ----
 
@@ -213,7 +215,17 @@ class NodeRegistry(KindRegistry):
         log.info("node updated node=%s unschedulable=%s", name, node.spec.unschedulable)
         return node
 
-    async def delete(self, name: str) -> objects_pb2.Node:
+    async def create(self, request: objects_pb2.Node) -> objects_pb2.Node:
+        raise MethodNotAllowed("nodes are created by their agent's registration (pykubelet)")
+
+    async def apply(self, request: objects_pb2.Node) -> tuple[objects_pb2.Node, str]:
+        raise MethodNotAllowed(
+            "nodes are created by their agent's registration; change a node's labels or spec with an update"
+        )
+
+    async def delete(
+        self, namespace: str, name: str, grace_period: int | None = None, force: bool = False
+    ) -> objects_pb2.Node:
         """Deletes a node and releases its identity (revoking its certificates) and lease.
 
         Raises:
@@ -227,6 +239,8 @@ class NodeRegistry(KindRegistry):
         except NotFound:
             released = False
         self.leases.remove(name)
+        for listener in self.on_deleted:
+            listener(name)
         try:
             node = await self._store.delete(NODES.resource, "", name)
         except NotFound:

@@ -101,8 +101,9 @@ def keep_defaulted_fields(current: objects_pb2.Pod, desired: objects_pb2.Pod) ->
     """Fills what a manifest leaves unset from the stored pod, before defaulting (in place), the
     way kubectl apply keeps live values: a container's imagePullPolicy was defaulted from the
     image at creation and must not be re-derived from a new image (the field is immutable)."""
-    policies = {c.name: c.image_pull_policy for c in current.spec.containers}
-    for container in desired.spec.containers:
+    live = [*current.spec.init_containers, *current.spec.containers]
+    policies = {c.name: c.image_pull_policy for c in live}
+    for container in [*desired.spec.init_containers, *desired.spec.containers]:
         if not container.image_pull_policy:
             container.image_pull_policy = policies.get(container.name, "")
 

@@ -9,6 +9,10 @@ queue; one loop pops a pod, runs the framework over a NodeInfo snapshot and writ
 - fits nowhere: PodScheduled=False, reason Unschedulable, with the "0/N nodes available: ..."
   message (written only when it changes), and park the pod until the cluster changes.
 
+Each outcome is an event about the pod (source ``default-scheduler``): ``Scheduled`` ("Successfully
+assigned default/web to n1") or, on every failed attempt, ``FailedScheduling`` with the reasons
+(repeats fold into one event with a count).
+
 NodeInfos are rebuilt lazily: an event marks the nodes it touches dirty, and only dirty ones are
 recomputed before an attempt. A watch that falls behind (TooOld) relists its kind.
 """
@@ -27,6 +31,7 @@ from pymaster.api.nodes import ready_status
 from pymaster.api.pods import POD_SCHEDULED, is_pending_schedule, is_terminal, pod_key
 from pymaster.metrics import MasterMetrics
 from pymaster.registry import Registry
+from pymaster.registry.events import EventRecorder, reference
 from pymaster.registry.pods import UNSCHEDULABLE
 from pymaster.scheduler.framework import Framework, NodeInfo, PodInfo
 from pymaster.scheduler.plugin_registry import build_framework
@@ -34,6 +39,8 @@ from pymaster.scheduler.queue import SchedulingQueue
 from pymaster.store.base import DELETED
 
 log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "default-scheduler"
 
 # A pod whose attempt failed unexpectedly (store error) is retried after this long.
 ERROR_RETRY_SECONDS = 1.0
@@ -67,6 +74,7 @@ class Scheduler:
     def __init__(self, registry: Registry, metrics: MasterMetrics, framework: Framework | None = None):
         self._store = registry.store
         self._pods_registry = registry.pods
+        self._events = EventRecorder(registry.events, SCHEDULER_NAME)
         self._metrics = metrics
         self._framework = framework or build_framework()
         self.queue = SchedulingQueue(on_change=metrics.set_pending)
@@ -83,6 +91,7 @@ class Scheduler:
         """Loads the cluster from the store and starts the watch and scheduling tasks."""
         pods_rv = self._relist_pods()
         nodes_rv = self._relist_nodes()
+        self._events.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(
@@ -106,6 +115,7 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self._events.stop()
 
     # ---- cache maintenance ----
 
@@ -252,10 +262,13 @@ class Scheduler:
         self._assume(key, stored)
         if stored.metadata.uid == pod.metadata.uid and stored.spec.node_name == node_name:
             self._metrics.schedule_attempts.labels(result="scheduled").inc()
+            self._events.record(reference(stored), "Normal", "Scheduled",
+                                f"Successfully assigned {key} to {node_name}")
             log.info("pod scheduled pod=%s node=%s", key, node_name)
 
     async def _mark_unschedulable(self, key: str, pod: objects_pb2.Pod, message: str, cycle: int) -> None:
         self._metrics.schedule_attempts.labels(result="unschedulable").inc()
+        self._events.record(reference(pod), "Warning", "FailedScheduling", message)
         condition = find_condition(pod.status.conditions, POD_SCHEDULED)
         if condition is None or (condition.status, condition.reason, condition.message) != (
             "False",

@@ -5,21 +5,22 @@ Authentication (``authenticate``): gRPC has verified the chain against the clust
 - an anonymous identity (a CA-signed certificate whose subject is no pykube role) is refused;
 - a node certificate counts only while the store's NodeIdentity of that node (kind "identities")
   holds the certificate's public key, its serial is not in ``revoked_serials`` and it was issued
-  after the binding was made. DeleteNode removes the binding, so every certificate of the node
-  stops working at once, and one issued before the deletion never works again even if the node
-  re-joins with the same key.
+  after the binding was made. Deleting the node (Resources.Delete) removes the binding, so every
+  certificate of the node stops working at once, and one issued before the deletion never works
+  again even if the node re-joins with the same key.
 
 Authorization (``authorize``): admin and the master's own client certificate (both
 ``O=system:masters``) may call everything. Any authenticated identity may use health and
 reflection. A node may only:
 
 - NodeAgent.RegisterNode / RenewLease / ReportNodeStatus / WatchBoundPods for itself;
-- NodeAgent.UpdatePodStatus / ConfirmPodTerminated and Cluster.GetPod for pods bound to it;
+- NodeAgent.UpdatePodStatus / ConfirmPodTerminated and Resources.Get of pods bound to it;
 - NodeAgent.RenewCertificate (the servicer signs for the caller's own identity only);
-- Cluster.GetNode of itself.
+- NodeAgent.RecordEvents (the event registry checks each event is about the node or its pods);
+- Resources.Get of its own Node.
 
 Everything else is PERMISSION_DENIED with a message that says what was refused, e.g.
-``node "n1" may not call Cluster.ListPods`` or ``node "n1" may not update pod default/web bound to
+``node "n1" may not call Resources.List`` or ``node "n1" may not update pod default/web bound to
 node "n2"``. A pod check that finds no pod (or another pod of that name, by uid) lets the call
 through: the servicer then answers NOT_FOUND, which the agent treats as "already gone", and
 writes nothing.
@@ -45,7 +46,7 @@ SUPERUSER_KINDS = frozenset({"admin", "master"})
 # Services every authenticated caller may use (load balancer probes, grpcurl).
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 
-_CLUSTER = "pykube.v1.Cluster"
+_RESOURCES = "pykube.v1.Resources"
 _AGENT = "pykube.v1.NodeAgent"
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("pykube_identity", default=None)
@@ -62,7 +63,7 @@ def set_current_identity(identity: Identity | None) -> contextvars.Token:
 
 
 def short_method(method: str) -> str:
-    """ "/pykube.v1.Cluster/ListPods" -> "Cluster.ListPods" (what messages and metrics show)."""
+    """ "/pykube.v1.Resources/List" -> "Resources.List" (what messages and metrics show)."""
     service, _, name = method.lstrip("/").rpartition("/")
     return f"{service.rpartition('.')[2]}.{name}"
 
@@ -148,6 +149,20 @@ def _allow(node: str, request: Message, store: object) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _ByResource:
+    """A generic verb: the rule of the request's resource; other resources are refused."""
+
+    verb: str
+    rules: dict[str, NodeRule]
+
+    def __call__(self, node: str, request: Message, store: object) -> str | None:
+        rule = self.rules.get(request.resource)
+        if rule is None:
+            return f'node "{node}" may not {self.verb} {request.resource or "objects"}'
+        return rule(node, request, store)
+
+
 NODE_RULES: dict[str, NodeRule] = {
     f"/{_AGENT}/RegisterNode": _OwnNode("register", lambda r: r.metadata.name),
     f"/{_AGENT}/RenewLease": _OwnNode("renew the lease of", lambda r: r.node_name),
@@ -157,8 +172,11 @@ NODE_RULES: dict[str, NodeRule] = {
     f"/{_AGENT}/ConfirmPodTerminated": _BoundPod("delete", has_uid=True),
     # The servicer signs for the caller's own identity, whatever the CSR says.
     f"/{_AGENT}/RenewCertificate": _allow,
-    f"/{_CLUSTER}/GetNode": _OwnNode("read", lambda r: r.name),
-    f"/{_CLUSTER}/GetPod": _BoundPod("read"),
+    # The event registry checks each event's source and object against the caller.
+    f"/{_AGENT}/RecordEvents": _allow,
+    f"/{_RESOURCES}/Get": _ByResource(
+        "read", {"nodes": _OwnNode("read", lambda r: r.name), "pods": _BoundPod("read")}
+    ),
 }
 
 
@@ -166,7 +184,7 @@ def authorize(method: str, identity: Identity, request: Message | None, store) -
     """Allows or refuses one call of an authenticated identity.
 
     Args:
-        method: The full gRPC method, "/pykube.v1.Cluster/ListPods".
+        method: The full gRPC method, "/pykube.v1.Resources/List".
         request: The request message; None for client-streaming calls (only identity-based
             rules apply to them).
         store: Has ``get(kind, namespace, name)``; node pod rules read the pod from it.

@@ -1,49 +1,31 @@
-"""The Cluster service: what pyctl and the Python client call (pods, nodes, logs).
+"""The Cluster service: what pyctl and the Python client call that is not an object verb (those
+are the Resources service's): a container's logs and exec (``pyctl exec``), proxied from the
+agent of the pod's node (``logs_proxy``, ``exec_proxy``). Exec is admin only: the role table
+gives nodes no Cluster method.
 
 Servicer methods stay thin: request-shape checks here, every rule about objects in the registry
 (``pymaster.registry``); errors are raised as ApiError and turned into statuses by the
-interceptor, which has also authenticated and authorized the caller. Watches get one store
-watcher per client stream, filtered by the registry.
-
-DeleteNode also ends the node's bound-pods streams: its certificates stop working at once.
+interceptor, which has also authenticated and authorized the caller.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
 from pymaster.api.errors import NotFound, Unavailable
-from pymaster.api.limits import check_name, check_namespace, check_selectors, check_tail_lines
+from pymaster.api.limits import check_name, check_namespace, check_tail_lines
 from pymaster.api.nodes import kubelet_address
 from pymaster.registry import Registry
 from pymaster.registry.pods import log_container
-from pymaster.registry.watch import ObjectFilter
-from pymaster.server.bound_pods import BoundPodsHub
+from pymaster.server import authz
+from pymaster.server.exec_proxy import exec_container, proxy_exec, read_start, upstream_start
 from pymaster.server.logs_proxy import AgentCredentials, stream_container_logs
 
-_EVENT_TYPES = {
-    "ADDED": services_pb2.ADDED,
-    "MODIFIED": services_pb2.MODIFIED,
-    "DELETED": services_pb2.DELETED,
-}
-
-_KeyRequest = services_pb2.GetRequest | services_pb2.DeleteRequest | services_pb2.LogsRequest
-_FilterRequest = services_pb2.ListRequest | services_pb2.WatchRequest
-
-
-def _check_key(request: _KeyRequest) -> None:
-    check_namespace("namespace", request.namespace)
-    check_name("name", request.name)
-
-
-def _filter(kind: str, request: _FilterRequest) -> ObjectFilter:
-    """The request's selection; bad selectors fail before any response is sent."""
-    check_namespace("namespace", request.namespace)
-    check_selectors(request.label_selector, request.field_selector)
-    return ObjectFilter(kind, request.namespace, request.label_selector, request.field_selector)
+log = logging.getLogger(__name__)
 
 
 class ClusterServicer(services_pb2_grpc.ClusterServicer):
@@ -51,58 +33,19 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
 
     Args:
         registry: Every kind's registry.
-        hub: Ends a deleted node's bound-pods streams.
-        agent_credentials: Returns the channel credentials for calling an agent (logs).
+        agent_credentials: Returns the channel credentials for calling an agent (logs, exec).
     """
 
-    def __init__(self, registry: Registry, hub: BoundPodsHub, agent_credentials: AgentCredentials):
+    def __init__(self, registry: Registry, agent_credentials: AgentCredentials):
         self._pods = registry.pods
         self._nodes = registry.nodes
-        self._hub = hub
         self._agent_credentials = agent_credentials
-
-    # ---- pods ----
-
-    async def CreatePod(self, request: objects_pb2.Pod, context: grpc.aio.ServicerContext) -> objects_pb2.Pod:
-        return await self._pods.create(request)
-
-    async def ApplyPod(
-        self, request: objects_pb2.Pod, context: grpc.aio.ServicerContext
-    ) -> services_pb2.ApplyPodResponse:
-        pod, action = await self._pods.apply(request)
-        return services_pb2.ApplyPodResponse(pod=pod, action=action)
-
-    async def UpdatePod(self, request: objects_pb2.Pod, context: grpc.aio.ServicerContext) -> objects_pb2.Pod:
-        return await self._pods.update(request)
-
-    async def GetPod(
-        self, request: services_pb2.GetRequest, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.Pod:
-        _check_key(request)
-        return self._pods.get(request.namespace, request.name)
-
-    async def ListPods(
-        self, request: services_pb2.ListRequest, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.PodList:
-        pods, rv = self._pods.list(_filter("pods", request))
-        return objects_pb2.PodList(items=pods, resource_version=str(rv))
-
-    async def DeletePod(
-        self, request: services_pb2.DeleteRequest, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.Pod:
-        grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
-        return await self._pods.delete(request.namespace, request.name, grace, request.force)
-
-    async def WatchPods(
-        self, request: services_pb2.WatchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[services_pb2.PodEvent]:
-        async for event_type, pod in self._pods.watch(_filter("pods", request), request.resource_version):
-            yield services_pb2.PodEvent(type=_EVENT_TYPES[event_type], object=pod)
 
     async def PodLogs(
         self, request: services_pb2.LogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[services_pb2.LogChunk]:
-        _check_key(request)
+        check_namespace("namespace", request.namespace)
+        check_name("name", request.name)
         if request.HasField("tail_lines"):
             check_tail_lines("tailLines", request.tail_lines)
         pod = self._pods.get(request.namespace, request.name)
@@ -127,34 +70,36 @@ class ClusterServicer(services_pb2_grpc.ClusterServicer):
         async for chunk in stream_container_logs(node_name, address, upstream, credentials):
             yield chunk
 
-    # ---- nodes ----
+    async def Exec(
+        self, request_iterator: AsyncIterator[services_pb2.ExecInput], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[services_pb2.ExecOutput]:
+        requests = aiter(request_iterator)
+        start = await read_start(requests)
+        pod = self._pods.get(start.namespace, start.name)
+        container = exec_container(pod, start.container)
+        node_name, address = self._agent_of(pod)
+        # Exec is the one call that acts inside a container: keep who ran what, where.
+        log.info(
+            "exec pod=%s/%s container=%s node=%s identity=%s command=%r stdin=%s tty=%s",
+            pod.metadata.namespace, pod.metadata.name, container, node_name, authz.current_identity(),
+            list(start.command), start.stdin, start.tty,
+        )
+        upstream = upstream_start(pod, container, start)
+        async for output in proxy_exec(node_name, address, upstream, requests, self._agent_credentials()):
+            yield output
 
-    async def GetNode(
-        self, request: services_pb2.GetRequest, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.Node:
-        check_name("name", request.name)
-        return self._nodes.get("", request.name)
+    def _agent_of(self, pod: objects_pb2.Pod) -> tuple[str, str]:
+        """The node of a bound pod and its agent's address.
 
-    async def ListNodes(
-        self, request: services_pb2.ListRequest, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.NodeList:
-        nodes, rv = self._nodes.list(_filter("nodes", request))
-        return objects_pb2.NodeList(items=nodes, resource_version=str(rv))
-
-    async def UpdateNode(
-        self, request: objects_pb2.Node, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.Node:
-        return await self._nodes.update(request)
-
-    async def DeleteNode(
-        self, request: services_pb2.DeleteRequest, context: grpc.aio.ServicerContext
-    ) -> objects_pb2.Node:
-        node = await self._nodes.delete(request.name)
-        self._hub.disconnect(request.name)
-        return node
-
-    async def WatchNodes(
-        self, request: services_pb2.WatchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[services_pb2.NodeEvent]:
-        async for event_type, node in self._nodes.watch(_filter("nodes", request), request.resource_version):
-            yield services_pb2.NodeEvent(type=_EVENT_TYPES[event_type], object=node)
+        Raises:
+            Unavailable: the node is not registered, or has not reported its agent's address.
+        """
+        node_name = pod.spec.node_name
+        try:
+            node = self._nodes.get("", node_name)
+        except NotFound:
+            raise Unavailable(f"node {node_name} of pod {pod.metadata.name} is not registered") from None
+        address = kubelet_address(node)
+        if address is None:
+            raise Unavailable(f"node {node_name} has not reported its agent's address and port")
+        return node_name, address

@@ -8,7 +8,8 @@ unary calls in time, turns errors into gRPC statuses and records the go-grpc-pro
   available to handlers as ``authz.current_identity()``. Without a store (the plaintext join
   port, which serves only Bootstrap and health) nothing is checked.
 - A request that does not decode as its message type is INVALID_ARGUMENT (gRPC alone would
-  answer UNKNOWN), never reaching the handler.
+  answer UNKNOWN), never reaching the handler; in a streamed request (exec), the message that
+  does not decode ends the call with INVALID_ARGUMENT where the handler reads it.
 - A unary handler gets at most ``unary_timeout`` seconds (default 30), then DEADLINE_EXCEEDED, so
   a stuck call cannot hold the master's resources; streams are long-lived by design and bounded
   in memory by their queues (store watchers, bound-pods subscriptions) instead.
@@ -233,27 +234,41 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
             timeout = self._unary_timeout if grpc_type == "unary" else None
             wrapped = _wrap_coroutine(behavior, new_call, check, timeout)
         deserializer = handler.request_deserializer
-        if deserializer is not None and not handler.request_streaming:
+        if deserializer is not None:
             deserializer = _lenient(deserializer)
         return factory(
             wrapped, request_deserializer=deserializer, response_serializer=handler.response_serializer
         )
 
 
-_Check = Callable[[Any, grpc.aio.ServicerContext], None]
+_Check = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 def _checker(guard: _Guard | None, request_streaming: bool) -> _Check:
     """What runs before the handler: the request must have decoded, and the guard must pass (a
-    streamed request is checked by identity only)."""
+    streamed request is checked by identity only). Returns the request the handler gets: a
+    streamed one checks each message as the handler reads it."""
 
-    def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+    def check(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, _Undecodable):
-            raise ValidationError("", f"the request is not a valid message: {request.error}")
+            raise _undecodable(request)
         if guard is not None:
             guard.check(None if request_streaming else request, context)
+        return _decoded(request) if request_streaming else request
 
     return check
+
+
+def _undecodable(request: _Undecodable) -> ValidationError:
+    return ValidationError("", f"the request is not a valid message: {request.error}")
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A streamed request whose messages that did not decode raise INVALID_ARGUMENT."""
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise _undecodable(request)
+        yield request
 
 
 def _wrap_coroutine(
@@ -266,7 +281,7 @@ def _wrap_coroutine(
         call = new_call()
         deadline = asyncio.timeout(timeout)
         try:
-            check(request, context)
+            request = check(request, context)
             async with deadline:
                 return await behavior(request, context)
         except BaseException as exc:
@@ -288,7 +303,7 @@ def _wrap_generator(
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = new_call()
         try:
-            check(request, context)
+            request = check(request, context)
             with streams.hold(authz.current_identity()):
                 async for response in behavior(request, context):
                     yield response

@@ -1,4 +1,5 @@
-"""PodLogs' upstream: stream a container's log from the agent of the pod's node.
+"""PodLogs' upstream: stream a container's log from the agent of the pod's node; and the channel
+to an agent that Exec's upstream (``exec_proxy``) shares.
 
 The master dials the agent's own gRPC API (Kubelet.ContainerLogs) at the node's InternalIP and
 kubelet endpoint port, one channel per request (logs are rare next to watches), and relays the
@@ -48,23 +49,29 @@ async def stream_container_logs(
         ApiError: the agent's own error (e.g. NOT_FOUND for an unknown container), same code and
             message.
     """
-    options = [
-        ("grpc.ssl_target_name_override", node_name),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ]
-    async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
-        await _connect(channel, node_name, address, connect_timeout)
+    async with agent_channel(node_name, address, credentials) as channel:
+        await connect_agent(channel, node_name, address, connect_timeout)
         call = services_pb2_grpc.KubeletStub(channel).ContainerLogs(request)
         try:
             async for chunk in call:
                 yield chunk
         except grpc.aio.AioRpcError as err:
-            raise _upstream_error(node_name, address, err) from None
+            raise upstream_error(node_name, address, err) from None
         finally:
             call.cancel()
 
 
-async def _connect(channel: grpc.aio.Channel, node_name: str, address: str, timeout: float) -> None:
+def agent_channel(node_name: str, address: str, credentials: grpc.ChannelCredentials) -> grpc.aio.Channel:
+    """A channel to the agent of ``node_name`` at ``address``: mutual TLS with the master's client
+    certificate, the agent's certificate checked under the node's name."""
+    options = [
+        ("grpc.ssl_target_name_override", node_name),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
+async def connect_agent(channel: grpc.aio.Channel, node_name: str, address: str, timeout: float) -> None:
     """Waits until the channel is connected; fails fast on the first failed attempt (connection
     refused) instead of retrying, and after ``timeout`` for an address that does not answer."""
     loop = asyncio.get_running_loop()
@@ -85,7 +92,8 @@ async def _connect(channel: grpc.aio.Channel, node_name: str, address: str, time
         state = channel.get_state(try_to_connect=True)
 
 
-def _upstream_error(node_name: str, address: str, err: grpc.aio.AioRpcError) -> ApiError:
+def upstream_error(node_name: str, address: str, err: grpc.aio.AioRpcError) -> ApiError:
+    """The agent's error as the master's: its code and message, UNAVAILABLE naming the agent."""
     if err.code() == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"cannot reach the agent of node {node_name} at {address}: {err.details()}")
     error = ApiError(err.details() or err.code().name)

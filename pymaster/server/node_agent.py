@@ -6,6 +6,7 @@
 - ReportNodeStatus writes the agent's resources and usage (and counts as a renewal);
 - WatchBoundPods streams the pods bound to the node from the BoundPodsHub;
 - UpdatePodStatus / ConfirmPodTerminated write what the agent observed of its pods;
+- RecordEvents stores events about the node and its pods (folded, rate-limited per node);
 - RenewCertificate signs a new certificate for the calling node's own identity and key.
 
 The interceptor has authenticated the caller and checked the role table (a node only acts on
@@ -43,6 +44,7 @@ class NodeAgentServicer(services_pb2_grpc.NodeAgentServicer):
     def __init__(self, registry: Registry, hub: BoundPodsHub, certificates: NodeCertificates):
         self._pods = registry.pods
         self._nodes = registry.nodes
+        self._events = registry.events
         self._hub = hub
         self._certificates = certificates
 
@@ -87,6 +89,12 @@ class NodeAgentServicer(services_pb2_grpc.NodeAgentServicer):
     ) -> services_pb2.Empty:
         await self._pods.confirm_terminated(request.namespace, request.name, request.uid, _calling_node())
         return services_pb2.Empty()
+
+    async def RecordEvents(
+        self, request: services_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
+    ) -> services_pb2.RecordEventsResponse:
+        accepted = await self._events.record(request.events, _calling_node())
+        return services_pb2.RecordEventsResponse(accepted=accepted)
 
     async def RenewCertificate(
         self, request: services_pb2.CertificateSigningRequest, context: grpc.aio.ServicerContext

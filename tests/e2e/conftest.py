@@ -3,6 +3,7 @@
 - ``docker_client``: a docker-py client for the test session, for assertions on what the engine
   really holds (inspect, list). Tests may read with it; pykube code never imports docker outside
   ``pykubelet/runtime/docker/``.
+- ``runtime``: a ``DockerRuntime`` on the local engine for one test, closed afterwards.
 - ``clean_node``: a unique node name (``test-rt-<hex>``) for one test; every container labelled
   with it is removed when the test ends, whatever happened. Use one per simulated node.
 """
@@ -10,10 +11,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import docker
 import pytest
+
+from pykubelet.runtime.docker import DockerRuntime
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +26,15 @@ def docker_client() -> Iterator[docker.DockerClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[DockerRuntime]:
+    rt = DockerRuntime()
+    try:
+        yield rt
+    finally:
+        await rt.close()
 
 
 @pytest.fixture

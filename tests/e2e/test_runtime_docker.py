@@ -10,14 +10,14 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pykubelet import executor, sync
-from pykubelet.pod_status import compute_pod_status
+from pykubelet import sync
+from pykubelet.executor import PodExecutor
+from pykubelet.pod_status import Observations, compute_pod_status
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
@@ -59,15 +59,6 @@ def make_pod(
 
 
 @pytest.fixture
-async def runtime() -> AsyncIterator[DockerRuntime]:
-    rt = DockerRuntime()
-    try:
-        yield rt
-    finally:
-        await rt.close()
-
-
-@pytest.fixture
 def volumes(tmp_path: Path) -> PodVolumes:
     """The volume manager of the test's agent (these pods mount nothing: it stays empty)."""
     return PodVolumes(tmp_path / "pods")
@@ -79,7 +70,7 @@ async def sync_once(
     """One pod sync as the agent does it; returns (actions, failures, observed after)."""
     observed = await rt.get_pod(node, pod.metadata.uid)
     actions = sync.compute_pod_actions(pod, observed)
-    failures = await executor.execute(rt, volumes, pod, actions, node, infra_image, observed)
+    failures = await PodExecutor(rt, volumes, node, infra_image).execute(pod, actions, observed)
     return actions, failures, await rt.get_pod(node, pod.metadata.uid)
 
 
@@ -96,7 +87,7 @@ async def until_main(rt: DockerRuntime, pod: objects_pb2.Pod, node: str, state: 
 
 def status(pod: objects_pb2.Pod, observed: PodRuntime | None, failures=None) -> objects_pb2.PodStatus:
     by_name = {f.container_name: f for f in failures or []}
-    return compute_pod_status(pod, observed, by_name, "127.0.0.1", datetime.now(UTC))
+    return compute_pod_status(pod, observed, Observations(failures=by_name), "127.0.0.1", datetime.now(UTC))
 
 
 async def test_pod_runs_with_labels_network_env_limits_and_logs(runtime, volumes, clean_node, docker_client):
@@ -263,7 +254,7 @@ async def test_host_port_is_published_on_the_infra_container(runtime, volumes, c
 async def test_kill_pod_removes_everything(runtime, volumes, clean_node, docker_client):
     pod = make_pod(["sleep", "3600"])
     _, _, observed = await sync_once(runtime, volumes, pod, clean_node)
-    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
+    await PodExecutor(runtime, volumes, clean_node, PAUSE).kill_pod(observed, 1, remove=True)
     assert await runtime.get_pod(clean_node, pod.metadata.uid) is None
     node_filter = {"label": f"{labels.NODE_NAME}={clean_node}"}
     assert docker_client.containers.list(all=True, filters=node_filter) == []

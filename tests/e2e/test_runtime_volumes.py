@@ -24,8 +24,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from pykubelet import executor, sync
-from pykubelet.pod_status import compute_pod_status
+from pykubelet import sync
+from pykubelet.executor import PodExecutor
+from pykubelet.pod_status import Observations, compute_pod_status
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import ContainerRuntimeError, CreateContainerError, Mount
 from pykubelet.runtime.docker import DockerRuntime
@@ -71,15 +72,6 @@ async def volumes(volumes_dir: Path, tmp_path: Path) -> AsyncIterator[PodVolumes
     shutil.rmtree(volumes_dir, ignore_errors=True)
 
 
-@pytest.fixture
-async def runtime() -> AsyncIterator[DockerRuntime]:
-    rt = DockerRuntime()
-    try:
-        yield rt
-    finally:
-        await rt.close()
-
-
 def make_pod(name: str = "vol", policy: str = "Always") -> objects_pb2.Pod:
     pod = objects_pb2.Pod(
         metadata=objects_pb2.ObjectMeta(name=name, namespace="default", uid=str(uuid.uuid4()))
@@ -105,7 +97,7 @@ async def sync_once(rt: DockerRuntime, volumes: PodVolumes, pod: objects_pb2.Pod
     """One pod sync as the agent does it; returns (failures, observed after)."""
     observed = await rt.get_pod(node, pod.metadata.uid)
     actions = sync.compute_pod_actions(pod, observed)
-    failures = await executor.execute(rt, volumes, pod, actions, node, PAUSE, observed)
+    failures = await PodExecutor(rt, volumes, node, PAUSE).execute(pod, actions, observed)
     return failures, await rt.get_pod(node, pod.metadata.uid)
 
 
@@ -169,15 +161,16 @@ async def test_empty_dir_is_shared_and_removed_with_the_pod(
     assert mode(data) == 0o777  # kubelet's emptyDir permissions
     assert mode(pod_dir) == mode(pod_dir / "volumes") == 0o750
     mounts = docker_client.api.inspect_container(observed.latest("reader").id)["Mounts"]
-    assert [(m["Type"], m["Source"], m["Destination"], m["RW"]) for m in mounts] == [
-        ("bind", str(data), "/shared", True)
+    assert sorted((m["Type"], m["Source"], m["Destination"], m["RW"]) for m in mounts) == [  # any order
+        ("bind", str(pod_dir / "containers" / "reader" / "0-termination-log"), "/dev/termination-log", True),
+        ("bind", str(data), "/shared", True),
     ]
 
     # A container's restart keeps the data; only the pod's removal deletes it.
-    await executor.kill_pod(runtime, volumes, observed, 1, remove=False)
+    await PodExecutor(runtime, volumes, node, PAUSE).kill_pod(observed, 1, remove=False)
     assert (data / "msg").exists()
     observed = await runtime.get_pod(node, pod.metadata.uid)
-    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
+    await PodExecutor(runtime, volumes, node, PAUSE).kill_pod(observed, 1, remove=True)
     assert not pod_dir.exists()
     assert volumes_dir.exists()
 
@@ -199,7 +192,7 @@ async def test_removing_volumes_never_follows_a_symlink(runtime, node, volumes, 
         return link.is_symlink()
 
     await wait_for(linked, 10, "the symlinks")
-    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
+    await PodExecutor(runtime, volumes, node, PAUSE).kill_pod(observed, 1, remove=True)
     assert not (volumes_dir / pod.metadata.uid).exists()
     assert (victim / "keep").read_text() == "precious"
 
@@ -249,7 +242,7 @@ async def test_memory_empty_dir_is_a_host_tmpfs_kept_across_sandboxes(runtime, n
     await wait_for(appended, 30, "the new writer to append to the old data")
     assert [fs for m, fs, _ in host_mounts() if m == real] == ["tmpfs"]  # never mounted twice
 
-    await executor.kill_pod(runtime, volumes, second, 1, remove=True)
+    await PodExecutor(runtime, volumes, node, PAUSE).kill_pod(second, 1, remove=True)
     assert mount_points_under(volumes_dir) == []
     assert not (volumes_dir / pod.metadata.uid).exists()
 
@@ -353,7 +346,8 @@ async def test_host_path_staged_per_container_read_only_and_kept(
     staging = volumes_dir / pod.metadata.uid / "volume-hostpaths"
     mounts = {
         name: sorted((m["Source"], m["Destination"], m["RW"])
-                     for m in docker_client.api.inspect_container(observed.latest(name).id)["Mounts"])
+                     for m in docker_client.api.inspect_container(observed.latest(name).id)["Mounts"]
+                     if m["Destination"] != "/dev/termination-log")
         for name in ("rw", "ro")
     }
     assert mounts == {
@@ -366,7 +360,7 @@ async def test_host_path_staged_per_container_read_only_and_kept(
     assert sorted(mount_points_under(volumes_dir)) == staged  # ... never on top of the old bind
 
     restarted = PodVolumes(volumes_dir, [str(tmp_path)])  # an agent restarted: only mountinfo remembers
-    await executor.kill_pod(runtime, restarted, observed, 1, remove=True)
+    await PodExecutor(runtime, restarted, node, PAUSE).kill_pod(observed, 1, remove=True)
     assert mount_points_under(volumes_dir) == []
     assert not (volumes_dir / pod.metadata.uid).exists()
     # Host data is never the runtime's to delete.
@@ -413,7 +407,7 @@ async def test_a_symlink_swapped_in_after_the_check_is_never_mounted(
         await volumes.mounts(pod, container)
 
     observed = await runtime.get_pod(node, pod.metadata.uid)
-    await executor.kill_pod(runtime, volumes, observed, 1, remove=True)
+    await PodExecutor(runtime, volumes, node, PAUSE).kill_pod(observed, 1, remove=True)
     assert mount_points_under(volumes_dir) == []
     assert not (volumes_dir / pod.metadata.uid).exists()
     moved = data / "moved" / "marker" if kind == "Directory" else data / "moved"
@@ -448,9 +442,8 @@ async def test_host_path_type_checks(runtime, node, volumes, tmp_path, kind, pre
         ("main", CreateContainerError.reason, error.format(path=path))
     ]
     assert observed.latest("main") is None  # refused before Docker was asked
-    pod_status = compute_pod_status(
-        pod, observed, {f.container_name: f for f in failures}, HOST_IP, datetime.now(UTC)
-    )
+    seen = Observations(failures={f.container_name: f for f in failures})
+    pod_status = compute_pod_status(pod, observed, seen, HOST_IP, datetime.now(UTC))
     assert pod_status.container_statuses[0].state.waiting.reason == "CreateContainerError"
 
 
@@ -573,5 +566,5 @@ async def test_host_network_pod_uses_the_hosts_interfaces(runtime, node, volumes
 
     assert (await wait_for(served, 20, "the pod's port on the host")).strip() == "on-host"
 
-    status = compute_pod_status(pod, observed, {}, HOST_IP, datetime.now(UTC))
+    status = compute_pod_status(pod, observed, None, HOST_IP, datetime.now(UTC))
     assert (status.pod_ip, status.host_ip) == (HOST_IP, HOST_IP)

@@ -97,9 +97,9 @@ async def _delete_and_wait_gone(client: Client, name: str) -> None:
 # ---- transport: who can talk to the master at all ----
 
 
-async def _list_nodes(channel: grpc.aio.Channel) -> objects_pb2.NodeList:
-    stub = services_pb2_grpc.ClusterStub(channel)
-    return await stub.ListNodes(services_pb2.ListRequest(), timeout=CALL_TIMEOUT)
+async def _list_nodes(channel: grpc.aio.Channel) -> objects_pb2.ObjectList:
+    stub = services_pb2_grpc.ResourcesStub(channel)
+    return await stub.List(services_pb2.ListRequest(resource="nodes"), timeout=CALL_TIMEOUT)
 
 
 @pytest.mark.parametrize("channel_kind", ["TLS with the CA but no certificate", "plaintext"])
@@ -240,8 +240,9 @@ async def test_node_certificate_cannot_touch_another_node(secure: Cluster) -> No
                 me, b_name = f'node "{a.node_name}"', f'node "{b.node_name}"'
                 on_b = f"pod default/{name} bound to {b_name}"
                 refused: list[tuple[str, Callable[[], Awaitable[Any]], str]] = [
-                    ("GetNode", lambda: as_a.get_node(b.node_name), f"{me} may not read {b_name}"),
-                    ("GetPod", lambda: as_a.get_pod(name), f"{me} may not read {on_b}"),
+                    ("Get node", lambda: as_a.get_node(b.node_name), f"{me} may not read {b_name}"),
+                    ("Get pod", lambda: as_a.get_pod(name), f"{me} may not read {on_b}"),
+                    ("Get event", lambda: as_a.get("events", name), f"{me} may not read events"),
                     ("UpdatePodStatus", lambda: as_a.update_pod_status(
                         "default", name, pod.metadata.uid, objects_pb2.PodStatus(phase="Failed")),
                      f"{me} may not update {on_b}"),
@@ -255,15 +256,16 @@ async def test_node_certificate_cannot_touch_another_node(secure: Cluster) -> No
                      f"{me} may not report the status of {b_name}"),
                     ("RegisterNode", lambda: as_a.register_node(node_b), f"{me} may not register {b_name}"),
                     # Admin-only calls are refused by name, whatever they would touch.
-                    ("UpdateNode", lambda: as_a.update_node(node_b), "Cluster.UpdateNode"),
-                    ("DeleteNode", lambda: as_a.delete_node(b.node_name), "Cluster.DeleteNode"),
-                    ("ListPods", lambda: as_a.list_pods(), "Cluster.ListPods"),
-                    ("CreatePod", lambda: as_a.create_pod(_pod(unique("sneaky"), node=a.node_name)),
-                     "Cluster.CreatePod"),
-                    ("DeletePod", lambda: as_a.delete_pod(name), "Cluster.DeletePod"),
+                    ("Update node", lambda: as_a.update_node(node_b), "Resources.Update"),
+                    ("Delete node", lambda: as_a.delete_node(b.node_name), "Resources.Delete"),
+                    ("List pods", lambda: as_a.list_pods(), "Resources.List"),
+                    ("Create pod", lambda: as_a.create_pod(_pod(unique("sneaky"), node=a.node_name)),
+                     "Resources.Create"),
+                    ("Delete pod", lambda: as_a.delete_pod(name), "Resources.Delete"),
+                    ("PodLogs", lambda: anext(as_a.pod_logs(name)), "Cluster.PodLogs"),
                 ]
                 for method, call, message in refused:
-                    if message.startswith("Cluster."):
+                    if message.startswith(("Resources.", "Cluster.")):
                         message = f"{me} may not call {message}"
                     with pytest.raises(errors.Forbidden) as caught:
                         await call()

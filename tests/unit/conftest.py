@@ -1,5 +1,6 @@
 """Shared fixtures of the unit tests: the real master app in-process (see master_fixtures.py), with an
-admin channel and its Cluster and NodeAgent stubs."""
+admin channel, the Resources service on it (``resources``: objects of every kind) and its Cluster
+(logs) and NodeAgent stubs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from master_fixtures import admin_channel, start_master
+from master_fixtures import Resources, admin_channel, start_master
 
 from pymaster.api import services_pb2_grpc
 from pymaster.app import MasterApp
@@ -24,6 +25,11 @@ async def master(tmp_path) -> AsyncIterator[MasterApp]:
 async def channel(master) -> AsyncIterator[grpc.aio.Channel]:
     async with admin_channel(master) as ch:
         yield ch
+
+
+@pytest.fixture
+def resources(channel) -> Resources:
+    return Resources(channel)
 
 
 @pytest.fixture

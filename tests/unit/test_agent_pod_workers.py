@@ -122,39 +122,46 @@ class FakeStatus:
         self.forgotten.append(uid)
 
 
+class FakeExecutor:
+    """The executor, recording what the workers asked of it."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.runtime, self.volumes = runtime, runtime.volumes
+        self.kills: list[tuple[str, float, bool]] = []
+        self.executes: list[str] = []
+
+    async def execute(self, pod, actions, observed, grace_overrides=None):
+        self.executes.append(pod.metadata.uid)
+        self.grace_overrides = dict(grace_overrides or {})
+        self.runtime.pods[pod.metadata.uid] = runtime_of(info("a1"))
+        return []
+
+    async def kill_pod(self, observed, grace_seconds, remove, pod=None):
+        self.kills.append((observed.uid, grace_seconds, remove))
+        self.runtime.pods.pop(observed.uid, None)
+
+
 class Harness:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.runtime, self.status = FakeRuntime(), FakeStatus()
         self.volumes = self.runtime.volumes
+        self.executor = FakeExecutor(self.runtime)
+        self.kills, self.executes = self.executor.kills, self.executor.executes
         self.desired: dict[str, objects_pb2.Pod] = {}
         self.synced = asyncio.Event()
         self.registry = CollectorRegistry()
-        self.kills: list[tuple[str, float, bool]] = []
-        self.executes: list[str] = []
         self.noop = False
         self.workers = pw.PodWorkers(
-            self.runtime, self.volumes, self.desired,  # type: ignore[arg-type]
-            self.synced, self.status, AgentMetrics(self.registry, "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
+            self.executor, self.desired, self.synced, self.status,  # type: ignore[arg-type]
+            AgentMetrics(self.registry, "n1"), "n1", "10.0.0.1",
         )
-        plan = lambda pod, observed, now=None: Actions(self.noop)  # noqa: E731
+        plan = lambda pod, observed, *args: Actions(self.noop)  # noqa: E731
         monkeypatch.setattr(pw.sync, "compute_pod_actions", plan)
-        monkeypatch.setattr(pw.executor, "execute", self._execute)
-        monkeypatch.setattr(pw.executor, "kill_pod", self._kill)
         monkeypatch.setattr(pw, "compute_pod_status", self._status)
+        self.seen: pw.Observations | None = None
 
-    async def _execute(
-        self, runtime, volumes, pod, actions, node_name, infra_image, observed, grace_seconds=None
-    ):
-        self.executes.append(pod.metadata.uid)
-        self.runtime.pods[pod.metadata.uid] = runtime_of(info("a1"))
-        return []
-
-    async def _kill(self, runtime, volumes, observed, grace_seconds, remove):
-        self.kills.append((observed.uid, grace_seconds, remove))
-        self.runtime.pods.pop(observed.uid, None)
-
-    @staticmethod
-    def _status(pod, observed, failures, host_ip, now, previous):
+    def _status(self, pod, observed, seen, host_ip, now, previous):
+        self.seen = seen
         running = observed is not None and pw.all_running(pod, observed)
         return objects_pb2.PodStatus(phase="Running" if running else "Pending", host_ip=host_ip)
 
@@ -241,7 +248,7 @@ async def test_deleted_pod_without_containers_only_cleans_volumes(monkeypatch: p
 async def test_plan_requeue_wakes_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.noop = True
-    plan = lambda pod, observed, now=None: Actions(True, requeue_after=0.1)  # noqa: E731
+    plan = lambda pod, observed, *args: Actions(True, requeue_after=0.1)  # noqa: E731
     monkeypatch.setattr(pw.sync, "compute_pod_actions", plan)
     h.runtime.pods["u1"] = runtime_of(info("a1"))
     h.desired["u1"] = make_pod()
@@ -325,9 +332,8 @@ def test_rejected_status_keeps_the_start_time() -> None:
 async def test_admitted_by_the_node_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(monkeypatch)
     h.workers = pw.PodWorkers(
-        h.runtime, h.volumes, h.desired, h.synced, h.status,  # type: ignore[arg-type]
-        AgentMetrics(CollectorRegistry(), "n1"), "n1", "pykube/pause:3.9", "10.0.0.1",
-        AdmissionPolicy(allow_host_network=True),
+        h.executor, h.desired, h.synced, h.status,  # type: ignore[arg-type]
+        AgentMetrics(CollectorRegistry(), "n1"), "n1", "10.0.0.1", AdmissionPolicy(allow_host_network=True),
     )
     pod = make_pod()
     pod.spec.host_network = True
@@ -336,3 +342,116 @@ async def test_admitted_by_the_node_policy(monkeypatch: pytest.MonkeyPatch) -> N
     await wait_for(lambda: "u1" in h.status.statuses)
     assert h.status.statuses["u1"].phase == "Running" and h.executes == ["u1"]
     await h.workers.stop()
+
+
+# ---- probes, events and the active deadline ----
+
+
+class FakeProbes:
+    """The probe manager's answers, set by the test."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, str] = {}
+        self.ready: set[str] = set()
+        self.synced: list[str] = []
+
+    def sync(self, pod, observed) -> None:
+        self.synced.append(pod.metadata.uid)
+
+    def remove(self, uid: str) -> None:
+        pass
+
+    def readiness(self, uid: str, name: str) -> bool:
+        return name in self.ready
+
+    def started(self, uid: str, name: str) -> bool:
+        return True
+
+    def liveness_failures(self, uid: str) -> dict[str, str]:
+        return dict(self.failures)
+
+    def probe_grace_period(self, uid: str, name: str) -> int | None:
+        return 3 if name in self.failures else None
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def pod_event(self, pod, type_, reason, message, container="") -> None:
+        self.events.append((type_, reason, container))
+
+
+def _with_probes(h: Harness) -> tuple[FakeProbes, FakeRecorder]:
+    probes, recorder = FakeProbes(), FakeRecorder()
+    h.workers = pw.PodWorkers(
+        h.executor, h.desired, h.synced, h.status,  # type: ignore[arg-type]
+        AgentMetrics(CollectorRegistry(), "n1"), "n1", "10.0.0.1", probes=probes,  # type: ignore[arg-type]
+        recorder=recorder,  # type: ignore[arg-type]
+    )
+    return probes, recorder
+
+
+async def test_liveness_failures_reach_the_plan_with_the_probe_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    probes, _ = _with_probes(h)
+    probes.failures = {"app": "Container app failed liveness probe, will be restarted"}
+    probes.ready = {"app"}
+    planned: list[dict[str, str]] = []
+
+    def plan(pod, observed, now, probe_failures, not_started):
+        planned.append(dict(probe_failures))
+        return Actions(False)
+
+    monkeypatch.setattr(pw.sync, "compute_pod_actions", plan)
+    h.desired["u1"] = make_pod()
+    h.workers.wake("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    assert planned == [probes.failures]
+    assert h.executor.grace_overrides == {"app": 3.0}
+    assert h.seen is not None and h.seen.ready("app") and not h.seen.ready("other")
+    assert probes.synced[:2] == ["u1", "u1"]  # before the plan, and again after the execution
+    await h.workers.stop()
+
+
+async def test_back_off_is_an_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    _, recorder = _with_probes(h)
+    backoff = (ContainerFailure("app", "CrashLoopBackOff", "back-off 10s restarting failed container"),)
+    monkeypatch.setattr(pw.sync, "compute_pod_actions", lambda *args: Actions(True, backoff=backoff))
+    h.desired["u1"] = make_pod()
+    h.workers.wake("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    assert recorder.events == [("Warning", "BackOff", "app")]
+    assert h.seen is not None and h.seen.failures["app"].reason == "CrashLoopBackOff"
+    await h.workers.stop()
+
+
+async def test_a_pod_past_its_active_deadline_is_stopped_and_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    _, recorder = _with_probes(h)
+    pod = make_pod(grace=5)
+    pod.spec.active_deadline_seconds = 30
+    started = objects_pb2.PodStatus(phase="Running")
+    started.start_time.FromSeconds(int(datetime.now(UTC).timestamp()) - 60)
+    h.status.statuses["u1"] = started
+    h.runtime.pods["u1"] = runtime_of(info("a1"))
+    h.desired["u1"] = pod
+    h.workers.wake("u1")
+    await wait_for(lambda: h.seen is not None)
+    assert h.kills == [("u1", 5.0, False)]
+    assert h.executes == []
+    assert h.seen.deadline_exceeded
+    assert recorder.events == [("Normal", "DeadlineExceeded", "")]
+    await h.workers.stop()
+
+
+def test_deadline_left_counts_from_the_start_time() -> None:
+    pod = make_pod()
+    now = datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC)
+    status = objects_pb2.PodStatus()
+    assert pw.deadline_left(pod, status, now) is None  # no deadline
+    pod.spec.active_deadline_seconds = 90
+    assert pw.deadline_left(pod, status, now) is None  # not started
+    status.start_time.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+    assert pw.deadline_left(pod, status, now) == 30

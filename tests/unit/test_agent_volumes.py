@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pykubelet import host_paths
 from pykubelet import volumes as vol
 from pykubelet.runtime.base import CreateContainerError, Mount
 from pymaster.api import objects_pb2
@@ -128,7 +129,7 @@ def host_path(path: str | Path, kind: str = "") -> objects_pb2.HostPathVolumeSou
 
 def opened(path: str | Path, prefixes: list[Path], kind: str = "") -> tuple[str, bool, tuple[int, int]]:
     """(resolved path, is_dir, (st_dev, st_ino) of the opened descriptor) of ``open_host_path``."""
-    with vol.open_host_path(host_path(path, kind), [str(p) for p in prefixes]) as host:
+    with host_paths.open_host_path(host_path(path, kind), [str(p) for p in prefixes]) as host:
         info = os.fstat(host.fd)
         return host.path, host.is_dir, (info.st_dev, info.st_ino)
 
@@ -200,7 +201,7 @@ def test_a_symlink_within_one_prefix_to_another_is_allowed(prefix: Path, tmp_pat
 @pytest.mark.parametrize("prefixes", [[], ["/database"]])
 def test_no_allowed_prefix_refuses(prefix: Path, prefixes: list[str]) -> None:
     with pytest.raises(CreateContainerError, match="is not under an allowed prefix"):
-        with vol.open_host_path(host_path(prefix / "d"), prefixes):
+        with host_paths.open_host_path(host_path(prefix / "d"), prefixes):
             pass
 
 
@@ -309,3 +310,22 @@ async def test_host_path_refused_by_the_volume_manager_creates_nothing(prefix: P
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_termination_log_per_start_and_message(tmp_path: Path) -> None:
+    manager = vol.PodVolumes(tmp_path / "pods")
+    pod = objects_pb2.Pod(metadata=objects_pb2.ObjectMeta(uid="u1"))
+    container = objects_pb2.Container(name="app", termination_message_path="/tmp/why")
+    mount = await manager.termination_log(pod, container, 0)
+    assert mount.target == "/tmp/why"
+    log = Path(mount.source)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o666  # any user of the container may write it
+    log.write_bytes(b"x" * 5000)
+    message = await manager.termination_message("u1", "app", 0)
+    assert message == "x" * vol.MAX_TERMINATION_MESSAGE_BYTES  # Kubernetes' cap
+    assert await manager.termination_message("u1", "app", 1) == ""  # that start wrote nothing
+    assert await manager.termination_message("../u1", "app", 0) == ""  # never outside its directory
+    # Only the previous start's file is kept: a crash loop does not pile files up.
+    for count in (1, 2, 3):
+        await manager.termination_log(pod, container, count)
+    assert sorted(p.name for p in log.parent.iterdir()) == ["2-termination-log", "3-termination-log"]

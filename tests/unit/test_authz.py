@@ -54,7 +54,19 @@ def node(name: str) -> objects_pb2.Node:
 
 
 AGENT = "/pykube.v1.NodeAgent/"
+RESOURCES = "/pykube.v1.Resources/"
 CLUSTER = "/pykube.v1.Cluster/"
+
+
+def get(resource: str, name: str, namespace: str = "") -> services_pb2.GetRequest:
+    return services_pb2.GetRequest(resource=resource, namespace=namespace, name=name)
+
+
+def event() -> objects_pb2.Event:
+    e = objects_pb2.Event(reason="Pulled")
+    e.involved_object.kind, e.involved_object.name = "Pod", "theirs"
+    e.source.host = "n2"
+    return e
 
 
 @pytest.mark.parametrize(
@@ -68,13 +80,18 @@ CLUSTER = "/pykube.v1.Cluster/"
         (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(namespace="default", name="mine")),
         (AGENT + "ConfirmPodTerminated", services_pb2.PodTerminated(name="mine", uid="u1")),
         (AGENT + "RenewCertificate", services_pb2.CertificateSigningRequest()),
-        (CLUSTER + "GetNode", services_pb2.GetRequest(name="n1")),
-        (CLUSTER + "GetPod", services_pb2.GetRequest(name="mine")),
+        # Let through whatever the events say: the event registry checks each one (its tests).
+        (AGENT + "RecordEvents", services_pb2.RecordEventsRequest(events=[event()])),
+        (RESOURCES + "Get", get("nodes", "n1")),
+        (RESOURCES + "Get", get("nodes", "n1", namespace="ignored")),
+        (RESOURCES + "Get", get("pods", "mine")),
+        (RESOURCES + "Get", get("pods", "mine", namespace="default")),
         # Gone, or another pod of the name: through to the servicer's NOT_FOUND (no write).
         (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(name="gone")),
         (AGENT + "UpdatePodStatus", services_pb2.PodStatusUpdate(name="theirs", uid="old-uid")),
         (AGENT + "ConfirmPodTerminated", services_pb2.PodTerminated(name="theirs", uid="old-uid")),
-        (CLUSTER + "GetPod", services_pb2.GetRequest(name="gone")),
+        (RESOURCES + "Get", get("pods", "gone")),
+        (RESOURCES + "Get", get("pods", "theirs", namespace="kube-system")),  # no such pod there
         ("/grpc.health.v1.Health/Check", None),
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", None),
     ],
@@ -83,24 +100,35 @@ def test_node_allowed(method, request_):
     authz.authorize(method, N1, request_, STORE)
 
 
+def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
+    """Every Resources verb but Get is refused by name, whatever resource it names."""
+    requests = {
+        "Create": objects_pb2.Object(pod=objects_pb2.Pod()),
+        "Apply": objects_pb2.Object(pod=objects_pb2.Pod()),
+        "Update": objects_pb2.Object(node=node("n1")),
+        "List": services_pb2.ListRequest(resource="pods"),
+        "Watch": services_pb2.WatchRequest(resource="pods", field_selector="spec.nodeName=n1"),
+        "Delete": services_pb2.DeleteRequest(resource="nodes", name="n1"),
+    }
+    return [(RESOURCES + v, requests[v], f'node "n1" may not call Resources.{v}') for v in verbs]
+
+
 @pytest.mark.parametrize(
     "method, request_, message",
     [
-        (CLUSTER + "ListPods", services_pb2.ListRequest(), 'node "n1" may not call Cluster.ListPods'),
-        (CLUSTER + "WatchPods", services_pb2.WatchRequest(), 'node "n1" may not call Cluster.WatchPods'),
-        (CLUSTER + "CreatePod", objects_pb2.Pod(), 'node "n1" may not call Cluster.CreatePod'),
+        *_calls("Create", "Apply", "Update", "List", "Watch", "Delete"),
         (
-            CLUSTER + "DeleteNode",
-            services_pb2.DeleteRequest(name="n1"),
-            'node "n1" may not call Cluster.DeleteNode',
+            RESOURCES + "List",
+            services_pb2.ListRequest(resource="nodes"),
+            'node "n1" may not call Resources.List',
         ),
-        (CLUSTER + "ListNodes", services_pb2.ListRequest(), 'node "n1" may not call Cluster.ListNodes'),
+        (RESOURCES + "SomethingNew", get("pods", "mine"), 'node "n1" may not call Resources.SomethingNew'),
         (
             CLUSTER + "PodLogs",
             services_pb2.LogsRequest(name="mine"),
             'node "n1" may not call Cluster.PodLogs',
         ),
-        (CLUSTER + "UpdateNode", node("n1"), 'node "n1" may not call Cluster.UpdateNode'),
+        (CLUSTER + "Exec", None, 'node "n1" may not call Cluster.Exec'),
         (AGENT + "SomethingNew", services_pb2.Empty(), 'node "n1" may not call NodeAgent.SomethingNew'),
         (AGENT + "RegisterNode", node("n2"), 'node "n1" may not register node "n2"'),
         (
@@ -133,14 +161,26 @@ def test_node_allowed(method, request_):
             services_pb2.PodTerminated(name="pending", uid="u1"),
             'node "n1" may not delete pod default/pending not bound to any node',
         ),
-        (CLUSTER + "GetNode", services_pb2.GetRequest(name="n2"), 'node "n1" may not read node "n2"'),
+        # Resources.Get: only its own node and the pods bound to it; no other resource at all.
+        (RESOURCES + "Get", get("nodes", "n2"), 'node "n1" may not read node "n2"'),
         (
-            CLUSTER + "GetPod",
-            services_pb2.GetRequest(name="theirs"),
+            RESOURCES + "Get",
+            get("pods", "theirs"),
             'node "n1" may not read pod default/theirs bound to node "n2"',
         ),
+        (
+            RESOURCES + "Get",
+            get("pods", "pending", namespace="default"),
+            'node "n1" may not read pod default/pending not bound to any node',
+        ),
+        (RESOURCES + "Get", get("secrets", "db-password"), 'node "n1" may not read secrets'),
+        (RESOURCES + "Get", get("identities", "n1"), 'node "n1" may not read identities'),
+        (RESOURCES + "Get", get("events", "mine.1"), 'node "n1" may not read events'),
+        (RESOURCES + "Get", get("Pods", "mine"), 'node "n1" may not read Pods'),  # names are exact
+        (RESOURCES + "Get", get("", "n1"), 'node "n1" may not read objects'),
         # A client-streaming call has no single request: only identity rules apply.
         (AGENT + "RegisterNode", None, 'node "n1" may not call NodeAgent.RegisterNode'),
+        (RESOURCES + "Get", None, 'node "n1" may not call Resources.Get'),
     ],
 )
 def test_node_denied(method, request_, message):
@@ -151,7 +191,14 @@ def test_node_denied(method, request_, message):
 
 @pytest.mark.parametrize("identity", [ADMIN, MASTER])
 @pytest.mark.parametrize(
-    "method", [CLUSTER + "ListPods", CLUSTER + "DeleteNode", AGENT + "UpdatePodStatus", AGENT + "Whatever"]
+    "method",
+    [
+        RESOURCES + "List",
+        RESOURCES + "Delete",
+        CLUSTER + "PodLogs",
+        AGENT + "UpdatePodStatus",
+        AGENT + "Whatever",
+    ],
 )
 def test_masters_may_do_everything(identity, method):
     authz.authorize(method, identity, services_pb2.Empty(), STORE)
@@ -159,7 +206,7 @@ def test_masters_may_do_everything(identity, method):
 
 def test_anonymous_is_unauthenticated():
     with pytest.raises(Unauthenticated):
-        authz.authorize(CLUSTER + "ListPods", ANONYMOUS, services_pb2.ListRequest(), STORE)
+        authz.authorize(RESOURCES + "List", ANONYMOUS, services_pb2.ListRequest(resource="pods"), STORE)
     with pytest.raises(Unauthenticated, match="names no pykube identity"):
         authz.authenticate(ANONYMOUS, STORE)
 
@@ -194,7 +241,8 @@ def test_authenticate(identity, store, issued_at, ok):
 @pytest.mark.parametrize(
     "method, short",
     [
-        ("/pykube.v1.Cluster/ListPods", "Cluster.ListPods"),
+        ("/pykube.v1.Resources/List", "Resources.List"),
+        ("/pykube.v1.Cluster/PodLogs", "Cluster.PodLogs"),
         ("/grpc.health.v1.Health/Check", "Health.Check"),
     ],
 )

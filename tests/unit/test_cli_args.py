@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pymaster.api import clientconfig, pki
-from pymaster.cli import commands
+from pymaster.cli import commands, get
+from pymaster.cli.exec import exec_command
 from pymaster.cli.main import (
     UsageError,
     main,
@@ -43,6 +44,10 @@ def _write_config(path: Path, server: str) -> Path:
         ("get no", {"resource": "nodes", "names": []}),
         ("get NODES n1", {"resource": "nodes", "names": ["n1"]}),
         ("get node/n1 -o yaml", {"resource": "nodes", "names": ["n1"], "output": "yaml"}),
+        ("get ev", {"resource": "events", "names": []}),
+        ("get Events -A --field-selector involvedObject.name=web",
+         {"resource": "events", "all_namespaces": True, "field_selector": "involvedObject.name=web"}),
+        ("get event/web.1 event/web.2 -o wide", {"resource": "events", "names": ["web.1", "web.2"]}),
         ("get pods -n kube -o wide", {"namespace": "kube", "output": "wide"}),
         ("-n kube get pods", {"namespace": "kube"}),
         ("--namespace=kube get pods", {"namespace": "kube"}),
@@ -68,6 +73,7 @@ def _write_config(path: Path, server: str) -> Path:
         ("describe pod web", {"command": "describe", "resource": "pods", "names": ["web"]}),
         ("describe no n1 n2", {"resource": "nodes", "names": ["n1", "n2"]}),
         ("describe pods -l app=web", {"resource": "pods", "names": [], "selector": "app=web"}),
+        ("describe ev web.1", {"resource": "events", "names": ["web.1"]}),
         ("apply -f pod.yaml", {"command": "apply", "filename": ["pod.yaml"]}),
         ("apply -f - -n team", {"filename": ["-"], "namespace": "team"}),
         ("apply -f a.yaml -f b.yaml", {"filename": ["a.yaml", "b.yaml"]}),
@@ -84,14 +90,22 @@ def _write_config(path: Path, server: str) -> Path:
         ("delete pod web --timeout 30s", {"timeout": 30.0}),
         ("delete pods -l app=web", {"names": [], "selector": "app=web"}),
         ("delete pods --all", {"names": [], "all": True}),
-        ("delete -f pod.yaml", {"filename": ["pod.yaml"], "resource": "pods", "names": []}),
+        ("delete -f pod.yaml", {"filename": ["pod.yaml"], "resource": "", "names": []}),
         ("delete node n1", {"resource": "nodes", "names": ["n1"], "ignore_not_found": False}),
+        ("delete events --all -n team", {"resource": "events", "all": True, "namespace": "team"}),
+        ("delete ev -l app=web", {"resource": "events", "selector": "app=web"}),
         ("delete pod web --ignore-not-found", {"ignore_not_found": True}),
         ("logs web", {"command": "logs", "pod": "web", "container": "", "follow": False, "tail": -1}),
         ("logs pod/web -c app -f --tail 10 --timestamps",
          {"pod": "web", "container": "app", "follow": True, "tail": 10, "timestamps": True}),
         ("logs web sidecar", {"pod": "web", "container": "sidecar"}),
         ("logs -f web -n x", {"pod": "web", "follow": True, "namespace": "x"}),
+        ("exec web -- ls -l", {"command": "exec", "pod": "web", "remote_command": ["ls", "-l"],
+                               "stdin": False, "tty": False, "container": ""}),
+        ("exec -it pod/web -c app -- sh", {"pod": "web", "stdin": True, "tty": True, "container": "app"}),
+        ("exec web -n x -- sh -c --watch=true -- -n y",
+         {"namespace": "x", "remote_command": ["sh", "-c", "--watch=true", "--", "-n", "y"]}),
+        ("exec web --stdin=true -- cat", {"stdin": True, "tty": False}),
         ("cordon n1 node/n2", {"command": "cordon", "nodes": ["n1", "n2"]}),
         ("uncordon n1", {"command": "uncordon", "nodes": ["n1"]}),
         ("version", {"command": "version"}),
@@ -106,9 +120,10 @@ def test_parse_args(argv: str, expected: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     ("command", "handler"),
-    [("get pods", commands.get), ("describe pod web", commands.describe), ("apply -f x", commands.apply),
+    [("get pods", get.get), ("describe pod web", get.describe), ("apply -f x", commands.apply),
      ("create -f x", commands.create), ("delete pod web", commands.delete), ("logs web", commands.logs),
-     ("cordon n1", commands.cordon), ("uncordon n1", commands.uncordon), ("version", commands.version)],
+     ("cordon n1", commands.cordon), ("uncordon n1", commands.uncordon), ("version", commands.version),
+     ("exec web -- ls", exec_command)],
 )
 def test_every_command_has_its_handler(command: str, handler: object) -> None:
     assert parse_args(command.split()).handler is handler
@@ -117,7 +132,7 @@ def test_every_command_has_its_handler(command: str, handler: object) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ("get", "you must specify the type of resource"),
+        ("get", "you must specify the type of resource: pods (po), nodes (no), events (ev)"),
         ("get deployments", 'the server doesn\'t have a resource type "deployments"'),
         ("get pod/web node/n1", "only one resource type at a time"),
         ("get pod/", "must have a single resource and name"),
@@ -135,11 +150,17 @@ def test_every_command_has_its_handler(command: str, handler: object) -> None:
         ("delete pods web -f pod.yaml", "may not specify resource arguments"),
         ("delete pods --grace-period -5 web", "--grace-period must be -1"),
         ("delete nodes -l a=b", "delete nodes by name"),
+        ("delete no --all", "delete nodes by name"),
+        ("get pod/web event/x", "only one resource type at a time"),
         ("logs", "the following arguments are required: POD"),
         ("logs node/n1", "logs works on pods only"),
         ("logs web c1 -c c2", "only one of -c or an inline container name"),
         ("logs web --tail -3", "--tail must be"),
         ("cordon pod/web", "cordon works on nodes only"),
+        ("exec web ls", "exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead"),
+        ("exec web", "you must specify at least one command for the container"),
+        ("exec web --", "you must specify at least one command for the container"),
+        ("exec node/n1 -- ls", "exec works on pods only"),
         ("frobnicate", "invalid choice: 'frobnicate'"),
         ("get pods --bogus", "unrecognized arguments: --bogus"),
     ],
@@ -294,4 +315,32 @@ def test_apply_namespace_conflict(tmp_path: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err.startswith(
         'error: the namespace from the provided object "team" does not match the namespace "other"'
+    )
+
+
+def test_apply_names_every_unknown_field_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labelz: {}}\n"
+        "spec: {containers: [{name: c, image: busybox, livenessProbee: {}}], foo: 1}\n"
+    )
+    assert main(["apply", "-f", str(manifest)]) == 1
+    assert capsys.readouterr().err == (
+        "error: metadata.labelz: unknown field; spec.containers[0].livenessProbee: unknown field; "
+        "spec.foo: unknown field\n"
+    )
+
+
+def test_create_of_an_unknown_kind_names_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: busybox}]}\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n"
+    )
+    assert main(["create", "-f", str(manifest)]) == 1
+    assert capsys.readouterr().err == (
+        'error: document 2: kind: unsupported kind "Deployment" (apps/v1); '
+        "supported: v1 Pod, v1 Node, v1 Event\n"
     )

@@ -2,8 +2,8 @@
 which certificate is presented, status codes as typed errors, reconnect with a renewed
 certificate, and pyctl's one-line messages for TLS, authentication and authorization failures.
 
-The server is a stand-in for the master (a few RPCs, answers chosen by the request), so these
-tests need neither a master nor Docker.
+The server is a stand-in for the master (a few RPCs of the Resources and NodeAgent services,
+answers chosen by the request), so these tests need neither a master nor Docker.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from pymaster.api import clientconfig, errors, objects_pb2, pki, services_pb2, services_pb2_grpc
+from pymaster.api.kinds import wrap
 from pymaster.cli.main import main
 from pymaster.client import Client, InvalidConfigError, MissingConfigError, api_error
 
@@ -36,11 +37,11 @@ class Pki:
         return clientconfig.ClientConfig(server, (trust or self.ca).cert_pem, cert, key)
 
 
-class _Cluster(services_pb2_grpc.ClusterServicer):
-    """GetPod answers by name: "forbidden", "unauthenticated", "invalid"; else the pod, with the
-    caller's certificate CN in an annotation."""
+class _Resources(services_pb2_grpc.ResourcesServicer):
+    """Get answers by name: "forbidden", "unauthenticated", "invalid"; else the pod, with the
+    caller's certificate CN in an annotation. List of nodes: one node named after the caller."""
 
-    def GetPod(self, request: services_pb2.GetRequest, context: grpc.ServicerContext) -> objects_pb2.Pod:
+    def Get(self, request: services_pb2.GetRequest, context: grpc.ServicerContext) -> objects_pb2.Object:
         if request.name == "forbidden":
             context.abort(grpc.StatusCode.PERMISSION_DENIED, 'node "a" cannot get pods bound to node "b"')
         if request.name == "unauthenticated":
@@ -51,14 +52,14 @@ class _Cluster(services_pb2_grpc.ClusterServicer):
         pod = objects_pb2.Pod()
         pod.metadata.name, pod.metadata.namespace = request.name, request.namespace
         pod.metadata.annotations["caller"] = _caller(context)
-        return pod
+        return wrap(pod)
 
-    def ListNodes(
+    def List(
         self, request: services_pb2.ListRequest, context: grpc.ServicerContext
-    ) -> objects_pb2.NodeList:
-        nodes = objects_pb2.NodeList()
-        nodes.items.add().metadata.name = _caller(context)
-        return nodes
+    ) -> objects_pb2.ObjectList:
+        node = objects_pb2.Node()
+        node.metadata.name = _caller(context)
+        return objects_pb2.ObjectList(items=[wrap(node)])
 
 
 class _NodeAgent(services_pb2_grpc.NodeAgentServicer):
@@ -90,7 +91,7 @@ def server(keys: Pki) -> Iterator[str]:
     creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=keys.ca.cert_pem,
                                         require_client_auth=True)
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    services_pb2_grpc.add_ClusterServicer_to_server(_Cluster(), grpc_server)
+    services_pb2_grpc.add_ResourcesServicer_to_server(_Resources(), grpc_server)
     services_pb2_grpc.add_NodeAgentServicer_to_server(_NodeAgent(keys.ca), grpc_server)
     port = grpc_server.add_secure_port("127.0.0.1:0", creds)
     grpc_server.start()

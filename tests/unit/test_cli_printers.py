@@ -8,12 +8,14 @@ import json
 import grpc
 import pytest
 import yaml
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pymaster.api import errors, objects_pb2
 from pymaster.api.pods import qos_class
-from pymaster.cli import describe, printers
+from pymaster.cli import describe, printers, timefmt
 from pymaster.cli import errors as cli_errors
+from pymaster.cli.pod_columns import PodColumns, pod_columns
 
 NOW = 1_800_000_000.0
 UTC = datetime.UTC
@@ -98,7 +100,7 @@ def terminated(reason: str = "", exit_code: int = 0, signal: int = 0) -> objects
     ],
 )
 def test_pod_status(pod: objects_pb2.Pod, status: str) -> None:
-    assert printers.pod_status(pod) == status
+    assert pod_columns(pod, NOW).status == status
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,7 @@ def test_pod_status(pod: objects_pb2.Pod, status: str) -> None:
     ],
 )
 def test_pod_ready(pod: objects_pb2.Pod, ready: str) -> None:
-    assert printers.pod_ready(pod) == ready
+    assert pod_columns(pod, NOW).ready == ready
 
 
 def test_pod_restarts_sums_and_shows_the_last_restart() -> None:
@@ -120,9 +122,47 @@ def test_pod_restarts_sums_and_shows_the_last_restart() -> None:
     first.last_state.terminated.finished_at.CopyFrom(ts(600))
     second.last_state.terminated.finished_at.CopyFrom(ts(45))
     pod = make_pod(containers=2, statuses=[first, second])
-    assert printers.pod_restarts(pod, NOW) == "5 (45s ago)"
-    assert printers.pod_restarts(make_pod(statuses=[running(restarts=1)]), NOW) == "1"
-    assert printers.pod_restarts(make_pod(statuses=[running()]), NOW) == "0"
+    assert pod_columns(pod, NOW).restarts == "5 (45s ago)"
+    assert pod_columns(make_pod(statuses=[running(restarts=1)]), NOW).restarts == "1"
+    assert pod_columns(make_pod(statuses=[running()]), NOW).restarts == "0"
+
+
+def _init_pod(*inits: objects_pb2.ContainerStatus, sidecar: str = "", initialized: bool = False,
+              apps: list[objects_pb2.ContainerStatus] | None = None) -> objects_pb2.Pod:
+    phase = "Running" if initialized else "Pending"
+    pod = make_pod(phase=phase, statuses=apps or [waiting("PodInitializing")])
+    for i, cs in enumerate(inits):
+        cs.name = f"i{i}"
+        container = pod.spec.init_containers.add(name=cs.name, image="busybox")
+        if cs.name == sidecar:
+            container.restart_policy = "Always"
+        pod.status.init_container_statuses.append(cs)
+    pod.status.conditions.add(type="Initialized", status="True" if initialized else "False")
+    return pod
+
+
+def _started(cs: objects_pb2.ContainerStatus) -> objects_pb2.ContainerStatus:
+    cs.started = True
+    return cs
+
+
+@pytest.mark.parametrize(
+    ("pod", "ready", "status", "restarts"),
+    [
+        (_init_pod(waiting("PodInitializing"), waiting("PodInitializing")), "0/1", "Init:0/2", "0"),
+        (_init_pod(terminated("Completed"), running()), "0/1", "Init:1/2", "0"),
+        (_init_pod(terminated("Error", exit_code=1)), "0/1", "Init:Error", "0"),
+        (_init_pod(terminated(exit_code=2)), "0/1", "Init:ExitCode:2", "0"),
+        (_init_pod(waiting("CrashLoopBackOff", restarts=3)), "0/1", "Init:CrashLoopBackOff", "3"),
+        # A started sidecar is initialized, and counts in READY (1 app + 1 sidecar).
+        (_init_pod(_started(running()), waiting("PodInitializing"), sidecar="i0"), "1/2", "Init:1/2", "0"),
+        (_init_pod(terminated("Completed"), initialized=True, apps=[running()]), "1/1", "Running", "0"),
+        (_init_pod(_started(running(restarts=2)), sidecar="i0", initialized=True, apps=[running()]),
+         "2/2", "Running", "2"),
+    ],
+)
+def test_pod_columns_while_initializing(pod: objects_pb2.Pod, ready: str, status: str, restarts: str) -> None:
+    assert pod_columns(pod, NOW) == PodColumns(ready, status, restarts)
 
 
 @pytest.mark.parametrize(
@@ -152,18 +192,18 @@ def test_pod_restarts_sums_and_shows_the_last_restart() -> None:
     ],
 )
 def test_human_duration(seconds: float, text: str) -> None:
-    assert printers.human_duration(seconds) == text
+    assert timefmt.human_duration(seconds) == text
 
 
 def test_age_of_an_unset_timestamp_is_unknown() -> None:
-    assert printers.age(Timestamp(), NOW) == "<unknown>"
-    assert printers.age(ts(65), NOW, present=False) == "<unknown>"
-    assert printers.age(ts(65), NOW) == "65s"
+    assert timefmt.age(Timestamp(), NOW) == "<unknown>"
+    assert timefmt.age(ts(65), NOW, present=False) == "<unknown>"
+    assert timefmt.age(ts(65), NOW) == "65s"
 
 
 def test_format_time_is_rfc1123_with_numeric_zone() -> None:
     stamp = Timestamp(seconds=int(datetime.datetime(2026, 11, 25, 17, 4, 32, tzinfo=UTC).timestamp()))
-    assert printers.format_time(stamp, UTC) == "Wed, 25 Nov 2026 17:04:32 +0000"
+    assert timefmt.format_time(stamp, UTC) == "Wed, 25 Nov 2026 17:04:32 +0000"
 
 
 @pytest.mark.parametrize(
@@ -198,9 +238,9 @@ def test_pod_columns_for_all_namespaces_wide_and_labels() -> None:
     pod = make_pod(statuses=[running()])
     pod.status.pod_ip, pod.spec.node_name = "172.17.0.3", "n1"
     pod.metadata.labels.update({"tier": "fe", "app": "web"})
-    header = printers.pod_header(wide=True, namespace=True, labels=True)
+    header = printers.table_header(printers.pod_header(wide=True), namespace=True, labels=True)
     assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "LABELS"]
-    row = printers.pod_row(pod, NOW, wide=True, namespace=True, labels=True)
+    row = printers.table_row(pod.metadata, printers.pod_row(pod, NOW, wide=True), namespace=True, labels=True)
     assert row == ["default", "web", "1/1", "Running", "0", "65s", "172.17.0.3", "n1", "app=web,tier=fe"]
     unscheduled = printers.pod_row(make_pod(phase="Pending"), NOW, wide=True)
     assert unscheduled[-2:] == ["<none>", "<none>"]
@@ -377,7 +417,7 @@ def test_describe_pod() -> None:
     text = describe.describe_pod(described_pod(), NOW, UTC)
     lines = text.splitlines()
     assert lines[:4] == ["Name:         web", "Namespace:    default", "Node:         n1/10.0.0.5",
-                         "Start Time:   " + printers.format_time(ts(65), UTC)]
+                         "Start Time:   " + timefmt.format_time(ts(65), UTC)]
     assert "Labels:       app=web" in lines and "              tier=fe" in lines
     assert "Status:       Running" in lines and "IP:           172.17.0.3" in lines
     for expected in [
@@ -446,3 +486,19 @@ def test_describe_node() -> None:
 def test_describe_node_without_a_report() -> None:
     text = describe.describe_node(make_node(ready=None, usage=False), [], NOW, UTC)
     assert "Usage:" in text and "<unknown>" in text and "Non-terminated Pods:" in text
+
+
+@pytest.mark.parametrize(
+    ("probe", "text"),
+    [
+        ({"exec": {"command": ["cat", "/tmp/healthy"]}}, "exec [cat /tmp/healthy]"),
+        ({"httpGet": {"path": "/healthz", "port": {"intValue": 8080}}}, "http-get http://:8080/healthz"),
+        ({"httpGet": {"path": "/", "port": {"strValue": "http"}, "scheme": "HTTPS"}}, "http-get https://:http/"),
+        ({"tcpSocket": {"port": {"intValue": 5432}}}, "tcp-socket :5432"),
+        ({"grpc": {"port": 2379}}, "grpc <pod>:2379 "),
+    ],
+)
+def test_describe_probe_like_kubectl(probe: dict, text: str) -> None:
+    message = objects_pb2.Probe(period_seconds=5, timeout_seconds=1, success_threshold=1, failure_threshold=3)
+    json_format.ParseDict(probe, message)
+    assert describe.describe_probe(message) == f"{text} delay=0s timeout=1s period=5s #success=1 #failure=3"

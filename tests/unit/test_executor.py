@@ -7,24 +7,43 @@ from __future__ import annotations
 import pytest
 from agent_builders import IMAGE, UID, app, infra, make_pod, observed
 
-from pykubelet import executor, sync
+from pykubelet import sync
+from pykubelet.executor import PodExecutor
 from pykubelet.runtime.base import (
     ContainerRuntimeError,
     CreateContainerError,
+    ExecResult,
     ImagePullError,
     InfraImageMissing,
     Mount,
     RuntimeUnavailable,
 )
+from pymaster.api import objects_pb2
 from tests.fakes import FakeRuntime
+
+
+class Events:
+    """Collects what the executor records: (type, reason, message, container)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str, str, str]] = []
+
+    def pod_event(
+        self, pod: objects_pb2.Pod, type_: str, reason: str, message: str, container: str = ""
+    ) -> None:
+        self.recorded.append((type_, reason, message, container))
+
+
+def make_executor(
+    runtime: FakeRuntime, infra_image: str = "pause:1", events: Events | None = None
+) -> PodExecutor:
+    return PodExecutor(runtime, runtime.volumes, "n1", infra_image, "10.0.0.1", events)
 
 
 async def test_execute_new_pod_starts_sandbox_then_containers_in_order():
     pod = make_pod("a", "b")
     runtime = FakeRuntime()
-    failures = await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None
-    )
+    failures = await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, None), None)
     assert failures == []
     assert runtime.calls == [
         ("start_infra", "pause:1", 0),
@@ -39,9 +58,7 @@ async def test_execute_restart_counts_and_garbage():
     pod = make_pod(grace=7)
     obs = observed(infra(n=1), app(state="exited", code=1, n=4), app(state="exited", code=1, n=3))
     runtime = FakeRuntime()
-    await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, obs), "n1", "pause:1", obs
-    )
+    await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, obs), obs)
     assert ("start_container", "app", "POD-1", 5) in runtime.calls
     assert runtime.calls[-1] == ("remove", "app-3")
 
@@ -50,19 +67,17 @@ async def test_execute_kills_with_the_pod_grace_then_new_sandbox():
     pod = make_pod(grace=7)
     obs = observed(infra("exited", n=0), app(n=2))
     runtime = FakeRuntime()
-    await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, obs), "n1", "pause:1", obs
-    )
+    await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, obs), obs)
     assert runtime.calls[:2] == [("stop", "app-2", 7.0), ("start_infra", "pause:1", 1)]
     assert ("start_container", "app", "new-infra", 3) in runtime.calls
 
 
-async def test_execute_spec_change_stops_old_and_starts_new():
+async def test_execute_spec_change_stops_old_with_its_override_grace_and_starts_new():
     pod = make_pod(grace=3)
     obs = observed(infra(), app(stale=True, n=0))
     runtime = FakeRuntime()
     actions = sync.compute_pod_actions(pod, obs)
-    await executor.execute(runtime, runtime.volumes, pod, actions, "n1", "pause:1", obs, grace_seconds=1)
+    await make_executor(runtime, "pause:1").execute(pod, actions, obs, grace_overrides={"app": 1})
     assert runtime.calls[0] == ("stop", "app-0", 1)
     assert ("start_container", "app", "POD-0", 1) in runtime.calls
 
@@ -71,9 +86,7 @@ async def test_execute_reports_container_failures_and_goes_on():
     pod = make_pod("a", "b")
     pod.spec.containers[0].image = "missing:1"
     runtime = FakeRuntime(fail_images={"missing:1": ImagePullError('failed to pull image "missing:1": nope')})
-    failures = await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None
-    )
+    failures = await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, None), None)
     assert failures == [sync.ContainerFailure("a", "ErrImagePull", 'failed to pull image "missing:1": nope')]
     assert ("start_container", "b", "new-infra", 0) in runtime.calls
 
@@ -86,21 +99,18 @@ async def test_execute_create_failure_is_a_failure():
             raise CreateContainerError("invalid reference format")
 
     runtime = Failing()
-    failures = await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None
-    )
+    failures = await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, None), None)
     assert failures == [sync.ContainerFailure("app", "CreateContainerError", "invalid reference format")]
 
 
 async def test_execute_mounts_what_the_volume_manager_prepared():
     pod = make_pod("a", "b")
     runtime = FakeRuntime()
-    await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None
-    )
+    await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, None), None)
     assert runtime.mounts == {
-        "a": [Mount("/a", f"/host/{UID}/a")],
-        "b": [Mount("/b", f"/host/{UID}/b")],
+        name: [Mount(f"/{name}", f"/host/{UID}/{name}"),
+               Mount("/dev/termination-log", f"/host/{UID}/{name}/0-termination-log")]
+        for name in ("a", "b")
     }
 
 
@@ -108,9 +118,7 @@ async def test_execute_volume_failure_is_a_create_container_failure():
     pod = make_pod()
     runtime = FakeRuntime()
     runtime.volumes.error = CreateContainerError("hostPath type check failed: /x is not a directory")
-    failures = await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, None), "n1", "pause:1", None
-    )
+    failures = await make_executor(runtime, "pause:1").execute(pod, sync.compute_pod_actions(pod, None), None)
     message = "hostPath type check failed: /x is not a directory"
     assert failures == [sync.ContainerFailure("app", "CreateContainerError", message)]
     assert not any(call[0] == "start_container" for call in runtime.calls)
@@ -119,9 +127,7 @@ async def test_execute_volume_failure_is_a_create_container_failure():
 async def test_execute_sandbox_failure_fails_every_container():
     pod = make_pod("a", "b")
     runtime = FakeRuntime(infra_error=InfraImageMissing("infra image x not found locally"))
-    failures = await executor.execute(
-        runtime, runtime.volumes, pod, sync.compute_pod_actions(pod, None), "n1", "x", None
-    )
+    failures = await make_executor(runtime, "x").execute(pod, sync.compute_pod_actions(pod, None), None)
     assert [(f.container_name, f.reason) for f in failures] == [
         ("a", "InfraImageMissing"), ("b", "InfraImageMissing")
     ]
@@ -134,14 +140,14 @@ async def test_execute_engine_down_propagates():
     obs = observed(infra())
     with pytest.raises(RuntimeUnavailable):
         actions = sync.compute_pod_actions(pod, obs)
-        await executor.execute(runtime, runtime.volumes, pod, actions, "n1", "p", obs)
+        await make_executor(runtime, "p").execute(pod, actions, obs)
 
 
 @pytest.mark.parametrize("remove", [False, True])
 async def test_kill_pod_stops_apps_then_infra(remove):
     obs = observed(infra(), app("a"), app("b"), app("c", state="exited", code=0))
     runtime = FakeRuntime()
-    await executor.kill_pod(runtime, runtime.volumes, obs, 2.0, remove=remove)
+    await make_executor(runtime).kill_pod(obs, 2.0, remove=remove)
     stops = [call for call in runtime.calls if call[0] == "stop"]
     assert sorted(stops[:2]) == [("stop", "a-0", 2.0), ("stop", "b-0", 2.0)]
     assert stops[2:] == [("stop", "POD-0", 2.0)]
@@ -160,7 +166,7 @@ async def test_kill_pod_keeps_volumes_when_a_container_removal_fails():
     runtime = FakeRuntime()
     runtime.fail_removals.add("a-0")
     with pytest.raises(ContainerRuntimeError):
-        await executor.kill_pod(runtime, runtime.volumes, obs, 1.0, remove=True)
+        await make_executor(runtime).kill_pod(obs, 1.0, remove=True)
     assert ("remove_volumes", UID) not in runtime.calls
 
 
@@ -170,5 +176,85 @@ async def test_execute_kill_pod_keeps_volumes():
     runtime = FakeRuntime()
     actions = sync.compute_pod_actions(pod, obs)
     assert actions.kill_pod and actions.create_sandbox
-    await executor.execute(runtime, runtime.volumes, pod, actions, "n1", "p", obs)
+    await make_executor(runtime, "p").execute(pod, actions, obs)
     assert not [call for call in runtime.calls if call[0] == "remove_volumes"]
+
+
+def _init(pod: objects_pb2.Pod, name: str, sidecar: bool = False) -> objects_pb2.Container:
+    container = pod.spec.init_containers.add(name=name, image=IMAGE, image_pull_policy="IfNotPresent")
+    if sidecar:
+        container.restart_policy = "Always"
+    return container
+
+
+async def test_execute_starts_the_first_init_container_only_and_records_events():
+    pod = make_pod()
+    _init(pod, "setup")
+    _init(pod, "migrate")
+    runtime, events = FakeRuntime(), Events()
+    await make_executor(runtime, events=events).execute(pod, sync.compute_pod_actions(pod, None), None)
+    assert [c for c in runtime.calls if c[0] == "start_container"] == [
+        ("start_container", "setup", "new-infra", 0)
+    ]
+    assert events.recorded == [
+        ("Normal", "Pulled", f'Container image "{IMAGE}" already present on machine', "setup"),
+        ("Normal", "Created", "Created container setup", "setup"),
+        ("Normal", "Started", "Started container setup", "setup"),
+    ]
+
+
+async def test_a_failed_post_start_hook_kills_the_container_and_is_its_failure():
+    pod = make_pod(grace=5)
+    pod.spec.containers[0].lifecycle.post_start.exec.command[:] = ["sh", "-c", "exit 7"]
+    runtime, events = FakeRuntime(), Events()
+    runtime.exec_results["new-app"] = ExecResult(7, b"", b"no config\n")
+    actions = sync.compute_pod_actions(pod, None)
+    failures = await make_executor(runtime, events=events).execute(pod, actions, None)
+    assert [(f.container_name, f.reason) for f in failures] == [("app", "PostStartHookError")]
+    assert "no config" in failures[0].message
+    calls = [c[0] for c in runtime.calls]
+    assert calls.index("exec") < calls.index("stop")
+    # The hook's container is stopped without its preStop hook (kubelet's rule).
+    assert [c for c in runtime.calls if c[0] == "exec"] == [("exec", "new-app", ("sh", "-c", "exit 7"))]
+    assert ("Warning", "FailedPostStartHook") in [(t, r) for t, r, _, _ in events.recorded]
+
+
+async def test_pre_stop_runs_before_sigterm_with_the_grace_left():
+    pod = make_pod(grace=7)
+    pod.spec.containers[0].lifecycle.pre_stop.exec.command[:] = ["/bin/drain"]
+    obs = observed(infra(), app())
+    runtime, events = FakeRuntime(), Events()
+    runtime.pods[UID] = obs
+    await make_executor(runtime, events=events).kill_pod(obs, 7.0, remove=False, pod=pod)
+    hook, stop = runtime.calls[0], runtime.calls[1]
+    assert hook == ("exec", "app-0", ("/bin/drain",))
+    assert stop[:2] == ("stop", "app-0") and 2.0 <= stop[2] <= 7.0
+    assert runtime.calls[2] == ("stop", "POD-0", 7.0)
+    assert ("Normal", "Killing", "Stopping container app", "app") in events.recorded
+
+
+async def test_kill_pod_stops_apps_then_sidecars_in_reverse_then_the_sandbox():
+    pod = make_pod("web")
+    _init(pod, "setup")
+    _init(pod, "proxy", sidecar=True)
+    _init(pod, "logger", sidecar=True)
+    obs = observed(infra(), app("web"), app("proxy"), app("logger"), app("setup", state="exited", code=0))
+    runtime = FakeRuntime()
+    await make_executor(runtime).kill_pod(obs, 3.0, remove=False, pod=pod)
+    assert [c[1] for c in runtime.calls if c[0] == "stop"] == ["web-0", "logger-0", "proxy-0", "POD-0"]
+
+
+async def test_pulled_event_says_how_long_a_pull_took():
+    pod = make_pod()
+
+    class Pulling(FakeRuntime):
+        async def ensure_image(self, image, pull_policy, on_pull=None):
+            on_pull(image)
+            return 1.5
+
+    runtime, events = Pulling(), Events()
+    await make_executor(runtime, events=events).execute(pod, sync.compute_pod_actions(pod, None), None)
+    assert events.recorded[:2] == [
+        ("Normal", "Pulling", f'Pulling image "{IMAGE}"', "app"),
+        ("Normal", "Pulled", f'Successfully pulled image "{IMAGE}" in 1.500s', "app"),
+    ]

@@ -45,17 +45,20 @@ def test_load_pods_json_and_empty():
         ),  # counts empty ones
         (f"{POD_A}---\n- a\n", "document 2: a document must be a mapping (apiVersion, kind, ...), not list"),
         ("just text", "a document must be a mapping (apiVersion, kind, ...), not str"),
-        (POD_A.replace("kind: Pod", "kind: Deployment"), "kind: unsupported kind Deployment; supported: Pod"),
+        (
+            POD_A.replace("kind: Pod", "kind: Deployment"),
+            'kind: unsupported kind "Deployment" (v1); supported: v1 Pod',
+        ),
         (
             POD_A.replace("apiVersion: v1", "apiVersion: apps/v1"),
-            "apiVersion: unsupported apiVersion apps/v1; supported: v1",
+            'kind: unsupported kind "Pod" (apps/v1); supported: v1 Pod',
         ),
-        (POD_A.replace("kind: Pod\n", ""), "kind: required; supported: Pod"),
-        (POD_A.replace("apiVersion: v1\n", ""), "apiVersion: required; supported: v1"),
+        (POD_A.replace("kind: Pod\n", ""), "kind: required; supported: v1 Pod"),
+        (POD_A.replace("apiVersion: v1\n", ""), "apiVersion: required; supported: v1 Pod"),
         (POD_A.replace("kind: Pod", "kind: 3"), "kind: must be a string"),
         (
-            f"{POD_B}---\n" + POD_A.replace("kind: Pod", "kind: Deployment"),
-            "document 2: kind: unsupported kind Deployment; supported: Pod",
+            f"{POD_B}---\n" + POD_A.replace("kind: Pod", "kind: Event"),
+            'document 2: kind: unsupported kind "Event" (v1); supported: v1 Pod',
         ),
         (POD_A.replace("image:", "imagee:"), "spec.containers[0].imagee: unknown field"),
         (POD_A.replace("{app: web}", "{replicas: 3}"), "metadata.labels.replicas: must be a string"),

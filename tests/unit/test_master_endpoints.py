@@ -14,16 +14,17 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from master_fixtures import (
     bound_pod,
     eventually,
-    get,
     next_event,
     node_manifest,
     pod_manifest,
     rpc_error,
+    serve_kubelet,
 )
 from prometheus_client import CollectorRegistry
 
-from pymaster.api import pki, services_pb2, services_pb2_grpc
+from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
 from pymaster.api.errors import NotFound, TooOld
+from pymaster.api.kinds import wrap
 from pymaster.metrics import MasterMetrics
 from pymaster.server.interceptors import MasterInterceptor
 
@@ -48,31 +49,20 @@ class FakeKubelet(services_pb2_grpc.KubeletServicer):
 
 @pytest.fixture
 async def kubelet(master) -> AsyncIterator[tuple[FakeKubelet, int]]:
-    """An agent API of node n1 as the agent serves it: its node certificate, clients must present
-    a certificate of the cluster CA."""
-    server = grpc.aio.server()
     fake = FakeKubelet()
-    services_pb2_grpc.add_KubeletServicer_to_server(fake, server)
-    key_pem, cert_pem = master.pki.ca.issue(
-        pki.node_common_name("n1"), pki.NODES_GROUP, ["n1", "127.0.0.1"], 3600
-    )
-    credentials = grpc.ssl_server_credentials(
-        [(key_pem, cert_pem)], root_certificates=master.pki.ca.cert_pem, require_client_auth=True
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    await server.start()
+    server, port = await serve_kubelet(master, fake)
     yield fake, port
     await server.stop(0)
 
 
-async def test_pod_logs_proxied_from_agent(cluster, agent, kubelet):
+async def test_pod_logs_proxied_from_agent(resources, cluster, agent, kubelet):
     fake, port = kubelet
     err = await rpc_error(
         next_event(cluster.PodLogs(services_pb2.LogsRequest(namespace="default", name="web")))
     )
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
-    await cluster.CreatePod(pod_manifest("web", cpu="64"))  # fits nowhere
+    await resources.create(pod_manifest("web", cpu="64"))  # fits nowhere
     err = await rpc_error(
         next_event(cluster.PodLogs(services_pb2.LogsRequest(namespace="default", name="web")))
     )
@@ -82,8 +72,8 @@ async def test_pod_logs_proxied_from_agent(cluster, agent, kubelet):
     )
 
     await agent.RegisterNode(node_manifest(kubelet_port=port))
-    await cluster.CreatePod(pod_manifest("two", containers=("a", "b")))
-    await eventually(lambda: cluster.GetPod(get("two")), lambda p: p.spec.node_name == "n1")
+    await resources.create(pod_manifest("two", containers=("a", "b")))
+    await eventually(lambda: resources.get("pods", "two"), lambda p: p.spec.node_name == "n1")
     err = await rpc_error(
         next_event(cluster.PodLogs(services_pb2.LogsRequest(namespace="default", name="two")))
     )
@@ -99,7 +89,7 @@ async def test_pod_logs_proxied_from_agent(cluster, agent, kubelet):
         async for c in cluster.PodLogs(services_pb2.LogsRequest(name="two", container="b", tail_lines=5))
     ]
     assert chunks == [b"hello\n"]
-    pod = await cluster.GetPod(get("two"))
+    pod = await resources.get("pods", "two")
     assert (fake.requests[0].pod_uid, fake.requests[0].container, fake.requests[0].tail_lines) == (
         pod.metadata.uid,
         "b",
@@ -112,11 +102,11 @@ async def test_pod_logs_proxied_from_agent(cluster, agent, kubelet):
     await asyncio.wait_for(fake.cancelled.wait(), 10)
 
 
-async def test_pod_logs_agent_unreachable(cluster, agent, kubelet):
+async def test_pod_logs_agent_unreachable(resources, cluster, agent, kubelet):
     _, port = kubelet
     await agent.RegisterNode(node_manifest(kubelet_port=1))  # nothing listens on port 1
-    await cluster.CreatePod(pod_manifest())
-    await eventually(lambda: cluster.GetPod(get("web")), lambda p: p.spec.node_name == "n1")
+    await resources.create(pod_manifest())
+    await eventually(lambda: resources.get("pods", "web"), lambda p: p.spec.node_name == "n1")
     err = await rpc_error(next_event(cluster.PodLogs(services_pb2.LogsRequest(name="web"))))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     assert "cannot reach the agent of node n1 at 127.0.0.1:1" in err.details()
@@ -127,7 +117,7 @@ async def test_pod_logs_agent_unreachable(cluster, agent, kubelet):
 
 async def test_health_and_reflection(channel):
     health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "pykube.v1.Cluster", "pykube.v1.NodeAgent"):
+    for service in ("", "pykube.v1.Resources", "pykube.v1.Cluster", "pykube.v1.NodeAgent"):
         reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -135,7 +125,8 @@ async def test_health_and_reflection(channel):
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     reply = await next_event(responses)
     names = {s.name for s in reply.list_services_response.service}
-    assert {"pykube.v1.Cluster", "pykube.v1.NodeAgent", "grpc.health.v1.Health"} <= names
+    services = {"pykube.v1.Resources", "pykube.v1.Cluster", "pykube.v1.NodeAgent", "grpc.health.v1.Health"}
+    assert services <= names
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -143,9 +134,9 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
-async def test_metrics_and_healthz(master, cluster, agent):
-    await bound_pod(cluster, agent)
-    await rpc_error(cluster.GetPod(get("nope")))
+async def test_metrics_and_healthz(master, resources, agent):
+    await bound_pod(resources, agent)
+    await rpc_error(resources.get("pods", "nope"))
 
     # The scrape runs in the HTTP server's thread and needs the event loop: never block the loop.
     status, body = await asyncio.to_thread(http_get, master.metrics_port, "/healthz")
@@ -153,10 +144,10 @@ async def test_metrics_and_healthz(master, cluster, agent):
     status, text = await asyncio.to_thread(http_get, master.metrics_port, "/metrics")
     assert status == 200
     assert (
-        'grpc_server_handled_total{grpc_code="OK",grpc_method="CreatePod",grpc_service="pykube.v1.Cluster",'
+        'grpc_server_handled_total{grpc_code="OK",grpc_method="Create",grpc_service="pykube.v1.Resources",'
         'grpc_type="unary"} 1.0'
     ) in text
-    assert 'grpc_code="NotFound",grpc_method="GetPod"' in text
+    assert 'grpc_code="NotFound",grpc_method="Get",grpc_service="pykube.v1.Resources"' in text
     assert "grpc_server_handling_seconds_bucket" in text
     assert 'kube_pod_status_phase{namespace="default",phase="Pending",pod="web"} 1.0' in text
     assert 'kube_node_status_condition{condition="Ready",node="n1",status="true"} 1.0' in text
@@ -165,9 +156,9 @@ async def test_metrics_and_healthz(master, cluster, agent):
     assert "pykube_store_resource_version " in text
 
 
-async def test_streams_are_counted_when_they_end(master, cluster):
-    stream = cluster.WatchPods(services_pb2.WatchRequest())
-    await cluster.CreatePod(pod_manifest())
+async def test_streams_are_counted_when_they_end(master, resources):
+    stream = resources.watch("pods")
+    await resources.create(pod_manifest())
     await next_event(stream)
     stream.cancel()
 
@@ -176,8 +167,8 @@ async def test_streams_are_counted_when_they_end(master, cluster):
             "grpc_server_handled_total",
             {
                 "grpc_type": "server_stream",
-                "grpc_service": "pykube.v1.Cluster",
-                "grpc_method": "WatchPods",
+                "grpc_service": "pykube.v1.Resources",
+                "grpc_method": "Watch",
                 "grpc_code": "Canceled",
             },
         )
@@ -191,40 +182,41 @@ async def test_streams_are_counted_when_they_end(master, cluster):
 # ---- the interceptor on its own ----
 
 
-class BrokenCluster(services_pb2_grpc.ClusterServicer):
-    async def GetPod(self, request, context):
+class BrokenResources(services_pb2_grpc.ResourcesServicer):
+    async def Get(self, request, context):
         raise RuntimeError("boom")
 
-    async def ListPods(self, request, context):
+    async def List(self, request, context):
         raise NotFound('pods "x" not found')
 
-    async def WatchPods(self, request, context):
-        yield services_pb2.PodEvent(type=services_pb2.ADDED)
+    async def Watch(self, request, context):
+        yield services_pb2.WatchEvent(type=services_pb2.ADDED, object=wrap(objects_pb2.Pod()))
         raise TooOld("resourceVersion 1 is too old")
 
 
 async def test_interceptor_maps_errors(caplog):
     registry = CollectorRegistry()
     server = grpc.aio.server(interceptors=[MasterInterceptor(MasterMetrics(registry))])
-    services_pb2_grpc.add_ClusterServicer_to_server(BrokenCluster(), server)
+    services_pb2_grpc.add_ResourcesServicer_to_server(BrokenResources(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            cluster = services_pb2_grpc.ClusterStub(ch)
-            err = await rpc_error(cluster.GetPod(get("x")))
+            stub = services_pb2_grpc.ResourcesStub(ch)
+            err = await rpc_error(stub.Get(services_pb2.GetRequest(resource="pods", name="x")))
             assert (err.code(), err.details()) == (
                 grpc.StatusCode.INTERNAL,
                 "internal error: RuntimeError: boom",
             )
-            assert "unexpected error in rpc service=pykube.v1.Cluster method=GetPod" in caplog.text
-            err = await rpc_error(cluster.ListPods(services_pb2.ListRequest()))
+            assert "unexpected error in rpc service=pykube.v1.Resources method=Get" in caplog.text
+            err = await rpc_error(stub.List(services_pb2.ListRequest(resource="pods")))
             assert (err.code(), err.details()) == (grpc.StatusCode.NOT_FOUND, 'pods "x" not found')
-            stream = cluster.WatchPods(services_pb2.WatchRequest())
+            stream = stub.Watch(services_pb2.WatchRequest(resource="pods"))
             assert (await next_event(stream)).type == services_pb2.ADDED
             err = await rpc_error(next_event(stream))
             assert err.code() == grpc.StatusCode.OUT_OF_RANGE
-            err = await rpc_error(cluster.GetNode(get("n1")))  # not implemented by this servicer
+            # Delete is not implemented by this servicer.
+            err = await rpc_error(stub.Delete(services_pb2.DeleteRequest(resource="nodes", name="n1")))
             assert err.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         await server.stop(0)
@@ -234,13 +226,13 @@ async def test_interceptor_maps_errors(caplog):
             "grpc_server_handled_total",
             {
                 "grpc_type": grpc_type,
-                "grpc_service": "pykube.v1.Cluster",
+                "grpc_service": "pykube.v1.Resources",
                 "grpc_method": method,
                 "grpc_code": code,
             },
         )
 
-    assert handled("GetPod", "Internal") == 1
-    assert handled("ListPods", "NotFound") == 1
-    assert handled("WatchPods", "OutOfRange", "server_stream") == 1
-    assert handled("GetNode", "Unimplemented") == 1
+    assert handled("Get", "Internal") == 1
+    assert handled("List", "NotFound") == 1
+    assert handled("Watch", "OutOfRange", "server_stream") == 1
+    assert handled("Delete", "Unimplemented") == 1

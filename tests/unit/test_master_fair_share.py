@@ -51,7 +51,7 @@ def with_host_port(port: int) -> objects_pb2.Pod:
     return pod
 
 
-async def test_low_and_own_host_ports_are_refused(master: MasterApp, cluster) -> None:
+async def test_low_and_own_host_ports_are_refused(master: MasterApp, resources) -> None:
     for port, why in [
         (80, "host ports below 1024 are not allowed on this cluster (pymaster --allow-privileged-host-port"),
         (master.port, f"host port {master.port} is a port of pymaster itself on this cluster"),
@@ -59,10 +59,10 @@ async def test_low_and_own_host_ports_are_refused(master: MasterApp, cluster) ->
         (master.metrics_port, f"host port {master.metrics_port} is a port of pymaster itself"),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await cluster.CreatePod(with_host_port(port))
+            await resources.create(with_host_port(port))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert err.value.details().startswith(f"spec.containers[0].ports[0].hostPort: {why}")
-    await cluster.CreatePod(with_host_port(18080))
+    await resources.create(with_host_port(18080))
 
 
 async def test_the_flag_opens_low_host_ports_but_never_the_masters_own(tmp_path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from pymaster.api import errors, objects_pb2, pki, services_pb2_grpc, tokens
 from pymaster.api.clientconfig import ClientConfig, load_config
+from pymaster.api.kinds import wrap
 from pymaster.app import MasterApp
 from pymaster.client import BootstrapClient, Client
 
@@ -18,13 +19,13 @@ from pymaster.client import BootstrapClient, Client
 MASTER_LIKE_SANS = ["127.0.0.1", "::1", "localhost", "pymaster", "kubernetes.default.svc"]
 
 
-class _RogueCluster(services_pb2_grpc.ClusterServicer):
-    """Answers ListNodes with a node that does not exist: proof that the rogue was believed."""
+class _RogueResources(services_pb2_grpc.ResourcesServicer):
+    """Answers every List with a node that does not exist: proof that the rogue was believed."""
 
-    async def ListNodes(self, request, context):  # noqa: N802 (gRPC method name)
-        node = objects_pb2.Node()
+    async def List(self, request, context):  # noqa: N802 (gRPC method name)
+        node = objects_pb2.Node(api_version="v1", kind="Node")
         node.metadata.name = "planted-by-the-rogue"
-        return objects_pb2.NodeList(items=[node])
+        return objects_pb2.ObjectList(items=[wrap(node)])
 
 
 async def join(master: MasterApp, name: str) -> tuple[bytes, bytes]:
@@ -42,7 +43,7 @@ async def rogue(master: MasterApp) -> AsyncIterator[str]:
     """A server on 127.0.0.1 presenting a node certificate of ``master``'s CA."""
     key_pem, cert_pem = await join(master, "evil")
     server = grpc.aio.server()
-    services_pb2_grpc.add_ClusterServicer_to_server(_RogueCluster(), server)
+    services_pb2_grpc.add_ResourcesServicer_to_server(_RogueResources(), server)
     credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)])
     port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()

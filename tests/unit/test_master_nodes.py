@@ -1,5 +1,6 @@
-"""The in-process master (see master_fixtures.py) serving nodes: registration, scheduling, cordons,
-leases and node status, and the agent's view of its pods (bound pods, status, graceful deletion)."""
+"""The in-process master (see master_fixtures.py) serving nodes (Resources "nodes", NodeAgent):
+registration, scheduling, cordons, leases and node status, and the agent's view of its pods (bound
+pods, status, graceful deletion)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from collections.abc import Callable
 
 import grpc
 from master_fixtures import (
+    Resources,
     admin_channel,
     bound_pod,
     condition,
     eventually,
-    get,
+    next_change,
     next_event,
     node_manifest,
     pod_manifest,
@@ -30,21 +32,21 @@ BoundPodsEvent = services_pb2.BoundPodsEvent
 # ---- nodes and scheduling ----
 
 
-async def test_registered_node_gets_the_pod(cluster, agent):
+async def test_registered_node_gets_the_pod(resources, agent):
     response = await agent.RegisterNode(node_manifest())
     ready = find_condition(response.node.status.conditions, "Ready")
     assert (ready.status, ready.reason) == ("True", "KubeletReady")
 
-    await cluster.CreatePod(pod_manifest("web", cpu="500m"))
-    pod = await eventually(lambda: cluster.GetPod(get("web")), lambda p: p.spec.node_name == "n1")
+    await resources.create(pod_manifest("web", cpu="500m"))
+    pod = await eventually(lambda: resources.get("pods", "web"), lambda p: p.spec.node_name == "n1")
     assert condition(pod).status == "True"
     assert pod.status.phase == "Pending"
 
 
-async def test_oversized_pod_stays_pending_with_reason(cluster, agent):
+async def test_oversized_pod_stays_pending_with_reason(resources, agent):
     await agent.RegisterNode(node_manifest(cpu="2"))
-    await cluster.CreatePod(pod_manifest("huge", cpu="3"))
-    pod = await eventually(lambda: cluster.GetPod(get("huge")), lambda p: condition(p) is not None)
+    await resources.create(pod_manifest("huge", cpu="3"))
+    pod = await eventually(lambda: resources.get("pods", "huge"), lambda p: condition(p) is not None)
     assert not pod.spec.node_name and pod.status.phase == "Pending"
     assert (condition(pod).status, condition(pod).reason, condition(pod).message) == (
         "False",
@@ -53,43 +55,44 @@ async def test_oversized_pod_stays_pending_with_reason(cluster, agent):
     )
 
 
-async def test_cordon_with_update_node(cluster, agent):
+async def test_cordon_with_update_node(resources, agent):
     node = (await agent.RegisterNode(node_manifest())).node
     node.spec.unschedulable = True
     node.status.allocatable["cpu"] = "64"  # not the user's to change: ignored
-    cordoned = await cluster.UpdateNode(node)
+    cordoned = await resources.update(node)
     assert cordoned.spec.unschedulable and cordoned.status.allocatable["cpu"] == "2"
-    err = await rpc_error(cluster.UpdateNode(node))  # stale resourceVersion
+    err = await rpc_error(resources.update(node))  # stale resourceVersion
     assert err.code() == grpc.StatusCode.ABORTED
 
-    await cluster.CreatePod(pod_manifest())
-    pod = await eventually(lambda: cluster.GetPod(get("web")), lambda p: condition(p) is not None)
+    await resources.create(pod_manifest())
+    pod = await eventually(lambda: resources.get("pods", "web"), lambda p: condition(p) is not None)
     assert condition(pod).message == "0/1 nodes available: 1 node(s) were unschedulable"
 
     again = await agent.RegisterNode(node_manifest())  # an agent restart keeps the cordon
     assert again.node.spec.unschedulable
-    nodes = await cluster.ListNodes(services_pb2.ListRequest(field_selector="spec.unschedulable=true"))
+    nodes = await resources.list("nodes", field_selector="spec.unschedulable=true")
     assert [n.metadata.name for n in nodes.items] == ["n1"]
 
 
-async def test_watch_nodes(cluster, agent):
+async def test_watch_nodes(resources, agent):
     await agent.RegisterNode(node_manifest("n1"))
-    stream = cluster.WatchNodes(services_pb2.WatchRequest(field_selector="spec.unschedulable=false"))
-    event = await next_event(stream)
+    stream = resources.watch("nodes", field_selector="spec.unschedulable=false")
+    event = await next_change(stream)
     assert (event.type, event.object.metadata.name) == (services_pb2.ADDED, "n1")
+    assert isinstance(event.object, objects_pb2.Node)
     await agent.RegisterNode(node_manifest("n2"))
-    event = await next_event(stream)
+    event = await next_change(stream)
     assert (event.type, event.object.metadata.name) == (services_pb2.ADDED, "n2")
-    await cluster.UpdateNode(_cordoned(await cluster.GetNode(get("n1", ""))))
-    event = await next_event(stream)
+    await resources.update(_cordoned(await resources.get("nodes", "n1", "")))
+    event = await next_change(stream)
     assert (event.type, event.object.metadata.name) == (services_pb2.DELETED, "n1")  # left the selection
-    await cluster.DeleteNode(services_pb2.DeleteRequest(name="n2"))
-    event = await next_event(stream)
+    await resources.delete("nodes", "n2", "")
+    event = await next_change(stream)
     assert (event.type, event.object.metadata.name) == (services_pb2.DELETED, "n2")
     stream.cancel()
 
 
-async def test_lease_renewal(cluster, agent):
+async def test_lease_renewal(agent):
     err = await rpc_error(agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="ghost")))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     await agent.RegisterNode(node_manifest())
@@ -103,13 +106,13 @@ async def test_expired_lease_marks_node_unknown_and_renewal_restores(tmp_path):
     app = await start_master(tmp_path / "data", grace=1.0)
     try:
         async with admin_channel(app) as ch:
-            cluster, agent = services_pb2_grpc.ClusterStub(ch), services_pb2_grpc.NodeAgentStub(ch)
+            resources, agent = Resources(ch), services_pb2_grpc.NodeAgentStub(ch)
             await agent.RegisterNode(node_manifest())
 
             def ready_is(status: str) -> Callable[[objects_pb2.Node], bool]:
                 return lambda n: find_condition(n.status.conditions, "Ready").status == status
 
-            node = await eventually(lambda: cluster.GetNode(get("n1", "")), ready_is("Unknown"))
+            node = await eventually(lambda: resources.get("nodes", "n1", ""), ready_is("Unknown"))
             ready = find_condition(node.status.conditions, "Ready")
             assert (ready.reason, ready.message) == (
                 "NodeStatusUnknown",
@@ -117,7 +120,7 @@ async def test_expired_lease_marks_node_unknown_and_renewal_restores(tmp_path):
             )
             await agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=0.1))
             # The renewal writes Ready=True before it returns.
-            assert ready_is("True")(await cluster.GetNode(get("n1", "")))
+            assert ready_is("True")(await resources.get("nodes", "n1", ""))
     finally:
         await app.stop()
 
@@ -135,18 +138,18 @@ async def test_restart_gives_nodes_a_fresh_grace_period(tmp_path):
     app = await start_master(tmp_path / "data", grace=1.0)
     try:
         async with admin_channel(app) as ch:
-            cluster = services_pb2_grpc.ClusterStub(ch)
-            node = await cluster.GetNode(get("n1", ""))
+            resources = Resources(ch)
+            node = await resources.get("nodes", "n1", "")
             assert find_condition(node.status.conditions, "Ready").status == "True"  # a grace period from now
             await eventually(
-                lambda: cluster.GetNode(get("n1", "")),
+                lambda: resources.get("nodes", "n1", ""),
                 lambda n: find_condition(n.status.conditions, "Ready").status == "Unknown",
             )
     finally:
         await app.stop()
 
 
-async def test_report_node_status(cluster, agent):
+async def test_report_node_status(agent):
     await agent.RegisterNode(node_manifest())
     status = objects_pb2.NodeStatus()
     status.allocatable.update({"cpu": "1500m", "memory": "3Gi", "pods": "110"})
@@ -165,15 +168,15 @@ async def test_report_node_status(cluster, agent):
 # ---- the agent's view of its pods ----
 
 
-async def test_watch_bound_pods_snapshot_then_changes(cluster, agent):
-    first = await bound_pod(cluster, agent, "a")
+async def test_watch_bound_pods_snapshot_then_changes(resources, agent):
+    first = await bound_pod(resources, agent, "a")
     stream = agent.WatchBoundPods(services_pb2.BoundPodsRequest(node_name="n1"))
     snapshot = await next_event(stream)
     assert snapshot.type == BoundPodsEvent.SNAPSHOT
     assert [p.metadata.uid for p in snapshot.pods] == [first.metadata.uid]
     assert int(snapshot.resource_version) >= int(first.metadata.resource_version)
 
-    await cluster.CreatePod(pod_manifest("b"))
+    await resources.create(pod_manifest("b"))
     event = await next_event(stream)
     assert (event.type, event.pods[0].metadata.name, event.pods[0].spec.node_name) == (
         BoundPodsEvent.UPSERT,
@@ -182,9 +185,7 @@ async def test_watch_bound_pods_snapshot_then_changes(cluster, agent):
     )
     assert int(event.resource_version) > int(snapshot.resource_version)
 
-    await cluster.DeletePod(
-        services_pb2.DeleteRequest(namespace="default", name="a", grace_period_seconds=0, force=True)
-    )
+    await resources.delete("pods", "a", grace_period_seconds=0, force=True)
     event = await next_event(stream)
     assert (event.type, event.pods[0].metadata.name) == (BoundPodsEvent.REMOVED, "a")
     stream.cancel()
@@ -194,8 +195,8 @@ async def test_watch_bound_pods_snapshot_then_changes(cluster, agent):
     empty.cancel()
 
 
-async def test_update_pod_status_keeps_scheduler_condition(cluster, agent):
-    pod = await bound_pod(cluster, agent)
+async def test_update_pod_status_keeps_scheduler_condition(resources, agent):
+    pod = await bound_pod(resources, agent)
     status = objects_pb2.PodStatus(phase="Running", pod_ip="172.17.0.9")
     status.conditions.add(type="Ready", status="True")
     update = services_pb2.PodStatusUpdate(
@@ -213,44 +214,38 @@ async def test_update_pod_status_keeps_scheduler_condition(cluster, agent):
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_graceful_delete_then_agent_confirms(cluster, agent):
-    pod = await bound_pod(cluster, agent)
-    marked = await cluster.DeletePod(services_pb2.DeleteRequest(namespace="default", name="web"))
+async def test_graceful_delete_then_agent_confirms(resources, agent):
+    pod = await bound_pod(resources, agent)
+    marked = await resources.delete("pods", "web")
     assert marked.metadata.HasField("deletion_timestamp")
     assert marked.metadata.deletion_grace_period_seconds == 30
     assert marked.metadata.deletion_timestamp.seconds >= int(time.time()) + 29
-    shorter = await cluster.DeletePod(
-        services_pb2.DeleteRequest(namespace="default", name="web", grace_period_seconds=5)
-    )
+    shorter = await resources.delete("pods", "web", grace_period_seconds=5)
     assert shorter.metadata.deletion_grace_period_seconds == 5
-    longer = await cluster.DeletePod(
-        services_pb2.DeleteRequest(namespace="default", name="web", grace_period_seconds=60)
-    )
+    longer = await resources.delete("pods", "web", grace_period_seconds=60)
     assert longer.metadata.deletion_timestamp == shorter.metadata.deletion_timestamp
-    assert (await cluster.GetPod(get("web"))).metadata.HasField("deletion_timestamp")
+    assert (await resources.get("pods", "web")).metadata.HasField("deletion_timestamp")
 
     # A confirmation for another uid is ignored; the right one removes the pod.
     await agent.ConfirmPodTerminated(services_pb2.PodTerminated(namespace="default", name="web", uid="x"))
-    await cluster.GetPod(get("web"))
+    await resources.get("pods", "web")
     await agent.ConfirmPodTerminated(
         services_pb2.PodTerminated(namespace="default", name="web", uid=pod.metadata.uid)
     )
-    err = await rpc_error(cluster.GetPod(get("web")))
+    err = await rpc_error(resources.get("pods", "web"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_force_delete_and_unbound_delete_are_immediate(cluster, agent):
-    await bound_pod(cluster, agent)
-    removed = await cluster.DeletePod(
-        services_pb2.DeleteRequest(namespace="default", name="web", grace_period_seconds=0, force=True)
-    )
+async def test_force_delete_and_unbound_delete_are_immediate(resources, agent):
+    await bound_pod(resources, agent)
+    removed = await resources.delete("pods", "web", grace_period_seconds=0, force=True)
     assert removed.metadata.name == "web"
-    assert (await rpc_error(cluster.GetPod(get("web")))).code() == grpc.StatusCode.NOT_FOUND
+    assert (await rpc_error(resources.get("pods", "web"))).code() == grpc.StatusCode.NOT_FOUND
 
-    await cluster.UpdateNode(_cordoned(await cluster.GetNode(get("n1", ""))))
-    await cluster.CreatePod(pod_manifest("pending"))
-    await cluster.DeletePod(services_pb2.DeleteRequest(namespace="default", name="pending"))
-    assert (await rpc_error(cluster.GetPod(get("pending")))).code() == grpc.StatusCode.NOT_FOUND
+    await resources.update(_cordoned(await resources.get("nodes", "n1", "")))
+    await resources.create(pod_manifest("pending"))
+    await resources.delete("pods", "pending")
+    assert (await rpc_error(resources.get("pods", "pending"))).code() == grpc.StatusCode.NOT_FOUND
 
 
 def _cordoned(node: objects_pb2.Node) -> objects_pb2.Node:
@@ -258,12 +253,12 @@ def _cordoned(node: objects_pb2.Node) -> objects_pb2.Node:
     return node
 
 
-async def test_delete_node_releases_its_pods_from_grace(cluster, agent):
-    await bound_pod(cluster, agent)
-    deleted = await cluster.DeleteNode(services_pb2.DeleteRequest(name="n1"))
+async def test_delete_node_releases_its_pods_from_grace(resources, agent):
+    await bound_pod(resources, agent)
+    deleted = await resources.delete("nodes", "n1", "")
     assert deleted.metadata.name == "n1"
     # No agent can confirm any more: the pod goes at once.
-    await cluster.DeletePod(services_pb2.DeleteRequest(namespace="default", name="web"))
-    assert (await rpc_error(cluster.GetPod(get("web")))).code() == grpc.StatusCode.NOT_FOUND
+    await resources.delete("pods", "web")
+    assert (await rpc_error(resources.get("pods", "web"))).code() == grpc.StatusCode.NOT_FOUND
     err = await rpc_error(agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="n1")))
     assert err.code() == grpc.StatusCode.NOT_FOUND

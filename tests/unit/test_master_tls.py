@@ -2,7 +2,8 @@
 the plaintext port, node identities and the role table, revocation, renewal, admission, limits
 and deadlines.
 
-Nodes join for real (token proof + CSR over the join port) and call with their own certificates.
+Nodes join for real (token proof + CSR over the join port, master_fixtures.join) and call with
+their own certificates.
 """
 
 from __future__ import annotations
@@ -11,97 +12,33 @@ import asyncio
 import base64
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 
 import grpc
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from master_fixtures import (
+    Node,
+    Resources,
+    admin_channel,
+    cert_channel,
+    csr_for,
+    join,
+    join_request,
+    node_manifest,
+    pod_manifest,
+    rpc_error,
+    start_master,
+)
 from prometheus_client import CollectorRegistry
 
 from pymaster.api import objects_pb2, pki, services_pb2, services_pb2_grpc, tokens
-from pymaster.api.clientconfig import channel_credentials, load_config
-from pymaster.app import MasterApp
+from pymaster.api.clientconfig import load_config
 from pymaster.metrics import MasterMetrics
 from pymaster.server.interceptors import MasterInterceptor
 
 # ---- helpers ----
-
-
-async def start_master(data_dir, **kwargs) -> MasterApp:
-    kwargs.setdefault("join_listen", "127.0.0.1:0")
-    app = MasterApp(data_dir, "127.0.0.1:0", "127.0.0.1:0", **kwargs)
-    await app.start()
-    return app
-
-
-@pytest.fixture
-async def master(tmp_path) -> AsyncIterator[MasterApp]:
-    app = await start_master(tmp_path / "data")
-    yield app
-    await app.stop()
-
-
-def admin_channel(app: MasterApp) -> grpc.aio.Channel:
-    config = load_config(app.admin_config_path)
-    return grpc.aio.secure_channel(config.server, channel_credentials(config))
-
-
-def cert_channel(
-    app: MasterApp, key_pem: bytes, cert_pem: bytes, ca_pem: bytes | None = None
-) -> grpc.aio.Channel:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=ca_pem or app.pki.ca.cert_pem, private_key=key_pem, certificate_chain=cert_pem
-    )
-    return grpc.aio.secure_channel(app.address, credentials)
-
-
-@pytest.fixture
-async def admin(
-    master,
-) -> AsyncIterator[tuple[services_pb2_grpc.ClusterStub, services_pb2_grpc.NodeAgentStub]]:
-    async with admin_channel(master) as ch:
-        yield services_pb2_grpc.ClusterStub(ch), services_pb2_grpc.NodeAgentStub(ch)
-
-
-class Node:
-    """A joined node: its key, certificate and stubs on its own mTLS channel."""
-
-    def __init__(self, app: MasterApp, name: str, key, cert_pem: bytes):
-        self.name, self.key, self.cert_pem = name, key, cert_pem
-        self.key_pem = pki.key_to_pem(key)
-        self.channel = cert_channel(app, self.key_pem, cert_pem)
-        self.cluster = services_pb2_grpc.ClusterStub(self.channel)
-        self.agent = services_pb2_grpc.NodeAgentStub(self.channel)
-
-
-def csr_for(key, name: str, sans: tuple[str, ...] = ()) -> bytes:
-    return pki.make_csr(key, pki.node_common_name(name), pki.NODES_GROUP, sans)
-
-
-async def join_request(
-    app: MasterApp, name: str, key=None, *, secret: str | None = None, sans: tuple[str, ...] = ()
-) -> tuple[object, services_pb2.CertificateResponse]:
-    key = key or pki.generate_key()
-    csr = csr_for(key, name, sans)
-    token = tokens.JoinToken.parse(app.token_path.read_text())
-    proof = tokens.join_proof(secret or token.secret, name, csr)
-    async with grpc.aio.insecure_channel(app.join_address) as ch:
-        reply = await services_pb2_grpc.BootstrapStub(ch).Join(
-            services_pb2.JoinRequest(node_name=name, csr_pem=csr, proof=proof)
-        )
-    return key, reply
-
-
-async def join(app: MasterApp, name: str, key=None) -> Node:
-    key, reply = await join_request(app, name, key)
-    return Node(app, name, key, reply.certificate_pem)
-
-
-async def rpc_error(call: Awaitable[object]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value
 
 
 async def next_second() -> None:
@@ -112,20 +49,9 @@ async def next_second() -> None:
         await asyncio.sleep(0.01)
 
 
-def node_manifest(name: str) -> objects_pb2.Node:
-    node = objects_pb2.Node(api_version="v1", kind="Node")
-    node.metadata.name = name
-    for resources in (node.status.capacity, node.status.allocatable):
-        resources.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-    return node
-
-
-def pod_manifest(name: str = "web", node_name: str = "") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod(api_version="v1", kind="Pod")
-    pod.metadata.name = name
-    pod.spec.containers.add(name="app", image="busybox:1.35")
-    pod.spec.node_name = node_name
-    return pod
+def list_pods(channel: grpc.aio.Channel) -> Awaitable[objects_pb2.ObjectList]:
+    stub = services_pb2_grpc.ResourcesStub(channel)
+    return stub.List(services_pb2.ListRequest(resource="pods"), timeout=10)
 
 
 # ---- the PKI on disk ----
@@ -214,14 +140,10 @@ async def test_old_token_stops_working_after_rotation(tmp_path):
 async def test_client_without_certificate_cannot_connect(master):
     credentials = grpc.ssl_channel_credentials(root_certificates=master.pki.ca.cert_pem)
     async with grpc.aio.secure_channel(master.address, credentials) as ch:
-        err = await rpc_error(
-            services_pb2_grpc.ClusterStub(ch).ListPods(services_pb2.ListRequest(), timeout=10)
-        )
+        err = await rpc_error(list_pods(ch))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     async with grpc.aio.insecure_channel(master.address) as ch:
-        err = await rpc_error(
-            services_pb2_grpc.ClusterStub(ch).ListPods(services_pb2.ListRequest(), timeout=10)
-        )
+        err = await rpc_error(list_pods(ch))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -229,16 +151,14 @@ async def test_certificate_of_another_ca_cannot_connect(master):
     other = pki.CertificateAuthority.create()
     key_pem, cert_pem = other.issue("admin", "system:masters", [], 3600, server=False, client=True)
     async with cert_channel(master, key_pem, cert_pem) as ch:
-        err = await rpc_error(
-            services_pb2_grpc.ClusterStub(ch).ListPods(services_pb2.ListRequest(), timeout=10)
-        )
+        err = await rpc_error(list_pods(ch))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_unknown_subject_is_unauthenticated(master):
     key_pem, cert_pem = master.pki.ca.issue("bob", "developers", [], 3600, server=False, client=True)
     async with cert_channel(master, key_pem, cert_pem) as ch:
-        err = await rpc_error(services_pb2_grpc.ClusterStub(ch).ListPods(services_pb2.ListRequest()))
+        err = await rpc_error(list_pods(ch))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "names no pykube identity" in err.details()
         err = await rpc_error(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()))
@@ -251,13 +171,13 @@ async def test_join_port_serves_only_bootstrap_and_health(master):
         assert ca.ca_pem == master.pki.ca.cert_pem
         reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        err = await rpc_error(services_pb2_grpc.ClusterStub(ch).ListPods(services_pb2.ListRequest()))
+        err = await rpc_error(list_pods(ch))
         assert err.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_garbage_request_is_invalid_argument(admin, master):
-    async with admin_channel(master) as ch:
-        call = ch.unary_unary("/pykube.v1.Cluster/GetPod")
+async def test_garbage_request_is_invalid_argument(channel):
+    for method in ("Resources/Get", "Resources/Create", "NodeAgent/RecordEvents"):
+        call = channel.unary_unary(f"/pykube.v1.{method}")
         for garbage in (b"\xff\xff\xff", b"\x0a\x02\xff\xfe"):
             err = await rpc_error(call(garbage))
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -318,18 +238,17 @@ async def test_held_name_cannot_be_taken_over_but_the_holder_rejoins(master):
 # ---- the role table ----
 
 
-async def test_node_may_only_touch_itself_and_its_pods(master, admin):
-    cluster, _ = admin
+async def test_node_may_only_touch_itself_and_its_pods(master, resources):
     a, b = await join(master, "a"), await join(master, "b")
     async with a.channel, b.channel:
         await a.agent.RegisterNode(node_manifest("a"))
         await b.agent.RegisterNode(node_manifest("b"))
-        pod = await cluster.CreatePod(pod_manifest("web", node_name="b"))
+        pod = await resources.create(pod_manifest("web", node_name="b"))
 
-        err = await rpc_error(a.cluster.ListPods(services_pb2.ListRequest()))
+        err = await rpc_error(a.resources.list("pods"))
         assert (err.code(), err.details()) == (
             grpc.StatusCode.PERMISSION_DENIED,
-            'node "a" may not call Cluster.ListPods',
+            'node "a" may not call Resources.List',
         )
         status = services_pb2.PodStatusUpdate(
             namespace="default",
@@ -342,28 +261,43 @@ async def test_node_may_only_touch_itself_and_its_pods(master, admin):
             grpc.StatusCode.PERMISSION_DENIED,
             'node "a" may not update pod default/web bound to node "b"',
         )
+        # (verb, resource) pairs: Get only of itself and its pods; no other verb on anything.
+        may_not = 'node "a" may not'
         denied = [
-            a.agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="b")),
-            a.agent.ReportNodeStatus(services_pb2.NodeStatusReport(node_name="b")),
-            a.agent.RegisterNode(node_manifest("b")),
-            a.agent.ConfirmPodTerminated(
+            (a.resources.get("nodes", "b", ""), f'{may_not} read node "b"'),
+            (a.resources.get("pods", "web"), f'{may_not} read pod default/web bound to node "b"'),
+            (a.resources.get("secrets", "token"), f"{may_not} read secrets"),
+            (a.resources.get("identities", "b", ""), f"{may_not} read identities"),
+            (a.resources.get("events", "web.1"), f"{may_not} read events"),
+            (a.resources.list("nodes"), f"{may_not} call Resources.List"),
+            (a.resources.delete("nodes", "b", ""), f"{may_not} call Resources.Delete"),
+            (a.resources.delete("pods", "web"), f"{may_not} call Resources.Delete"),
+            (a.resources.create(pod_manifest("mine", node_name="a")), f"{may_not} call Resources.Create"),
+            (a.resources.apply(pod_manifest("mine", node_name="a")), f"{may_not} call Resources.Apply"),
+            (a.resources.update(node_manifest("a")), f"{may_not} call Resources.Update"),
+            (a.agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="b")), None),
+            (a.agent.ReportNodeStatus(services_pb2.NodeStatusReport(node_name="b")), None),
+            (a.agent.RegisterNode(node_manifest("b")), None),
+            (a.agent.ConfirmPodTerminated(
                 services_pb2.PodTerminated(namespace="default", name="web", uid=pod.metadata.uid)
-            ),
-            a.cluster.GetNode(services_pb2.GetRequest(name="b")),
-            a.cluster.GetPod(services_pb2.GetRequest(namespace="default", name="web")),
-            a.cluster.ListNodes(services_pb2.ListRequest()),
-            a.cluster.DeleteNode(services_pb2.DeleteRequest(name="b")),
-            a.cluster.CreatePod(pod_manifest("mine", node_name="a")),
+            ), None),
         ]
-        for call in denied:
-            assert (await rpc_error(call)).code() == grpc.StatusCode.PERMISSION_DENIED
-        stream = a.agent.WatchBoundPods(services_pb2.BoundPodsRequest(node_name="b"))
-        assert (await rpc_error(stream.read())).code() == grpc.StatusCode.PERMISSION_DENIED
+        for call, message in denied:
+            err = await rpc_error(call)
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED, message
+            assert message is None or err.details() == message
+        for stream, message in [
+            (a.agent.WatchBoundPods(services_pb2.BoundPodsRequest(node_name="b")), None),
+            (a.resources.watch("pods"), f"{may_not} call Resources.Watch"),
+        ]:
+            err = await rpc_error(stream.read())
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert message is None or err.details() == message
 
         updated = await b.agent.UpdatePodStatus(status)
         assert updated.status.phase == "Running"
-        assert (await b.cluster.GetPod(services_pb2.GetRequest(name="web"))).metadata.uid == pod.metadata.uid
-        assert (await b.cluster.GetNode(services_pb2.GetRequest(name="b"))).metadata.name == "b"
+        assert (await b.resources.get("pods", "web")).metadata.uid == pod.metadata.uid
+        assert (await b.resources.get("nodes", "b", "")).metadata.name == "b"
         await b.agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="b"))
         snapshot = await b.agent.WatchBoundPods(services_pb2.BoundPodsRequest(node_name="b")).read()
         assert [p.metadata.name for p in snapshot.pods] == ["web"]
@@ -373,24 +307,25 @@ async def test_node_may_only_touch_itself_and_its_pods(master, admin):
         # A pod that is gone is NOT_FOUND for its node too (the agent drops the status).
         gone = services_pb2.PodStatusUpdate(namespace="default", name="gone", status=objects_pb2.PodStatus())
         assert (await rpc_error(a.agent.UpdatePodStatus(gone))).code() == grpc.StatusCode.NOT_FOUND
+        assert (await rpc_error(a.resources.get("pods", "gone"))).code() == grpc.StatusCode.NOT_FOUND
 
     def denied_count(method: str) -> float | None:
         return master.registry.get_sample_value(
             "pykube_authorization_denied_total", {"identity_kind": "node", "method": method}
         )
 
-    assert denied_count("Cluster.ListPods") == 1
+    assert denied_count("Resources.List") == 2
+    assert denied_count("Resources.Get") == 5
     assert denied_count("NodeAgent.UpdatePodStatus") == 1
 
 
-async def test_delete_node_revokes_its_certificate(master, admin):
-    cluster, _ = admin
+async def test_delete_node_revokes_its_certificate(master, resources):
     node = await join(master, "n1")
     async with node.channel:
         await node.agent.RegisterNode(node_manifest("n1"))
         stream = node.agent.WatchBoundPods(services_pb2.BoundPodsRequest(node_name="n1"))
         await stream.read()  # the snapshot
-        await cluster.DeleteNode(services_pb2.DeleteRequest(name="n1"))
+        await resources.delete("nodes", "n1", "")
         assert await asyncio.wait_for(stream.read(), 10) is grpc.aio.EOF  # the stream is ended
         err = await rpc_error(node.agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="n1")))
         assert (err.code(), err.details()) == (
@@ -414,17 +349,16 @@ async def test_delete_node_revokes_its_certificate(master, admin):
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_delete_node_that_only_joined_releases_the_name(master, admin):
-    cluster, _ = admin
+async def test_delete_node_that_only_joined_releases_the_name(master, resources):
     await join(master, "n1")
-    deleted = await cluster.DeleteNode(services_pb2.DeleteRequest(name="n1"))
+    deleted = await resources.delete("nodes", "n1", "")
     assert deleted.metadata.name == "n1"
     await join(master, "n1")  # another key may take the name now
-    err = await rpc_error(cluster.DeleteNode(services_pb2.DeleteRequest(name="ghost")))
+    err = await rpc_error(resources.delete("nodes", "ghost", ""))
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_renew_certificate(master, admin):
+async def test_renew_certificate(master, agent):
     node = await join(master, "n1")
     old = pki.cert_info(node.cert_pem)
     await next_second()
@@ -453,7 +387,6 @@ async def test_renew_certificate(master, admin):
     renewed = Node(master, "n1", node.key, reply.certificate_pem)
     async with renewed.channel:
         await renewed.agent.RegisterNode(node_manifest("n1"))
-    _, agent = admin
     err = await rpc_error(agent.RenewCertificate(services_pb2.CertificateSigningRequest(csr_pem=b"x")))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
 
@@ -481,8 +414,7 @@ def host_path_pod(path: str, name: str = "hostpath") -> objects_pb2.Pod:
     return pod
 
 
-async def test_admission_refuses_by_default(admin):
-    cluster, _ = admin
+async def test_admission_refuses_by_default(resources):
     cases = [
         (
             privileged_pod(),
@@ -501,10 +433,10 @@ async def test_admission_refuses_by_default(admin):
         ),
     ]
     for pod, message in cases:
-        for call in (cluster.CreatePod, cluster.ApplyPod):
+        for call in (resources.create, resources.apply):
             err = await rpc_error(call(pod))
             assert (err.code(), err.details()) == (grpc.StatusCode.PERMISSION_DENIED, message)
-    assert not (await cluster.ListPods(services_pb2.ListRequest())).items
+    assert not (await resources.list("pods")).items
 
 
 async def test_admission_allows_with_flags(tmp_path):
@@ -513,42 +445,43 @@ async def test_admission_allows_with_flags(tmp_path):
     )
     try:
         async with admin_channel(app) as ch:
-            cluster = services_pb2_grpc.ClusterStub(ch)
-            await cluster.CreatePod(privileged_pod())
-            await cluster.CreatePod(host_network_pod())
-            await cluster.CreatePod(host_path_pod("/srv/data/x", "inside"))
+            resources = Resources(ch)
+            await resources.create(privileged_pod())
+            await resources.create(host_network_pod())
+            await resources.create(host_path_pod("/srv/data/x", "inside"))
             for path in ("/srv/database", "/srv", "/"):
-                err = await rpc_error(cluster.CreatePod(host_path_pod(path, "outside")))
+                err = await rpc_error(resources.create(host_path_pod(path, "outside")))
                 assert err.code() == grpc.StatusCode.PERMISSION_DENIED
                 assert "allowed: /srv/data;" in err.details()
     finally:
         await app.stop()
 
 
-async def test_hostile_pods_are_invalid_argument(admin):
-    cluster, _ = admin
+async def test_hostile_pods_are_invalid_argument(resources, cluster):
     big = pod_manifest("big")
     big.spec.containers[0].env.add(name="BLOB", value="x" * (1024 * 1024 + 1))
-    err = await rpc_error(cluster.CreatePod(big))
+    err = await rpc_error(resources.create(big))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.details().startswith('pod "big" is ') and "the limit is 1048576 (1 MiB)" in err.details()
 
     many = pod_manifest("many")
     for i in range(64):
         many.spec.containers.add(name=f"c{i}", image="busybox:1.35")
-    err = await rpc_error(cluster.CreatePod(many))
+    err = await rpc_error(resources.create(many))
     assert (err.code(), err.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "spec.containers: at most 64 containers allowed",
     )
 
     cases = [
-        lambda: cluster.GetPod(services_pb2.GetRequest(name="")),
-        lambda: cluster.GetPod(services_pb2.GetRequest(namespace="Not A Namespace", name="web")),
-        lambda: cluster.DeletePod(services_pb2.DeleteRequest(name="web", grace_period_seconds=2**62)),
-        lambda: cluster.ListPods(services_pb2.ListRequest(label_selector="a" * 5000)),
+        lambda: resources.get("pods", ""),
+        lambda: resources.get("pods", "web", namespace="Not A Namespace"),
+        lambda: resources.delete("pods", "web", grace_period_seconds=2**62),
+        lambda: resources.list("pods", label_selector="a" * 5000),
+        lambda: resources.watch("pods", field_selector="a" * 5000).read(),
+        lambda: resources.list("events", field_selector="spec.nodeName=n1"),
         lambda: cluster.PodLogs(services_pb2.LogsRequest(name="web", tail_lines=-1)).read(),
-        lambda: cluster.DeleteNode(services_pb2.DeleteRequest(name="")),
+        lambda: resources.delete("nodes", "", ""),
     ]
     for call in cases:
         assert (await rpc_error(call())).code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -557,23 +490,23 @@ async def test_hostile_pods_are_invalid_argument(admin):
 # ---- deadlines ----
 
 
-class SlowCluster(services_pb2_grpc.ClusterServicer):
-    async def GetPod(self, request, context):
+class SlowResources(services_pb2_grpc.ResourcesServicer):
+    async def Get(self, request, context):
         await asyncio.sleep(30)
-        return objects_pb2.Pod()
+        return objects_pb2.Object()
 
 
 async def test_unary_calls_have_a_deadline():
     server = grpc.aio.server(
         interceptors=[MasterInterceptor(MasterMetrics(CollectorRegistry()), unary_timeout=0.2)]
     )
-    services_pb2_grpc.add_ClusterServicer_to_server(SlowCluster(), server)
+    services_pb2_grpc.add_ResourcesServicer_to_server(SlowResources(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             started = time.monotonic()
-            err = await rpc_error(services_pb2_grpc.ClusterStub(ch).GetPod(services_pb2.GetRequest(name="x")))
+            err = await rpc_error(Resources(ch).get("pods", "x"))
             assert (err.code(), err.details()) == (
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 "the call took longer than the server's limit of 0.2s",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pykubelet.pod_status import compute_pod_status, get_phase
+from pykubelet.pod_status import Observations, compute_pod_status, get_phase
 from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, PodRuntime
 from pykubelet.sync import ContainerFailure
 from pymaster.api import objects_pb2
@@ -123,7 +123,7 @@ STATUS_CASES = {
     ids=list(STATUS_CASES),
 )
 def test_status(pod, obs, failures, phase, states, ready):
-    status = compute_pod_status(pod, obs, failures, HOST_IP, NOW)
+    status = compute_pod_status(pod, obs, Observations(failures=failures or {}), HOST_IP, NOW)
     assert status.phase == phase
     assert [state_of(cs) for cs in status.container_statuses] == states
     assert [cs.name for cs in status.container_statuses] == [c.name for c in pod.spec.containers]
@@ -131,6 +131,21 @@ def test_status(pod, obs, failures, phase, states, ready):
     expected = "True" if ready else "False"
     assert conditions == {"Initialized": "True", "Ready": expected, "ContainersReady": expected}
     assert status.host_ip == HOST_IP
+
+
+def _status_of(state: str) -> objects_pb2.ContainerStatus:
+    cs = objects_pb2.ContainerStatus(name=state)
+    if state.startswith("running"):
+        cs.state.running.SetInParent()
+        cs.started = state != "running-unstarted"
+    elif state.startswith("terminated"):
+        cs.state.terminated.exit_code = int(state[-1])
+    elif state.startswith("restarting"):
+        cs.state.waiting.reason = "CrashLoopBackOff"
+        cs.last_state.terminated.exit_code = int(state[-1]) if state[-1].isdigit() else 128
+    else:
+        cs.state.waiting.reason = "ContainerCreating"
+    return cs
 
 
 @pytest.mark.parametrize(
@@ -149,20 +164,37 @@ def test_status(pod, obs, failures, phase, states, ready):
     ],
 )
 def test_get_phase(policy, states, expected):
-    statuses = []
-    for state in states:
-        cs = objects_pb2.ContainerStatus(name=state)
-        if state == "running":
-            cs.state.running.SetInParent()
-        elif state.startswith("terminated"):
-            cs.state.terminated.exit_code = int(state[-1])
-        elif state == "restarting":
-            cs.state.waiting.reason = "RunContainerError"
-            cs.last_state.terminated.exit_code = 128
-        else:
-            cs.state.waiting.reason = "ContainerCreating"
-        statuses.append(cs)
-    assert get_phase(policy, statuses) == expected
+    pod = make_pod(policy=policy)
+    assert get_phase(pod, [], [_status_of(s) for s in states]) == expected
+
+
+@pytest.mark.parametrize(
+    ("policy", "inits", "apps", "expected"),
+    [
+        # Plain init containers: Pending until each completed; Failed at once under Never.
+        ("Always", ["terminated0", "running"], ["waiting"], "Pending"),
+        ("Always", ["restarting1"], ["waiting"], "Pending"),
+        ("Never", ["terminated1"], ["waiting"], "Failed"),
+        ("Always", ["terminated0"], ["running"], "Running"),
+        # Sidecars: running counts, not started yet is Pending, stopped ones do not count.
+        ("Never", ["sidecar:running-unstarted"], ["waiting"], "Pending"),
+        ("Never", ["sidecar:running"], ["running"], "Running"),
+        ("Never", ["sidecar:running"], ["terminated0"], "Running"),  # the sidecar is stopped next
+        ("Never", ["sidecar:terminated1"], ["terminated0"], "Succeeded"),
+        ("Never", ["sidecar:terminated0"], ["terminated1"], "Failed"),
+        ("OnFailure", ["terminated0", "sidecar:terminated1"], ["terminated0"], "Succeeded"),
+    ],
+)
+def test_get_phase_with_init_containers_and_sidecars(policy, inits, apps, expected):
+    pod = make_pod(policy=policy)
+    init_statuses = []
+    for i, state in enumerate(inits):
+        sidecar, _, state = state.rpartition(":")
+        container = pod.spec.init_containers.add(name=f"init{i}", image="busybox")
+        if sidecar:
+            container.restart_policy = "Always"
+        init_statuses.append(_status_of(state))
+    assert get_phase(pod, init_statuses, [_status_of(s) for s in apps]) == expected
 
 
 def test_running_container_details():
@@ -195,7 +227,7 @@ def test_terminated_container_details():
 def test_failure_message_and_last_state():
     failures = {"app": ContainerFailure("app", "RunContainerError", "exec: nope")}
     obs = observed(infra(), app(state="exited", code=2))
-    status = compute_pod_status(make_pod(), obs, failures, HOST_IP, NOW)
+    status = compute_pod_status(make_pod(), obs, Observations(failures=failures), HOST_IP, NOW)
     cs = status.container_statuses[0]
     assert (cs.state.waiting.reason, cs.state.waiting.message) == ("RunContainerError", "exec: nope")
     assert cs.last_state.terminated.exit_code == 2

@@ -1,5 +1,6 @@
 """The scheduler task against a real SQLite store in tmp_path: event-driven binding, the
-unschedulable message, parking and waking, and the no-overcommit guarantee of "assume"."""
+unschedulable message, parking and waking, the no-overcommit guarantee of "assume", and the events
+it records (Scheduled, FailedScheduling folded per attempt)."""
 
 from __future__ import annotations
 
@@ -162,3 +163,55 @@ async def test_scheduler_picks_up_pending_pods_at_start(tmp_path):
     finally:
         await scheduler.stop()
         await store.close()
+
+
+# ---- events ----
+
+
+def events_about(store: SQLiteStore, pod: str, reason: str) -> list[objects_pb2.Event]:
+    events, _ = store.list("events")
+    return [e for e in events if (e.involved_object.name, e.reason) == (pod, reason)]
+
+
+async def test_a_scheduled_pod_gets_a_scheduled_event(cluster):
+    store, _, _ = cluster
+    await store.create("nodes", new_node("n1"))
+    pod = await store.create("pods", new_pod("web"))
+    await wait_for(lambda: len(events_about(store, "web", "Scheduled")) == 1)
+    [event] = events_about(store, "web", "Scheduled")
+    assert (event.type, event.count) == ("Normal", 1)
+    assert event.message == "Successfully assigned default/web to n1"
+    assert (event.source.component, event.reporting_component) == ("default-scheduler", "default-scheduler")
+    involved = event.involved_object
+    assert (involved.kind, involved.namespace, involved.name, involved.uid) == (
+        "Pod", "default", "web", pod.metadata.uid
+    )
+    assert event.metadata.namespace == "default"
+    assert events_about(store, "web", "FailedScheduling") == []
+
+
+async def test_an_unschedulable_pod_gets_failed_scheduling_events_folded_per_attempt(cluster):
+    store, _, registry = cluster
+    await store.create("nodes", new_node("n1", cpu="2"))
+    await store.create("pods", new_pod("big", cpu="3"))
+    message = "0/1 nodes available: 1 insufficient cpu"
+
+    def failed() -> list[objects_pb2.Event]:
+        return [e for e in events_about(store, "big", "FailedScheduling") if e.message == message]
+
+    await wait_for(lambda: len(failed()) == 1 and failed()[0].count == 1)
+    [event] = failed()
+    assert (event.type, event.source.component) == ("Warning", "default-scheduler")
+    attempts_before = attempts(registry, "unschedulable")
+
+    def relabel(node: objects_pb2.Node) -> objects_pb2.Node:
+        node.metadata.labels["zone"] = "b"  # a change that may help: the pod is tried again
+        return node
+
+    await store.mutate("nodes", "", "n1", relabel)
+    await wait_for(lambda: failed()[0].count == 2)
+    [folded] = failed()  # one event, its count grown
+    assert folded.metadata.uid == event.metadata.uid
+    assert folded.last_timestamp.seconds >= event.last_timestamp.seconds
+    assert attempts(registry, "unschedulable") == attempts_before + 1
+    assert node_of(store, "big") == ""

@@ -212,16 +212,20 @@ def test_restart_without_back_off(dead):
     assert actions.requeue_after is None and actions.backoff == []
 
 
-@pytest.mark.parametrize(
-    ("policy", "to_start", "kill_pod"),
-    [("Always", {"app": 1}, False), ("OnFailure", {"app": 1}, False), ("Never", {}, True)],
-)
-def test_probe_failure_kills_and_restarts_per_policy(policy, to_start, kill_pod):
+@pytest.mark.parametrize(("policy", "kill_pod"), [("Always", False), ("OnFailure", False), ("Never", True)])
+def test_probe_failure_kills_then_a_later_sync_restarts_with_back_off(policy, kill_pod):
     failures = {"app": "Container app failed liveness probe, will be restarted"}
     actions = sync.compute_pod_actions(make_pod(policy=policy), observed(infra(), app()), NOW, failures)
     assert actions.containers_to_kill == {"app-0": failures["app"]}
-    assert actions.containers_to_start == to_start
-    assert actions.kill_pod is kill_pod
+    assert actions.containers_to_start == {}  # the restart is the next sync's, with the back-off
+    assert actions.kill_pod is kill_pod  # a pod that will restart it keeps its sandbox
+    if policy == "Never":
+        return
+    # Killed by the probe for the second time in a row: it waits like a crash-looping container.
+    killed = crashed(1, ago=1.0)
+    later = sync.compute_pod_actions(make_pod(policy=policy), observed(infra(), killed), NOW)
+    assert later.containers_to_start == {}
+    assert [f.reason for f in later.backoff] == ["CrashLoopBackOff"]
 
 
 def test_probe_failure_of_a_container_not_running_is_ignored():

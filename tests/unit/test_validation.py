@@ -4,9 +4,10 @@ import pytest
 from validation_helpers import _c, _m, _pod, _v, _with_volumes
 
 from pymaster.api import objects_pb2
+from pymaster.api.checks import key_path
 from pymaster.api.defaults import default_pod
 from pymaster.api.errors import ValidationError
-from pymaster.api.validation import key_path, validate_pod
+from pymaster.api.validation import validate_pod
 
 # ---- pods ----
 

@@ -48,7 +48,10 @@ def test_validate_pod_update_accepts(mutate):
     validate_pod_update(old, new)
 
 
-_IMMUTABLE = "field is immutable (a pod update may only change labels, annotations and container images)"
+_IMMUTABLE = (
+    "field is immutable (a pod update may only change labels, annotations, container images and "
+    "activeDeadlineSeconds)"
+)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,9 @@ and for an image with neither tag nor digest; else IfNotPresent).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import docker
 import docker.errors
 import docker.utils
@@ -15,8 +18,19 @@ from pykubelet.runtime.docker.engine import Engine, explanation
 from pymaster.api.pods import default_pull_policy
 
 
-async def ensure_image(engine: Engine, image: str, pull_policy: str) -> None:
+async def ensure_image(
+    engine: Engine, image: str, pull_policy: str, on_pull: Callable[[str], None] | None = None
+) -> float | None:
     """Makes ``image`` present per ``pull_policy`` (Always, IfNotPresent, Never; empty: the default).
+
+    Args:
+        engine: the engine.
+        image: the image reference.
+        pull_policy: the container's imagePullPolicy.
+        on_pull: called with ``image`` when a pull starts (the Pulling event).
+
+    Returns:
+        The seconds the pull took; None when the image was present and not pulled.
 
     Raises:
         ImageNeverPullError: absent with policy Never.
@@ -26,10 +40,14 @@ async def ensure_image(engine: Engine, image: str, pull_policy: str) -> None:
     policy = pull_policy or default_pull_policy(image)
     if policy != "Always":
         if await engine.run("inspect_image", lambda api: _present(api, image), ImagePullError):
-            return
+            return None
         if policy == "Never":
             raise ImageNeverPullError(f'container image "{image}" is not present with pull policy of Never')
+    if on_pull is not None:
+        on_pull(image)
+    began = time.monotonic()
     await engine.run("pull_image", lambda api: _pull(api, image), ImagePullError)
+    return time.monotonic() - began
 
 
 def _present(api: docker.APIClient, image: str) -> bool:

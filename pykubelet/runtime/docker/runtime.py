@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,9 +43,11 @@ from pykubelet.runtime.base import (
     Mount,
     PodRuntime,
     RunContainerError,
+    TerminalSize,
 )
 from pykubelet.runtime.docker import convert, images, logs_events
 from pykubelet.runtime.docker.engine import Engine, Observer
+from pykubelet.runtime.docker.exec_stream import DockerExecSession, exec_stream
 from pykubelet.runtime.docker.exec_sync import exec_sync
 from pykubelet.runtime.docker.streams import Streams
 from pymaster.api import objects_pb2
@@ -61,8 +63,8 @@ class DockerRuntime:
         observe: called as ``observe(operation_type, seconds, error)`` after every engine call
             (operation types: list_containers, inspect_container, create_container,
             start_container, stop_container, remove_container, pull_image, inspect_image, logs,
-            events, version, create_exec, start_exec, inspect_exec). It may be called from the
-            stream threads.
+            events, version, create_exec, start_exec, inspect_exec, resize_exec). It may be
+            called from the stream threads.
         log_limits: the log rotation of app containers (json-file ``max-size``/``max-file``).
 
     The engine is contacted lazily: constructing a DockerRuntime never fails while the engine
@@ -80,6 +82,7 @@ class DockerRuntime:
         self._log_config = convert.log_config(log_limits or ContainerLogLimits())
         self._streams = Streams()
         self._details: dict[str, convert.Details] = {}
+        self._sessions: set[DockerExecSession] = set()  # open interactive execs, closed with us
 
     async def version(self) -> str:
         """The engine's version, e.g. "20.10.24"."""
@@ -100,15 +103,19 @@ class DockerRuntime:
         pods = await self._list(node_name, [f"{labels.NODE_NAME}={node_name}", f"{labels.POD_UID}={pod_uid}"])
         return pods.get(pod_uid)
 
-    async def ensure_image(self, image: str, pull_policy: str) -> None:
-        """Makes ``image`` present per imagePullPolicy (empty: Kubernetes' default for the image).
+    async def ensure_image(
+        self, image: str, pull_policy: str, on_pull: Callable[[str], None] | None = None
+    ) -> float | None:
+        """Makes ``image`` present per imagePullPolicy (empty: Kubernetes' default for the image);
+        ``on_pull(image)`` is called when a pull starts. Returns the pull's seconds, None when the
+        image was present.
 
         Raises:
             ImageNeverPullError: absent with policy Never.
             ImagePullError: the pull failed (registry unreachable, unknown image ...).
             RuntimeUnavailable: the engine did not answer.
         """
-        await images.ensure_image(self._engine, image, pull_policy)
+        return await images.ensure_image(self._engine, image, pull_policy, on_pull)
 
     async def start_infra(
         self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
@@ -175,8 +182,9 @@ class DockerRuntime:
         Kubernetes. Resources: limits.cpu -> NanoCpus, limits.memory -> Memory, requests.cpu (or
         limits.cpu) -> CpuShares. Docker's own restart policy stays "no": the agent restarts.
         ``mounts`` (prepared by the volume manager) become bind mounts, in their order;
-        securityContext.privileged -> Privileged; the log is json-file, rotated per the
-        runtime's ``log_limits``.
+        securityContext.privileged -> Privileged; stdin / stdinOnce / tty -> OpenStdin /
+        StdinOnce / Tty; spec.shareProcessNamespace -> the infra container's PID namespace; the
+        log is json-file, rotated per the runtime's ``log_limits``.
 
         A container whose start fails is kept (its State.Error records why, and it counts as
         that attempt); the next attempt gets a new name from its restart count.
@@ -197,28 +205,35 @@ class DockerRuntime:
         docker_mounts = convert.bind_mounts(mounts)
         privileged = container.security_context.privileged
 
+        # shareProcessNamespace: one PID namespace, the infra container's (its pause is PID 1).
+        pid_mode = f"container:{infra.id}" if pod.spec.share_process_namespace else None
+
         def create(api: docker.APIClient) -> dict[str, Any]:
             host_config = api.create_host_config(
                 network_mode=f"container:{infra.id}",
                 ipc_mode=f"container:{infra.id}",
+                pid_mode=pid_mode,
                 restart_policy={"Name": "no"},
                 log_config=self._log_config,
                 mounts=docker_mounts or None,
                 privileged=privileged,
                 **resources,
             )
-            return api.create_container(
+            config = api.create_container_config(
                 container.image,
                 command=list(container.args) or None,
                 entrypoint=list(container.command) or None,
                 environment=[f"{env.name}={env.value}" for env in container.env] or None,
                 working_dir=container.working_dir or None,
-                name=name,
                 labels=container_labels,
                 host_config=host_config,
                 detach=True,
-                use_config_proxy=False,
+                stdin_open=container.stdin,
+                tty=container.tty,
             )
+            # docker-py ties StdinOnce to stdin_open; Kubernetes has them apart.
+            config["StdinOnce"] = container.stdin_once
+            return api.create_container_from_config(config, name)
 
         created = await self._engine.run("create_container", create, CreateContainerError)
         await self._engine.run("start_container", lambda api: api.start(created["Id"]), RunContainerError)
@@ -266,6 +281,29 @@ class DockerRuntime:
         """
         return await exec_sync(self._engine, self._streams, container_id, command, timeout, stdin)
 
+    async def exec_stream(
+        self,
+        container_id: str,
+        command: Sequence[str],
+        stdin: bool = False,
+        tty: bool = False,
+        size: TerminalSize | None = None,
+    ) -> DockerExecSession:
+        """Starts ``command`` interactively in a running container (``pyctl exec``); close the
+        returned session when done. See ``exec_stream.py``.
+
+        Raises:
+            ContainerNotFound: no such container.
+            ContainerNotRunning: the container is not running (or paused).
+            ContainerRuntimeError: Docker refused.
+            RuntimeUnavailable: the engine did not answer.
+        """
+        session = await exec_stream(
+            self._engine, self._streams, container_id, command, stdin, tty, size, self._sessions.discard
+        )
+        self._sessions.add(session)
+        return session
+
     def logs(
         self, container_id: str, follow: bool, tail_lines: int | None, timestamps: bool
     ) -> AsyncIterator[bytes]:
@@ -283,7 +321,10 @@ class DockerRuntime:
         return logs_events.events(self._engine, self._streams, node_name)
 
     async def close(self) -> None:
-        """Ends the streams, the thread pool (without waiting for calls in flight) and the client."""
+        """Ends the exec sessions, the streams, the thread pool (without waiting for calls in
+        flight) and the client."""
+        for session in list(self._sessions):
+            session.close_now()
         self._streams.stop_all()
         self._engine.close()
 
