@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from pykubelet import node_info
 from pykubelet.config import AgentConfig, default_join_server
+from pykubelet.config_objects import ConfigObjects
 from pykubelet.config_source import ConfigSource
 from pykubelet.credentials import (
     CertificateManager,
@@ -187,13 +188,16 @@ class Agent:
         source = ConfigSource(client, cfg.node_name, on_change=pod_changed)
         # Pods' volumes live under <root-dir>/pods (emptyDir directories, tmpfs mounts, staged
         # hostPath binds); hostPaths are checked against the admission's prefixes once more there.
-        volumes = PodVolumes(Path(cfg.root_dir) / "pods", cfg.policy.allowed_host_paths)
+        objects = ConfigObjects(client)
+        volumes = PodVolumes(Path(cfg.root_dir) / "pods", cfg.policy.allowed_host_paths, objects)
         recorder = EventRecorder(client, cfg.node_name, on_dropped=self.metrics.events_dropped.inc)
         probes = ProbeManager(
             runtime, internal_ip, on_change=pod_changed, recorder=recorder,
             metrics=ProbeMetrics(self.registry),
         )
-        executor = PodExecutor(runtime, volumes, cfg.node_name, cfg.infra_image, internal_ip, recorder)
+        executor = PodExecutor(
+            runtime, volumes, cfg.node_name, cfg.infra_image, internal_ip, recorder, objects
+        )
         workers = PodWorkers(
             executor, source.pods, source.synced, status_manager, self.metrics, cfg.node_name, internal_ip,
             cfg.policy, probes=probes, recorder=recorder,

@@ -30,6 +30,8 @@ class AgentConfig:
     token: JoinToken | None = None
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     container_logs: ContainerLogLimits = field(default_factory=ContainerLogLimits)
+    # Extended resources the node advertises (--extended-resource): name -> whole count.
+    extended_resources: dict[str, str] = field(default_factory=dict)
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:

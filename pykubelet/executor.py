@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
+from pykubelet.config_objects import ConfigObjects
 from pykubelet.events import EventRecorder
 from pykubelet.lifecycle import run_hook
 from pykubelet.runtime.base import (
@@ -71,6 +72,7 @@ class PodExecutor:
         infra_image: the infra container's image.
         host_ip: the node's address (hooks of pods on the host network).
         recorder: where events go (none by default).
+        objects: where ConfigMaps and Secrets are read (env).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class PodExecutor:
         infra_image: str,
         host_ip: str = "",
         recorder: EventRecorder | None = None,
+        objects: ConfigObjects | None = None,
     ):
         self.runtime = runtime
         self.volumes = volumes
@@ -88,6 +91,7 @@ class PodExecutor:
         self._infra_image = infra_image
         self._host_ip = host_ip
         self._events: EventRecorder | _NoEvents = recorder or _NoEvents()
+        self._objects = objects
 
     async def execute(
         self,

@@ -37,6 +37,9 @@ _LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
 # Node names are DNS-1123 subdomains, like the label prefix.
 _NODE_NAME = re.compile(_LABEL_PREFIX)
 _MIN_LOG_FILES = 2  # the kubelet's minimum of --container-log-max-files
+_LABEL_PREFIX_RE = re.compile(_LABEL_PREFIX)
+_LABEL_NAME_RE = re.compile(_LABEL_NAME)
+_SYSCTL_PATTERN = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)*(\*|[./]\*)?")
 
 
 def parse_node_labels(text: str) -> dict[str, str]:
@@ -61,6 +64,38 @@ def parse_node_labels(text: str) -> dict[str, str]:
             raise ValueError(f"--node-labels: invalid value {value!r} for label {key!r}")
         labels[key] = value
     return labels
+
+
+def parse_extended_resource(text: str) -> tuple[str, str]:
+    """Parses one ``--extended-resource NAME=COUNT``: a domain-prefixed resource name outside
+    ``kubernetes.io/`` and a whole count (Kubernetes' rules for extended resources).
+
+    Raises:
+        argparse.ArgumentTypeError: the message names what is wrong.
+    """
+    name, sep, count = text.partition("=")
+    prefix, slash, rest = name.partition("/")
+    if not sep or not slash or not _LABEL_PREFIX_RE.fullmatch(prefix) or not _LABEL_NAME_RE.fullmatch(rest):
+        raise argparse.ArgumentTypeError(f"{text!r} is not DOMAIN/NAME=COUNT (e.g. example.com/dongle=4)")
+    if prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io"):
+        raise argparse.ArgumentTypeError(f"{name!r}: the kubernetes.io/ domain is reserved")
+    if not count.isdigit():
+        raise argparse.ArgumentTypeError(f"{name!r}: the count {count!r} must be a whole number")
+    return name, str(int(count))
+
+
+def parse_sysctl_patterns(text: str) -> tuple[str, ...]:
+    """Parses ``--allowed-unsafe-sysctls``: comma-separated sysctl names, or prefixes ending in
+    ``*`` (``kernel.msg*,net.core.somaxconn``), as the kubelet's flag.
+
+    Raises:
+        argparse.ArgumentTypeError: an entry that is no sysctl name.
+    """
+    patterns = tuple(part.strip() for part in text.split(",") if part.strip())
+    for pattern in patterns:
+        if not _SYSCTL_PATTERN.fullmatch(pattern):
+            raise argparse.ArgumentTypeError(f"{pattern!r} is not a sysctl name or NAME* prefix")
+    return patterns
 
 
 def read_token(token: str | None, token_file: str | None, env: Mapping[str, str]) -> JoinToken | None:
@@ -196,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-privileged-host-ports", action="store_true",
                    help="run containers publishing a hostPort below 1024 (refused by default; the agent's "
                    "own --listen and --metrics-addr ports are refused always)")
+    p.add_argument("--extended-resource", action="append", type=parse_extended_resource, default=[],
+                   metavar="DOMAIN/NAME=COUNT", help="an extended resource this node advertises in its "
+                   "capacity (e.g. example.com/dongle=4); repeatable")
+    p.add_argument("--allowed-unsafe-sysctls", type=parse_sysctl_patterns, default=(),
+                   metavar="NAME[,NAME*...]", help="sysctls outside Kubernetes' safe set that pods may "
+                   "set (names, or prefixes ending in *); default: none")
     defaults = ContainerLogLimits()
     p.add_argument("--container-log-max-size", type=parse_log_max_size, default=defaults.max_size,
                    metavar="QUANTITY", help="the size at which a container's log file is rotated "
@@ -279,7 +320,9 @@ def main(argv: list[str] | None = None) -> None:
             allow_privileged_host_ports=args.allow_privileged_host_ports,
             reserved_host_ports=[parse_address(args.listen, "--listen")[1],
                                  parse_address(args.metrics_addr, "--metrics-addr")[1]],
+            allowed_unsafe_sysctls=args.allowed_unsafe_sysctls,
         ),
+        extended_resources=dict(args.extended_resource),
         container_logs=ContainerLogLimits(
             max_size=args.container_log_max_size, max_files=args.container_log_max_files
         ),

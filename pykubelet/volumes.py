@@ -55,6 +55,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from pykubelet.config_objects import ConfigObjects
 from pykubelet.host_paths import open_host_path
 from pykubelet.runtime.base import ContainerRuntimeError, CreateContainerError, Mount
 from pymaster.api import objects_pb2
@@ -94,14 +95,21 @@ class PodVolumes:
         allowed_host_paths: the prefixes hostPath volumes may use (the node's
             ``AdmissionPolicy.allowed_host_paths``); empty: none. Every hostPath, and every
             symlink met while resolving it, is checked against them again here.
+        objects: where ConfigMaps and Secrets are read (configMap, secret, projected volumes).
 
     Raises:
         ValueError: a prefix is not an absolute path.
     """
 
-    def __init__(self, pods_dir: str | Path, allowed_host_paths: Iterable[str] = ()):
+    def __init__(
+        self,
+        pods_dir: str | Path,
+        allowed_host_paths: Iterable[str] = (),
+        objects: ConfigObjects | None = None,
+    ):
         # Docker wants absolute bind sources; not resolved, so a symlinked root_dir stays as given.
         self._pods_dir = Path(os.path.abspath(pods_dir))
+        self._objects = objects
         self._allowed_host_paths = tuple(normalize_host_path(prefix) for prefix in allowed_host_paths)
         self._mount_lock = threading.Lock()  # one check-then-mount (tmpfs, staged hostPath) at a time
 

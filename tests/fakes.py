@@ -153,6 +153,7 @@ class FakeRuntime:
         gets: how many times ``get_pod`` was called.
         volumes: a FakeVolumes sharing ``calls``.
         mounts: container name -> the mounts its last start got.
+        resolved: container name -> what its last start ran (env, command, args resolved).
     """
 
     def __init__(self, fail_images: dict[str, Exception] | None = None, infra_error: Exception | None = None):
@@ -169,6 +170,7 @@ class FakeRuntime:
         self.gets = 0
         self.volumes = FakeVolumes(self.calls)
         self.mounts: dict[str, list[Mount]] = {}
+        self.resolved: dict[str, objects_pb2.Container] = {}
         self._ids = itertools.count(1)
 
     # ---- observation ----
@@ -213,9 +215,11 @@ class FakeRuntime:
         infra: ContainerInfo,
         restart_count: int,
         mounts: Sequence[Mount] = (),
+        resolved: objects_pb2.Container | None = None,
     ) -> ContainerInfo:
         self.calls.append(("start_container", spec.name, infra.id, restart_count))
         self.mounts[spec.name] = list(mounts)
+        self.resolved[spec.name] = resolved if resolved is not None else spec
         return self._add(pod, spec.name, f"new-{spec.name}", restart_count)
 
     async def stop_container(self, container_id: str, grace_seconds: float) -> None:

@@ -259,10 +259,14 @@ class Runtime(Protocol):
         infra: ContainerInfo,
         restart_count: int,
         mounts: Sequence[Mount],
+        resolved: objects_pb2.Container | None = None,
     ) -> ContainerInfo:
         """Creates and starts one app container joined to the infra container's namespaces, with
         ``mounts`` (prepared by the volume manager, in volumeMounts order) and its
-        securityContext. Raises CreateContainerError / RunContainerError."""
+        securityContext. ``resolved`` is ``container`` with its environment resolved (valueFrom,
+        envFrom) and $(VAR) expanded in env, command and args: what runs (default: ``container``
+        as is); the name, labels and spec hash always come from ``container``. Raises
+        CreateContainerError / RunContainerError."""
         ...
 
     async def stop_container(self, container_id: str, grace_seconds: float) -> None:

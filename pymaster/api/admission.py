@@ -68,6 +68,8 @@ class AdmissionPolicy:
         allowed_host_paths: Normalized prefixes hostPath volumes may use; empty: none.
         allow_privileged_host_ports: Container ports may publish host ports below 1024.
         reserved_host_ports: The daemon's own ports, which no pod may publish.
+        allowed_unsafe_sysctls: Sysctls outside Kubernetes' safe set that pods may set (names,
+            or prefixes ending in ``*``); the agent's ``--allowed-unsafe-sysctls``.
     """
 
     allow_privileged: bool = False
@@ -75,12 +77,13 @@ class AdmissionPolicy:
     allowed_host_paths: tuple[str, ...] = ()
     allow_privileged_host_ports: bool = False
     reserved_host_ports: tuple[int, ...] = ()
+    allowed_unsafe_sysctls: tuple[str, ...] = ()
 
     @classmethod
     def of(
         cls, *, allow_privileged: bool = False, allow_host_network: bool = False,
         allowed_host_paths: Iterable[str] = (), allow_privileged_host_ports: bool = False,
-        reserved_host_ports: Iterable[int] = (),
+        reserved_host_ports: Iterable[int] = (), allowed_unsafe_sysctls: Iterable[str] = (),
     ) -> AdmissionPolicy:
         """A policy from flag values; host path prefixes are normalized and deduplicated.
 
@@ -96,6 +99,7 @@ class AdmissionPolicy:
         return cls(
             allow_privileged, allow_host_network, tuple(dict.fromkeys(prefixes)),
             allow_privileged_host_ports, tuple(sorted(set(reserved_host_ports) - {0})),
+            tuple(allowed_unsafe_sysctls),
         )
 
 

@@ -18,24 +18,21 @@ from pymaster.api.checks import (
     check_count,
     check_dns_label,
     check_enum,
-    check_quantities,
     check_string_size,
     check_strings,
-    key_path,
     quote,
 )
+from pymaster.api.env_validation import check_env
 from pymaster.api.errors import ValidationError
-from pymaster.api.quantity import parse_quantity
+from pymaster.api.resource_validation import check_resources
+from pymaster.api.security_validation import check_container_security
 
 _IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
-_ENV_VAR_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _HEADER_NAME = re.compile(r"[-A-Za-z0-9!#$%&'*+.^_`|~]+")  # an HTTP token
 
 MAX_VOLUME_MOUNTS = 64  # per container
-MAX_ENV = 1000  # per container
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP")
-POD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 TERMINATION_POLICIES = ("File", "FallbackToLogsOnError")
 _SNAKE = {
     "livenessProbe": "liveness_probe", "readinessProbe": "readiness_probe", "startupProbe": "startup_probe",
@@ -96,35 +93,6 @@ def _check_ports(
             seen.add(("hostPort", port.host_port, protocol))
 
 
-def _check_resources(path: str, resources: objects_pb2.ResourceRequirements) -> None:
-    check_quantities(f"{path}.requests", resources.requests, POD_RESOURCES)
-    check_quantities(f"{path}.limits", resources.limits, POD_RESOURCES)
-    for name in sorted(resources.requests):
-        if name in resources.limits and (
-            parse_quantity(resources.requests[name]) > parse_quantity(resources.limits[name])
-        ):
-            raise ValidationError(
-                key_path(f"{path}.requests", name),
-                f"invalid value {quote(resources.requests[name])}: must be less than or equal to "
-                f"{name} limit of {resources.limits[name]}",
-            )
-
-
-def _check_env(path: str, env: Sequence[objects_pb2.EnvVar]) -> None:
-    check_count(path, env, MAX_ENV, "entries")
-    for k, var in enumerate(env):
-        if not var.name:
-            raise ValidationError(f"{path}[{k}].name", "required")
-        check_string_size(f"{path}[{k}].name", var.name)
-        if not _ENV_VAR_NAME.fullmatch(var.name):
-            raise ValidationError(
-                f"{path}[{k}].name",
-                f"invalid value {quote(var.name)}: must consist of letters, digits, '_', '-' or '.', "
-                "and not start with a digit",
-            )
-        check_string_size(f"{path}[{k}].value", var.value)
-
-
 def _check_volume_mounts(
     path: str, mounts: Sequence[objects_pb2.VolumeMount], volume_names: set[str]
 ) -> None:
@@ -137,6 +105,9 @@ def _check_volume_mounts(
         if mount.name not in volume_names:
             raise ValidationError(f"{p}.name", f"volume {quote(mount.name)} not found")
         check_absolute_path(f"{p}.mountPath", mount.mount_path)
+        for field, _ in mount.ListFields():
+            if field.name in ("sub_path", "sub_path_expr", "mount_propagation"):
+                raise ValidationError(f"{p}.{field.json_name}", "not supported yet")
         target = posixpath.normpath(mount.mount_path)  # "/data/" and "/data" are one mount point
         if target in targets:
             raise ValidationError(f"{p}.mountPath", f"duplicate mount path {quote(mount.mount_path)}")
@@ -173,9 +144,9 @@ def check_container(
         raise ValidationError(f"{path}.image", "must not have leading or trailing whitespace")
     check_strings(f"{path}.command", container.command)
     check_strings(f"{path}.args", container.args)
-    _check_env(f"{path}.env", container.env)
+    check_env(path, container)
     _check_ports(f"{path}.ports", container.ports, ports_seen, spec.host_network)
-    _check_resources(f"{path}.resources", container.resources)
+    check_resources(f"{path}.resources", container.resources)
     check_enum(f"{path}.imagePullPolicy", container.image_pull_policy, PULL_POLICIES)
     check_string_size(f"{path}.workingDir", container.working_dir)
     _check_volume_mounts(f"{path}.volumeMounts", container.volume_mounts, volume_names)
@@ -186,6 +157,7 @@ def check_container(
     check_enum(f"{path}.terminationMessagePolicy", policy, TERMINATION_POLICIES)
     if container.stdin_once and not container.stdin:
         raise ValidationError(f"{path}.stdinOnce", "may not be true when stdin is false")
+    check_container_security(f"{path}.securityContext", container.security_context)
 
 
 def _check_lifecycle_fields(path: str, container: objects_pb2.Container, init: bool) -> None:

@@ -14,17 +14,18 @@ def default_pod(pod: objects_pb2.Pod) -> None:
     """Fill in the defaults Kubernetes' API server would, in place.
 
     apiVersion "v1", kind "Pod", namespace "default", restartPolicy "Always",
-    terminationGracePeriodSeconds 30; for every container (init ones too): imagePullPolicy from
-    the image tag, port protocol "TCP" (and under hostNetwork a port's hostPort = its
-    containerPort), terminationMessagePath /dev/termination-log and policy File, and the probes'
-    timeoutSeconds 1, periodSeconds 10, successThreshold 1, failureThreshold 3, httpGet scheme
-    HTTP and path "/". Fields already set are left alone.
+    terminationGracePeriodSeconds 30, serviceAccountName "default"; for every container (init
+    ones too): imagePullPolicy from the image tag, port protocol "TCP" (and under hostNetwork a
+    port's hostPort = its containerPort), terminationMessagePath /dev/termination-log and policy
+    File, and the probes' timeoutSeconds 1, periodSeconds 10, successThreshold 1,
+    failureThreshold 3, httpGet scheme HTTP and path "/". Fields already set are left alone.
     """
     pod.api_version = pod.api_version or "v1"
     pod.kind = pod.kind or "Pod"
     pod.metadata.namespace = pod.metadata.namespace or "default"
     spec = pod.spec
     spec.restart_policy = spec.restart_policy or "Always"
+    spec.service_account_name = spec.service_account_name or "default"
     if not spec.HasField("termination_grace_period_seconds"):
         spec.termination_grace_period_seconds = DEFAULT_GRACE_PERIOD_SECONDS
     for container in [*spec.init_containers, *spec.containers]:

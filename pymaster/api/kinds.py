@@ -114,9 +114,11 @@ def unwrap(envelope: objects_pb2.Object) -> tuple[Kind, Message]:
     """The Kind and the object an envelope holds.
 
     Raises:
-        ValidationError: an empty envelope.
+        ValidationError: an empty envelope, or one holding a kind that is not served.
     """
     field = envelope.WhichOneof("object")
     if field is None:
         raise ValidationError("object", "required: one object of a served kind")
+    if field not in _BY_ENVELOPE_FIELD:
+        raise ValidationError(f"object.{field}", "not a served kind")
     return _BY_ENVELOPE_FIELD[field], getattr(envelope, field)

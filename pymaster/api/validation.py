@@ -42,6 +42,8 @@ from pymaster.api.checks import (
 from pymaster.api.container_validation import check_container
 from pymaster.api.errors import ValidationError
 from pymaster.api.quantity import parse_quantity
+from pymaster.api.resource_validation import check_pod_resources
+from pymaster.api.security_validation import check_pod_security
 
 MAX_CONTAINERS = 64  # app containers, and init containers
 MAX_VOLUMES = 64
@@ -93,8 +95,11 @@ def _check_volumes(volumes: Sequence[objects_pb2.Volume]) -> None:
         if volume.name in names:
             raise ValidationError(f"{p}.name", f"duplicate name {quote(volume.name)}")
         names.add(volume.name)
-        if volume.HasField("host_path") == volume.HasField("empty_dir"):
-            raise ValidationError(p, "exactly one volume source (hostPath, emptyDir) is required")
+        sources = [field.json_name for field, _ in volume.ListFields() if field.name != "name"]
+        if len(sources) != 1:
+            raise ValidationError(p, "exactly one volume source is required")
+        if sources[0] not in ("hostPath", "emptyDir"):
+            raise ValidationError(f"{p}.{sources[0]}", "not supported yet")
         if volume.HasField("host_path"):
             _check_host_path(f"{p}.hostPath", volume.host_path)
         else:
@@ -132,6 +137,10 @@ def validate_pod(pod: objects_pb2.Pod) -> None:
         raise ValidationError("spec.terminationGracePeriodSeconds", "must be greater than or equal to 0")
     if spec.HasField("active_deadline_seconds") and spec.active_deadline_seconds < 1:
         raise ValidationError("spec.activeDeadlineSeconds", "must be greater than 0")
+    if spec.service_account_name:
+        check_dns_subdomain("spec.serviceAccountName", spec.service_account_name)
+    check_pod_security(spec)
+    check_pod_resources(spec)
     _check_volumes(spec.volumes)
 
 

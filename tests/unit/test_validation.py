@@ -292,11 +292,11 @@ POD_CASES = [
     ),
     (
         lambda p: _v(p).ClearField("empty_dir"),
-        "spec.volumes[0]: exactly one volume source (hostPath, emptyDir) is required",
+        "spec.volumes[0]: exactly one volume source is required",
     ),
     (
         lambda p: setattr(_v(p).host_path, "path", "/x"),
-        "spec.volumes[0]: exactly one volume source (hostPath, emptyDir) is required",
+        "spec.volumes[0]: exactly one volume source is required",
     ),
     (lambda p: setattr(_v(p, 1).host_path, "path", ""), "spec.volumes[1].hostPath.path: required"),
     (

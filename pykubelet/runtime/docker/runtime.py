@@ -176,6 +176,7 @@ class DockerRuntime:
         infra: ContainerInfo,
         restart_count: int,
         mounts: Sequence[Mount],
+        resolved: objects_pb2.Container | None = None,
     ) -> ContainerInfo:
         """Creates and starts one app container in the infra container's network and IPC
         namespaces; ``command`` replaces the image's ENTRYPOINT and ``args`` its CMD, as in
@@ -185,6 +186,9 @@ class DockerRuntime:
         securityContext.privileged -> Privileged; stdin / stdinOnce / tty -> OpenStdin /
         StdinOnce / Tty; spec.shareProcessNamespace -> the infra container's PID namespace; the
         log is json-file, rotated per the runtime's ``log_limits``.
+
+        ``resolved`` (default: ``container``) gives what runs: command, args and env, resolved
+        and expanded by the agent; the name, labels and spec hash come from ``container``.
 
         A container whose start fails is kept (its State.Error records why, and it counts as
         that attempt); the next attempt gets a new name from its restart count.
@@ -205,6 +209,7 @@ class DockerRuntime:
         docker_mounts = convert.bind_mounts(mounts)
         privileged = container.security_context.privileged
 
+        runs = resolved if resolved is not None else container
         # shareProcessNamespace: one PID namespace, the infra container's (its pause is PID 1).
         pid_mode = f"container:{infra.id}" if pod.spec.share_process_namespace else None
 
@@ -221,9 +226,9 @@ class DockerRuntime:
             )
             config = api.create_container_config(
                 container.image,
-                command=list(container.args) or None,
-                entrypoint=list(container.command) or None,
-                environment=[f"{env.name}={env.value}" for env in container.env] or None,
+                command=list(runs.args) or None,
+                entrypoint=list(runs.command) or None,
+                environment=[f"{env.name}={env.value}" for env in runs.env] or None,
                 working_dir=container.working_dir or None,
                 labels=container_labels,
                 host_config=host_config,
