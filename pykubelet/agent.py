@@ -97,6 +97,8 @@ class Agent:
             runtime = DockerRuntime(
                 base_url=self.config.docker_host, observe=self.metrics.observe_runtime,
                 log_limits=self.config.container_logs,
+                # Localhost seccomp profiles: <root-dir>/seccomp/<localhostProfile>
+                seccomp_dir=os.path.join(self.config.root_dir, "seccomp"),
             )
             # An engine that hangs, or a master not up yet, must not make Ctrl-C wait.
             check = asyncio.create_task(self._start(runtime))
@@ -201,6 +203,8 @@ class Agent:
         workers = PodWorkers(
             executor, source.pods, source.synced, status_manager, self.metrics, cfg.node_name, internal_ip,
             cfg.policy, probes=probes, recorder=recorder,
+            # The reporter (made below) knows the node's allocatable; pods sync only once it runs.
+            allocatable=lambda fresh: reporter.allocatable(fresh),
         )
         pleg = Pleg(runtime, cfg.node_name, workers.wake, self.metrics, on_relist=workers.reap)
         reporter = NodeStatusReporter(
@@ -209,7 +213,7 @@ class Agent:
                 name=cfg.node_name, labels=cfg.node_labels, max_pods=cfg.max_pods, internal_ip=internal_ip,
                 api_port=api_port, root_dir=cfg.root_dir, runtime_version=docker_version,
                 agent_version=agent_version(), lease_interval=cfg.lease_interval,
-                status_interval=cfg.status_interval,
+                status_interval=cfg.status_interval, extended_resources=cfg.extended_resources,
             ),
             counts=lambda: pleg.counts,
             on_unauthenticated=certificates.renew_soon,

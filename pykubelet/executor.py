@@ -4,13 +4,19 @@ hook after), remove old dead containers; and stopping a whole pod (preStop hooks
 with what is left of the grace period; app containers first, then sidecars in reverse order,
 then the sandbox).
 
-Failures to start one container (image pull, create, start, postStart hook) do not raise: they
-come back as ``ContainerFailure`` for the pod status (waiting reason ``ErrImagePull``,
-``CreateContainerError``, ``PostStartHookError`` ...), while an unreachable engine
-(RuntimeUnavailable) propagates so the worker retries the whole sync.
+Before each start the container's environment is resolved (``pykubelet.env``: envFrom, valueFrom,
+$(VAR) in env, command and args) into a copy of its spec, which is what runs and what the volume
+manager mounts for (subPathExpr expands against its env); the original gives the name, labels and
+spec hash, so a changed ConfigMap never restarts a running container, as in Kubernetes.
+
+Failures to start one container (image pull, environment, create, start, postStart hook) do not
+raise: they come back as ``ContainerFailure`` for the pod status (waiting reason
+``ErrImagePull``, ``CreateContainerConfigError``, ``CreateContainerError``, ``PostStartHookError``
+...), and the next sync tries again, while an unreachable engine (RuntimeUnavailable) propagates
+so the worker retries the whole sync.
 
 Every step a user would want to see is an event about the pod (kubelet's wording): Pulling,
-Pulled, Created, Started, Killing, Failed, FailedPostStartHook.
+Pulled, Created, Started, Killing, Failed, FailedPostStartHook, InvalidEnvironmentVariableNames.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from pykubelet.config_objects import ConfigObjects
+from pykubelet.env import EnvError, resolve_container
 from pykubelet.events import EventRecorder
 from pykubelet.lifecycle import run_hook
 from pykubelet.runtime.base import (
@@ -33,6 +40,7 @@ from pykubelet.runtime.base import (
     RuntimeUnavailable,
 )
 from pykubelet.sync import LIVE_STATES, ContainerFailure, PodActions, is_sidecar
+from pykubelet.volume_projection import VolumeMountError
 from pykubelet.volumes import PodVolumes
 from pymaster.api import objects_pb2
 from pymaster.api.pods import grace_period_seconds, pod_key
@@ -70,9 +78,10 @@ class PodExecutor:
         volumes: the volume manager.
         node_name: this node (labels).
         infra_image: the infra container's image.
-        host_ip: the node's address (hooks of pods on the host network).
+        host_ip: the node's address (hooks of pods on the host network, status.hostIP in env).
         recorder: where events go (none by default).
-        objects: where ConfigMaps and Secrets are read (env).
+        objects: where ConfigMaps and Secrets are read (env); None: a container referring to
+            one fails to start.
     """
 
     def __init__(
@@ -171,14 +180,26 @@ class PodExecutor:
     ) -> ContainerFailure | None:
         key, name = pod_key(pod), container.name
         try:
-            await self._ensure_image(pod, container)
-            mounts = await self.volumes.mounts(pod, container)
+            await self._ensure_image(pod, container)  # before the environment, as in the kubelet
+            resolved = await resolve_container(
+                pod, container, self._objects, pod_ip(pod, observed, infra, self._host_ip), self._host_ip,
+                warn=lambda reason, message: self._events.pod_event(pod, "Warning", reason, message),
+            )
+            mounts = await self.volumes.mounts(pod, resolved)
             mounts.append(await self.volumes.termination_log(pod, container, restart_count))
             started = await self.runtime.start_container(
-                pod, container, self._node_name, infra, restart_count, mounts
+                pod, container, self._node_name, infra, restart_count, mounts, resolved=resolved
             )
         except RuntimeUnavailable:
             raise
+        except EnvError as err:
+            log.warning("container config failed pod=%s container=%s message=%s", key, name, err.message)
+            self._events.pod_event(pod, "Warning", "Failed", f"Error: {err.message}", name)
+            return ContainerFailure(name, "CreateContainerConfigError", err.message)
+        except VolumeMountError as err:  # the pod waits in ContainerCreating, as with the kubelet
+            log.warning("volume setup failed pod=%s container=%s message=%s", key, name, err.message)
+            self._events.pod_event(pod, "Warning", VolumeMountError.event_reason, err.message, name)
+            return ContainerFailure(name, err.reason, err.message)
         except ContainerRuntimeError as err:
             log.warning("container start failed pod=%s container=%s reason=%s message=%s", key, name,
                         err.reason, err.message)

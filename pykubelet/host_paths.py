@@ -1,4 +1,5 @@
-"""hostPath volumes: what is mounted is what was checked (the kubelet's subPath safe-open).
+"""hostPath volumes and subPaths: what is mounted is what was checked (the kubelet's subPath
+safe-open).
 
 ``open_host_path`` normalises the path lexically (``..`` removed, as the admission check does),
 requires it under an allowed prefix, then opens it from ``/`` one component at a time with
@@ -14,6 +15,10 @@ Types, as in Kubernetes: ``Directory``/``File`` must exist as such (else "hostPa
 failed: ..."); ``DirectoryOrCreate`` creates a missing directory (0755, with its parents),
 ``FileOrCreate`` a missing empty file (0644; its parent must exist); ``""`` checks nothing but,
 like Docker's ``-v``, creates a missing directory rather than fail.
+
+``open_in_volume`` walks a subPath the same way with the volume's own directory as the only
+prefix: a symlink inside a volume may lead anywhere inside it, never out of it; missing
+directories are created with the mode the caller gives (the volume root's, as the kubelet does).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pykubelet.runtime.base import CreateContainerError
@@ -78,40 +83,94 @@ def open_host_path(
     allowed = f"(allowed: {', '.join(allowed_prefixes) or 'none'}; pykubelet --allowed-host-path PREFIX)"
     if not under_prefix(path, allowed_prefixes):
         raise CreateContainerError(f"hostPath {given} is not under an allowed prefix {allowed}")
+
+    def outside(link: str, target: str) -> str:
+        reason = f"which is not under an allowed prefix {allowed}"
+        return f"hostPath {given}: the symlink {link} leads to {target}, {reason}"
+
+    walk = _Walk(kind, f"hostPath {given}", _HOST_DIR_MODE)
+    with _open_checked(path, allowed_prefixes, walk, outside) as host:
+        if kind in ("Directory", "DirectoryOrCreate") and not host.is_dir:
+            raise CreateContainerError(f"hostPath type check failed: {given} is not a directory")
+        if kind in ("File", "FileOrCreate") and not stat.S_ISREG(os.fstat(host.fd).st_mode):
+            raise CreateContainerError(f"hostPath type check failed: {given} is not a file")
+        yield host
+
+
+@contextlib.contextmanager
+def open_in_volume(volume_root: str, sub_path: str, dir_mode: int, what: str) -> Iterator[HostPath]:
+    """Opens ``sub_path`` inside the volume whose directory is ``volume_root`` (a resolved
+    absolute path), as the kubelet's subPath safe-open does: symlinks inside the volume are
+    followed by hand and must stay inside it; missing directories on the way are created
+    (``dir_mode``, the volume root's mode as the kubelet takes it). Yields it opened (blocking).
+
+    Args:
+        volume_root: the volume's directory on the host, symlinks resolved.
+        sub_path: a relative path without ``..`` elements (validated at apply).
+        dir_mode: the mode of directories created on the way.
+        what: how messages name the path (``subPath "a/b" of volume "data"``).
+
+    Raises:
+        CreateContainerError: a symlink leading out of the volume, too many symlinks, a component
+            that is not a directory.
+        OSError: creating a directory failed.
+    """
+    path = normalize_host_path(posixpath.join(volume_root, sub_path))
+
+    def outside(link: str, target: str) -> str:
+        return f"{what}: the symlink {link.removeprefix(volume_root + '/')} leads out of the volume"
+
+    if not under_prefix(path, [volume_root]):
+        raise CreateContainerError(f"{what} is not inside the volume")
+    walk = _Walk("DirectoryOrCreate", what, dir_mode, hidden=volume_root + "/")
+    with _open_checked(path, [volume_root], walk, outside) as opened:
+        yield opened
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """How one walk treats missing components: ``kind`` as a hostPath type, new directories get
+    ``dir_mode``; ``what`` names the path in messages, which leave out the prefix ``hidden`` (a
+    volume's host directory is the agent's business, not the pod's)."""
+
+    kind: str
+    what: str
+    dir_mode: int
+    hidden: str = ""
+
+
+@contextlib.contextmanager
+def _open_checked(
+    path: str, allowed_prefixes: Sequence[str], walk: _Walk, outside: Callable[[str, str], str]
+) -> Iterator[HostPath]:
+    """Walks normalized ``path`` (under ``allowed_prefixes``) without the kernel following any
+    symlink; each symlink's target is checked against the prefixes (``outside`` says why not)."""
     for _ in range(_MAX_SYMLINKS + 1):
-        walked = _walk(path, kind, given)
+        walked = _walk(path, walk)
         if isinstance(walked, int):
             break
         link, path = walked
         if not under_prefix(path, allowed_prefixes):
-            raise CreateContainerError(
-                f"hostPath {given}: the symlink {link} leads to {path}, which is not under an allowed prefix "
-                + allowed
-            )
+            raise CreateContainerError(outside(link, path))
     else:
-        raise CreateContainerError(f"hostPath {given}: too many levels of symbolic links")
+        raise CreateContainerError(f"{walk.what}: too many levels of symbolic links")
     try:
-        mode = os.fstat(walked).st_mode
-        if kind in ("Directory", "DirectoryOrCreate") and not stat.S_ISDIR(mode):
-            raise CreateContainerError(f"hostPath type check failed: {given} is not a directory")
-        if kind in ("File", "FileOrCreate") and not stat.S_ISREG(mode):
-            raise CreateContainerError(f"hostPath type check failed: {given} is not a file")
-        yield HostPath(walked, path, stat.S_ISDIR(mode))
+        yield HostPath(walked, path, stat.S_ISDIR(os.fstat(walked).st_mode))
     finally:
         os.close(walked)
 
 
-def _walk(path: str, kind: str, given: str) -> int | tuple[str, str]:
+def _walk(path: str, walk: _Walk) -> int | tuple[str, str]:
     """Opens normalized ``path`` from ``/`` one component at a time, following no symlink and
-    creating missing components as ``kind`` asks. Returns the last component's descriptor, or, at
-    the first symlink, (the link, the normalized path with the link replaced by its target)."""
+    creating missing components as ``walk.kind`` asks. Returns the last component's descriptor,
+    or, at the first symlink, (the link, the normalized path with the link replaced by its target)."""
     names = [name for name in path.split("/") if name]
     parent = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, name in enumerate(names):
             here = "/" + "/".join(names[: i + 1])
             last = i == len(names) - 1
-            child = _open_component(parent, name, here, kind, last, given)
+            child = _open_component(parent, name, here, last, walk)
             os.close(parent)
             parent = child
             mode = os.fstat(child).st_mode
@@ -121,7 +180,8 @@ def _walk(path: str, kind: str, given: str) -> int | tuple[str, str]:
                 target = posixpath.join(posixpath.dirname(here), os.readlink("", dir_fd=child))
                 return here, normalize_host_path(posixpath.join(target, *names[i + 1 :]))
             if not last and not stat.S_ISDIR(mode):
-                raise CreateContainerError(f"hostPath {given}: {here} is not a directory")
+                shown = here.removeprefix(walk.hidden) if walk.hidden else here
+                raise CreateContainerError(f"{walk.what}: {shown} is not a directory")
         opened, parent = parent, -1  # the caller owns it now
         return opened
     finally:
@@ -129,9 +189,10 @@ def _walk(path: str, kind: str, given: str) -> int | tuple[str, str]:
             os.close(parent)
 
 
-def _open_component(parent: int, name: str, here: str, kind: str, last: bool, given: str) -> int:
+def _open_component(parent: int, name: str, here: str, last: bool, walk: _Walk) -> int:
     """``name`` in the directory ``parent`` opened with ``_OPEN_COMPONENT``, created first when
-    missing and ``kind`` creates it."""
+    missing and ``walk.kind`` creates it."""
+    kind = walk.kind
     try:
         return os.open(name, _OPEN_COMPONENT, dir_fd=parent)
     except FileNotFoundError:
@@ -148,17 +209,18 @@ def _open_component(parent: int, name: str, here: str, kind: str, last: bool, gi
             )
     elif kind in ("", "DirectoryOrCreate"):
         try:
-            os.mkdir(name, _HOST_DIR_MODE, dir_fd=parent)
+            os.mkdir(name, walk.dir_mode & 0o777, dir_fd=parent)
         except FileExistsError:
             pass
         else:
             _close_after_chmod(
                 os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent),
-                _HOST_DIR_MODE,
+                walk.dir_mode,
             )
     elif kind == "FileOrCreate":  # FileOrCreate creates the file, never its parent directory
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), here)
     else:
+        given = walk.what.removeprefix("hostPath ")
         raise CreateContainerError(f"hostPath type check failed: {given} does not exist (type {kind})")
     return os.open(name, _OPEN_COMPONENT, dir_fd=parent)
 

@@ -21,8 +21,10 @@ import prometheus_client
 from pykubelet import node_info
 from pykubelet.config import AgentConfig, default_join_server, parse_address
 from pykubelet.runtime.base import ContainerLogLimits
-from pymaster.api.admission import AdmissionPolicy, normalize_host_path
+from pymaster.api.admission import AdmissionPolicy, check_sysctl_pattern, normalize_host_path
+from pymaster.api.errors import ValidationError
 from pymaster.api.quantity import format_bytes, memory_bytes
+from pymaster.api.resource_validation import check_extended_resource_name
 from pymaster.api.tokens import JoinToken
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -37,9 +39,6 @@ _LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
 # Node names are DNS-1123 subdomains, like the label prefix.
 _NODE_NAME = re.compile(_LABEL_PREFIX)
 _MIN_LOG_FILES = 2  # the kubelet's minimum of --container-log-max-files
-_LABEL_PREFIX_RE = re.compile(_LABEL_PREFIX)
-_LABEL_NAME_RE = re.compile(_LABEL_NAME)
-_SYSCTL_PATTERN = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)*(\*|[./]\*)?")
 
 
 def parse_node_labels(text: str) -> dict[str, str]:
@@ -67,18 +66,19 @@ def parse_node_labels(text: str) -> dict[str, str]:
 
 
 def parse_extended_resource(text: str) -> tuple[str, str]:
-    """Parses one ``--extended-resource NAME=COUNT``: a domain-prefixed resource name outside
-    ``kubernetes.io/`` and a whole count (Kubernetes' rules for extended resources).
+    """Parses one ``--extended-resource NAME=COUNT``: an extended resource name as the master
+    validates it (a domain with a dot, outside ``kubernetes.io/``) and a whole count.
 
     Raises:
         argparse.ArgumentTypeError: the message names what is wrong.
     """
     name, sep, count = text.partition("=")
-    prefix, slash, rest = name.partition("/")
-    if not sep or not slash or not _LABEL_PREFIX_RE.fullmatch(prefix) or not _LABEL_NAME_RE.fullmatch(rest):
+    if not sep:
         raise argparse.ArgumentTypeError(f"{text!r} is not DOMAIN/NAME=COUNT (e.g. example.com/dongle=4)")
-    if prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io"):
-        raise argparse.ArgumentTypeError(f"{name!r}: the kubernetes.io/ domain is reserved")
+    try:
+        check_extended_resource_name("name", name)
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(f"{name!r}: {err.detail}") from None
     if not count.isdigit():
         raise argparse.ArgumentTypeError(f"{name!r}: the count {count!r} must be a whole number")
     return name, str(int(count))
@@ -86,16 +86,18 @@ def parse_extended_resource(text: str) -> tuple[str, str]:
 
 def parse_sysctl_patterns(text: str) -> tuple[str, ...]:
     """Parses ``--allowed-unsafe-sysctls``: comma-separated sysctl names, or prefixes ending in
-    ``*`` (``kernel.msg*,net.core.somaxconn``), as the kubelet's flag.
+    ``*`` (``kernel.msg*,net.core.somaxconn``), as the kubelet's flag; only namespaced sysctls.
 
     Raises:
-        argparse.ArgumentTypeError: an entry that is no sysctl name.
+        argparse.ArgumentTypeError: an entry that is no sysctl name, or not namespaced.
     """
-    patterns = tuple(part.strip() for part in text.split(",") if part.strip())
-    for pattern in patterns:
-        if not _SYSCTL_PATTERN.fullmatch(pattern):
-            raise argparse.ArgumentTypeError(f"{pattern!r} is not a sysctl name or NAME* prefix")
-    return patterns
+    patterns = []
+    for pattern in (part.strip() for part in text.split(",") if part.strip()):
+        try:
+            patterns.append(check_sysctl_pattern(pattern))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return tuple(patterns)
 
 
 def read_token(token: str | None, token_file: str | None, env: Mapping[str, str]) -> JoinToken | None:

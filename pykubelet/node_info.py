@@ -120,13 +120,27 @@ def hostname() -> str:
     return socket.gethostname().lower()
 
 
-def capacity(max_pods: int) -> dict[str, str]:
-    """The node's capacity: cpu (logical cores), memory (bytes as a quantity), pods."""
+def capacity(max_pods: int, root_dir: str = "/") -> dict[str, str]:
+    """The node's capacity: cpu (logical cores), memory (bytes as a quantity), ephemeral-storage
+    (``ephemeral_storage(root_dir)``), pods."""
     return {
         "cpu": str(psutil.cpu_count() or 1),
         "memory": memory_quantity(psutil.virtual_memory().total),
+        "ephemeral-storage": ephemeral_storage(root_dir),
         "pods": str(max_pods),
     }
+
+
+def ephemeral_storage_bytes(root_dir: str) -> int:
+    """The size of the file system holding ``root_dir`` (``disk_path``): what the kubelet
+    advertises as ephemeral-storage, its root dir's file system, where pods' emptyDirs live."""
+    st = os.statvfs(disk_path(root_dir))
+    return st.f_blocks * st.f_frsize
+
+
+def ephemeral_storage(root_dir: str) -> str:
+    """``ephemeral_storage_bytes`` as a quantity, like the kubelet's ("263174212Ki")."""
+    return format_bytes(ephemeral_storage_bytes(root_dir))
 
 
 def system_info(runtime_version: str, agent_version: str) -> objects_pb2.NodeSystemInfo:

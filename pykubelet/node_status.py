@@ -7,6 +7,12 @@ each on its own timer and task so that a slow Docker call never delays them.
   again. An unreachable master is retried with capped, jittered back-off (0.2 s .. 10 s).
 - Status: ``ReportNodeStatus`` every ``--status-interval`` with a fresh psutil reading.
 
+Capacity and allocatable (equal: the agent reserves nothing for the system and has no eviction
+threshold) are the host's cpu and memory, its ephemeral-storage (the size of the file system
+holding ``--root-dir``, as the kubelet reports its root dir's), ``--max-pods`` and the
+``--extended-resource`` counts; extended resources an admin set on the node are kept by the master
+(the agent never reports them), and the agent's own win.
+
 UNAUTHENTICATED means the master no longer accepts the node's certificate (expired, revoked,
 node deleted): the reporter tells the certificate manager (``on_unauthenticated``), which renews
 or joins again, and keeps retrying meanwhile.
@@ -49,6 +55,8 @@ class NodeConfig:
     lease_interval: float = 10.0
     status_interval: float = 10.0
     hostname: str = field(default_factory=socket.gethostname)
+    # --extended-resource: name -> whole count, advertised in capacity and allocatable.
+    extended_resources: dict[str, str] = field(default_factory=dict)
 
 
 def node_labels(name: str, extra: dict[str, str], arch: str) -> dict[str, str]:
@@ -83,6 +91,7 @@ class NodeStatusReporter:
         self._on_unauthenticated = on_unauthenticated
         self._cpu = node_info.CpuSampler()
         self._registered = asyncio.Event()
+        self._allocatable: dict[str, str] | None = None  # as the master last answered it
         self._register_lock = asyncio.Lock()
 
     @property
@@ -94,7 +103,7 @@ class NodeStatusReporter:
         """A complete NodeStatus, read now."""
         cfg = self._config
         now = now or datetime.now(UTC)
-        capacity = node_info.capacity(cfg.max_pods)
+        capacity = {**node_info.capacity(cfg.max_pods, cfg.root_dir), **cfg.extended_resources}
         return objects_pb2.NodeStatus(
             capacity=capacity,
             allocatable=capacity,
@@ -118,6 +127,21 @@ class NodeStatusReporter:
         node.status.CopyFrom(self.build_status(now))
         return node
 
+    async def allocatable(self, fresh: bool = False) -> dict[str, str]:
+        """The node's allocatable as the master has it (with the extended resources an admin
+        added), else as this agent reports it. ``fresh``: reports the status now and takes the
+        master's answer (the last known one if the master cannot be reached)."""
+        if fresh and self._registered.is_set():
+            try:
+                node = await self._client.report_node_status(self._config.name, self.build_status())
+                self._allocatable = dict(node.status.allocatable)
+            except errors.ApiError as err:
+                log.warning("node status report failed node=%s code=%s error=%s", self._config.name,
+                            err.code.name, err.message)
+        if self._allocatable is not None:
+            return dict(self._allocatable)
+        return dict(self.build_status().allocatable)
+
     async def ensure_registered(self) -> None:
         """Registers the node unless registered, retrying with back-off until the master takes it."""
         async with self._register_lock:
@@ -133,6 +157,7 @@ class NodeStatusReporter:
                     await asyncio.sleep(delay)
                     continue
                 log.info("node registered node=%s uid=%s", self._config.name, reply.node.metadata.uid)
+                self._allocatable = dict(reply.node.status.allocatable)
                 self._registered.set()
 
     async def run_lease(self) -> None:
@@ -164,7 +189,8 @@ class NodeStatusReporter:
             await self.ensure_registered()
             await asyncio.sleep(self._config.status_interval)
             try:
-                await self._client.report_node_status(self._config.name, self.build_status())
+                node = await self._client.report_node_status(self._config.name, self.build_status())
+                self._allocatable = dict(node.status.allocatable)
             except errors.NotFound:
                 log.warning("master does not know the node, registering again node=%s", self._config.name)
                 self._registered.clear()

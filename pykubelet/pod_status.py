@@ -20,6 +20,8 @@
 - conditions Initialized (every init container done), ContainersReady and Ready (every app
   container and sidecar ready); lastTransitionTime is kept from the previous status while a
   condition's status does not change. PodScheduled is the master's.
+- qosClass: the master's (set at creation, immutable), computed from the spec only for a pod
+  that has none (Kubernetes' GetPodQOS, ``pymaster.api.pods.qos_class``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pykubelet.runtime.base import INFRA_CONTAINER_NAME, ContainerInfo, PodRuntime
 from pykubelet.sync import ContainerFailure, is_sidecar
 from pymaster.api import objects_pb2
-from pymaster.api.pods import FAILED, PENDING, RUNNING, SUCCEEDED, TERMINAL_PHASES
+from pymaster.api.pods import FAILED, PENDING, RUNNING, SUCCEEDED, TERMINAL_PHASES, qos_class
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
@@ -86,7 +88,7 @@ def compute_pod_status(
         A new PodStatus (without PodScheduled).
     """
     seen = seen or Observations()
-    status = objects_pb2.PodStatus(host_ip=host_ip)
+    status = objects_pb2.PodStatus(host_ip=host_ip, qos_class=pod.status.qos_class or qos_class(pod))
 
     def history(name: str) -> list[ContainerInfo]:
         return [c for c in observed.containers if c.name == name] if observed is not None else []

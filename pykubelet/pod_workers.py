@@ -15,7 +15,12 @@ termination messages -> status manager) until the pod is marked for deletion (ki
 deletion grace, remove the containers, tell the status manager the pod terminated, end) or leaves
 the desired set (kill and remove, end). Only the status manager (and the event recorder) talk to
 the master. A pod running longer than its activeDeadlineSeconds is stopped and fails
-(DeadlineExceeded).
+(DeadlineExceeded). Each sync also brings the pod's configMap, secret, downwardAPI and projected
+volumes up to date (``PodVolumes.refresh``; a failure is a FailedMount event, the old files
+stay), and, every few seconds at most, measures its local storage when it has limits there
+(``volume_usage.LocalStorageEviction``: emptyDir sizeLimits, its containers' and its own
+ephemeral-storage limits): a pod past one is evicted (stopped, phase Failed, reason Evicted, an
+Evicted event), as by the kubelet's eviction manager.
 
 Every sync first runs the node's own admission check (``admission.check_pod``): a pod this node
 refuses gets no container (any it still runs, say after the agent restarted with stricter flags,
@@ -27,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,8 +45,10 @@ from pykubelet.prober import ProbeManager
 from pykubelet.runtime.base import ContainerRuntimeError, PodRuntime
 from pykubelet.status import StatusManager
 from pykubelet.termination import TerminationMessages
+from pykubelet.volume_projection import VolumeMountError, written_by_agent
+from pykubelet.volume_usage import CHECK_INTERVAL_SECONDS, EVICTED, LocalStorageEviction
 from pymaster.api import errors, objects_pb2
-from pymaster.api.pods import grace_period_seconds, pod_key
+from pymaster.api.pods import FAILED, TERMINAL_PHASES, grace_period_seconds, pod_key
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,9 @@ RESYNC_SECONDS = 10.0
 REAP_GRACE_SECONDS = 1.0  # containers no pod owns: a short SIGTERM grace, then SIGKILL
 # A requeue fires this much after the time the plan named, so the clock has surely passed it.
 REQUEUE_MARGIN_SECONDS = 0.05
+# An evicted pod's containers get the kubelet's minimum grace period (minimumGracePeriodInSeconds).
+EVICTION_GRACE_SECONDS = 2.0
+FAILED_MOUNT = VolumeMountError.event_reason
 
 
 def all_running(pod: objects_pb2.Pod, observed: PodRuntime | None) -> bool:
@@ -101,11 +111,13 @@ class _Worker:
     start_recorded: bool = False
     synced_once: bool = False
     rejected: bool = False
+    unfit: list[admission.Violation] = field(default_factory=list)  # resources refused at admission
     failures: FailureTracker = field(default_factory=FailureTracker)
     # The grace period of the kill in flight (None: not killing); a shorter one cuts it short.
     killing_grace: float | None = None
     requeue: asyncio.TimerHandle | None = None
     deadline_reported: bool = False
+    evicted: str | None = None  # the eviction message once it used more local storage than it may
     messages: dict[str, str] = field(default_factory=dict)  # termination messages by container id
 
 
@@ -123,6 +135,11 @@ class PodWorkers:
         policy: what this node admits (privileged, hostNetwork, hostPath); nothing by default.
         probes: the probe manager; None: no probes run (every running container is ready).
         recorder: where events go (BackOff, DeadlineExceeded); None: none.
+        allocatable: the node's allocatable as the master has it, for admitting a new pod's
+            resources (``fresh=True``: asked of the master now, because an admin may have just
+            added an extended resource the pod was scheduled for); None: resources are not
+            checked.
+        storage_interval: a pod's local storage is measured at most once per this many seconds.
     """
 
     def __init__(
@@ -137,13 +154,17 @@ class PodWorkers:
         policy: admission.AdmissionPolicy | None = None,
         probes: ProbeManager | None = None,
         recorder: EventRecorder | None = None,
+        allocatable: Callable[[bool], Awaitable[Mapping[str, str]]] | None = None,
+        storage_interval: float = CHECK_INTERVAL_SECONDS,
     ):
         self._executor = executor
         self._runtime = executor.runtime
         self._volumes = executor.volumes
         self._probes = probes
         self._recorder = recorder
+        self._allocatable = allocatable
         self._messages = TerminationMessages(executor.runtime, executor.volumes)
+        self._storage = LocalStorageEviction(executor.runtime, executor.volumes, node_name, storage_interval)
         self._desired = desired
         self._synced = synced
         self._status = status_manager
@@ -246,6 +267,7 @@ class PodWorkers:
         del self._workers[worker.uid]
         self._status.forget(worker.uid)
         self._messages.forget(worker.uid)
+        self._storage.forget(worker.uid)
         if self._probes is not None:
             self._probes.remove(worker.uid)
         log.info("pod worker ended pod=%s uid=%s", pod_key(worker.pod), worker.uid)
@@ -253,7 +275,11 @@ class PodWorkers:
     async def _sync(self, worker: _Worker, pod: objects_pb2.Pod) -> None:
         uid = worker.uid
         observed = await self._runtime.get_pod(self._node_name, uid)
-        violations = admission.check_pod(pod, self._policy)
+        violations = worker.unfit or admission.check_pod(pod, self._policy)
+        if not violations and not worker.synced_once and observed is None and self._allocatable is not None:
+            # Resources are admitted once, before anything of the pod ran (a pod adopted after an
+            # agent restart already runs: it was admitted then).
+            violations = worker.unfit = await self._check_fit(pod, uid)
         if violations:
             await self._reject(worker, pod, observed, violations)
             return
@@ -266,6 +292,19 @@ class PodWorkers:
         if left is not None and left <= 0:
             await self._deadline_exceeded(worker, pod, observed, now)
             return
+        finished = (self._status.get(uid) or pod.status).phase in TERMINAL_PHASES
+        if worker.evicted is None and not finished and self._storage.watched(pod):
+            worker.evicted = await self._storage.check(pod)
+            if worker.evicted is not None:
+                log.info("pod evicted pod=%s uid=%s message=%s", pod_key(pod), uid, worker.evicted)
+                self._event(pod, "Warning", EVICTED, worker.evicted)
+        if worker.evicted is not None:
+            await self._evict(worker, pod, observed, now)
+            return
+        if any(written_by_agent(volume) for volume in pod.spec.volumes):
+            # Updated ConfigMaps, Secrets, labels and annotations reach the running containers.
+            for message in await self._volumes.refresh(pod):
+                self._event(pod, "Warning", FAILED_MOUNT, message)
         if self._probes is not None:
             self._probes.sync(pod, observed)
         actions = sync.compute_pod_actions(
@@ -306,8 +345,10 @@ class PodWorkers:
         now: datetime,
         messages: Mapping[str, str] | None = None,
         deadline_exceeded: bool = False,
+        evicted: str | None = None,
     ) -> None:
-        """Hands the pod's status to the status manager."""
+        """Hands the pod's status to the status manager; ``evicted``: the pod failed, reason
+        Evicted, with that message (unless it had finished before)."""
         uid, probes = worker.uid, self._probes
         seen = Observations(
             failures=dict(worker.failures.failures),
@@ -317,7 +358,30 @@ class PodWorkers:
             deadline_exceeded=deadline_exceeded,
         )
         previous = self._status.get(uid) or (pod.status if pod.HasField("status") else None)
-        self._status.set_status(pod, compute_pod_status(pod, observed, seen, self._host_ip, now, previous))
+        status = compute_pod_status(pod, observed, seen, self._host_ip, now, previous)
+        finished = previous is not None and previous.phase in TERMINAL_PHASES and previous.reason != EVICTED
+        if evicted is not None and not finished:
+            status.phase, status.reason, status.message = FAILED, EVICTED, evicted
+        self._status.set_status(pod, status)
+
+    async def _check_fit(self, pod: objects_pb2.Pod, uid: str) -> list[admission.Violation]:
+        """The resource violations of admitting ``pod``: checked against the allocatable last heard
+        and, before refusing, against the master's current one (the scheduler bound the pod on
+        the newer figures; a refusal is final)."""
+        assert self._allocatable is not None
+        admitted = self._admitted(uid)
+        violations = admission.check_fit(pod, await self._allocatable(False), admitted)
+        if violations:
+            violations = admission.check_fit(pod, await self._allocatable(True), admitted)
+        return violations
+
+    def _admitted(self, uid: str) -> list[objects_pb2.Pod]:
+        """The pods this node admitted before pod ``uid`` and that still hold resources."""
+        return [
+            w.pod for w in self._workers.values()
+            if w.uid != uid and w.synced_once and not w.rejected
+            and (self._status.get(w.uid) or w.pod.status).phase not in TERMINAL_PHASES
+        ]
 
     def _liveness_failures(self, uid: str) -> dict[str, str]:
         return self._probes.liveness_failures(uid) if self._probes is not None else {}
@@ -356,6 +420,16 @@ class PodWorkers:
             observed = await self._runtime.get_pod(self._node_name, worker.uid)
         self._report(worker, pod, observed, now, deadline_exceeded=True)
 
+    async def _evict(
+        self, worker: _Worker, pod: objects_pb2.Pod, observed: PodRuntime | None, now: datetime
+    ) -> None:
+        """The pod used more local storage than it may: stop everything at once (the kubelet's
+        minimum grace), the pod fails (Evicted) and is never started again."""
+        if observed is not None and any(c.state in sync.LIVE_STATES for c in observed.containers):
+            await self._executor.kill_pod(observed, EVICTION_GRACE_SECONDS, remove=False, pod=pod)
+            observed = await self._runtime.get_pod(self._node_name, worker.uid)
+        self._report(worker, pod, observed, now, evicted=worker.evicted)
+
     def _event(
         self, pod: objects_pb2.Pod, type_: str, reason: str, message: str, container: str = ""
     ) -> None:
@@ -371,17 +445,20 @@ class PodWorkers:
     ) -> None:
         """The node refuses the pod: stop whatever it runs, report it Failed/Forbidden."""
         message = admission.rejection_message(violations)
+        reason = admission.rejection_reason(violations)
         if not worker.rejected:
             worker.rejected = True
             self._metrics.admission_rejections.inc()
             log.warning("pod rejected pod=%s uid=%s reason=%s message=%s", pod_key(pod), worker.uid,
-                        admission.REASON, message)
+                        reason, message)
+            self._event(pod, "Warning", reason, message)
         if observed is not None and any(c.state in sync.LIVE_STATES for c in observed.containers):
             grace = grace_period_seconds(pod)
             log.info("killing pod pod=%s uid=%s grace=%s reason=rejected", pod_key(pod), worker.uid, grace)
             await self._executor.kill_pod(observed, grace, remove=False, pod=pod)
         previous = self._status.get(worker.uid) or (pod.status if pod.HasField("status") else None)
-        self._status.set_status(pod, rejected_status(message, self._host_ip, datetime.now(UTC), previous))
+        status = rejected_status(message, self._host_ip, datetime.now(UTC), previous, reason)
+        self._status.set_status(pod, status)
 
     async def _terminate(self, worker: _Worker, pod: objects_pb2.Pod) -> bool:
         """Stops and removes the pod's containers, then has the status manager tell the master;
@@ -448,11 +525,16 @@ class PodWorkers:
 
 
 def rejected_status(
-    message: str, host_ip: str, now: datetime, previous: objects_pb2.PodStatus | None = None
+    message: str,
+    host_ip: str,
+    now: datetime,
+    previous: objects_pb2.PodStatus | None = None,
+    reason: str = admission.REASON,
 ) -> objects_pb2.PodStatus:
-    """The status of a pod the node refused (kubelet's rejectPod): phase Failed, reason
-    Forbidden, the message; startTime kept from ``previous``, else now."""
-    status = objects_pb2.PodStatus(phase="Failed", reason=admission.REASON, message=message, host_ip=host_ip)
+    """The status of a pod the node refused (kubelet's rejectPod): phase Failed, the admit
+    handler's reason (Forbidden, SysctlForbidden, OutOfcpu ...), the message; startTime kept from
+    ``previous``, else now."""
+    status = objects_pb2.PodStatus(phase="Failed", reason=reason, message=message, host_ip=host_ip)
     if previous is not None and previous.HasField("start_time"):
         status.start_time.CopyFrom(previous.start_time)
     else:

@@ -1,20 +1,24 @@
 """The host side of volumes (the kubelet's volume manager, apart from its runtime): before a
 container starts, prepare on the host everything it mounts and hand the runtime plain bind mounts
-(``runtime.base.Mount``); once a pod's containers are removed, clean up what its volumes left.
+(``runtime.base.Mount``); while the pod runs, keep its configMap, secret, downwardAPI and
+projected volumes up to date (``refresh``) and measure what its volumes take on disk
+(``measure``, for the local storage eviction of ``pykubelet.volume_usage``); once its containers
+are removed, clean up what its volumes left.
 
 On disk, under the pods dir (``<root-dir>/pods``)::
 
     <pods-dir>/<pod uid>/                                      0750, created with the pod's first volume
-    <pods-dir>/<pod uid>/volumes/<name>/                       an emptyDir, 0777 like kubelet's
+    <pods-dir>/<pod uid>/volumes/<name>/                       an emptyDir, configMap ... 0777 like kubelet's
     <pods-dir>/<pod uid>/volume-hostpaths/<name>/<container>   a hostPath, bind-mounted here (staged)
+    <pods-dir>/<pod uid>/volume-subpaths/<name>/<container>/<i>   a subPath, bind-mounted here (staged)
 
 The per-pod ``volumes/`` level, as in the kubelet, leaves room beside it for other per-pod files
 without a volume name ever clashing with them.
 
 - ``emptyDir`` on disk: that directory, bind-mounted into every container of the pod that mounts
   it, so they share it; it outlives container restarts and sandbox re-creations and goes with
-  ``cleanup``. ``sizeLimit`` is not enforced on disk (Kubernetes evicts such pods; pykube has no
-  eviction yet).
+  ``cleanup``. A ``sizeLimit`` is watched (``pykubelet.volume_usage``): past it the pod is
+  evicted, as by the kubelet's eviction manager; its usage counts in the pod's ephemeral storage.
 - ``emptyDir`` with ``medium: Memory``: as the kubelet does, a tmpfs mounted ON THE HOST at that
   directory (``mode=0777``, ``size=`` the sizeLimit; without one the kernel's default, half the
   RAM), then bind-mounted like the disk one. Its data therefore survives container restarts and
@@ -22,6 +26,13 @@ without a volume name ever clashing with them.
   used as it is, never mounted twice. Mounting needs root (CAP_SYS_ADMIN), and the agent must
   share its mount namespace with the Docker Engine (a local engine; an agent in a container
   needs the pods dir mounted with shared propagation).
+- ``configMap``, ``secret``, ``downwardAPI``, ``projected``: the files of
+  ``pykubelet.volume_projection`` written with the kubelet's atomic writer
+  (``pykubelet.atomic_writer``: a timestamped directory, ``..data`` swapped by rename, one
+  symlink per visible name), rewritten by ``refresh`` when the objects (or the pod's labels and
+  annotations) change, so a running container sees an update all at once. Always mounted
+  read-only, as Kubernetes does. Secret, downwardAPI and projected volumes live in a tmpfs the
+  agent mounts first (never on the node's disk); a configMap volume is a directory on disk.
 - ``hostPath``: what is mounted is what was checked. ``host_paths.open_host_path`` resolves
   and checks the path against the node's allowed prefixes (``--allowed-host-path``) without the
   kernel following any symlink, creating what the type asks for, and opens it; that descriptor
@@ -32,6 +43,11 @@ without a volume name ever clashing with them.
   Each container start stages afresh (an earlier attempt's staging is unmounted first), so a
   restarted container sees the path as it is then, re-checked. Staging needs root, like tmpfs.
   ``cleanup`` unmounts the staged binds; hostPath data itself is never touched.
+- ``subPath``/``subPathExpr``: the file or directory inside the volume, staged the same way
+  (``pykubelet.volume_subpath``).
+- ``spec.securityContext.fsGroup``: the volume is given to that group (``volume_ownership``):
+  an emptyDir at each preparation (``fsGroupChangePolicy: OnRootMismatch`` skips a volume whose
+  root already matches), the written volumes at each write; never a hostPath (nor in Kubernetes).
 - termination logs: ``containers/<name>/<restart count>-termination-log``, an empty file per
   container start, bind-mounted at its terminationMessagePath; read back once it exited.
 
@@ -44,20 +60,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import errno
 import logging
 import os
 import re
 import shutil
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from pykubelet.atomic_writer import DATA_DIR, FileProjection, write_payload
 from pykubelet.config_objects import ConfigObjects
 from pykubelet.host_paths import open_host_path
 from pykubelet.runtime.base import ContainerRuntimeError, CreateContainerError, Mount
+from pykubelet.volume_mounts import (
+    mount_tmpfs,
+    mount_type,
+    read_mountinfo,
+    rebind,
+    unmount,
+)
+from pykubelet.volume_ownership import set_volume_ownership
+from pykubelet.volume_projection import VolumeMountError, collect_payload, kept_in_memory, written_by_agent
+from pykubelet.volume_subpath import STAGING_SUBDIR as _SUBPATH_SUBDIR
+from pykubelet.volume_subpath import stage_sub_path, sub_path
+from pykubelet.volume_usage import disk_usage
 from pymaster.api import objects_pb2
 from pymaster.api.admission import normalize_host_path
 from pymaster.api.defaults import DEFAULT_TERMINATION_MESSAGE_PATH
@@ -74,16 +101,6 @@ MAX_TERMINATION_MESSAGE_BYTES = 4096  # Kubernetes' limit of one container's mes
 _STAGING_SUBDIR = "volume-hostpaths"
 # A pod uid or volume name as one path component: never "", "." or "..", never a "/".
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
-_MOUNTINFO = "/proc/self/mountinfo"
-_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
-_MNT_DETACH = 2  # umount2(2): lazy unmount, works while a container still holds the mount
-_UMOUNT_NOFOLLOW = 8  # umount2(2): never unmount where a symlink points
-_MS_BIND = 4096
-_MS_REC = 16384  # with MS_BIND: the mounts below the source too, as Docker's bind mounts do
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 class PodVolumes:
@@ -111,27 +128,88 @@ class PodVolumes:
         self._pods_dir = Path(os.path.abspath(pods_dir))
         self._objects = objects
         self._allowed_host_paths = tuple(normalize_host_path(prefix) for prefix in allowed_host_paths)
-        self._mount_lock = threading.Lock()  # one check-then-mount (tmpfs, staged hostPath) at a time
+        self._mount_lock = threading.Lock()  # one check-then-mount (tmpfs, staged bind) at a time
 
     def volume_dir(self, pod_uid: str, volume: str) -> Path:
-        """The host directory of the pod's emptyDir ``volume`` (whether it exists or not)."""
+        """The host directory of the pod's emptyDir, configMap, secret, downwardAPI or projected
+        volume ``volume`` (whether it exists or not)."""
         return self._pods_dir / pod_uid / _VOLUMES_SUBDIR / volume
 
     async def mounts(self, pod: objects_pb2.Pod, container: objects_pb2.Container) -> list[Mount]:
         """Prepares on the host each volume ``container`` mounts (see the module docstring) and
         returns its bind mounts in volumeMounts order. Preparing again is harmless.
 
+        Args:
+            pod: the pod.
+            container: one of its containers as it runs (``pykubelet.env.resolve_container``):
+                a subPathExpr expands against its resolved ``env``.
+
         Raises:
+            VolumeMountError: a configMap, secret, downwardAPI or projected volume could not be
+                filled (a missing object or key, the master not answering): ContainerCreating.
+            CreateContainerConfigError: a subPathExpr that cannot be expanded, a subPath that
+                is absolute, holds ``..`` or leads out of its volume through a symlink.
             CreateContainerError: an unknown volume or one without a source, an unsafe name, a bad
                 sizeLimit, a hostPath outside the allowed prefixes (or resolving out of them
                 through a symlink) or failing its type check, a refused pods dir, a tmpfs or
-                staged hostPath the agent may not mount (not root), or a directory or file that
+                staged bind the agent may not mount (not root), or a directory or file that
                 could not be created.
         """
+        volumes = {volume.name: volume for volume in pod.spec.volumes}
+        payloads: dict[str, dict[str, FileProjection]] = {}
+        for mount in container.volume_mounts:
+            volume = volumes.get(mount.name)
+            if volume is not None and written_by_agent(volume) and volume.name not in payloads:
+                payloads[volume.name] = await collect_payload(volume, pod, self._objects)
+        env = [(var.name, var.value) for var in container.env]
+        sub_paths = [sub_path(mount, container.name, env) for mount in container.volume_mounts]
         try:  # file system work (mkdir, stat, mount) may block: not on the event loop
-            return await asyncio.to_thread(self._prepare, pod, container)
+            return await asyncio.to_thread(self._prepare, pod, container, payloads, sub_paths)
         except OSError as err:
             raise CreateContainerError(f"preparing the volumes of container {container.name}: {err}") from err
+
+    async def refresh(self, pod: objects_pb2.Pod) -> list[str]:
+        """Brings the pod's configMap, secret, downwardAPI and projected volumes that are set up
+        up to date with the objects and the pod's metadata (the kubelet remounts them on every
+        pod sync); an unchanged volume is not written. A volume that cannot be filled now keeps
+        what it holds.
+
+        Returns:
+            The FailedMount message of each volume that could not be brought up to date.
+        """
+        uid = pod.metadata.uid
+        safe = _SAFE_COMPONENT.fullmatch
+        candidates = [v for v in pod.spec.volumes if written_by_agent(v) and safe(v.name)]
+        if not candidates or not safe(uid):
+            return []
+        set_up = await asyncio.to_thread(
+            lambda: [v for v in candidates if (self.volume_dir(uid, v.name) / DATA_DIR).is_symlink()]
+        )
+        failures = []
+        for volume in set_up:
+            try:
+                payload = await collect_payload(volume, pod, self._objects)
+                written = await asyncio.to_thread(self._write, pod, volume, payload)
+            except VolumeMountError as err:
+                failures.append(err.message)
+                continue
+            except OSError as err:
+                failures.append(f'MountVolume.SetUp failed for volume "{volume.name}" : {err}')
+                continue
+            if written:
+                log.info("volume updated pod=%s/%s volume=%s", pod.metadata.namespace, pod.metadata.name,
+                         volume.name)
+        return failures
+
+    async def measure(self, pod: objects_pb2.Pod, names: Iterable[str]) -> dict[str, int]:
+        """Bytes on the node's disk below each of the pod's volumes ``names`` (``du -sx``, see
+        ``pykubelet.volume_usage``), measured in one worker thread; a volume not set up yet is 0,
+        a name that is not a safe path component is left out."""
+        uid = pod.metadata.uid
+        if not _SAFE_COMPONENT.fullmatch(uid):
+            return {}
+        safe = [name for name in names if _SAFE_COMPONENT.fullmatch(name)]
+        return await asyncio.to_thread(lambda: {n: disk_usage(self.volume_dir(uid, n)) for n in safe})
 
     async def termination_log(
         self, pod: objects_pb2.Pod, container: objects_pb2.Container, restart_count: int
@@ -196,10 +274,10 @@ class PodVolumes:
 
     async def cleanup(self, pod_uid: str) -> None:
         """Removes what the pod's volumes left on this node: unmounts its tmpfs volumes and its
-        staged hostPath binds, then deletes ``<pods-dir>/<uid>`` without following any symlink in
-        it. hostPath data is never touched. Call it once the pod's containers are removed. A pod
-        that never had a directory (no volumes, already cleaned up, or a uid that is not a plain
-        path component) is fine.
+        staged hostPath and subPath binds, then deletes ``<pods-dir>/<uid>`` without following
+        any symlink in it. hostPath data is never touched. Call it once the pod's containers are
+        removed. A pod that never had a directory (no volumes, already cleaned up, or a uid that
+        is not a plain path component) is fine.
 
         Raises:
             ContainerRuntimeError: something could not be unmounted or removed (retry later).
@@ -211,45 +289,107 @@ class PodVolumes:
         except OSError as err:
             raise ContainerRuntimeError(f"removing the volumes of pod {pod_uid}: {err}") from err
 
-    def _prepare(self, pod: objects_pb2.Pod, container: objects_pb2.Container) -> list[Mount]:
+    def _prepare(
+        self,
+        pod: objects_pb2.Pod,
+        container: objects_pb2.Container,
+        payloads: Mapping[str, Mapping[str, FileProjection]],
+        sub_paths: Sequence[str],
+    ) -> list[Mount]:
+        uid = pod.metadata.uid
         volumes = {volume.name: volume for volume in pod.spec.volumes}
         staged: dict[str, str] = {}  # volume name -> staging path: one bind per volume and container
+        prepared: dict[str, str] = {}  # volume name -> its directory, set up once per call
         mounts = []
-        for mount in container.volume_mounts:
+        for index, (mount, path) in enumerate(zip(container.volume_mounts, sub_paths, strict=True)):
             volume = volumes.get(mount.name)
             if volume is None:
                 raise CreateContainerError(
                     f'volume "{mount.name}" of container {container.name} is not in the pod'
                 )
+            read_only = mount.read_only
             if volume.HasField("host_path"):
                 if volume.name not in staged:
-                    staged[volume.name] = self._host_path(pod.metadata.uid, container.name, volume)
+                    staged[volume.name] = self._host_path(uid, container.name, volume)
                 source = staged[volume.name]
             elif volume.HasField("empty_dir"):
-                source = self._empty_dir(pod.metadata.uid, volume)
+                if volume.name not in prepared:
+                    prepared[volume.name] = self._empty_dir(pod, volume)
+                source = prepared[volume.name]
+            elif written_by_agent(volume):
+                if volume.name not in prepared:
+                    prepared[volume.name] = self._projected(pod, volume, payloads[volume.name])
+                source = prepared[volume.name]
+                read_only = True  # whatever the mount says, as Kubernetes does: the agent's files
             else:
-                raise CreateContainerError(f"volume {volume.name} has no source (hostPath or emptyDir)")
-            mounts.append(Mount(target=mount.mount_path, source=source, read_only=mount.read_only))
+                raise CreateContainerError(f"volume {volume.name} has no source")
+            if path:
+                source = self._sub_path(uid, container.name, index, volume.name, source, path)
+            mounts.append(Mount(target=mount.mount_path, source=source, read_only=read_only))
         return mounts
 
-    def _empty_dir(self, pod_uid: str, volume: objects_pb2.Volume) -> str:
+    def _empty_dir(self, pod: objects_pb2.Pod, volume: objects_pb2.Volume) -> str:
         """The host directory of an emptyDir, created (0777) if missing, with its tmpfs mounted
-        when memory-backed."""
-        _check_names(pod_uid, volume.name)
+        when memory-backed, given to the pod's fsGroup."""
+        uid = pod.metadata.uid
+        _check_names(uid, volume.name)
         memory = volume.empty_dir.medium == "Memory"
         options = _tmpfs_options(volume) if memory else ""
-        self._ensure_pods_dir()
-        path = self.volume_dir(pod_uid, volume.name)
-        _make_dirs(path.parent.parent, path.parent)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            pass
-        else:
-            os.chmod(path, _EMPTY_DIR_MODE)  # mkdir's mode is cut by the umask
+        path = self._volume_dir_made(uid, volume.name)
+        real = self._resolved(uid, _VOLUMES_SUBDIR, volume.name)
         if memory:
-            self._mount_tmpfs(self._resolved(pod_uid, _VOLUMES_SUBDIR, volume.name), volume.name, options)
+            what = f"emptyDir volume {volume.name} with medium: Memory"
+            self._mount_tmpfs(real, what, options)
+        fs_group = _fs_group(pod)
+        if fs_group is not None:
+            policy = pod.spec.security_context.fs_group_change_policy
+            set_volume_ownership(Path(real), fs_group, read_only=False, policy=policy)
         return str(path)
+
+    def _projected(
+        self, pod: objects_pb2.Pod, volume: objects_pb2.Volume, payload: Mapping[str, FileProjection]
+    ) -> str:
+        """The host directory of a configMap, secret, downwardAPI or projected volume, created if
+        missing (in a tmpfs of its own unless it is a configMap volume) and holding ``payload``."""
+        uid = pod.metadata.uid
+        _check_names(uid, volume.name)
+        path = self._volume_dir_made(uid, volume.name)
+        if kept_in_memory(volume):
+            what = f"volume {volume.name} (secrets and downward API data stay in memory)"
+            real = self._resolved(uid, _VOLUMES_SUBDIR, volume.name)
+            self._mount_tmpfs(real, what, f"mode={_EMPTY_DIR_MODE:04o}")
+        self._write(pod, volume, payload)
+        return str(path)
+
+    def _write(
+        self, pod: objects_pb2.Pod, volume: objects_pb2.Volume, payload: Mapping[str, FileProjection]
+    ) -> bool:
+        """Writes ``payload`` into the set-up volume atomically, giving it to the pod's fsGroup
+        before it becomes visible; True: something changed."""
+        path = self.volume_dir(pod.metadata.uid, volume.name)
+        fs_group = _fs_group(pod)
+
+        def set_perms() -> None:
+            if fs_group is not None:  # containers mount these read-only: group read is enough
+                set_volume_ownership(path, fs_group, read_only=True)
+
+        try:
+            return write_payload(path, payload, set_perms)
+        except ValueError as err:
+            raise VolumeMountError(f'MountVolume.SetUp failed for volume "{volume.name}" : {err}') from err
+
+    def _sub_path(self, pod_uid: str, container: str, index: int, volume: str, root: str, path: str) -> str:
+        """Stages the subPath ``path`` of the volume at ``root`` for mount ``index`` of
+        ``container``; returns the staging path."""
+        _check_names(pod_uid, volume, container)
+        pod_dir = self._pods_dir / pod_uid
+        base = pod_dir / _SUBPATH_SUBDIR
+        _make_dirs(base, base / volume, base / volume / container)
+        staging = base / volume / container / str(index)
+        real = self._resolved(pod_uid, _SUBPATH_SUBDIR, volume, container, str(index))
+        stage_sub_path(root, path, staging, real, self._mount_lock, f'subPath "{path}" of volume "{volume}"')
+        log.info("subPath staged volume=%s path=%s staging=%s", volume, path, staging)
+        return str(staging)
 
     def _host_path(self, pod_uid: str, container: str, volume: objects_pb2.Volume) -> str:
         """Resolves, checks (and per type creates) a hostPath, bind-mounts the opened inode onto
@@ -262,13 +402,8 @@ class PodVolumes:
             pod_dir = self._pods_dir / pod_uid
             _make_dirs(pod_dir, pod_dir / _STAGING_SUBDIR, pod_dir / _STAGING_SUBDIR / volume.name)
             with self._mount_lock:
-                # An earlier start's bind (its container keeps its own copy): stage afresh.
-                for mount_point, _ in read_mountinfo():
-                    if mount_point == real:
-                        _unmount(real)
-                _make_mount_point(staging, host.is_dir)
                 try:
-                    _bind_mount(f"/proc/self/fd/{host.fd}", real)
+                    rebind(host.fd, host.is_dir, staging, real, _STAGING_MODE)
                 except PermissionError as err:
                     raise CreateContainerError(
                         f"hostPath volume {volume.name} is bind-mounted on the host from the checked path: "
@@ -278,16 +413,29 @@ class PodVolumes:
                  volume.host_path.path, host.path, staging)
         return str(staging)
 
-    def _mount_tmpfs(self, path: str, volume: str, options: str) -> None:
+    def _volume_dir_made(self, pod_uid: str, volume: str) -> Path:
+        """``volume_dir``, created (0777, like the kubelet's) with its parents if missing."""
+        self._ensure_pods_dir()
+        path = self.volume_dir(pod_uid, volume)
+        _make_dirs(path.parent.parent, path.parent)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(path, _EMPTY_DIR_MODE)  # mkdir's mode is cut by the umask
+        return path
+
+    def _mount_tmpfs(self, path: str, what: str, options: str) -> None:
         with self._mount_lock:
             if mount_type(path) == "tmpfs":  # mounted by an earlier start, or an earlier agent
                 return
             try:
-                _mount_tmpfs(path, options)
+                mount_tmpfs(path, options)
             except PermissionError as err:
                 raise CreateContainerError(
-                    f"emptyDir volume {volume} with medium: Memory needs a tmpfs mount on the host: "
-                    f"the agent must run as root (CAP_SYS_ADMIN) ({err})"
+                    f"{what} needs a tmpfs mount on the host: the agent must run as root "
+                    f"(CAP_SYS_ADMIN) ({err})"
                 ) from err
         log.info("tmpfs mounted path=%s options=%s", path, options)
 
@@ -313,14 +461,14 @@ class PodVolumes:
         if not os.path.lexists(pod_dir):
             return
         real = self._resolved(pod_uid)
-        staged = self._resolved(pod_uid, _STAGING_SUBDIR)
+        staged = tuple(self._resolved(pod_uid, d) + os.sep for d in (_STAGING_SUBDIR, _SUBPATH_SUBDIR))
         for mount_point, fs_type in reversed(read_mountinfo()):  # the newest (innermost) first
-            if mount_point.startswith(staged + os.sep):
+            if mount_point.startswith(staged):
                 # Detaching a staged (recursive) bind detaches what it carries along with it.
-                _unmount(mount_point)
-                log.info("hostPath unstaged path=%s", mount_point)
+                unmount(mount_point)
+                log.info("bind unstaged path=%s", mount_point)
             elif fs_type == "tmpfs" and mount_point.startswith(real + os.sep):
-                _unmount(mount_point)
+                unmount(mount_point)
                 log.info("tmpfs unmounted path=%s", mount_point)
         left = [m for m, _ in read_mountinfo() if m == real or m.startswith(real + os.sep)]
         if left:
@@ -329,6 +477,11 @@ class PodVolumes:
         # rmtree is symlink-safe on Linux (it walks by file descriptor, never follows links).
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(pod_dir)
+
+
+def _fs_group(pod: objects_pb2.Pod) -> int | None:
+    context = pod.spec.security_context
+    return context.fs_group if context.HasField("fs_group") else None
 
 
 def _check_names(pod_uid: str, volume: str, container: str | None = None) -> None:
@@ -348,54 +501,6 @@ def _make_dirs(*paths: Path) -> None:
             path.mkdir(mode=_POD_DIR_MODE)
 
 
-def _make_mount_point(path: Path, is_dir: bool) -> None:
-    """Makes ``path`` an empty directory (``is_dir``) or an empty file, the mount point a bind of
-    that kind needs, replacing an earlier one of the other kind."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        info = None
-    if info is not None and stat.S_ISDIR(info.st_mode) != is_dir:
-        if stat.S_ISDIR(info.st_mode):
-            path.rmdir()
-        else:
-            path.unlink()
-        info = None
-    if info is None:
-        if is_dir:
-            path.mkdir(mode=_STAGING_MODE)
-        else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            os.close(os.open(path, flags, _STAGING_MODE & 0o666))
-
-
-def parse_mountinfo(text: str) -> list[tuple[str, str]]:
-    """(mount point, file system type) of each line of a ``/proc/<pid>/mountinfo``, in its order
-    (a mount stacked on another comes after it); mount points unescaped (``\\040`` is a space)."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            separator = fields.index("-", 6)  # after the optional fields
-        except ValueError:
-            continue
-        mount_point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
-        entries.append((mount_point, fields[separator + 1]))
-    return entries
-
-
-def read_mountinfo() -> list[tuple[str, str]]:
-    """``parse_mountinfo`` of this process' mount namespace."""
-    with open(_MOUNTINFO, encoding="utf-8", errors="surrogateescape") as file:
-        return parse_mountinfo(file.read())
-
-
-def mount_type(path: str) -> str | None:
-    """The file system type mounted on top at ``path`` (a resolved path); None: not a mount point."""
-    types = [fs_type for mount_point, fs_type in read_mountinfo() if mount_point == path]
-    return types[-1] if types else None
-
-
 def _tmpfs_options(volume: objects_pb2.Volume) -> str:
     """The tmpfs mount options of a memory-backed emptyDir: mode, and size from its sizeLimit."""
     limit = volume.empty_dir.size_limit
@@ -405,26 +510,3 @@ def _tmpfs_options(volume: objects_pb2.Volume) -> str:
         raise CreateContainerError(f"invalid sizeLimit of volume {volume.name}: {err}") from err
     options = f"mode={_EMPTY_DIR_MODE:04o}"
     return f"{options},size={size}" if size > 0 else options  # size=0 would mean unlimited
-
-
-def _mount_tmpfs(path: str, options: str) -> None:
-    """mount(2) a tmpfs at ``path`` (``mount -t tmpfs -o <options> tmpfs <path>``)."""
-    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 0, options.encode()) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), path)
-
-
-def _bind_mount(source: str, target: str) -> None:
-    """mount(2) ``source`` recursively onto ``target`` (``mount --rbind <source> <target>``)."""
-    if _libc.mount(os.fsencode(source), os.fsencode(target), None, _MS_BIND | _MS_REC, None) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), target)
-
-
-def _unmount(path: str) -> None:
-    """umount2(2) ``path`` lazily, never through a symlink; one that is no mount point any more is
-    fine."""
-    if _libc.umount2(os.fsencode(path), _MNT_DETACH | _UMOUNT_NOFOLLOW) != 0:
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOENT):
-            raise OSError(code, os.strerror(code), path)

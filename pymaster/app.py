@@ -14,6 +14,10 @@ answer within ``KEEPALIVE_TIMEOUT_SECONDS`` (so a vanished agent's stream is rel
 handshake ``HANDSHAKE_TIMEOUT_SECONDS``, serve at most ``MAX_CONCURRENT_RPCS`` calls at once
 (streams included; beyond that RESOURCE_EXHAUSTED) and bound unary calls to ``unary_timeout``.
 
+Secrets are encrypted at rest with the key in ``<data-dir>/encryption-key`` (made at the first
+start; see pymaster.store.encryption): the key is read before the store opens, so a wrong or
+missing key stops the start with a message saying so, and made only once the store has loaded.
+
 ``MasterApp`` is what ``pymaster`` runs and what in-process tests start on port 0.
 """
 
@@ -44,6 +48,7 @@ from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.registry import Registry
 from pymaster.registry.leases import NodeLeases
 from pymaster.scheduler.scheduler import Scheduler
+from pymaster.server.authz import NodeGraph
 from pymaster.server.bootstrap import BootstrapServicer, NodeCertificates
 from pymaster.server.bound_pods import BoundPodsHub
 from pymaster.server.cluster import ClusterServicer
@@ -61,6 +66,7 @@ from pymaster.server.tls import (
 )
 from pymaster.store import open_store, sqlite_url
 from pymaster.store.base import Store
+from pymaster.store.encryption import KEY_FILE, SecretEncryption
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +173,8 @@ class MasterApp:
         self.join_port = 0
         self.metrics_port = 0
         self.pki: MasterPKI | None = None
-        self.store: Store = open_store(sqlite_url(self.data_dir))
+        self.encryption = SecretEncryption(self.data_dir / KEY_FILE)
+        self.store: Store = open_store(sqlite_url(self.data_dir), transformer=self.encryption)
         self.metrics = MasterMetrics(self.registry, self._cluster_state)
         self.leases = NodeLeases(node_monitor_grace_period)
         # The object registry (self.registry is the Prometheus one, by the metrics convention).
@@ -180,6 +187,8 @@ class MasterApp:
         self._join_health = health_aio.HealthServicer()
         self._serving = False
         self._hub = BoundPodsHub(self.store)
+        # What each node's pods reference: the node authorizer's reads of ConfigMaps and Secrets.
+        self._graph = NodeGraph(self.store)
         self.api.nodes.on_deleted.append(self._hub.disconnect)
         self._scheduler = Scheduler(self.api, self.metrics)
         self._lifecycle = NodeLifecycleController(self.api)
@@ -204,6 +213,11 @@ class MasterApp:
         return self.data_dir / ADMIN_CONFIG
 
     @property
+    def encryption_key_path(self) -> Path:
+        """<data-dir>/encryption-key: the key Secrets are encrypted with (made at first start)."""
+        return self.encryption.path
+
+    @property
     def token_path(self) -> Path:
         """<data-dir>/token: the join token (written at first start)."""
         return self.data_dir / TOKEN_FILE
@@ -222,8 +236,13 @@ class MasterApp:
             certificate_lifetime=self.certificate_lifetime,
             rotate_join_token=self.rotate_join_token,
         )
+        # The key first (a broken key file fails here), then the store (a Secret sealed with
+        # another key, or with a key now missing, fails there), and only then a new key.
+        await asyncio.to_thread(self.encryption.load)
         await self.store.open()
+        await asyncio.to_thread(self.encryption.ensure_key)
         self._hub.start()
+        self._graph.start()
         self._lifecycle.start()
         self._event_ttl.start()
         await self._scheduler.start()
@@ -232,7 +251,7 @@ class MasterApp:
             self.store, master_pki.ca, self.certificate_lifetime,
             reserved_names=reserved_node_names(master_pki.server_sans),
         )
-        server = self._grpc_server(self.store, MAX_CONCURRENT_RPCS)
+        server = self._grpc_server(self._graph, MAX_CONCURRENT_RPCS)
         services_pb2_grpc.add_ResourcesServicer_to_server(ResourcesServicer(self.api), server)
         services_pb2_grpc.add_ClusterServicer_to_server(
             ClusterServicer(self.api, master_pki.agent_channel_credentials), server
@@ -284,8 +303,9 @@ class MasterApp:
             self.node_monitor_grace_period,
         )
 
-    def _grpc_server(self, store: Store | None, max_concurrent_rpcs: int) -> grpc.aio.Server:
-        """A server with the master's interceptor (authenticating when ``store`` is given)."""
+    def _grpc_server(self, store: NodeGraph | None, max_concurrent_rpcs: int) -> grpc.aio.Server:
+        """A server with the master's interceptor (authenticating when ``store``, the reads of the
+        role table, is given)."""
         return grpc.aio.server(
             interceptors=[MasterInterceptor(self.metrics, store, self.unary_timeout)],
             options=SERVER_OPTIONS,
@@ -304,6 +324,7 @@ class MasterApp:
             await asyncio.gather(*(s.stop(SHUTDOWN_GRACE_SECONDS) for s in servers))
             self._server = self._join_server = None
         await self._hub.stop()
+        await self._graph.stop()
         await self._scheduler.stop()
         await self._lifecycle.stop()
         await self._event_ttl.stop()

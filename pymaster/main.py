@@ -4,11 +4,13 @@
              --node-monitor-grace-period 40 --log-level info
 
 Secure by default: the first start creates the cluster CA, the master's certificates, the admin
-client config (``<data-dir>/admin.yaml``) and the join token (``<data-dir>/token``); later starts
-reuse them. ``--listen`` is mutual TLS only; agents join through ``--join-listen`` (plaintext,
-Bootstrap only) with the token. Privileged containers, host networking and host paths are
-refused unless allowed by flags. Logs are key=value lines on stderr; the start line names the
-addresses and the paths of admin.yaml and the token. SIGTERM or SIGINT stops it gracefully:
+client config (``<data-dir>/admin.yaml``), the join token (``<data-dir>/token``) and the key
+Secrets are encrypted with at rest (``<data-dir>/encryption-key``); later starts reuse them (a
+wrong or missing key for the stored Secrets stops the start, saying so). ``--listen`` is mutual
+TLS only; agents join through ``--join-listen`` (plaintext, Bootstrap only) with the token.
+Privileged containers, host networking and host paths are refused unless allowed by flags. Logs
+are key=value lines on stderr; the start line names the addresses and the paths of admin.yaml
+and the token. SIGTERM or SIGINT stops it gracefully:
 health turns NOT_SERVING, in-flight calls get a short grace, then the store is closed.
 """
 

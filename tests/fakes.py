@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
     STDERR,
     STDOUT,
+    ContainerDiskUsage,
     ContainerInfo,
     ContainerNotFound,
     ContainerNotRunning,
@@ -55,12 +56,15 @@ def pod_runtime(*containers: ContainerInfo, uid: str = "u1") -> PodRuntime:
 class FakeVolumes:
     """The volume manager: one bind mount per container and its termination log; clean-ups
     recorded in ``calls``; termination messages from ``messages`` ((container, restart count) ->
-    text)."""
+    text); what volumes take on disk from ``usage`` (volume name -> bytes, 0 when not named),
+    ``measured`` counting the measurements."""
 
     def __init__(self, calls: list[tuple]):
         self.calls = calls
         self.error: Exception | None = None
         self.messages: dict[tuple[str, int], str] = {}
+        self.usage: dict[str, int] = {}
+        self.measured = 0
 
     async def mounts(self, pod: objects_pb2.Pod, spec: objects_pb2.Container) -> list[Mount]:
         if self.error is not None:
@@ -75,6 +79,10 @@ class FakeVolumes:
 
     async def termination_message(self, pod_uid: str, container: str, restart_count: int) -> str:
         return self.messages.get((container, restart_count), "")
+
+    async def measure(self, pod: objects_pb2.Pod, names: Iterable[str]) -> dict[str, int]:
+        self.measured += 1
+        return {name: self.usage.get(name, 0) for name in names}
 
     async def cleanup(self, pod_uid: str) -> None:
         self.calls.append(("remove_volumes", pod_uid))
@@ -154,6 +162,9 @@ class FakeRuntime:
         volumes: a FakeVolumes sharing ``calls``.
         mounts: container name -> the mounts its last start got.
         resolved: container name -> what its last start ran (env, command, args resolved).
+        disk: container id -> (writable layer bytes, log bytes) ``container_disk_usage`` reports
+            (0, 0 for a container not named); ``disk_reads`` counts its calls, ``disk_error``
+            (when set) is raised by it.
     """
 
     def __init__(self, fail_images: dict[str, Exception] | None = None, infra_error: Exception | None = None):
@@ -171,6 +182,9 @@ class FakeRuntime:
         self.volumes = FakeVolumes(self.calls)
         self.mounts: dict[str, list[Mount]] = {}
         self.resolved: dict[str, objects_pb2.Container] = {}
+        self.disk: dict[str, tuple[int, int]] = {}
+        self.disk_reads = 0
+        self.disk_error: Exception | None = None
         self._ids = itertools.count(1)
 
     # ---- observation ----
@@ -187,6 +201,16 @@ class FakeRuntime:
         await self.block.wait()
         pod = self.pods.get(pod_uid)
         return pod if pod is not None and pod.containers else None
+
+    async def container_disk_usage(self, node_name: str, pod_uid: str) -> list[ContainerDiskUsage]:
+        self.disk_reads += 1
+        if self.disk_error is not None:
+            raise self.disk_error
+        pod = self.pods.get(pod_uid)
+        return [
+            ContainerDiskUsage(c.id, c.name, c.restart_count, *self.disk.get(c.id, (0, 0)))
+            for c in (pod.containers if pod is not None else [])
+        ]
 
     # ---- operations ----
 

@@ -49,6 +49,13 @@ class CreateContainerError(ContainerRuntimeError):
     reason = "CreateContainerError"
 
 
+class CreateContainerConfigError(ContainerRuntimeError):
+    """The container's configuration cannot be honoured on this node, found before anything was
+    created: e.g. runAsNonRoot with an image that runs as root, a missing seccomp profile."""
+
+    reason = "CreateContainerConfigError"
+
+
 class RunContainerError(ContainerRuntimeError):
     reason = "RunContainerError"
 
@@ -198,6 +205,26 @@ class ContainerInfo:
     ip: str = ""
 
 
+@dataclass(frozen=True)
+class ContainerDiskUsage:
+    """The node's disk one container takes (the kubelet's container fs stats): its writable layer
+    and its log files.
+
+    Attributes:
+        id: the container's id.
+        name: the pod's container name, or INFRA_CONTAINER_NAME.
+        restart_count: the attempt number of this container (label pykube.restart.count).
+        rootfs_bytes: the size of its writable layer (what it wrote over its image).
+        logs_bytes: the disk its log files take, rotated ones included.
+    """
+
+    id: str
+    name: str
+    restart_count: int
+    rootfs_bytes: int
+    logs_bytes: int
+
+
 @dataclass
 class PodRuntime:
     """Every container the engine holds for one pod on this node, newest first per name."""
@@ -233,6 +260,12 @@ class Runtime(Protocol):
         """The containers of one pod, freshly inspected; None when it has none."""
         ...
 
+    async def container_disk_usage(self, node_name: str, pod_uid: str) -> list[ContainerDiskUsage]:
+        """What each container of one pod (every attempt still kept, the infra container included)
+        takes on the node's disk now. Not free (the engine walks each writable layer): call it
+        every few seconds at most. Empty when the pod has no container."""
+        ...
+
     async def ensure_image(
         self, image: str, pull_policy: str, on_pull: Callable[[str], None] | None = None
     ) -> float | None:
@@ -244,8 +277,8 @@ class Runtime(Protocol):
     async def start_infra(
         self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
     ) -> ContainerInfo:
-        """Creates and starts the pod's infra container (network namespace, published ports; the
-        host's network namespace under spec.hostNetwork).
+        """Creates and starts the pod's infra container (network and IPC namespaces, with the pod's
+        sysctls; published ports; the host's network namespace under spec.hostNetwork).
         ``restart_count`` is the attempt number of the sandbox (0 first, +1 per re-creation), so
         a re-created infra container never clashes with the name of a dead one.
         Raises InfraImageMissing / CreateContainerError / RunContainerError."""
@@ -266,7 +299,8 @@ class Runtime(Protocol):
         securityContext. ``resolved`` is ``container`` with its environment resolved (valueFrom,
         envFrom) and $(VAR) expanded in env, command and args: what runs (default: ``container``
         as is); the name, labels and spec hash always come from ``container``. Raises
-        CreateContainerError / RunContainerError."""
+        CreateContainerConfigError (its securityContext cannot be honoured on this node: nothing
+        was created) / CreateContainerError / RunContainerError."""
         ...
 
     async def stop_container(self, container_id: str, grace_seconds: float) -> None:

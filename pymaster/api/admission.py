@@ -15,12 +15,19 @@ each naming its field and the flag that would allow it. Host paths are normalize
 ``/data`` and ``/data/x``, never ``/database``). Only the agent can see its own disk: it passes
 ``resolve`` (``os.path.realpath``) so that a symlink ``/data/link -> /etc`` is refused too.
 
+Sysctl facts shared by validation and the node's admission (``pykubelet.admission``, which alone
+refuses unsafe sysctls, as only the kubelet does in Kubernetes): names and their namespaces,
+Kubernetes' safe set, and the node's ``--allowed-unsafe-sysctls`` patterns (namespaced names, or
+prefixes ending in ``*``; a non-namespaced one is refused, as the kubelet refuses to start with it).
+A ``Violation`` carries the pod status reason of a node's refusal.
+
 Pure: no store, no gRPC, no file system unless ``resolve`` reads it.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -88,7 +95,8 @@ class AdmissionPolicy:
         """A policy from flag values; host path prefixes are normalized and deduplicated.
 
         Raises:
-            ValueError: a prefix is not an absolute path.
+            ValueError: a prefix is not an absolute path; an unsafe sysctl pattern is malformed
+                or not namespaced (``check_sysctl_pattern``).
         """
         prefixes: list[str] = []
         for prefix in allowed_host_paths:
@@ -96,22 +104,27 @@ class AdmissionPolicy:
                 prefixes.append(normalize_host_path(prefix))
             except ValueError as err:
                 raise ValueError(f"allowed host path {prefix!r}: {err}") from None
+        sysctls = [check_sysctl_pattern(pattern) for pattern in allowed_unsafe_sysctls]
         return cls(
             allow_privileged, allow_host_network, tuple(dict.fromkeys(prefixes)),
             allow_privileged_host_ports, tuple(sorted(set(reserved_host_ports) - {0})),
-            tuple(allowed_unsafe_sysctls),
+            tuple(dict.fromkeys(sysctls)),
         )
 
 
 @dataclass(frozen=True)
 class Violation:
-    """One refused field; ``str()`` is "field: message"."""
+    """One refused field; ``str()`` is "field: message" (the message alone for the node as a
+    whole, e.g. resources it does not have). ``reason`` is the pod status reason when
+    a node refuses the pod for it (the kubelet admit handler's: ``Forbidden``,
+    ``SysctlForbidden``, ``AppArmor``); the master ignores it."""
 
     field: str
     message: str
+    reason: str = "Forbidden"
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+        return f"{self.field}: {self.message}" if self.field else self.message
 
 
 def check_pod(
@@ -186,3 +199,73 @@ def _host_path_refusal(
                 + allowed
             )
     return ""
+
+
+# ---- sysctls (the kubelet's sysctl allowlist and component-helpers' sysctl namespaces) ----
+
+# Kubernetes' safe sysctls: namespaced, isolated between pods, allowed on every node. Each with the
+# oldest kernel (major, minor) that namespaces it; on an older kernel it is an unsafe one.
+SAFE_SYSCTLS: dict[str, tuple[int, int]] = {
+    "kernel.shm_rmid_forced": (0, 0),
+    "net.ipv4.ip_local_port_range": (0, 0),
+    "net.ipv4.tcp_syncookies": (0, 0),
+    "net.ipv4.ping_group_range": (0, 0),
+    "net.ipv4.ip_unprivileged_port_start": (0, 0),
+    "net.ipv4.ip_local_reserved_ports": (3, 16),
+    "net.ipv4.tcp_keepalive_time": (4, 5),
+    "net.ipv4.tcp_fin_timeout": (4, 6),
+    "net.ipv4.tcp_keepalive_intvl": (4, 5),
+    "net.ipv4.tcp_keepalive_probes": (4, 5),
+    "net.ipv4.tcp_rmem": (4, 15),
+    "net.ipv4.tcp_wmem": (4, 15),
+}
+IPC, NET = "ipc", "net"  # the namespaces a sysctl may belong to (the kubelet's words)
+_NAMESPACED = {"kernel.sem": IPC}
+_NAMESPACED_PREFIXES = {"kernel.shm": IPC, "kernel.msg": IPC, "fs.mqueue.": IPC, "net.": NET}
+_SYSCTL_SEGMENT = r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+SYSCTL_NAME = re.compile(rf"({_SYSCTL_SEGMENT}[./])*{_SYSCTL_SEGMENT}")
+SYSCTL_MAX_LENGTH = 253
+# A name, or a prefix ending in "*" (where a segment may stop anywhere: "net.ipv4.tcp_*").
+_SYSCTL_PATTERN = re.compile(rf"({_SYSCTL_SEGMENT}[./])*({_SYSCTL_SEGMENT}|([a-z0-9][-_a-z0-9]*)?\*)")
+
+
+def normalize_sysctl(name: str) -> str:
+    """The dotted form of a sysctl name: ``net/ipv4/conf/eno2.100/rp_filter`` (slashes first) is
+    ``net.ipv4.conf.eno2/100.rp_filter``; a name whose first separator is a dot is kept."""
+    first = next((c for c in name if c in "./"), ".")
+    return name if first == "." else name.translate(str.maketrans("./", "/."))
+
+
+def sysctl_namespace(name: str) -> str:
+    """The namespace a (normalized) sysctl, or sysctl prefix, belongs to: ``IPC``, ``NET``, or ""
+    when it is not known to be namespaced (it would change the whole node)."""
+    if name in _NAMESPACED:
+        return _NAMESPACED[name]
+    return next((ns for prefix, ns in _NAMESPACED_PREFIXES.items() if name.startswith(prefix)), "")
+
+
+def check_sysctl_pattern(pattern: str) -> str:
+    """A ``--allowed-unsafe-sysctls`` entry (a name, or a prefix ending in ``*``), normalized.
+
+    Raises:
+        ValueError: malformed, or not known to be namespaced (as the kubelet refuses it).
+    """
+    if len(pattern) > SYSCTL_MAX_LENGTH or not _SYSCTL_PATTERN.fullmatch(pattern):
+        raise ValueError(
+            f"sysctl {pattern!r} must have at most {SYSCTL_MAX_LENGTH} characters and be a sysctl "
+            "name or a prefix ending in '*'"
+        )
+    normalized = normalize_sysctl(pattern)
+    if not sysctl_namespace(normalized.rstrip("*")):
+        raise ValueError(f"the sysctls {normalized!r} are not known to be namespaced")
+    return normalized
+
+
+def safe_sysctls(kernel: tuple[int, int]) -> frozenset[str]:
+    """The safe sysctls on a node running Linux ``kernel`` (major, minor)."""
+    return frozenset(name for name, oldest in SAFE_SYSCTLS.items() if kernel >= oldest)
+
+
+def sysctl_allowed(name: str, patterns: Iterable[str]) -> bool:
+    """Whether normalized ``name`` is one of ``patterns`` or under one ending in ``*``."""
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)

@@ -26,6 +26,7 @@ from pymaster.api.env_validation import check_env
 from pymaster.api.errors import ValidationError
 from pymaster.api.resource_validation import check_resources
 from pymaster.api.security_validation import check_container_security
+from pymaster.api.volume_validation import check_relative_path
 
 _IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _HEADER_NAME = re.compile(r"[-A-Za-z0-9!#$%&'*+.^_`|~]+")  # an HTTP token
@@ -34,6 +35,7 @@ MAX_VOLUME_MOUNTS = 64  # per container
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP")
 TERMINATION_POLICIES = ("File", "FallbackToLogsOnError")
+MOUNT_PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
 _SNAKE = {
     "livenessProbe": "liveness_probe", "readinessProbe": "readiness_probe", "startupProbe": "startup_probe",
     "initialDelaySeconds": "initial_delay_seconds", "timeoutSeconds": "timeout_seconds",
@@ -94,8 +96,11 @@ def _check_ports(
 
 
 def _check_volume_mounts(
-    path: str, mounts: Sequence[objects_pb2.VolumeMount], volume_names: set[str]
+    path: str, mounts: Sequence[objects_pb2.VolumeMount], volume_names: set[str], privileged: bool
 ) -> None:
+    """A container's volumeMounts: known volumes, unique absolute mount paths, subPath or
+    subPathExpr (relative, no ``..``), mountPropagation (Bidirectional: privileged only; only
+    None is honoured so far)."""
     check_count(path, mounts, MAX_VOLUME_MOUNTS, "volume mounts")
     targets: set[str] = set()
     for j, mount in enumerate(mounts):
@@ -105,9 +110,23 @@ def _check_volume_mounts(
         if mount.name not in volume_names:
             raise ValidationError(f"{p}.name", f"volume {quote(mount.name)} not found")
         check_absolute_path(f"{p}.mountPath", mount.mount_path)
-        for field, _ in mount.ListFields():
-            if field.name in ("sub_path", "sub_path_expr", "mount_propagation"):
-                raise ValidationError(f"{p}.{field.json_name}", "not supported yet")
+        check_relative_path(f"{p}.subPath", mount.sub_path)
+        if mount.sub_path_expr:
+            if mount.sub_path:
+                raise ValidationError(f"{p}.subPathExpr", "subPathExpr and subPath are mutually exclusive")
+            check_relative_path(f"{p}.subPathExpr", mount.sub_path_expr)
+        check_enum(f"{p}.mountPropagation", mount.mount_propagation, MOUNT_PROPAGATIONS)
+        if mount.mount_propagation == "Bidirectional" and not privileged:
+            message = "Bidirectional mount propagation is available only to privileged containers"
+            raise ValidationError(f"{p}.mountPropagation", message)
+        if mount.mount_propagation not in ("", "None"):
+            # The agent stages every volume as a private bind mount of its own (what is mounted is
+            # what was checked), so mounts could not propagate through it in either direction.
+            raise ValidationError(
+                f"{p}.mountPropagation",
+                f"{quote(mount.mount_propagation)} is not supported: pykube mounts volumes with "
+                "private propagation (None)",
+            )
         target = posixpath.normpath(mount.mount_path)  # "/data/" and "/data" are one mount point
         if target in targets:
             raise ValidationError(f"{p}.mountPath", f"duplicate mount path {quote(mount.mount_path)}")
@@ -149,7 +168,8 @@ def check_container(
     check_resources(f"{path}.resources", container.resources)
     check_enum(f"{path}.imagePullPolicy", container.image_pull_policy, PULL_POLICIES)
     check_string_size(f"{path}.workingDir", container.working_dir)
-    _check_volume_mounts(f"{path}.volumeMounts", container.volume_mounts, volume_names)
+    privileged = container.security_context.privileged
+    _check_volume_mounts(f"{path}.volumeMounts", container.volume_mounts, volume_names, privileged)
     _check_lifecycle_fields(path, container, init)
     if container.termination_message_path:
         check_absolute_path(f"{path}.terminationMessagePath", container.termination_message_path)

@@ -17,8 +17,11 @@ def default_pod(pod: objects_pb2.Pod) -> None:
     terminationGracePeriodSeconds 30, serviceAccountName "default"; for every container (init
     ones too): imagePullPolicy from the image tag, port protocol "TCP" (and under hostNetwork a
     port's hostPort = its containerPort), terminationMessagePath /dev/termination-log and policy
-    File, and the probes' timeoutSeconds 1, periodSeconds 10, successThreshold 1,
-    failureThreshold 3, httpGet scheme HTTP and path "/". Fields already set are left alone.
+    File, a request equal to the limit for every resource limited but not requested (so
+    ``-o yaml`` shows what the scheduler counts, as on Kubernetes), and the probes' timeoutSeconds
+    1, periodSeconds 10, successThreshold 1, failureThreshold 3, httpGet scheme HTTP and path "/";
+    apiVersion "v1" of every fieldRef (env, downwardAPI and projected volumes). Fields already set
+    are left alone.
     """
     pod.api_version = pod.api_version or "v1"
     pod.kind = pod.kind or "Pod"
@@ -30,10 +33,24 @@ def default_pod(pod: objects_pb2.Pod) -> None:
         spec.termination_grace_period_seconds = DEFAULT_GRACE_PERIOD_SECONDS
     for container in [*spec.init_containers, *spec.containers]:
         _default_container(container, spec.host_network)
+    for volume in spec.volumes:
+        items = list(volume.downward_api.items)
+        for source in volume.projected.sources:
+            items.extend(source.downward_api.items)
+        for item in items:
+            if item.HasField("field_ref"):
+                item.field_ref.api_version = item.field_ref.api_version or "v1"
 
 
 def _default_container(container: objects_pb2.Container, host_network: bool) -> None:
+    resources = container.resources
+    for name, limit in resources.limits.items():
+        if name not in resources.requests:
+            resources.requests[name] = limit
     container.image_pull_policy = container.image_pull_policy or default_pull_policy(container.image)
+    for var in container.env:
+        if var.value_from.HasField("field_ref"):
+            var.value_from.field_ref.api_version = var.value_from.field_ref.api_version or "v1"
     if not container.termination_message_path:
         container.termination_message_path = DEFAULT_TERMINATION_MESSAGE_PATH
     container.termination_message_policy = container.termination_message_policy or "File"

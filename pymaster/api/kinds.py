@@ -59,12 +59,22 @@ EVENTS = Kind(
     "events", "Event", "v1", objects_pb2.Event, namespaced=True, short_names=("ev",),
     envelope_field="event", list_message=objects_pb2.EventList,
 )
+CONFIG_MAPS = Kind(
+    "configmaps", "ConfigMap", "v1", objects_pb2.ConfigMap, namespaced=True, short_names=("cm",),
+    envelope_field="config_map", list_message=objects_pb2.ConfigMapList,
+)
+SECRETS = Kind(
+    "secrets", "Secret", "v1", objects_pb2.Secret, namespaced=True,
+    envelope_field="secret", list_message=objects_pb2.SecretList,
+)
 # Which key holds each node name (pymaster.server.bootstrap); never served.
 IDENTITIES = Kind(
     "identities", "NodeIdentity", "v1", objects_pb2.NodeIdentity, namespaced=False, served=False
 )
 
-KINDS: dict[str, Kind] = {k.resource: k for k in (PODS, NODES, EVENTS, IDENTITIES)}
+KINDS: dict[str, Kind] = {
+    k.resource: k for k in (PODS, NODES, EVENTS, CONFIG_MAPS, SECRETS, IDENTITIES)
+}
 SERVED: dict[str, Kind] = {resource: k for resource, k in KINDS.items() if k.served}
 _BY_ENVELOPE_FIELD = {k.envelope_field: k for k in SERVED.values()}
 _BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in KINDS.values()}

@@ -2,16 +2,18 @@
 
 ``to_dict`` renders any API message with the proto's json names (``podIP``, ``containerID``),
 int64 values as numbers, IntOrString values as a plain number or string (``port: 8080``, ``port:
-http``) and RFC 3339 timestamps, empty fields omitted, keys in field order, which reads like
-kubectl (apiVersion, kind, metadata, spec, status).
+http``) and RFC 3339 timestamps, empty fields omitted, keys in field order and map keys sorted,
+which reads like kubectl (apiVersion, kind, metadata, spec, status).
 
 ``from_dict`` is strict like ``kubectl apply``: it walks the message descriptor itself so that an
 unknown field or a wrong type is reported with its full path. Every unknown field of the data is
 reported at once (``spec.containers[0].imagee: unknown field; spec.foo: unknown field``); a wrong
 type stops at the first. A null value means "not set". Only json names are accepted, not the
-proto's snake_case names. Two leniencies follow kubectl: quantity maps (resources, node capacity)
-take YAML numbers (``cpu: 1``, ``cpu: 0.5``) and make them strings, and timestamps may be YAML's
-own (unquoted) timestamps as well as RFC 3339 strings.
+proto's snake_case names. Bytes (a Secret's ``data``, a ConfigMap's ``binaryData``) are base64 in
+both directions, as in Kubernetes; a Secret's ``stringData`` is plain text. Two leniencies follow
+kubectl: quantity maps (resources, node capacity) take YAML numbers (``cpu: 1``, ``cpu: 0.5``)
+and make them strings, and timestamps may be YAML's own (unquoted) timestamps as well as RFC 3339
+strings.
 
 ``load`` reads multi-document YAML with a safe loader that also rejects duplicate keys (a second
 ``containers:`` would otherwise silently replace the first), maps each document's apiVersion and
@@ -44,8 +46,9 @@ from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
 from pymaster.api.checks import key_path
+from pymaster.api.config_validation import validate_config_map, validate_secret
 from pymaster.api.errors import ValidationError
-from pymaster.api.kinds import EVENTS, NODES, PODS, SERVED, Kind, kind_of_type
+from pymaster.api.kinds import CONFIG_MAPS, EVENTS, NODES, PODS, SECRETS, SERVED, Kind, kind_of_type
 from pymaster.api.validation import validate_event, validate_node, validate_pod
 
 M = TypeVar("M", bound=Message)
@@ -72,7 +75,11 @@ _INT_RANGES = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 _FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
-# Maps of Kubernetes quantities, where kubectl accepts a YAML number for the string.
+# Kubernetes quantities, where kubectl accepts a YAML number for the string: single fields...
+_QUANTITY_FIELDS = frozenset(
+    {"pykube.v1.ResourceFieldSelector.divisor", "pykube.v1.EmptyDirVolumeSource.size_limit"}
+)
+# ... and maps of them.
 _QUANTITY_MAPS = frozenset(
     {
         "pykube.v1.ResourceRequirements.requests",
@@ -167,8 +174,8 @@ def _kubernetes_values(data: dict[str, Any], descriptor: Descriptor) -> None:
         value = data[field.json_name]
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
-            for key, item in value.items():
-                value[key] = _kubernetes_value(item, value_field)
+            # Keys sorted, as Go's encoding/json writes maps (protobuf keeps no order).
+            data[field.json_name] = {key: _kubernetes_value(value[key], value_field) for key in sorted(value)}
         elif field.is_repeated:
             data[field.json_name] = [_kubernetes_value(item, field) for item in value]
         else:
@@ -254,7 +261,8 @@ def _fill(msg: Message, data: Any, path: str, unknown: list[str]) -> None:
         elif field.message_type is not None:
             _fill_message(getattr(msg, field.name), value, field_path, unknown)
         else:
-            setattr(msg, field.name, _scalar(value, field, field_path))
+            quantity = field.full_name in _QUANTITY_FIELDS
+            setattr(msg, field.name, _scalar(value, field, field_path, quantity=quantity))
 
 
 def _fill_message(sub: Message, value: Any, path: str, unknown: list[str]) -> None:
@@ -488,6 +496,8 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     PODS.resource: validate_pod,
     NODES.resource: validate_node,
     EVENTS.resource: _validate_event,
+    CONFIG_MAPS.resource: validate_config_map,
+    SECRETS.resource: validate_secret,
 }
 
 

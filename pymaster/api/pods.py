@@ -1,5 +1,6 @@
 """Pod facts shared by the master and the agent: phases, grace periods, pull-policy and request
-defaulting, and the condition types (kube's ``pkg/api/v1/pod`` helpers).
+defaulting, what a pod requests per resource (extended resources included), its QoS class, and the
+condition types (kube's ``pkg/api/v1/pod`` and ``qos`` helpers).
 
 One home for each rule, so the scheduler, the registry, pyctl and the agent can never disagree
 on, say, which phases are final or what a container without a cpu request asks for.
@@ -8,9 +9,10 @@ on, say, which phases are final or what a container without a cpu request asks f
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 
 from pymaster.api import objects_pb2
-from pymaster.api.quantity import cpu_millis, memory_bytes
+from pymaster.api.quantity import cpu_millis, memory_bytes, parse_quantity
 
 PENDING, RUNNING, SUCCEEDED, FAILED, UNKNOWN = "Pending", "Running", "Succeeded", "Failed", "Unknown"
 POD_PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED, UNKNOWN)
@@ -72,17 +74,42 @@ def default_pull_policy(image: str) -> str:
 
 def effective_requests(resources: objects_pb2.ResourceRequirements) -> Mapping[str, str]:
     """What a container requests: its requests, and for each resource with a limit but no
-    request, the limit (Kubernetes' defaulting)."""
+    request, the limit (Kubernetes' defaulting, which ``defaults.default_pod`` also stores)."""
     requests = dict(resources.limits)
     requests.update(resources.requests)
     return requests
 
 
-def _container_requests(container: objects_pb2.Container) -> tuple[int, int]:
-    requests = effective_requests(container.resources)
-    cpu = cpu_millis(requests["cpu"]) if "cpu" in requests else 0
-    memory = memory_bytes(requests["memory"]) if "memory" in requests else 0
-    return cpu, memory
+def is_native_resource(name: str) -> bool:
+    """Kubernetes' IsNativeResource: a bare name (cpu, memory, hugepages-2Mi ...) or one under the
+    kubernetes.io domain."""
+    return "/" not in name or "kubernetes.io/" in name
+
+
+def is_extended_resource(name: str) -> bool:
+    """Kubernetes' IsExtendedResourceName (the name's syntax aside): a domain-prefixed name
+    outside kubernetes.io, e.g. ``example.com/dongle``. Extended resources are whole numbers,
+    never overcommitted, and do not count for the QoS class."""
+    return not is_native_resource(name) and not name.startswith("requests.")
+
+
+def resource_amount(name: str, quantity: str) -> int:
+    """A quantity of resource ``name`` as the whole number the scheduler adds up: milli-cores for
+    cpu, else base units (bytes, devices), rounded up.
+
+    Raises:
+        ValueError: the quantity does not parse.
+    """
+    return cpu_millis(quantity) if name == "cpu" else memory_bytes(quantity)
+
+
+def _container_amounts(container: objects_pb2.Container) -> dict[str, int]:
+    return {name: resource_amount(name, q) for name, q in effective_requests(container.resources).items()}
+
+
+def _add(total: dict[str, int], amounts: Mapping[str, int]) -> None:
+    for name, amount in amounts.items():
+        total[name] = total.get(name, 0) + amount
 
 
 def is_sidecar(container: objects_pb2.Container) -> bool:
@@ -90,42 +117,81 @@ def is_sidecar(container: objects_pb2.Container) -> bool:
     return container.restart_policy == "Always"
 
 
-def pod_requests(pod: objects_pb2.Pod) -> tuple[int, int]:
-    """The (cpu milli-cores, memory bytes) a pod asks the scheduler for, by Kubernetes' rule:
-    the larger of what runs at the end (the app containers plus the sidecars) and what runs while
-    each plain init container runs (it plus the sidecars started before it); each container's
-    requests are ``effective_requests``. Expects a validated pod.
+def pod_resource_requests(pod: objects_pb2.Pod) -> dict[str, int]:
+    """What a pod asks the scheduler for, per resource (``resource_amount`` units: cpu in
+    milli-cores, memory in bytes, extended resources in devices), by Kubernetes' rule: for each
+    resource the larger of what runs at the end (the app containers plus the sidecars) and what
+    runs while each plain init container runs (it plus the sidecars started before it); each
+    container's requests are ``effective_requests``. Expects a validated pod.
 
     Raises:
         ValueError: a quantity does not parse (the pod was not validated).
     """
-    cpu = memory = 0  # what runs along: the sidecars started so far
-    peak_cpu = peak_memory = 0
+    running: dict[str, int] = {}  # the app containers and every sidecar
+    sidecars: dict[str, int] = {}  # the sidecars started so far
+    peak: dict[str, int] = {}  # the largest need of one plain init container and its sidecars
     for container in pod.spec.init_containers:
-        c, m = _container_requests(container)
+        amounts = _container_amounts(container)
         if is_sidecar(container):
-            cpu, memory = cpu + c, memory + m
-        else:
-            peak_cpu, peak_memory = max(peak_cpu, cpu + c), max(peak_memory, memory + m)
+            _add(sidecars, amounts)
+            _add(running, amounts)
+            continue
+        during = dict(sidecars)
+        _add(during, amounts)
+        for name, amount in during.items():
+            peak[name] = max(peak.get(name, 0), amount)
     for container in pod.spec.containers:
-        c, m = _container_requests(container)
-        cpu, memory = cpu + c, memory + m
-    return max(cpu, peak_cpu), max(memory, peak_memory)
+        _add(running, _container_amounts(container))
+    for name, amount in peak.items():
+        running[name] = max(running.get(name, 0), amount)
+    return running
+
+
+def pod_requests(pod: objects_pb2.Pod) -> tuple[int, int]:
+    """The (cpu milli-cores, memory bytes) of ``pod_resource_requests``.
+
+    Raises:
+        ValueError: a quantity does not parse (the pod was not validated).
+    """
+    requests = pod_resource_requests(pod)
+    return requests.get("cpu", 0), requests.get("memory", 0)
+
+
+# Only these count for the QoS class (Kubernetes' supportedQoSComputeResources).
+QOS_RESOURCES = ("cpu", "memory")
+GUARANTEED, BURSTABLE, BEST_EFFORT = "Guaranteed", "Burstable", "BestEffort"
 
 
 def qos_class(pod: objects_pb2.Pod) -> str:
-    """The pod's QoS class by Kubernetes' rules for cpu and memory: Guaranteed when every
-    container limits both and its (effective) requests equal the limits, BestEffort when none
-    requests or limits anything, Burstable otherwise."""
-    any_set, guaranteed = False, True
-    for container in [*pod.spec.init_containers, *pod.spec.containers]:
-        limits = container.resources.limits
-        requests = effective_requests(container.resources)
-        for resource in ("cpu", "memory"):
-            if resource in requests:
-                any_set = True
-            if resource not in limits or requests[resource] != limits[resource]:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
+    """The pod's QoS class, Kubernetes' GetPodQOS over every container (init ones included), cpu
+    and memory only (extended resources, ephemeral-storage and zero quantities do not count):
+    BestEffort when nothing is requested or limited; Guaranteed when every container limits both
+    cpu and memory and the pod's summed requests equal its summed limits; Burstable otherwise.
+    Requests are ``effective_requests`` (a limit alone is the request); quantities are compared
+    by value ("1" == "1000m"). Expects a validated pod.
+
+    Raises:
+        ValueError: a quantity does not parse (the pod was not validated).
+    """
+    requests: dict[str, Decimal] = {}
+    limits: dict[str, Decimal] = {}
+    guaranteed = True
+    for container in [*pod.spec.containers, *pod.spec.init_containers]:
+        _add_positive(requests, effective_requests(container.resources))
+        limited = _add_positive(limits, container.resources.limits)
+        if limited != set(QOS_RESOURCES):
+            guaranteed = False
+    if not requests and not limits:
+        return BEST_EFFORT
+    return GUARANTEED if guaranteed and requests == limits else BURSTABLE
+
+
+def _add_positive(total: dict[str, Decimal], quantities: Mapping[str, str]) -> set[str]:
+    """Adds the positive cpu and memory ``quantities`` to ``total``; returns their names."""
+    added = set()
+    for name in QOS_RESOURCES:
+        amount = parse_quantity(quantities[name]) if name in quantities else Decimal(0)
+        if amount > 0:
+            total[name] = total.get(name, Decimal(0)) + amount
+            added.add(name)
+    return added

@@ -10,8 +10,11 @@ matches everything.
 Field selectors: comma-separated ``field=value``, ``field==value`` or ``field!=value`` over a
 few fields per kind, read off the proto objects::
 
-    pods:  metadata.name, metadata.namespace, spec.nodeName, status.phase
-    nodes: metadata.name, spec.unschedulable ("true"/"false")
+    pods:       metadata.name, metadata.namespace, spec.nodeName, status.phase
+    nodes:      metadata.name, spec.unschedulable ("true"/"false")
+    events:     metadata.name, metadata.namespace, involvedObject.*, reason, type, source ...
+    configmaps: metadata.name, metadata.namespace
+    secrets:    metadata.name, metadata.namespace, type
 
 Kubernetes' backslash escapes in field selector values are not supported: no supported field
 can hold a comma or an equals sign.
@@ -191,12 +194,22 @@ _EVENT_FIELDS: dict[str, Callable[[Any], str]] = {
     "source": lambda obj: obj.source.component,
     "reportingComponent": lambda obj: obj.reporting_component,
 }
+_CONFIG_MAP_FIELDS: dict[str, Callable[[Any], str]] = {
+    "metadata.name": lambda obj: obj.metadata.name,
+    "metadata.namespace": lambda obj: obj.metadata.namespace,
+}
+_SECRET_FIELDS: dict[str, Callable[[Any], str]] = {**_CONFIG_MAP_FIELDS, "type": lambda obj: obj.type}
 # By store kind and by message type, so that parse() can check names and matches() read them.
-_FIELDS_BY_KIND = {"pods": _POD_FIELDS, "nodes": _NODE_FIELDS, "events": _EVENT_FIELDS}
+_FIELDS_BY_KIND = {
+    "pods": _POD_FIELDS, "nodes": _NODE_FIELDS, "events": _EVENT_FIELDS,
+    "configmaps": _CONFIG_MAP_FIELDS, "secrets": _SECRET_FIELDS,
+}
 _FIELDS_BY_TYPE = {
     "pykube.v1.Pod": ("Pod", _POD_FIELDS),
     "pykube.v1.Node": ("Node", _NODE_FIELDS),
     "pykube.v1.Event": ("Event", _EVENT_FIELDS),
+    "pykube.v1.ConfigMap": ("ConfigMap", _CONFIG_MAP_FIELDS),
+    "pykube.v1.Secret": ("Secret", _SECRET_FIELDS),
 }
 _FIELD_TERM = re.compile(r"\s*(?P<field>[^\s=!]+)\s*(?P<op>==|!=|=)\s*(?P<value>[^\s=!]*)\s*")
 
@@ -222,8 +235,8 @@ class FieldSelector:
 
         Args:
             s: the selector; "" matches everything.
-            kind: "pods" or "nodes" to accept only that kind's fields; None accepts the fields
-                of either kind (``matches`` then rejects a field the object does not have).
+            kind: "pods", "nodes" ... to accept only that kind's fields; None accepts the fields
+                of any kind (``matches`` then rejects a field the object does not have).
 
         Raises:
             ValidationError: on field ``fieldSelector``: bad syntax or an unsupported field.
@@ -251,7 +264,7 @@ class FieldSelector:
         return cls(tuple(terms))
 
     def matches(self, obj: Message) -> bool:
-        """Whether a Pod or Node satisfies every term.
+        """Whether an object (a Pod, a Node ...) satisfies every term.
 
         Raises:
             ValidationError: on field ``fieldSelector``, when the selector names a field that

@@ -13,21 +13,20 @@ volumes, ``MAX_ENV`` env entries, ``MAX_STRING_BYTES`` per command/args/env stri
 before the elements themselves so a huge pod costs little to refuse, and a value quoted in a
 message is cut to ``checks.QUOTE_MAX`` characters so an error always fits in a gRPC status.
 
-Volumes follow Kubernetes' rules for the two sources pykube supports (hostPath, emptyDir);
+Volumes are ``volume_validation``'s (Kubernetes' rules for every source pykube supports);
 ``securityContext.privileged`` and ``hostNetwork`` are valid whatever their value: whether they
 are allowed is the master's admission policy (and the agent's), not validation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
 from pymaster.api.checks import (
     DNS1123_SUBDOMAIN_MAX,
-    check_absolute_path,
     check_count,
     check_dns_label,
     check_dns_subdomain,
@@ -37,20 +36,17 @@ from pymaster.api.checks import (
     check_quantities,
     check_string_size,
     check_type_meta,
-    quote,
 )
 from pymaster.api.container_validation import check_container
 from pymaster.api.errors import ValidationError
-from pymaster.api.quantity import parse_quantity
 from pymaster.api.resource_validation import check_pod_resources
-from pymaster.api.security_validation import check_pod_security
+from pymaster.api.security_validation import check_apparmor_annotation_update, check_pod_security
+from pymaster.api.volume_validation import check_volumes
 
 MAX_CONTAINERS = 64  # app containers, and init containers
 MAX_VOLUMES = 64
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 NODE_RESOURCES = ("cpu", "memory", "ephemeral-storage", "pods")
-HOST_PATH_TYPES = ("", "Directory", "DirectoryOrCreate", "File", "FileOrCreate")
-EMPTY_DIR_MEDIA = ("", "Memory")
 NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 _IMMUTABLE = (
@@ -60,50 +56,6 @@ _IMMUTABLE = (
 
 
 # ---- pods ----
-
-
-def _check_host_path(path: str, source: objects_pb2.HostPathVolumeSource) -> None:
-    check_absolute_path(f"{path}.path", source.path)
-    if ".." in source.path.split("/"):
-        # Kubernetes' rule too: a prefix check of the admission policy must not be escapable.
-        raise ValidationError(f"{path}.path", f"invalid value {quote(source.path)}: must not contain '..'")
-    check_enum(f"{path}.type", source.type, HOST_PATH_TYPES[1:])
-
-
-def _check_empty_dir(path: str, source: objects_pb2.EmptyDirVolumeSource) -> None:
-    check_enum(f"{path}.medium", source.medium, EMPTY_DIR_MEDIA[1:])
-    if source.size_limit:
-        try:
-            size = parse_quantity(source.size_limit)
-        except ValueError:
-            message = f"invalid quantity {quote(source.size_limit)}"
-            raise ValidationError(f"{path}.sizeLimit", message) from None
-        if size <= 0:
-            # Stricter than Kubernetes (>= 0): a tmpfs of size 0 would be an unlimited one.
-            raise ValidationError(
-                f"{path}.sizeLimit", f"invalid value {quote(source.size_limit)}: must be greater than 0"
-            )
-
-
-def _check_volumes(volumes: Sequence[objects_pb2.Volume]) -> None:
-    names: set[str] = set()
-    for i, volume in enumerate(volumes):
-        p = f"spec.volumes[{i}]"
-        if not volume.name:
-            raise ValidationError(f"{p}.name", "required")
-        check_dns_label(f"{p}.name", volume.name)
-        if volume.name in names:
-            raise ValidationError(f"{p}.name", f"duplicate name {quote(volume.name)}")
-        names.add(volume.name)
-        sources = [field.json_name for field, _ in volume.ListFields() if field.name != "name"]
-        if len(sources) != 1:
-            raise ValidationError(p, "exactly one volume source is required")
-        if sources[0] not in ("hostPath", "emptyDir"):
-            raise ValidationError(f"{p}.{sources[0]}", "not supported yet")
-        if volume.HasField("host_path"):
-            _check_host_path(f"{p}.hostPath", volume.host_path)
-        else:
-            _check_empty_dir(f"{p}.emptyDir", volume.empty_dir)
 
 
 def validate_pod(pod: objects_pb2.Pod) -> None:
@@ -139,9 +91,9 @@ def validate_pod(pod: objects_pb2.Pod) -> None:
         raise ValidationError("spec.activeDeadlineSeconds", "must be greater than 0")
     if spec.service_account_name:
         check_dns_subdomain("spec.serviceAccountName", spec.service_account_name)
-    check_pod_security(spec)
+    check_pod_security(spec, pod.metadata.annotations)
     check_pod_resources(spec)
-    _check_volumes(spec.volumes)
+    check_volumes(spec.volumes, (c.name for c in (*spec.init_containers, *spec.containers)))
 
 
 def _first_difference(path: str, old: Message, new: Message, skip: Callable[[str], bool]) -> str | None:
@@ -163,9 +115,10 @@ def _first_difference(path: str, old: Message, new: Message, skip: Callable[[str
 def validate_pod_update(old: objects_pb2.Pod, new: objects_pb2.Pod) -> None:
     """Check that an update changes only what Kubernetes lets a pod update change.
 
-    ``new`` must itself be a valid pod; besides, only metadata.labels, metadata.annotations, the
-    images of spec.containers and spec.initContainers, and spec.activeDeadlineSeconds (set, or
-    made shorter) may differ from ``old`` (both are expected to be defaulted). Fields the server
+    ``new`` must itself be a valid pod; besides, only metadata.labels, metadata.annotations (not
+    the AppArmor ones), the images of spec.containers and spec.initContainers, and
+    spec.activeDeadlineSeconds (set, or made shorter) may differ from ``old`` (both are expected
+    to be defaulted). Fields the server
     manages (uid, resourceVersion, timestamps, generation) and status are not compared.
 
     Raises:
@@ -175,6 +128,7 @@ def validate_pod_update(old: objects_pb2.Pod, new: objects_pb2.Pod) -> None:
     for name in ("name", "namespace"):
         if getattr(old.metadata, name) != getattr(new.metadata, name):
             raise ValidationError(f"metadata.{name}", _IMMUTABLE)
+    check_apparmor_annotation_update(old.metadata.annotations, new.metadata.annotations)
     lists = ("containers", "initContainers", "activeDeadlineSeconds")
     changed = _first_difference("spec", old.spec, new.spec, lambda name: name in lists)
     if changed:

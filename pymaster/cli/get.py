@@ -12,7 +12,10 @@ for something else:
   watch it relists and prints the objects that changed meanwhile;
 - ``describe`` lists the events about an object by its kind, name and namespace and keeps those
   of its uid (or of none), as kubectl does; when the events cannot be listed the Events section
-  is left out.
+  is left out;
+- several kinds at once (``get cm,secrets``, ``get pod/web node/n1``) print one table per kind,
+  a blank line between them, names as ``configmap/NAME``; ``-o yaml|json`` prints one List of
+  them all, as kubectl does (``-w`` takes one kind).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ class _Printer:
     """Prints objects of one kind in the format of ``-o``: a table (aligned across watch events),
     yaml, json or name."""
 
-    def __init__(self, ctx: Context, args: argparse.Namespace, kind: kinds.CliKind):
+    def __init__(self, ctx: Context, args: argparse.Namespace, kind: kinds.CliKind, with_kind: bool = False):
         self.ctx = ctx
         self.kind = kind
+        # Several kinds in one answer: NAME cells read "configmap/NAME", as kubectl prints them.
+        self.with_kind = with_kind
         self.output = args.output or ""
         self.wide = self.output == "wide"
         self.columns = {"namespace": kind.api.namespaced and args.all_namespaces, "labels": args.show_labels}
@@ -60,6 +65,8 @@ class _Printer:
 
     def _row(self, obj: Any) -> list[str]:
         cells = self.kind.row(obj, self.ctx.clock(), wide=self.wide)
+        if self.with_kind and self.kind.header(wide=self.wide)[0] == "NAME":
+            cells[0] = printers.resource_name(self.kind.api.singular, cells[0])
         return printers.table_row(obj.metadata, cells, **self.columns)
 
     def print_all(self, objects: list[Any], resource_version: str, single: bool) -> None:
@@ -123,8 +130,51 @@ async def _get_by_names(
     return found, code
 
 
+async def _objects(
+    args: argparse.Namespace, ctx: Context, kind: kinds.CliKind, names: list[str]
+) -> tuple[list[Any], int]:
+    """The named objects of a kind (and 1 when one was not found), else its selected objects."""
+    namespace = _namespace(args, ctx, kind)
+    if names:
+        return await _get_by_names(ctx, kind, names, namespace)
+    listed = await ctx.client.list(kind.resource, namespace, args.selector, args.field_selector)
+    return sorted(listed.items, key=kind.sort_key), 0
+
+
+async def _get_kinds(args: argparse.Namespace, ctx: Context) -> int:
+    """get of several kinds: a table per kind (kinds without objects left out), or one List."""
+    code, found, tables, documents = 0, 0, 0, []
+    output = args.output or ""
+    for resource, names in args.groups:
+        kind = kinds.of(resource)
+        objects, failed = await _objects(args, ctx, kind, names)
+        code |= failed
+        found += len(objects)
+        printer = _Printer(ctx, args, kind, with_kind=True)
+        if not objects:
+            continue
+        if printer.is_table:
+            ctx.write("\n" if tables else "")
+            printer.print_all(objects, "", single=False)
+            tables += 1
+        elif output == "name":
+            for obj in objects:
+                printer.print_one(obj)
+        else:
+            documents.extend(manifest.to_dict(obj) for obj in objects)
+    if output in ("yaml", "json"):
+        dump = printers.dump_json if output == "json" else printers.dump_yaml
+        ctx.write(dump(printers.list_document(documents, "")))
+    elif not found and not any(names for _, names in args.groups):
+        namespaced = any(kinds.of(resource).api.namespaced for resource, _ in args.groups)
+        _no_resources(ctx, ctx.ns if namespaced and not args.all_namespaces else "")
+    return code
+
+
 async def get(args: argparse.Namespace, ctx: Context) -> int:
-    """pyctl get TYPE [NAME...] [-n NS | -A] [-l SEL] [--field-selector SEL] [-o FMT] [-w]."""
+    """pyctl get TYPE[,TYPE...] [NAME...] [-n NS | -A] [-l SEL] [--field-selector SEL] [-o FMT] [-w]."""
+    if len(args.groups) > 1:
+        return await _get_kinds(args, ctx)
     kind = kinds.of(args.resource)
     namespace = _namespace(args, ctx, kind)
     printer = _Printer(ctx, args, kind)
@@ -209,20 +259,23 @@ async def events_about(client: Client, kind: Kind, obj: Any) -> list[Any] | None
 
 
 async def describe(args: argparse.Namespace, ctx: Context) -> int:
-    """pyctl describe TYPE [NAME...] [-n NS | -A] [-l SEL]: each object, then the events about it."""
-    kind = kinds.of(args.resource)
-    namespace = _namespace(args, ctx, kind)
-    code = 0
-    if args.names:
-        objects, code = await _get_by_names(ctx, kind, args.names, namespace)
-    else:
-        listed = await ctx.client.list(kind.resource, namespace, args.selector)
-        objects = sorted(listed.items, key=kinds.by_name)
-        if not objects:
-            _no_resources(ctx, namespace)
-    for i, obj in enumerate(objects):
-        if i:
-            ctx.write("\n\n")
-        events = await events_about(ctx.client, kind.api, obj)
-        ctx.write(await kind.describe(ctx.client, obj, events, ctx.clock()))
+    """pyctl describe TYPE[,TYPE...] [NAME...] [-n NS | -A] [-l SEL]: each object, then the events
+    about it."""
+    code, written = 0, 0
+    for resource, names in args.groups:
+        kind = kinds.of(resource)
+        namespace = _namespace(args, ctx, kind)
+        if names:
+            objects, failed = await _get_by_names(ctx, kind, names, namespace)
+            code |= failed
+        else:
+            listed = await ctx.client.list(kind.resource, namespace, args.selector)
+            objects = sorted(listed.items, key=kinds.by_name)
+            if not objects and len(args.groups) == 1:
+                _no_resources(ctx, namespace)
+        for obj in objects:
+            ctx.write("\n\n" if written else "")
+            events = await events_about(ctx.client, kind.api, obj)
+            ctx.write(await kind.describe(ctx.client, obj, events, ctx.clock()))
+            written += 1
     return code

@@ -18,7 +18,7 @@ from typing import Any
 
 from pymaster.api import kinds as api_kinds
 from pymaster.api import objects_pb2
-from pymaster.cli import describe, printers, timefmt
+from pymaster.cli import describe, describe_config, printers, timefmt
 from pymaster.client import Client
 
 Events = list[objects_pb2.Event] | None
@@ -75,6 +75,16 @@ async def _describe_node(client: Client, node: objects_pb2.Node, events: Events,
     return describe.describe_node(node, sorted(bound.items, key=by_name), now, events=events)
 
 
+async def _describe_config_map(
+    client: Client, config_map: objects_pb2.ConfigMap, events: Events, now: float
+) -> str:
+    return describe_config.describe_config_map(config_map, now, events=events)
+
+
+async def _describe_secret(client: Client, secret: objects_pb2.Secret, events: Events, now: float) -> str:
+    return describe_config.describe_secret(secret)  # kubectl shows no events for a Secret
+
+
 async def _describe_generic(client: Client, obj: Any, events: Events, now: float) -> str:
     return describe.describe_object(obj, now, events=events)
 
@@ -87,6 +97,9 @@ KINDS: dict[str, CliKind] = {
                 delete_by_selector=False),
         CliKind(api_kinds.EVENTS, printers.event_header, printers.event_row, _describe_generic,
                 sort_key=by_last_seen),
+        CliKind(api_kinds.CONFIG_MAPS, printers.config_map_header, printers.config_map_row,
+                _describe_config_map),
+        CliKind(api_kinds.SECRETS, printers.secret_header, printers.secret_row, _describe_secret),
     )
 }
 _BY_NAME = {name: kind for kind in KINDS.values() for name in kind.names}
@@ -103,6 +116,6 @@ def of(resource: str) -> CliKind:
 
 
 def listing() -> str:
-    """The kinds for a usage message: "pods (po), nodes (no), events (ev)"."""
+    """The kinds for a usage message: "pods (po), nodes (no), events (ev), configmaps (cm), secrets"."""
     words = [(k.resource, ", ".join(k.api.short_names)) for k in KINDS.values()]
     return ", ".join(f"{resource} ({short})" if short else resource for resource, short in words)

@@ -1,8 +1,10 @@
 """pyctl: kubectl's habits over the pykube master (console script ``pyctl``).
 
 This module owns the command line: the argparse tree, kubectl-style flag handling and the
-process's exit codes. The commands themselves live in ``pymaster.cli.get`` (get, describe) and
-``pymaster.cli.commands`` (the others); the kinds they work on in ``pymaster.cli.kinds``.
+process's exit codes. The commands themselves live in ``pymaster.cli.get`` (get, describe),
+``pymaster.cli.create_config`` (create configmap, create secret ...), ``pymaster.cli.metadata_edit``
+(label, annotate), ``pymaster.cli.patch`` and ``pymaster.cli.commands`` (the others); the kinds
+they work on in ``pymaster.cli.kinds``.
 
 kubectl habits kept on purpose:
 
@@ -12,8 +14,11 @@ kubectl habits kept on purpose:
   $PYKUBE_CONFIG, then ~/.pykube/config (which ``make up`` writes); ``--server`` defaults to
   $PYKUBE_SERVER, then the config's server;
 - resource types take kubectl's names and short forms of every kind in ``pymaster.cli.kinds``
-  (``pods``, ``pod``, ``po``, ``nodes``, ``no``, ``events``, ``ev`` ...) and ``TYPE/NAME``
-  arguments (``get pod/web``);
+  (``pods``, ``pod``, ``po``, ``nodes``, ``no``, ``events``, ``ev``, ``configmaps``, ``cm`` ...) and
+  ``TYPE/NAME`` arguments (``get pod/web``); ``get`` and ``describe`` take several kinds at once
+  (``get cm,secrets``, ``get pod/web node/n1``);
+- sub-commands of ``create`` (``create configmap``, ``create secret generic``) may follow flags
+  (``pyctl -n team create configmap app ...``), as with cobra;
 - boolean flags also take ``--flag=true|false`` (``delete --wait=false``);
 - usage errors print ``error: <message>`` and exit 1, as kubectl does (not argparse's 2);
 - an API error prints one line (``Error from server (NotFound): pods "web" not found``,
@@ -38,10 +43,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pymaster.api import errors
-from pymaster.cli import commands, get, kinds, printers
+from pymaster.cli import commands, create_config, get, kinds, metadata_edit, printers
 from pymaster.cli import errors as cli_errors
+from pymaster.cli import patch as patch_command
 from pymaster.cli.context import CommandError, Context
 from pymaster.cli.exec import exec_command
+from pymaster.cli.targets import UsageError, resolve_groups, resolve_targets, resource_of
 from pymaster.client import Client, InvalidConfigError, MissingConfigError
 
 EXIT_OK = 0
@@ -66,21 +73,17 @@ BOOL_FLAGS = {
     "--ignore-not-found": False,
     "--stdin": False,
     "--tty": False,
+    "--overwrite": False,
 }
+# The words of create's sub-commands (kubectl's names and aliases).
+CREATE_SUBCOMMANDS = {"configmap": "create configmap", "cm": "create configmap", "secret": "create secret"}
+SECRET_SUBCOMMANDS = ("generic", "tls", "docker-registry")
+EDITED = {"label": "label", "annotate": "annotation"}  # what label and annotate change
 # Go's strconv.ParseBool, which kubectl's flags use.
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 _DURATION = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-class UsageError(Exception):
-    """A bad command line; main prints ``error: <message>`` and exits 1."""
-
-    def __init__(self, message: str, command: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.command = command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     _filename_flag(apply, required=True)
     apply.set_defaults(handler=commands.apply)
 
-    create = sub.add_parser("create", parents=common, help="create objects from manifests")
+    create = sub.add_parser(
+        "create", parents=common, help="create objects from manifests, or a configmap or secret",
+        usage="pyctl create -f FILE | configmap NAME ... | secret generic|tls|docker-registry NAME ...",
+    )
     _filename_flag(create, required=True)
     create.set_defaults(handler=commands.create)
 
@@ -248,46 +254,35 @@ def build_parser() -> argparse.ArgumentParser:
         node_cmd.add_argument("nodes", nargs="+", metavar="NODE", help="node names (or node/NAME)")
         node_cmd.set_defaults(handler=commands.cordon if name == "cordon" else commands.uncordon)
 
+    for name, handler, what in (("label", metadata_edit.label, "labels"),
+                                ("annotate", metadata_edit.annotate, "annotations")):
+        usage = f"pyctl {name} TYPE NAME...|TYPE/NAME... KEY=VALUE... KEY-... [--overwrite]"
+        edit = sub.add_parser(name, parents=common, help=f"set or remove {what} of objects", usage=usage)
+        edit.add_argument("words", nargs="+", metavar="WORD", help=f"{_RESOURCE_HELP}; then KEY=VALUE sets, "
+                          "KEY- removes")
+        edit.add_argument("--overwrite", action="store_true", help=f"change {what} that already have a value")
+        _selector_flags(edit)
+        edit.add_argument("--all", action="store_true", help="every object of the kind in the namespace")
+        edit.set_defaults(handler=handler)
+
+    patch = sub.add_parser("patch", parents=common, help="change objects with a JSON merge patch (RFC 7386)")
+    patch.add_argument("targets", nargs="+", metavar="RESOURCE", help=_RESOURCE_HELP)
+    patch.add_argument("-p", "--patch", default="", metavar="PATCH", help="the patch, JSON or YAML")
+    patch.add_argument("--type", default="strategic", metavar="merge",
+                       help="merge (strategic, the default, is taken when the patch has no lists)")
+    patch.add_argument("--subresource", default="", metavar="status",
+                       help="status: patch the status (of a pod or node)")
+    patch.set_defaults(handler=patch_command.patch)
+
     version = sub.add_parser("version", parents=common, help="print the client version")
     version.set_defaults(handler=commands.version)
     parser.commands = dict(sub.choices)
+
+    def make(words: str, description: str) -> argparse.ArgumentParser:
+        return _Parser(prog=f"pyctl {words}", parents=common, description=description)
+
+    parser.commands.update(create_config.build_parsers(make))
     return parser
-
-
-def resolve_targets(words: Sequence[str], command: str) -> tuple[str, list[str]]:
-    """kubectl's resource arguments: ``TYPE NAME...`` or ``TYPE/NAME...`` -> (plural type, names).
-
-    Raises:
-        UsageError: no type, an unknown type, or TYPE/NAME mixing types.
-    """
-    if not words:
-        raise UsageError(f"you must specify the type of resource: {kinds.listing()}", command)
-    if "/" not in words[0]:
-        resource = _resource(words[0], command)
-        names = list(words[1:])
-        if any("/" in name for name in names):
-            raise UsageError("there is no need to specify a resource type as a separate argument when "
-                             "passing arguments in resource/name form", command)
-        return resource, names
-    resource, names = "", []
-    for word in words:
-        kind, sep, name = word.partition("/")
-        if not sep or not name:
-            raise UsageError(f"arguments in resource/name form must have a single resource and name: {word}",
-                             command)
-        kind = _resource(kind, command)
-        if resource and kind != resource:
-            raise UsageError("only one resource type at a time", command)
-        resource = kind
-        names.append(name)
-    return resource, names
-
-
-def _resource(word: str, command: str) -> str:
-    kind = kinds.lookup(word)
-    if kind is None:
-        raise UsageError(f'the server doesn\'t have a resource type "{word}"', command)
-    return kind.resource
 
 
 def _pod_name(word: str, command: str) -> str:
@@ -304,7 +299,7 @@ def _name_of(word: str, command: str, resource: str) -> str:
     if "/" not in word:
         return word
     kind, _, name = word.partition("/")
-    if _resource(kind, command) != resource or not name:
+    if resource_of(kind, command) != resource or not name:
         raise UsageError(f"{command} works on {resource} only: {word}", command)
     return name
 
@@ -314,16 +309,23 @@ def _check(args: argparse.Namespace) -> None:
     args.names."""
     command = args.command
     if command in ("get", "describe"):
-        args.resource, args.names = resolve_targets(args.targets, command)
-        if args.names and args.all_namespaces:
+        args.groups = resolve_groups(args.targets, command)
+        args.resource, args.names = args.groups[0] if len(args.groups) == 1 else ("", [])
+        named = any(names for _, names in args.groups)
+        if named and args.all_namespaces:
             raise UsageError("a resource cannot be retrieved by name across all namespaces", command)
-        if args.names and args.selector:
+        if named and args.selector:
             raise UsageError("name cannot be provided when a selector is specified", command)
     if command == "get":
-        if args.names and args.field_selector:
+        if named and args.field_selector:
             raise UsageError("name cannot be provided when a selector is specified", command)
+        if args.watch and len(args.groups) > 1:
+            raise UsageError("watch is only supported on individual resources and resource collections, "
+                             f"but {len(args.groups)} resource types were given", command)
         if args.watch and len(args.names) > 1:
             raise UsageError("watch is only supported on one name or a whole collection", command)
+    elif command in ("label", "annotate", "patch"):
+        _check_edit(args)
     elif command == "delete":
         _check_delete(args)
     elif command == "logs":
@@ -339,6 +341,30 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError("you must specify at least one command for the container", command)
     elif command in ("cordon", "uncordon"):
         args.nodes = [_node_name(word, command) for word in args.nodes]
+
+
+def _check_edit(args: argparse.Namespace) -> None:
+    """label, annotate and patch: the objects (and label's and annotate's changes)."""
+    command = args.command
+    words = args.targets if command == "patch" else args.words
+    if command == "patch":
+        args.pairs = []
+    else:
+        try:
+            words, args.pairs = metadata_edit.split_pairs(words, EDITED[command])
+        except CommandError as exc:
+            raise UsageError(str(exc), command) from None
+    if not words:
+        raise UsageError("one or more resources must be specified as <resource> <name> or <resource>/<name>",
+                         command)
+    args.resource, args.names = resolve_targets(words, command)
+    selected = bool(getattr(args, "selector", "")) or getattr(args, "all", False)
+    if args.names and selected:
+        raise UsageError("names cannot be combined with -l or --all", command)
+    if not args.names and not selected:
+        raise UsageError("resource(s) were provided, but no name was specified", command)
+    if command == "patch" and args.subresource not in ("", "status"):
+        raise UsageError(f'invalid subresource value: "{args.subresource}"; supported: status', command)
 
 
 def _check_delete(args: argparse.Namespace) -> None:
@@ -363,17 +389,8 @@ def _check_delete(args: argparse.Namespace) -> None:
 
 def _command_index(argv: Sequence[str], known: dict[str, argparse.ArgumentParser]) -> int | None:
     """Where the subcommand is: the first word that is neither a flag nor a global flag's value."""
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word in GLOBAL_VALUE_FLAGS:
-            i += 2
-            continue
-        if word.startswith("-"):
-            i += 1
-            continue
-        return i if word in known else None
-    return None
+    i = _first_word(argv)
+    return i if i is not None and argv[i] in known else None
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -398,10 +415,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if argv[index] == "exec" and "--" in rest:
         cut = rest.index("--")
         rest, remote = rest[:cut], rest[cut + 1 :]
+    command = argv[index]
+    if command == "create":
+        command, rest = _create_subcommand(rest)
     # Intermixed parsing takes names after flags too (delete pod --force web), as kubectl does;
     # argparse cannot do that through subparsers, so the command's own parser parses its part.
-    command_parser = parser.commands[argv[index]]
-    if argv[index] == "exec":
+    command_parser = parser.commands[command]
+    if command == "exec":
         args, stray = command_parser.parse_known_intermixed_args(rest)
         if stray:
             raise UsageError(EXEC_WITHOUT_DASHES, "exec")
@@ -411,9 +431,45 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for name in GLOBAL_DESTS:
         if not hasattr(args, name):
             setattr(args, name, getattr(top, name))
-    args.command = argv[index]
+    args.command = command
     _check(args)
     return args
+
+
+def _first_word(words: Sequence[str], start: int = 0) -> int | None:
+    """The index of the first word from ``start`` that is neither a flag nor a global flag's value."""
+    i = start
+    while i < len(words):
+        if words[i] in GLOBAL_VALUE_FLAGS:
+            i += 2
+        elif words[i].startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def _create_subcommand(rest: list[str]) -> tuple[str, list[str]]:
+    """The create command a command line names ("create", "create configmap", "create secret
+    tls" ...) and its words without the sub-command's.
+
+    Raises:
+        UsageError: ``create secret`` without a known type.
+    """
+    i = _first_word(rest)
+    if i is None or rest[i] not in CREATE_SUBCOMMANDS:
+        return "create", rest
+    command = CREATE_SUBCOMMANDS[rest[i]]
+    if command == "create configmap":
+        return command, rest[:i] + rest[i + 1 :]
+    j = _first_word(rest, i + 1)
+    # The help of `create` names the secret types ("create secret" has no parser of its own).
+    if j is None:
+        raise UsageError(f"you must specify the type of secret: {', '.join(SECRET_SUBCOMMANDS)}", "create")
+    if rest[j] not in SECRET_SUBCOMMANDS:
+        raise UsageError(f'unknown command "{rest[j]}" for "pyctl create secret"; '
+                         f"use one of {', '.join(SECRET_SUBCOMMANDS)}", "create")
+    return f"{command} {rest[j]}", rest[:i] + rest[i + 1 : j] + rest[j + 1 :]
 
 
 def _interrupt_code(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ kubectl's own: tables and describe output go through ``tabwrite``, a port of Go'
 cell alignment (kubectl get: min width 6, padding 3; kubectl describe: padding 2); ages follow
 kubectl's ``HumanDuration`` (``pymaster.cli.timefmt``); the READY, STATUS and RESTARTS columns
 of pods follow kubectl's printPod (``pymaster.cli.pod_columns``), the columns of events its
-printEvent. Each kind has its own columns (``pod_header``/``pod_row``
+printEvent, those of ConfigMaps and Secrets its printConfigMap and printSecret (DATA: how many
+keys). Each kind has its own columns (``pod_header``/``pod_row``
 ...); ``table_header``/``table_row`` add the NAMESPACE (``-A``) and LABELS (``--show-labels``)
 columns the same way for every kind. Describe output is in ``pymaster.cli.describe``.
 """
@@ -317,6 +318,34 @@ def event_row(event: objects_pb2.Event, now: float, *, wide: bool = False) -> li
     subobject, source = event.involved_object.field_path, event_source(event)
     count, name = str(event.count or 1), event.metadata.name
     return [last, event.type, event.reason, target, subobject, source, message, first, count, name]
+
+
+# ---- ConfigMaps and Secrets ----
+
+
+def config_map_header(*, wide: bool = False) -> list[str]:
+    """The columns of a ConfigMap table (kubectl get configmaps), wide or not."""
+    return ["NAME", "DATA", "AGE"]
+
+
+def config_map_row(config_map: objects_pb2.ConfigMap, now: float, *, wide: bool = False) -> list[str]:
+    """One row of a ConfigMap table: DATA counts the keys of data and binaryData."""
+    meta = config_map.metadata
+    keys = len(config_map.data) + len(config_map.binary_data)
+    created = age(meta.creation_timestamp, now, present=meta.HasField("creation_timestamp"))
+    return [meta.name, str(keys), created]
+
+
+def secret_header(*, wide: bool = False) -> list[str]:
+    """The columns of a Secret table (kubectl get secrets), wide or not."""
+    return ["NAME", "TYPE", "DATA", "AGE"]
+
+
+def secret_row(secret: objects_pb2.Secret, now: float, *, wide: bool = False) -> list[str]:
+    """One row of a Secret table: its type and how many keys its data has (never a value)."""
+    meta = secret.metadata
+    created = age(meta.creation_timestamp, now, present=meta.HasField("creation_timestamp"))
+    return [meta.name, secret.type, str(len(secret.data)), created]
 
 
 # ---- documents ----

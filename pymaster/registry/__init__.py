@@ -1,7 +1,7 @@
 """The registry: per kind, the rules for writing it (kube-apiserver's "strategies"), over the
 store. Servicers, the scheduler and the controllers write through it alike; one module per kind
-(``pods``, ``nodes``, ``events``), plus what they share (``base``, ``watch``) and the in-memory
-node leases.
+(``pods``, ``nodes``, ``events``, ``configmaps``, ``secrets``), plus what they share (``base``,
+``watch``) and the in-memory node leases.
 
 ``Registry`` bundles them for the composition root (``pymaster.app``).
 """
@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.kinds import served_kind
 from pymaster.registry.base import KindRegistry
+from pymaster.registry.configmaps import ConfigMapRegistry
 from pymaster.registry.events import EventRegistry
 from pymaster.registry.leases import NodeLeases
 from pymaster.registry.nodes import NodeRegistry
 from pymaster.registry.pods import PodRegistry
+from pymaster.registry.secrets import SecretRegistry
 from pymaster.store.base import Store
 
 
@@ -43,12 +45,14 @@ class Registry:
         self.pods = PodRegistry(store, admission, clock)
         self.nodes = NodeRegistry(store, leases, clock)
         self.events = EventRegistry(store, clock)
+        self.config_maps = ConfigMapRegistry(store, clock)
+        self.secrets = SecretRegistry(store, clock)
         self._by_resource: dict[str, KindRegistry] = {
-            r.kind.resource: r for r in (self.pods, self.nodes, self.events)
+            r.kind.resource: r for r in (self.pods, self.nodes, self.events, self.config_maps, self.secrets)
         }
 
     def of(self, resource: str) -> KindRegistry:
-        """The registry of a served resource ("pods", "nodes", "events").
+        """The registry of a served resource ("pods", "nodes", "events", "configmaps", "secrets").
 
         Raises:
             ValidationError: on ``resource``: unknown or not served.

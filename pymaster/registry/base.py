@@ -1,5 +1,6 @@
 """What every kind's registry shares: reads (get, filtered list and watch) over the store, the
-request-key checks, and the resourceVersion conflict error.
+request-key checks, the resourceVersion conflict error, and the verbs of kinds only users write
+(``UserObjectRegistry``: ConfigMaps, Secrets).
 
 A registry is the only writer of its kind: servicers, the scheduler and the controllers all call
 it, so every write of a kind goes through the same rules. Reads may come straight from the store
@@ -8,16 +9,23 @@ it, so every write of a kind goes through the same rules. Reads may come straigh
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from pymaster.api import objects_pb2
+from pymaster.api.conditions import timestamp
 from pymaster.api.errors import Conflict, MethodNotAllowed, NotFound
 from pymaster.api.kinds import Kind
 from pymaster.api.limits import check_name, check_namespace
 from pymaster.registry.watch import ObjectFilter, list_objects, watch_objects
 from pymaster.store.base import Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "default"
 
@@ -125,3 +133,101 @@ class KindRegistry:
         except NotFound:
             return False
         return True
+
+
+def prepare_new_metadata(meta: objects_pb2.ObjectMeta, uid: str, now: float) -> None:
+    """What the server owns in a new object's metadata, in place: its uid and creationTimestamp;
+    no resourceVersion, generation or deletion marks from the request."""
+    meta.uid = uid
+    meta.creation_timestamp.CopyFrom(timestamp(now))
+    meta.resource_version = ""
+    meta.generation = 0
+    meta.ClearField("deletion_timestamp")
+    meta.ClearField("deletion_grace_period_seconds")
+
+
+class UserObjectRegistry(KindRegistry):
+    """A kind only users write (ConfigMaps, Secrets): create, apply (create, else replace what a
+    user may change), update (checked against metadata.resourceVersion when it is set) and
+    deletion at once. A subclass gives the two pure rules: ``prepare_create`` and
+    ``prepare_update``.
+
+    Args:
+        store: The store.
+        kind: The kind.
+        clock: Epoch seconds (tests pass a fake).
+    """
+
+    def __init__(self, store: Store, kind: Kind, clock: Callable[[], float] = time.time):
+        super().__init__(store, kind)
+        self._clock = clock
+
+    def prepare_create(self, obj: Message, uid: str, now: float) -> None:
+        """Makes a user's object the one to store, in place (defaults, validation, server fields).
+
+        Raises:
+            ValidationError: naming the field.
+        """
+        raise NotImplementedError
+
+    def prepare_update(self, current: Message, request: Message) -> Message | None:
+        """The object to store for a user's ``request`` over ``current``, or None when nothing
+        changes.
+
+        Raises:
+            ValidationError: naming the field.
+        """
+        raise NotImplementedError
+
+    async def create(self, request: Message) -> Message:
+        obj = type(request)()
+        obj.CopyFrom(request)
+        self.prepare_create(obj, str(uuid.uuid4()), self._clock())
+        created = await self._store.create(self.kind.resource, obj)
+        log.info("%s created namespace=%s name=%s uid=%s", self.kind.singular, created.metadata.namespace,
+                 created.metadata.name, created.metadata.uid)
+        return created
+
+    async def apply(self, request: Message) -> tuple[Message, str]:
+        """Creates the object, or replaces what a user may change; returns it and kubectl's action
+        word ("created", "configured" or "unchanged")."""
+        self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
+        try:
+            self.get(request.metadata.namespace, request.metadata.name)
+        except NotFound:
+            return await self.create(request), "created"
+        obj, changed = await self._update(request, check_rv=False)
+        return obj, "configured" if changed else "unchanged"
+
+    async def update(self, request: Message) -> Message:
+        """Replaces what a user may change; metadata.resourceVersion, when set, must be the stored
+        one (else Conflict)."""
+        self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
+        obj, _ = await self._update(request, check_rv=bool(request.metadata.resource_version))
+        return obj
+
+    async def _update(self, request: Message, *, check_rv: bool) -> tuple[Message, bool]:
+        changed = False
+
+        def update(current: Message) -> Message | None:
+            nonlocal changed
+            if check_rv and current.metadata.resource_version != request.metadata.resource_version:
+                raise conflict(self.kind, current.metadata.name)
+            merged = self.prepare_update(current, request)
+            changed = merged is not None
+            return merged
+
+        namespace, name = namespace_or_default(request.metadata.namespace), request.metadata.name
+        obj = await self._store.mutate(self.kind.resource, namespace, name, update)
+        if changed:
+            log.info("%s updated namespace=%s name=%s", self.kind.singular, namespace, name)
+        return obj, changed
+
+    async def delete(
+        self, namespace: str, name: str, grace_period: int | None = None, force: bool = False
+    ) -> Message:
+        """Deletes the object at once (there is nothing to wait for)."""
+        self.check_key(namespace, name)
+        deleted = await self._store.delete(self.kind.resource, namespace_or_default(namespace), name)
+        log.info("%s deleted namespace=%s name=%s", self.kind.singular, deleted.metadata.namespace, name)
+        return deleted

@@ -12,6 +12,18 @@ pods with nodeSelectors a node cannot fake); afterwards only the well-known labe
 (``kubernetes.io/hostname``, ``kubernetes.io/os``, ``kubernetes.io/arch``). Every other label
 is the admin's (``pyctl label``, Resources.Update), and a re-registering agent cannot change it.
 
+Extended resources (``example.com/dongle``) in a node's capacity and allocatable come from two
+hands, as in Kubernetes: the agent advertises its ``--extended-resource`` flags, and the admin may
+set more with an update of the node's status (``pyctl patch node N --subresource status``). An
+agent's report replaces cpu, memory, pods and the extended resources it names, and keeps the
+others (the kubelet keeps extended resources it does not manage), so for a name the agent
+advertises its value wins at the next report. An admin's update changes only extended resources
+(cpu, memory, ephemeral-storage and pods stay the agent's; the rest of the status is the
+master's): the extended resources of the update's status become the node's, so one left out is
+removed; an allocatable the update leaves as it was follows the capacity (the kubelet's
+allocatable = capacity), so patching (or removing) the capacity alone is enough. An update that
+carries no status at all (neither capacity nor allocatable) leaves them alone.
+
 The pure rules (``merge_registration``, ``apply_status_report``, ``merge_update``) are module
 functions, table-tested on their own; ``NodeRegistry`` applies them to the store and the leases.
 """
@@ -22,7 +34,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pymaster.api import objects_pb2
 from pymaster.api.conditions import timestamp
@@ -30,6 +42,8 @@ from pymaster.api.errors import AlreadyExists, MethodNotAllowed, NotFound
 from pymaster.api.kinds import IDENTITIES, NODES
 from pymaster.api.limits import check_finite, check_name, check_object_size, check_timestamps
 from pymaster.api.nodes import mark_ready, mark_unknown
+from pymaster.api.pods import is_extended_resource
+from pymaster.api.resource_validation import check_node_extended_resources
 from pymaster.api.validation import validate_node
 from pymaster.registry.base import KindRegistry, conflict, merge_user_update
 from pymaster.registry.leases import NodeLeases, next_renew_seconds
@@ -51,19 +65,29 @@ def node_may_set(key: str) -> bool:
 # ---- pure rules ----
 
 
+def _extended(resources: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in resources.items() if is_extended_resource(name)}
+
+
 def apply_status_report(
     node: objects_pb2.Node, status: objects_pb2.NodeStatus, now: float | None = None
 ) -> None:
     """Copies what an agent reports (capacity, allocatable, addresses, daemon endpoints, node info,
     usage) onto ``node`` in place, field by field where the report sets it, and marks the node
-    Ready. The agent's own conditions are ignored: they are the master's."""
+    Ready. Extended resources the report does not name are kept (the admin's). The agent's own
+    conditions are ignored: they are the master's."""
     target = node.status
+    kept = {name for name in _extended(target.capacity) if name not in status.capacity}
+    kept_capacity = {name: target.capacity[name] for name in kept}
+    kept_allocatable = {name: target.allocatable.get(name, target.capacity[name]) for name in kept}
     if status.capacity:
         target.ClearField("capacity")
         target.capacity.update(status.capacity)
+        target.capacity.update(kept_capacity)
     if status.allocatable:
         target.ClearField("allocatable")
         target.allocatable.update(status.allocatable)
+        target.allocatable.update(kept_allocatable)
     if status.addresses:
         del target.addresses[:]
         target.addresses.extend(status.addresses)
@@ -107,9 +131,31 @@ def merge_registration(
 
 
 def merge_update(current: objects_pb2.Node, desired: objects_pb2.Node) -> objects_pb2.Node:
-    """The node to store for a user's update: labels, annotations and spec from ``desired``,
-    everything else (status, uid, timestamps) from ``current``."""
-    return merge_user_update(current, desired)
+    """The node to store for a user's update: labels, annotations and spec from ``desired``, and
+    its status' extended resources (see the module's docstring) unless it carries no capacity or
+    allocatable; everything else (the rest of the status, uid, timestamps) from ``current``."""
+    merged = merge_user_update(current, desired)
+    wanted = desired.status
+    if not wanted.capacity and not wanted.allocatable:
+        return merged
+    capacity = _extended(wanted.capacity)
+    allocatable = _extended(wanted.allocatable)
+    before = current.status
+    for name, asked in list(allocatable.items()):
+        # Left as it was while its capacity went away: it goes too (validation refuses the rest).
+        if name not in capacity and asked == before.allocatable.get(name):
+            del allocatable[name]
+    for name, count in capacity.items():
+        asked = allocatable.get(name)
+        left_as_it_was = asked == before.allocatable.get(name) and count != before.capacity.get(name)
+        if asked is None or left_as_it_was:
+            allocatable[name] = count
+    target = merged.status
+    for resources, extended in ((target.capacity, capacity), (target.allocatable, allocatable)):
+        for name in _extended(resources):
+            del resources[name]
+        resources.update(extended)
+    return merged
 
 
 # ---- the registry ----
@@ -146,6 +192,7 @@ class NodeRegistry(KindRegistry):
         name = request.metadata.name
         check_object_size("node", request)
         validate_node(request)
+        check_node_extended_resources(request.status)
         check_timestamps("status", request.status)
         now = self._clock()
         new_uid = str(uuid.uuid4())
@@ -187,6 +234,7 @@ class NodeRegistry(KindRegistry):
         def report(node: objects_pb2.Node) -> objects_pb2.Node:
             apply_status_report(node, status, now)
             validate_node(node)
+            check_node_extended_resources(node.status)
             check_object_size("node", node)
             return node
 
@@ -197,8 +245,9 @@ class NodeRegistry(KindRegistry):
     # ---- the admin ----
 
     async def update(self, request: objects_pb2.Node) -> objects_pb2.Node:
-        """Updates labels, annotations and spec (cordon); metadata.resourceVersion, when set, must
-        be the stored one (else Conflict)."""
+        """Updates labels, annotations, spec (cordon) and the extended resources of the status
+        (see ``merge_update``); metadata.resourceVersion, when set, must be the stored one (else
+        Conflict)."""
         name, rv = request.metadata.name, request.metadata.resource_version
         check_object_size("node", request)
         check_name("metadata.name", name)
@@ -208,11 +257,13 @@ class NodeRegistry(KindRegistry):
                 raise conflict(NODES, name)
             merged = merge_update(current, request)
             validate_node(merged)
+            check_node_extended_resources(merged.status)
             check_object_size("node", merged)
             return None if merged == current else merged
 
         node = await self._store.mutate(NODES.resource, "", name, update)
-        log.info("node updated node=%s unschedulable=%s", name, node.spec.unschedulable)
+        log.info("node updated node=%s unschedulable=%s extended_resources=%s", name, node.spec.unschedulable,
+                 ",".join(f"{k}={v}" for k, v in sorted(_extended(node.status.capacity).items())) or "none")
         return node
 
     async def create(self, request: objects_pb2.Node) -> objects_pb2.Node:

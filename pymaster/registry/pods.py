@@ -3,7 +3,7 @@ by the servicers, the scheduler and, later, the controllers that create pods, so
 controller gets the same defaulting, validation and admission as a user's.
 
 - create: limits, defaulting, validation, admission, then what the server owns (uid, timestamps,
-  generation 1, phase Pending);
+  generation 1, phase Pending, the QoS class);
 - update (and apply): only labels, annotations and container images may change (kubectl's rule);
   admission runs again only when the spec changes, so a pod admitted under an older policy can
   still be relabelled (Kubernetes' Pod Security admission exempts such updates too);
@@ -39,6 +39,7 @@ from pymaster.api.pods import (
     PENDING,
     POD_SCHEDULED,
     is_pending_schedule,
+    qos_class,
 )
 from pymaster.api.validation import validate_pod, validate_pod_update
 from pymaster.registry.base import KindRegistry, conflict, merge_user_update, namespace_or_default
@@ -68,7 +69,7 @@ def prepare_create(
 ) -> None:
     """Makes a user's pod the one to store, in place: limits, defaults, validation, admission,
     then what the server owns: uid, creationTimestamp, generation 1, no deletion marks, a fresh
-    status in phase Pending.
+    status in phase Pending with its QoS class (immutable from then on, as in Kubernetes).
 
     Raises:
         ValidationError, Forbidden: naming the field.
@@ -86,6 +87,7 @@ def prepare_create(
     meta.ClearField("deletion_grace_period_seconds")
     pod.status.Clear()
     pod.status.phase = PENDING
+    pod.status.qos_class = qos_class(pod)
 
 
 def same_desired_state(a: objects_pb2.Pod, b: objects_pb2.Pod) -> bool:
@@ -152,9 +154,11 @@ def merge_agent_status(
 ) -> objects_pb2.PodStatus:
     """The status to store when an agent reports ``reported`` for a pod whose stored status is
     ``current``: the agent's status, except that master-owned conditions (PodScheduled) are kept
-    from ``current`` and any the agent sent are ignored."""
+    from ``current`` and any the agent sent are ignored, and so is the QoS class, set at creation
+    (an agent's only fills it in for a pod stored without one)."""
     merged = objects_pb2.PodStatus()
     merged.CopyFrom(reported)
+    merged.qos_class = current.qos_class or reported.qos_class
     del merged.conditions[:]
     merged.conditions.extend(c for c in reported.conditions if c.type not in MASTER_POD_CONDITIONS)
     merged.conditions.extend(c for c in current.conditions if c.type in MASTER_POD_CONDITIONS)

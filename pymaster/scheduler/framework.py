@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pymaster.api import objects_pb2
 from pymaster.api.nodes import ready_status
-from pymaster.api.pods import is_terminal, pod_key, pod_requests
+from pymaster.api.pods import is_extended_resource, is_terminal, pod_key, pod_resource_requests
 from pymaster.api.quantity import cpu_millis, memory_bytes, parse_quantity
 
 MAX_SCORE = 100
@@ -25,6 +25,7 @@ MAX_SCORE = 100
 # request-less pods still spread across nodes; filters use the real requests.
 DEFAULT_CPU_MILLIS = 100
 DEFAULT_MEMORY_BYTES = 200 * 1024 * 1024
+EPHEMERAL_STORAGE = "ephemeral-storage"
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Status:
 
     Attributes:
         ok: The pod may run there.
-        reasons: Why not (each counted once per node in the "0/N nodes available" message), e.g.
-            "insufficient cpu"; a plugin may report several.
+        reasons: Why not (each counted once per node in the "0/N nodes are available" message),
+            e.g. "Insufficient cpu"; a plugin may report several.
     """
 
     ok: bool
@@ -59,25 +60,36 @@ _SUCCESS = Status(True)
 
 @dataclass(frozen=True)
 class PodInfo:
-    """A pod and what it requests, computed once per scheduling attempt."""
+    """A pod and what it requests, computed once per scheduling attempt.
+
+    ``extended`` holds the extended resources it requests (name -> count, only those above 0).
+    """
 
     pod: objects_pb2.Pod
     key: str
     cpu_millis: int
     memory_bytes: int
+    extended: Mapping[str, int] = field(default_factory=dict)
+    ephemeral_storage_bytes: int = 0
 
     @classmethod
     def from_pod(cls, pod: objects_pb2.Pod) -> PodInfo:
         """Raises ValueError if a quantity does not parse (an unvalidated pod)."""
-        cpu, memory = pod_requests(pod)
-        return cls(pod, pod_key(pod), cpu, memory)
+        requests = pod_resource_requests(pod)
+        extended = {name: n for name, n in requests.items() if is_extended_resource(name) and n > 0}
+        return cls(
+            pod, pod_key(pod), requests.get("cpu", 0), requests.get("memory", 0), extended,
+            requests.get(EPHEMERAL_STORAGE, 0),
+        )
 
 
 @dataclass
 class NodeInfo:
     """A node and the sums of what the pods bound to it request (terminal pods excluded).
 
-    ``nonzero_*`` count request-less pods at the scoring defaults.
+    ``nonzero_*`` count request-less pods at the scoring defaults; ``allocatable_extended`` and
+    ``requested_extended`` are the extended resources (name -> count); ephemeral-storage counts
+    in bytes, like memory (not in scores: kube-scheduler's default scores cpu and memory only).
     """
 
     node: objects_pb2.Node
@@ -89,6 +101,10 @@ class NodeInfo:
     nonzero_cpu_millis: int = 0
     nonzero_memory_bytes: int = 0
     pod_count: int = 0
+    allocatable_extended: dict[str, int] = field(default_factory=dict)
+    requested_extended: dict[str, int] = field(default_factory=dict)
+    allocatable_ephemeral_storage_bytes: int = 0
+    requested_ephemeral_storage_bytes: int = 0
     ready: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,11 +122,14 @@ class NodeInfo:
         0 (nothing fits), as a node that has not reported its resources yet should get no pods.
         """
         status = node.status
+        extended_names = {n for n in [*status.capacity, *status.allocatable] if is_extended_resource(n)}
         info = cls(
             node,
             allocatable_cpu_millis=_resource(status, "cpu", cpu_millis),
             allocatable_memory_bytes=_resource(status, "memory", memory_bytes),
-            allocatable_pods=_resource(status, "pods", lambda s: int(parse_quantity(s))),
+            allocatable_pods=_resource(status, "pods", _count),
+            allocatable_extended={name: _resource(status, name, _count) for name in sorted(extended_names)},
+            allocatable_ephemeral_storage_bytes=_resource(status, EPHEMERAL_STORAGE, memory_bytes),
         )
         for pod in pods:
             info.add_pod(pod)
@@ -122,14 +141,23 @@ class NodeInfo:
         if is_terminal(pod):
             return
         try:
-            cpu, memory = pod_requests(pod)
+            requests = pod_resource_requests(pod)
         except ValueError:
-            cpu = memory = 0
+            requests = {}
+        cpu, memory = requests.get("cpu", 0), requests.get("memory", 0)
+        for name, amount in requests.items():
+            if is_extended_resource(name):
+                self.requested_extended[name] = self.requested_extended.get(name, 0) + amount
         self.requested_cpu_millis += cpu
         self.requested_memory_bytes += memory
+        self.requested_ephemeral_storage_bytes += requests.get(EPHEMERAL_STORAGE, 0)
         self.nonzero_cpu_millis += cpu or DEFAULT_CPU_MILLIS
         self.nonzero_memory_bytes += memory or DEFAULT_MEMORY_BYTES
         self.pod_count += 1
+
+
+def _count(quantity: str) -> int:
+    return int(parse_quantity(quantity))
 
 
 def _resource(status: objects_pb2.NodeStatus, name: str, parse: Callable[[str], int]) -> int:
@@ -166,13 +194,17 @@ class ScheduleResult:
     message: str = ""
 
 
+NO_NODES = "no nodes available to schedule pods"
+
+
 def unschedulable_message(total_nodes: int, reasons: Counter[str]) -> str:
-    """kube-scheduler's summary: ``0/3 nodes available: 1 insufficient memory, 2 node(s) were
-    unschedulable`` (reasons sorted), or ``0/0 nodes available: no nodes registered``."""
+    """kube-scheduler's FitError message: ``0/3 nodes are available: 1 Insufficient memory, 2
+    node(s) were unschedulable.`` (the "count reason" entries sorted as strings, as Kubernetes
+    does), or ``no nodes available to schedule pods`` when there is no node."""
     if total_nodes == 0:
-        return "0/0 nodes available: no nodes registered"
-    summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-    return f"0/{total_nodes} nodes available: {summary}"
+        return NO_NODES
+    summary = ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
+    return f"0/{total_nodes} nodes are available: {summary}."
 
 
 class Framework:

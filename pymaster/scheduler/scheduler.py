@@ -6,7 +6,7 @@ queue; one loop pops a pod, runs the framework over a NodeInfo snapshot and writ
 - fits: bind with a store.mutate (spec.nodeName + PodScheduled=True), only if the pod is still
   unbound, and put the result into the cache at once ("assume") so the next pod sees the node's
   new load before the watch event arrives;
-- fits nowhere: PodScheduled=False, reason Unschedulable, with the "0/N nodes available: ..."
+- fits nowhere: PodScheduled=False, reason Unschedulable, with the "0/N nodes are available: ..."
   message (written only when it changes), and park the pod until the cluster changes.
 
 Each outcome is an event about the pod (source ``default-scheduler``): ``Scheduled`` ("Successfully

@@ -17,7 +17,11 @@ reflection. A node may only:
 - NodeAgent.UpdatePodStatus / ConfirmPodTerminated and Resources.Get of pods bound to it;
 - NodeAgent.RenewCertificate (the servicer signs for the caller's own identity only);
 - NodeAgent.RecordEvents (the event registry checks each event is about the node or its pods);
-- Resources.Get of its own Node.
+- Resources.Get of its own Node;
+- Resources.Get of a ConfigMap or Secret that a pod bound to it references (volumes, projected
+  sources, env valueFrom, envFrom: ``pymaster.api.references``), Kubernetes' node authorizer
+  rule. List, Watch and every write of them stay refused, so a node reads exactly what its pods
+  need and cannot even learn which others exist.
 
 Everything else is PERMISSION_DENIED with a message that says what was refused, e.g.
 ``node "n1" may not call Resources.List`` or ``node "n1" may not update pod default/web bound to
@@ -25,22 +29,38 @@ node "n2"``. A pod check that finds no pod (or another pod of that name, by uid)
 through: the servicer then answers NOT_FOUND, which the agent treats as "already gone", and
 writes nothing.
 
-The table is pure: checks that need the store's pods get the store passed in. The interceptor puts
-the caller's identity in a context variable (``current_identity``) for servicers that act on it.
+The table is pure: checks that need the store's pods get the store passed in. Which objects the
+pods of each node reference comes from ``NodeGraph`` (the node authorizer's graph): kept from one
+watch of pods, it answers a node's read in a dict lookup; when the graph has no such reference
+(a pod bound an instant ago, whose event the graph has not applied yet) the store's pods of that
+namespace decide, so a node is never refused what its pods reference. The graph is what the
+interceptor is given as its ``store``: it passes the other reads through.
+
+The interceptor puts the caller's identity in a context variable (``current_identity``) for
+servicers that act on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime
+import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from pymaster.api.errors import Forbidden, NotFound, Unauthenticated
+from pymaster.api import objects_pb2
+from pymaster.api.errors import Forbidden, NotFound, TooOld, Unauthenticated
 from pymaster.api.identity import Identity
-from pymaster.api.kinds import IDENTITIES
+from pymaster.api.kinds import CONFIG_MAPS, IDENTITIES, PODS, SECRETS, kind_of
+from pymaster.api.pods import pod_key
+from pymaster.api.references import referenced
+from pymaster.store.base import DELETED
+
+log = logging.getLogger(__name__)
 
 SUPERUSER_KINDS = frozenset({"admin", "master"})
 # Services every authenticated caller may use (load balancer probes, grpcurl).
@@ -145,6 +165,21 @@ class _BoundPod:
         return f'node "{node}" may not {self.verb} pod {namespace}/{request.name} {where}'
 
 
+@dataclass(frozen=True)
+class _Referenced:
+    """The request names a ConfigMap or Secret that a pod bound to the calling node references
+    (``store`` is a NodeGraph)."""
+
+    verb: str
+
+    def __call__(self, node: str, request: Message, store) -> str | None:
+        namespace = request.namespace or "default"
+        if store.references(node, request.resource, namespace, request.name):
+            return None
+        what = f"{kind_of(request.resource).singular} {namespace}/{request.name}"
+        return f'node "{node}" may not {self.verb} {what}: no pod bound to it references it'
+
+
 def _allow(node: str, request: Message, store: object) -> str | None:
     return None
 
@@ -175,7 +210,13 @@ NODE_RULES: dict[str, NodeRule] = {
     # The event registry checks each event's source and object against the caller.
     f"/{_AGENT}/RecordEvents": _allow,
     f"/{_RESOURCES}/Get": _ByResource(
-        "read", {"nodes": _OwnNode("read", lambda r: r.name), "pods": _BoundPod("read")}
+        "read",
+        {
+            "nodes": _OwnNode("read", lambda r: r.name),
+            "pods": _BoundPod("read"),
+            CONFIG_MAPS.resource: _Referenced("read"),
+            SECRETS.resource: _Referenced("read"),
+        },
     ),
 }
 
@@ -205,3 +246,86 @@ def authorize(method: str, identity: Identity, request: Message | None, store) -
     refusal = rule(identity.name, request, store)
     if refusal is not None:
         raise Forbidden(refusal)
+
+
+# ---- the node authorizer's graph ----
+
+_GraphKey = tuple[str, str, str, str]  # (node, resource, namespace, name)
+
+
+class NodeGraph:
+    """Which ConfigMaps and Secrets the pods bound to each node reference, kept from one watch of
+    pods (Kubernetes' node authorizer graph), plus the store reads the role table makes (``get``).
+
+    Args:
+        store: Has ``get``, ``list`` and ``watch`` (the master's store).
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._counts: Counter[_GraphKey] = Counter()  # how many pods give each reference
+        self._pods: dict[str, tuple[_GraphKey, ...]] = {}  # pod key -> its references
+        self._rv = 0
+        self._task: asyncio.Task | None = None
+
+    def get(self, kind: str, namespace: str, name: str) -> Message:
+        """The store's object (the role table's other reads). Raises NotFound."""
+        return self._store.get(kind, namespace, name)
+
+    def references(self, node: str, resource: str, namespace: str, name: str) -> bool:
+        """Whether a pod bound to ``node`` references the object (resource, namespace, name)."""
+        if (node, resource, namespace, name) in self._counts:
+            return True
+        # Not in the graph (yet): the store's pods decide, so a pod bound an instant ago counts.
+        pods, _ = self._store.list(PODS.resource, namespace)
+        return any(p.spec.node_name == node and (resource, name) in referenced(p) for p in pods)
+
+    def relist(self) -> None:
+        """Rebuilds the graph from the store's pods."""
+        pods, self._rv = self._store.list(PODS.resource)
+        self._counts.clear()
+        self._pods.clear()
+        for pod in pods:
+            self.apply(pod)
+
+    def apply(self, pod: objects_pb2.Pod, deleted: bool = False) -> None:
+        """Takes a pod's new state (or its deletion) into the graph."""
+        key = pod_key(pod)
+        for edge in self._pods.pop(key, ()):
+            self._counts[edge] -= 1
+            if self._counts[edge] <= 0:
+                del self._counts[edge]
+        node = pod.spec.node_name
+        if deleted or not node:
+            return
+        namespace = pod.metadata.namespace
+        edges = tuple((node, resource, namespace, name) for resource, name in sorted(referenced(pod)))
+        if edges:
+            self._pods[key] = edges
+            self._counts.update(edges)
+
+    def start(self) -> None:
+        """Lists the pods and starts following the store."""
+        self.relist()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="node-graph")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                watch = self._store.watch(PODS.resource, self._rv)
+                try:
+                    async for event in watch:
+                        self.apply(event.object, deleted=event.type == DELETED)
+                        self._rv = event.resource_version
+                finally:
+                    watch.close()
+                return  # the store closed
+            except TooOld as err:
+                log.info("node graph relisting reason=%s", err.message)
+                self.relist()

@@ -1,10 +1,11 @@
 """The master's storage: API objects by kind, namespace and name, with one cluster-wide
 resourceVersion counter and watches served from an in-memory event log.
 
-``base`` is the contract (Store, Watch, WatchEvent), ``events`` the event log and watcher
-fan-out, ``cache`` the in-memory copy every backend serves reads and watches from, ``sqlite`` the
-embedded backend (the default). ``open_store(url)`` picks the backend from a URL, so everything
-above this package sees only the Store protocol.
+``base`` is the contract (Store, Watch, WatchEvent, ValueTransformer), ``events`` the event log
+and watcher fan-out, ``cache`` the in-memory copy every backend serves reads and watches from,
+``sqlite`` the embedded backend (the default), ``encryption`` the encryption of Secrets at rest.
+``open_store(url)`` picks the backend from a URL, so everything above this package sees only the
+Store protocol.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pymaster.store.base import Store
+from pymaster.store.base import Store, ValueTransformer
 from pymaster.store.events import DEFAULT_HISTORY
 from pymaster.store.sqlite import SQLiteStore
 
@@ -25,12 +26,16 @@ def sqlite_url(data_dir: str | os.PathLike[str]) -> str:
     return f"sqlite://{Path(data_dir).absolute() / DB_FILE}"
 
 
-def open_store(url: str, history: int = DEFAULT_HISTORY) -> Store:
+def open_store(
+    url: str, history: int = DEFAULT_HISTORY, transformer: ValueTransformer | None = None
+) -> Store:
     """The store a URL names, not opened yet (``await store.open()`` before use).
 
     Args:
         url: ``sqlite:///absolute/path/pykube.db`` (the directory is created if missing).
         history: How many events the watch log keeps.
+        transformer: What the backend writes for each object's bytes, and reads back (encryption
+            at rest); None: the bytes as they are.
 
     Raises:
         ValueError: an unsupported scheme or a malformed URL; the message says what is accepted.
@@ -41,5 +46,5 @@ def open_store(url: str, history: int = DEFAULT_HISTORY) -> Store:
             raise ValueError(f"store URL {url!r}: expected sqlite:///absolute/path/to/{DB_FILE}")
         path = Path(parsed.path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(path, history)
+        return SQLiteStore(path, history, transformer=transformer)
     raise ValueError(f"store URL {url!r}: unsupported scheme {parsed.scheme!r}; supported: sqlite://")

@@ -51,6 +51,25 @@ class Watch(Protocol):
         ...
 
 
+class ValueTransformer(Protocol):
+    """How a backend turns an object's serialized bytes into what it writes, and back (Kubernetes'
+    storage value transformers): encryption at rest (``pymaster.store.encryption``). Both are
+    called off the event loop, on the backend's own thread.
+    """
+
+    def to_storage(self, kind: str, namespace: str, name: str, data: bytes) -> bytes:
+        """What to write for ``data``, the serialized object of ``kind`` at (namespace, name)."""
+        ...
+
+    def from_storage(self, kind: str, namespace: str, name: str, stored: bytes) -> bytes:
+        """The serialized object back from what was written.
+
+        Raises:
+            ValueError: ``stored`` cannot be read back (a wrong or missing key ...), saying why.
+        """
+        ...
+
+
 class Store(Protocol):
     """Durable, versioned storage of API objects with reads from memory and watches.
 

@@ -8,9 +8,12 @@ the newest object is gone.
 Durability: WAL journal with synchronous=FULL, so a write that returned survives kill -9 and
 power loss.
 
-Privacy: pod specs hold env values and, later, secrets: the database, its WAL and shared-memory
-files and the lock file are readable by their owner only (0600), whatever the umask. SQLite
-creates the -wal and -shm files with the database file's mode.
+Privacy: pod specs hold env values and Secrets hold secrets: the database, its WAL and
+shared-memory files and the lock file are readable by their owner only (0600), whatever the umask.
+SQLite creates the -wal and -shm files with the database file's mode. A ``ValueTransformer``
+(``pymaster.store.encryption``) turns each object's bytes into what is written and back, on the
+writer thread: Secrets are encrypted there, so the file never holds their plaintext, while the
+in-memory copy holds them as plain messages.
 
 Concurrency: every SQLite call runs on one dedicated thread, so the event loop never waits on the
 disk. An asyncio.Lock serializes writes: each takes the next resourceVersion, commits, updates the
@@ -38,7 +41,7 @@ from google.protobuf.message import Message
 
 from pymaster.api.errors import AlreadyExists, Conflict
 from pymaster.api.kinds import KINDS
-from pymaster.store.base import ADDED, DELETED, MODIFIED
+from pymaster.store.base import ADDED, DELETED, MODIFIED, ValueTransformer
 from pymaster.store.cache import ObjectCache, copy_message
 from pymaster.store.events import DEFAULT_HISTORY, DEFAULT_QUEUE_SIZE, EventLog, Watcher
 
@@ -81,6 +84,7 @@ class SQLiteStore:
         history: int = DEFAULT_HISTORY,
         *,
         watch_queue_size: int = DEFAULT_QUEUE_SIZE,
+        transformer: ValueTransformer | None = None,
     ):
         """Creates a closed store; call ``await open()`` before use.
 
@@ -89,8 +93,10 @@ class SQLiteStore:
             history: How many events the watch log keeps for watches to resume from.
             watch_queue_size: How many undelivered events a watcher may have before it is ended
                 with TooOld.
+            transformer: Turns objects' bytes into what is written and back (None: as they are).
         """
         self._path = os.fspath(path)
+        self._transformer = transformer
         self._cache = ObjectCache(history, watch_queue_size)
         self._lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -108,7 +114,11 @@ class SQLiteStore:
         return self._cache.event_log
 
     async def open(self) -> None:
-        """Opens (creating if needed) the database and loads every object into memory."""
+        """Opens (creating if needed) the database and loads every object into memory.
+
+        Raises:
+            ValueError: a stored object cannot be read back by the transformer (a wrong key ...).
+        """
         if self._cache.is_open:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pykube-store")
@@ -323,6 +333,8 @@ class SQLiteStore:
                     log.warning("skipping object of unknown kind kind=%s namespace=%s name=%s",
                                 kind, namespace, name)
                     continue
+                if self._transformer is not None:
+                    data = self._transformer.from_storage(kind, namespace, name, data)
                 rows.append((kind, KINDS[kind].message.FromString(data)))
         except BaseException:
             conn.close()
@@ -335,6 +347,8 @@ class SQLiteStore:
         conn = self._conn
         assert conn is not None
         meta = change.obj.metadata
+        if self._transformer is not None and change.type != DELETED:
+            data = self._transformer.to_storage(change.kind, meta.namespace, meta.name, data)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if change.type == DELETED:

@@ -319,6 +319,8 @@ class Cluster:
         prefixes: one agent per prefix, named ``<prefix>-<hex>``.
         master_extra: more pymaster flags.
         agent_extra: more pykubelet flags, for every agent (a flag given again wins).
+        agent_extra_by_prefix: more pykubelet flags for the agent of one prefix, after
+            ``agent_extra`` (e.g. ``{"node-a": ["--extended-resource", "example.com/dongle=2"]}``).
     """
 
     def __init__(
@@ -327,10 +329,15 @@ class Cluster:
         prefixes: tuple[str, ...] = ("node-a", "node-b"),
         master_extra: list[str] | None = None,
         agent_extra: list[str] | None = None,
+        agent_extra_by_prefix: dict[str, list[str]] | None = None,
     ):
         self.workdir = workdir
         self.master = Master(workdir, master_extra)
-        self.agents = [Agent(workdir, self.master, unique(prefix), agent_extra) for prefix in prefixes]
+        by_prefix = agent_extra_by_prefix or {}
+        self.agents = [
+            Agent(workdir, self.master, unique(prefix), [*(agent_extra or []), *by_prefix.get(prefix, [])])
+            for prefix in prefixes
+        ]
 
     @property
     def a(self) -> Agent:

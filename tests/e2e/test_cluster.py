@@ -304,7 +304,7 @@ async def test_unschedulable_pod_stays_pending_with_reason(cluster: Cluster) -> 
 
         cond = await wait_for(explained, 30, "a PodScheduled=False condition")
         assert cond.reason == "Unschedulable"
-        assert "0/2 nodes available: 2 insufficient cpu" in cond.message
+        assert "0/2 nodes are available: 2 Insufficient cpu." in cond.message
         pod = await client.get_pod(name)
         assert pod.status.phase == "Pending" and not pod.spec.node_name
         await _delete_and_wait_gone(client, name)

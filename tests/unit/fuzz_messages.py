@@ -171,7 +171,7 @@ def random_envelopes(draw: st.DrawFn) -> objects_pb2.Object:
 # judged too; otherwise names the API must refuse.
 resource_names = st.integers(0, 9).flatmap(
     lambda i: st.sampled_from(["pods", "nodes", "events"]) if i < 7 else st.one_of(
-        st.sampled_from(["identities", "secrets", "Pods", "po", "", "pods "]), st.text(max_size=12)
+        st.sampled_from(["identities", "widgets", "Pods", "po", "", "pods "]), st.text(max_size=12)
     )
 )
 namespaces = st.one_of(

@@ -1,6 +1,7 @@
 """The admission library (pymaster.api.admission), shared by the master and the agent: what a
 valid pod may still not do, every violation in spec order with the flag that would allow it; and
-the master's refusal of a pod (pymaster.registry.pods.admit)."""
+the master's refusal of a pod (pymaster.registry.pods.admit); the sysctl facts both sides use
+(names, namespaces, the safe set, the node's allowed unsafe sysctls)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pymaster.api.admission import (
     NODE,
     AdmissionPolicy,
     check_pod,
+    check_sysctl_pattern,
     normalize_host_path,
+    normalize_sysctl,
+    safe_sysctls,
+    sysctl_allowed,
+    sysctl_namespace,
     under_prefix,
 )
 from pymaster.api.errors import Forbidden
@@ -191,3 +197,56 @@ def test_policy_normalizes_and_deduplicates_prefixes():
 def test_policy_rejects_relative_prefix():
     with pytest.raises(ValueError, match="allowed host path 'data'"):
         AdmissionPolicy.of(allowed_host_paths=["data"])
+
+
+@pytest.mark.parametrize(
+    "name, normalized, namespace",
+    [
+        ("kernel.shm_rmid_forced", "kernel.shm_rmid_forced", "ipc"),
+        ("kernel.sem", "kernel.sem", "ipc"),
+        ("kernel.msgmax", "kernel.msgmax", "ipc"),
+        ("fs/mqueue/msg_max", "fs.mqueue.msg_max", "ipc"),
+        ("net/ipv4/conf/eno2.100/rp_filter", "net.ipv4.conf.eno2/100.rp_filter", "net"),
+        ("net.ipv4.conf.eno2/100.rp_filter", "net.ipv4.conf.eno2/100.rp_filter", "net"),
+        ("kernel.semmni", "kernel.semmni", ""),  # only kernel.sem itself is namespaced
+        ("kernel.domainname", "kernel.domainname", ""),
+        ("vm.swappiness", "vm.swappiness", ""),
+    ],
+)
+def test_sysctl_names_and_namespaces(name, normalized, namespace):
+    assert normalize_sysctl(name) == normalized
+    assert sysctl_namespace(normalized) == namespace
+
+
+def test_safe_sysctls_by_kernel():
+    assert safe_sysctls((3, 10)) == {
+        "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start",
+    }
+    assert "net.ipv4.tcp_fin_timeout" not in safe_sysctls((4, 5))
+    assert "net.ipv4.tcp_fin_timeout" in safe_sysctls((4, 6))
+    assert len(safe_sysctls((6, 1))) == 12
+
+
+def test_allowed_unsafe_sysctls_are_namespaced_names_or_prefixes():
+    policy = AdmissionPolicy.of(allowed_unsafe_sysctls=["kernel.msg*", "net/core/somaxconn", "net.ipv4.tcp_*",
+                                                        "kernel.msg*"])
+    assert policy.allowed_unsafe_sysctls == ("kernel.msg*", "net.core.somaxconn", "net.ipv4.tcp_*")
+    assert sysctl_allowed("kernel.msgmax", policy.allowed_unsafe_sysctls)
+    assert sysctl_allowed("net.core.somaxconn", policy.allowed_unsafe_sysctls)
+    assert not sysctl_allowed("net.core.somaxconn2", policy.allowed_unsafe_sysctls)
+    assert not sysctl_allowed("kernel.sem", policy.allowed_unsafe_sysctls)
+    for pattern, message in (
+        ("kernel.*", "the sysctls 'kernel.*' are not known to be namespaced"),
+        ("vm.swappiness", "the sysctls 'vm.swappiness' are not known to be namespaced"),
+        ("Net.core", "sysctl 'Net.core' must have at most 253 characters and be a sysctl name or a prefix "
+         "ending in '*'"),
+        ("net.*.x", None),
+        ("net." + "a" * 250, None),
+    ):
+        with pytest.raises(ValueError) as err:
+            check_sysctl_pattern(pattern)
+        if message is not None:
+            assert str(err.value) == message
+        with pytest.raises(ValueError):
+            AdmissionPolicy.of(allowed_unsafe_sysctls=[pattern])

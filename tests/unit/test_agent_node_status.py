@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 
+import psutil
+import pytest
+
+from pykubelet.downward import node_allocatable
 from pykubelet.node_info import PodCounts
 from pykubelet.node_status import NodeConfig, NodeStatusReporter
 from pymaster.api import errors, objects_pb2, services_pb2
+from pymaster.api.quantity import memory_bytes
 
 
 def config(tmp_path) -> NodeConfig:
@@ -63,6 +70,33 @@ def test_build_node(tmp_path) -> None:
     assert status.node_info.container_runtime_version == "docker://20.10.24"
     assert (status.usage.running_pods, status.usage.running_containers) == (1, 2)
     assert not status.conditions  # conditions are the master's
+
+
+def test_build_status_advertises_extended_resources(tmp_path) -> None:
+    cfg = config(tmp_path)
+    cfg.extended_resources = {"example.com/dongle": "2", "example.org/fpga": "1"}
+    status = NodeStatusReporter(None, cfg, PodCounts).build_status()  # type: ignore[arg-type]
+    for resources in (status.capacity, status.allocatable):
+        assert resources["example.com/dongle"] == "2" and resources["example.org/fpga"] == "1"
+        assert set(resources) == {
+            "cpu", "memory", "ephemeral-storage", "pods", "example.com/dongle", "example.org/fpga"
+        }
+
+
+def test_ephemeral_storage_is_the_root_dirs_file_system() -> None:
+    # A root dir on a tmpfs, whose size differs from that of "/": the root dir's file system counts.
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as root_dir:
+        st = os.statvfs(root_dir)
+        size = st.f_blocks * st.f_frsize
+        assert size != psutil.disk_usage("/").total
+        status = NodeStatusReporter(None, config(root_dir), PodCounts).build_status()  # type: ignore[arg-type]
+        for resources in (status.capacity, status.allocatable):
+            assert memory_bytes(resources["ephemeral-storage"]) == size
+        assert status.capacity["ephemeral-storage"][-2:] in ("Ki", "Mi", "Gi", "Ti")  # the kubelet's notation
+        # The downward API's default for an unset limit is the same file system's size.
+        assert node_allocatable(root_dir)["ephemeral-storage"] == str(size)
 
 
 async def test_lease_registers_again_on_not_found_and_retries_unavailable(tmp_path) -> None:

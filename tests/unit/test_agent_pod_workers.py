@@ -455,3 +455,71 @@ def test_deadline_left_counts_from_the_start_time() -> None:
     assert pw.deadline_left(pod, status, now) is None  # not started
     status.start_time.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
     assert pw.deadline_left(pod, status, now) == 30
+
+
+def _allocatable(known: dict[str, str], fresh: dict[str, str] | None = None, asked: list[bool] | None = None):
+    """An agent's allocatable getter: ``known`` as last heard, ``fresh`` once asked of the master."""
+
+    async def allocatable(refresh: bool) -> dict[str, str]:
+        if asked is not None:
+            asked.append(refresh)
+        return dict(fresh if refresh and fresh is not None else known)
+
+    return allocatable
+
+
+async def test_a_pod_fitting_only_the_masters_newer_figures_is_admitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The scheduler bound the pod after an admin added dongles the agent has not heard of yet.
+    h = Harness(monkeypatch)
+    asked: list[bool] = []
+    base = {"cpu": "1", "memory": "1Gi", "pods": "10"}
+    h.workers = pw.PodWorkers(
+        h.executor, h.desired, h.synced, h.status,  # type: ignore[arg-type]
+        AgentMetrics(CollectorRegistry(), "n1"), "n1", "10.0.0.1",  # type: ignore[arg-type]
+        allocatable=_allocatable(base, {**base, "example.com/dongle": "3"}, asked),
+    )
+    pod = make_pod("u1")
+    pod.spec.containers[0].resources.requests["example.com/dongle"] = "3"
+    pod.spec.containers[0].resources.limits["example.com/dongle"] = "3"
+    h.desired["u1"] = pod
+    h.workers.wake("u1")
+    await wait_for(lambda: h.executes == ["u1"])
+    assert asked == [False, True]
+    await h.workers.stop()
+
+
+async def test_a_pod_that_does_not_fit_is_rejected_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch)
+    recorder = FakeRecorder()
+    h.workers = pw.PodWorkers(
+        h.executor, h.desired, h.synced, h.status,  # type: ignore[arg-type]
+        AgentMetrics(CollectorRegistry(), "n1"), "n1", "10.0.0.1", recorder=recorder,  # type: ignore[arg-type]
+        allocatable=_allocatable({"cpu": "1", "memory": "1Gi", "pods": "10"}),
+    )
+    first, second = make_pod("u1"), make_pod("u2")
+    for p in (first, second):
+        p.spec.containers[0].resources.requests["cpu"] = "700m"
+    h.desired["u1"] = first
+    h.workers.wake("u1")
+    await wait_for(lambda: "u1" in h.status.statuses)
+    h.desired["u2"] = second
+    h.workers.wake("u2")
+    await wait_for(lambda: "u2" in h.status.statuses)
+    status = h.status.statuses["u2"]
+    assert (status.phase, status.reason) == ("Failed", "OutOfcpu")
+    assert status.message == (
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 700, used: 700, capacity: 1000"
+    )
+    assert ("Warning", "OutOfcpu", "") in recorder.events
+    assert h.executes == ["u1"]
+    # The first pod leaving frees the cpu, but a rejected pod stays rejected (as with the kubelet).
+    del h.desired["u1"]
+    h.workers.wake("u1")
+    await wait_for(lambda: "u1" not in h.workers.active())
+    sets = h.status.sets
+    h.workers.wake("u2")
+    await wait_for(lambda: h.status.sets > sets)
+    assert h.status.statuses["u2"].reason == "OutOfcpu" and h.executes == ["u1"]
+    await h.workers.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pykubelet import host_paths
+from pykubelet import host_paths, volume_mounts
 from pykubelet import volumes as vol
 from pykubelet.runtime.base import CreateContainerError, Mount
 from pymaster.api import objects_pb2
@@ -27,7 +27,7 @@ MOUNTINFO = """\
 
 
 def test_parse_mountinfo() -> None:
-    assert vol.parse_mountinfo(MOUNTINFO) == [
+    assert volume_mounts.parse_mountinfo(MOUNTINFO) == [
         ("/proc", "proc"),
         ("/", "ext4"),
         ("/var/lib/pods/u1/volumes/with space", "tmpfs"),
@@ -51,7 +51,7 @@ async def test_memory_empty_dir_without_root(monkeypatch: pytest.MonkeyPatch, tm
         raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
 
     monkeypatch.setattr(vol, "mount_type", lambda path: None)
-    monkeypatch.setattr(vol, "_mount_tmpfs", refused)
+    monkeypatch.setattr(vol, "mount_tmpfs", refused)
     volume = objects_pb2.Volume(name="cache", empty_dir=objects_pb2.EmptyDirVolumeSource(medium="Memory"))
     with pytest.raises(CreateContainerError, match=r"the agent must run as root \(CAP_SYS_ADMIN\)") as err:
         await vol.PodVolumes(tmp_path / "pods").mounts(*make_pod(volume))
@@ -63,7 +63,7 @@ async def test_memory_empty_dir_already_mounted_is_not_mounted_again(
 ) -> None:
     mounted: list[tuple[str, str]] = []
     monkeypatch.setattr(vol, "mount_type", lambda path: "tmpfs" if mounted else None)
-    monkeypatch.setattr(vol, "_mount_tmpfs", lambda path, options: mounted.append((path, options)))
+    monkeypatch.setattr(vol, "mount_tmpfs", lambda path, options: mounted.append((path, options)))
     volume = objects_pb2.Volume(
         name="cache", empty_dir=objects_pb2.EmptyDirVolumeSource(medium="Memory", size_limit="64Mi")
     )
@@ -86,7 +86,7 @@ MEMORY_BAD_SIZE = objects_pb2.Volume(
     [
         (objects_pb2.Volume(name="data", empty_dir=objects_pb2.EmptyDirVolumeSource()), "other",
          'volume "other" of container main is not in the pod'),
-        (objects_pb2.Volume(name="data"), None, "volume data has no source (hostPath or emptyDir)"),
+        (objects_pb2.Volume(name="data"), None, "volume data has no source"),
         (objects_pb2.Volume(name="..", empty_dir=objects_pb2.EmptyDirVolumeSource()), None,
          "volume name '..' is not a safe directory name"),
         (MEMORY_BAD_SIZE,
@@ -262,7 +262,7 @@ async def test_host_path_is_staged_from_the_opened_inode(
         # What the kernel would mount: the inode the magic link points to, whatever the path is now.
         binds.append((target, inode(Path(source))))
 
-    monkeypatch.setattr(vol, "_bind_mount", bind)
+    monkeypatch.setattr(volume_mounts, "bind_mount", bind)
     pod = objects_pb2.Pod(metadata=objects_pb2.ObjectMeta(name="p", namespace="default", uid="u1"))
     pod.spec.volumes.add(name="dir").host_path.CopyFrom(host_path(prefix / "inside", "Directory"))
     pod.spec.volumes.add(name="file").host_path.CopyFrom(host_path(prefix / "file", "File"))
@@ -294,7 +294,7 @@ async def test_host_path_staging_without_root(
     def refused(source: str, target: str) -> None:
         raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), target)
 
-    monkeypatch.setattr(vol, "_bind_mount", refused)
+    monkeypatch.setattr(volume_mounts, "bind_mount", refused)
     volume = objects_pb2.Volume(name="h", host_path=host_path(prefix / "d"))
     with pytest.raises(CreateContainerError, match=r"the agent must run as root \(CAP_SYS_ADMIN\)") as err:
         await vol.PodVolumes(tmp_path / "pods", [str(prefix)]).mounts(*make_pod(volume))

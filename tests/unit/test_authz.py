@@ -1,4 +1,5 @@
-"""The role table and node certificate authentication (pymaster.server.authz), without gRPC."""
+"""The role table, the node authorizer's graph and node certificate authentication
+(pymaster.server.authz), without gRPC."""
 
 from __future__ import annotations
 
@@ -29,11 +30,26 @@ class FakeStore:
         except KeyError:
             raise NotFound(f'{kind} "{name}" not found') from None
 
+    def list(self, kind: str, namespace: str | None = None) -> tuple[list[Message], int]:
+        keys = sorted(key for key in self._objects if key[0] == kind and namespace in (None, key[1]))
+        return [self._objects[key] for key in keys], 7
 
-def pod(name: str, node: str, uid: str = "u1", namespace: str = "default") -> tuple[str, objects_pb2.Pod]:
+    def add(self, kind: str, obj: Message) -> None:
+        self._objects[(kind, obj.metadata.namespace, obj.metadata.name)] = obj
+
+
+def pod(
+    name: str, node: str, uid: str = "u1", namespace: str = "default", secret: str = "", config_map: str = ""
+) -> tuple[str, objects_pb2.Pod]:
+    """A pod; ``secret`` and ``config_map``: what it references (an env var, a volume)."""
     p = objects_pb2.Pod()
     p.metadata.namespace, p.metadata.name, p.metadata.uid = namespace, name, uid
     p.spec.node_name = node
+    if secret:
+        var = p.spec.containers.add(name="app").env.add(name="PASSWORD")
+        var.value_from.secret_key_ref.name, var.value_from.secret_key_ref.key = secret, "password"
+    if config_map:
+        p.spec.volumes.add(name="config").config_map.name = config_map
     return "pods", p
 
 
@@ -44,7 +60,17 @@ def binding(name: str, key: str, revoked: tuple[str, ...] = (), created: int = 1
     return "identities", b
 
 
-STORE = FakeStore(pod("mine", "n1"), pod("theirs", "n2"), pod("pending", ""), binding("n1", "k1"))
+PODS = FakeStore(
+    pod("mine", "n1", secret="db-password", config_map="app-config"),
+    pod("theirs", "n2", secret="their-secret"),
+    pod("pending", "", secret="pending-secret"),
+    pod("elsewhere", "n1", namespace="team", secret="team-secret"),
+    binding("n1", "k1"),
+)
+STORE = authz.NodeGraph(PODS)
+STORE.relist()
+# Bound after the graph was built (its watch has not applied it yet): the store decides.
+PODS.add(*pod("late", "n1", uid="u9", secret="late-secret"))
 
 
 def node(name: str) -> objects_pb2.Node:
@@ -92,6 +118,12 @@ def event() -> objects_pb2.Event:
         (AGENT + "ConfirmPodTerminated", services_pb2.PodTerminated(name="theirs", uid="old-uid")),
         (RESOURCES + "Get", get("pods", "gone")),
         (RESOURCES + "Get", get("pods", "theirs", namespace="kube-system")),  # no such pod there
+        # ConfigMaps and Secrets a pod bound to it references (node authorizer), existing or not.
+        (RESOURCES + "Get", get("secrets", "db-password")),
+        (RESOURCES + "Get", get("secrets", "db-password", namespace="default")),
+        (RESOURCES + "Get", get("configmaps", "app-config")),
+        (RESOURCES + "Get", get("secrets", "team-secret", namespace="team")),
+        (RESOURCES + "Get", get("secrets", "late-secret")),
         ("/grpc.health.v1.Health/Check", None),
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", None),
     ],
@@ -173,7 +205,52 @@ def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
             get("pods", "pending", namespace="default"),
             'node "n1" may not read pod default/pending not bound to any node',
         ),
-        (RESOURCES + "Get", get("secrets", "db-password"), 'node "n1" may not read secrets'),
+        # ConfigMaps and Secrets: only what a pod bound to it references, by kind, namespace and name.
+        (
+            RESOURCES + "Get",
+            get("secrets", "their-secret"),
+            'node "n1" may not read secret default/their-secret: no pod bound to it references it',
+        ),
+        (
+            RESOURCES + "Get",
+            get("secrets", "pending-secret"),
+            'node "n1" may not read secret default/pending-secret: no pod bound to it references it',
+        ),
+        (
+            RESOURCES + "Get",
+            get("secrets", "db-password", namespace="team"),
+            'node "n1" may not read secret team/db-password: no pod bound to it references it',
+        ),
+        (
+            RESOURCES + "Get",
+            get("secrets", "app-config"),
+            'node "n1" may not read secret default/app-config: no pod bound to it references it',
+        ),
+        (
+            RESOURCES + "Get",
+            get("configmaps", "db-password"),
+            'node "n1" may not read configmap default/db-password: no pod bound to it references it',
+        ),
+        (
+            RESOURCES + "List",
+            services_pb2.ListRequest(resource="secrets"),
+            'node "n1" may not call Resources.List',
+        ),
+        (
+            RESOURCES + "Watch",
+            services_pb2.WatchRequest(resource="configmaps"),
+            'node "n1" may not call Resources.Watch',
+        ),
+        (
+            RESOURCES + "Update",
+            objects_pb2.Object(secret=objects_pb2.Secret(metadata=objects_pb2.ObjectMeta(name="db-password"))),
+            'node "n1" may not call Resources.Update',
+        ),
+        (
+            RESOURCES + "Delete",
+            services_pb2.DeleteRequest(resource="secrets", name="db-password"),
+            'node "n1" may not call Resources.Delete',
+        ),
         (RESOURCES + "Get", get("identities", "n1"), 'node "n1" may not read identities'),
         (RESOURCES + "Get", get("events", "mine.1"), 'node "n1" may not read events'),
         (RESOURCES + "Get", get("Pods", "mine"), 'node "n1" may not read Pods'),  # names are exact
@@ -257,3 +334,32 @@ def test_current_identity_is_per_context():
 
     assert contextvars.copy_context().run(inner) == N1
     assert authz.current_identity() is None
+
+
+# ---- the node authorizer's graph ----
+
+
+def test_graph_follows_pods_by_node_and_counts_shared_references():
+    store = FakeStore()
+    graph = authz.NodeGraph(store)
+    graph.relist()
+    _, a = pod("a", "n1", secret="shared")
+    _, b = pod("b", "n1", uid="u2", secret="shared", config_map="cfg")
+    graph.apply(a)
+    graph.apply(b)
+    assert graph.references("n1", "secrets", "default", "shared")
+    assert graph.references("n1", "configmaps", "default", "cfg")
+    graph.apply(b, deleted=True)  # a still references the secret, nobody the config map
+    assert graph.references("n1", "secrets", "default", "shared")
+    assert not graph.references("n1", "configmaps", "default", "cfg")
+    moved = objects_pb2.Pod()
+    moved.CopyFrom(a)
+    moved.spec.node_name = "n2"  # re-created elsewhere under the same name
+    graph.apply(moved)
+    assert not graph.references("n1", "secrets", "default", "shared")
+    assert graph.references("n2", "secrets", "default", "shared")
+    dropped = objects_pb2.Pod()
+    dropped.CopyFrom(moved)
+    dropped.spec.ClearField("containers")  # its reference is gone
+    graph.apply(dropped)
+    assert not graph.references("n2", "secrets", "default", "shared")

@@ -132,9 +132,13 @@ def test_every_command_has_its_handler(command: str, handler: object) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ("get", "you must specify the type of resource: pods (po), nodes (no), events (ev)"),
+        ("get", "you must specify the type of resource: pods (po), nodes (no), events (ev), configmaps (cm), "
+                "secrets"),
         ("get deployments", 'the server doesn\'t have a resource type "deployments"'),
-        ("get pod/web node/n1", "only one resource type at a time"),
+        ("get pods,deployments", 'the server doesn\'t have a resource type "deployments"'),
+        ("get pods,nodes -w", "watch is only supported on individual resources and resource collections"),
+        ("get pod/web web2", "must have a single resource and name"),
+        ("get cm,secrets pod/web", "no need to specify a resource type"),
         ("get pod/", "must have a single resource and name"),
         ("get pods pod/web", "no need to specify a resource type"),
         ("get pods web -A", "cannot be retrieved by name across all namespaces"),
@@ -151,7 +155,7 @@ def test_every_command_has_its_handler(command: str, handler: object) -> None:
         ("delete pods --grace-period -5 web", "--grace-period must be -1"),
         ("delete nodes -l a=b", "delete nodes by name"),
         ("delete no --all", "delete nodes by name"),
-        ("get pod/web event/x", "only one resource type at a time"),
+        ("delete pod/web event/x", "only one resource type at a time"),
         ("logs", "the following arguments are required: POD"),
         ("logs node/n1", "logs works on pods only"),
         ("logs web c1 -c c2", "only one of -c or an inline container name"),
@@ -342,5 +346,5 @@ def test_create_of_an_unknown_kind_names_the_document(
     assert main(["create", "-f", str(manifest)]) == 1
     assert capsys.readouterr().err == (
         'error: document 2: kind: unsupported kind "Deployment" (apps/v1); '
-        "supported: v1 Pod, v1 Node, v1 Event\n"
+        "supported: v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret\n"
     )

@@ -237,10 +237,13 @@ def test_every_kind_has_its_kubectl_names() -> None:
     assert kinds.lookup("po").resource == "pods" and kinds.lookup("NO").resource == "nodes"
     assert kinds.lookup("deployments") is None
     assert kinds.of("events").names == ("events", "event", "ev")
-    assert kinds.listing() == "pods (po), nodes (no), events (ev)"
+    assert kinds.listing() == "pods (po), nodes (no), events (ev), configmaps (cm), secrets"
 
 
 def test_the_table_covers_the_served_kinds_it_names() -> None:
     for kind in kinds.KINDS.values():
         assert api_kinds.SERVED[kind.resource] is kind.api
-        assert kind.header(wide=False) and len(kind.header(wide=True)) > len(kind.header(wide=False))
+        plain, wide = kind.header(wide=False), kind.header(wide=True)
+        assert plain and wide[0] == plain[0]
+        # kubectl's -o wide adds columns to these; ConfigMaps and Secrets have none to add.
+        assert (len(wide) > len(plain)) == (kind.resource in ("pods", "nodes", "events"))

@@ -20,6 +20,7 @@ from pykubelet.runtime.base import (
 )
 from pymaster.api import objects_pb2
 from tests.fakes import FakeRuntime
+from tests.unit.test_agent_env import FakeObjects
 
 
 class Events:
@@ -258,3 +259,97 @@ async def test_pulled_event_says_how_long_a_pull_took():
         ("Normal", "Pulling", f'Pulling image "{IMAGE}"', "app"),
         ("Normal", "Pulled", f'Successfully pulled image "{IMAGE}" in 1.500s', "app"),
     ]
+
+
+# ---- the environment (pykubelet.env) resolved before each start ----
+
+
+def _env_pod(*env: objects_pb2.EnvVar, host_network: bool = False) -> objects_pb2.Pod:
+    pod = make_pod()
+    pod.spec.host_network = host_network
+    container = pod.spec.containers[0]
+    container.env.extend(env)
+    container.command[:] = ["sh", "-c", "echo $(POD_IP) $$(POD_IP)"]
+    return pod
+
+
+def _field(name: str, path: str) -> objects_pb2.EnvVar:
+    ref = objects_pb2.ObjectFieldSelector(field_path=path)
+    return objects_pb2.EnvVar(name=name, value_from=objects_pb2.EnvVarSource(field_ref=ref))
+
+
+def _key(name: str, config_map: str, key: str) -> objects_pb2.EnvVar:
+    ref = objects_pb2.ConfigMapKeySelector(name=config_map, key=key)
+    return objects_pb2.EnvVar(name=name, value_from=objects_pb2.EnvVarSource(config_map_key_ref=ref))
+
+
+async def test_start_runs_the_resolved_container_and_mounts_for_it():
+    objects = FakeObjects()
+    objects.add_config_map("conf", {"mode": "fast"})
+    pod = _env_pod(
+        _field("POD_IP", "status.podIP"), _field("HOST_IP", "status.hostIP"), _key("MODE", "conf", "mode")
+    )
+    runtime = FakeRuntime()
+    mounted_for: list[objects_pb2.Container] = []
+    mounts = runtime.volumes.mounts
+
+    async def recording_mounts(p, spec):
+        mounted_for.append(spec)
+        return await mounts(p, spec)
+
+    runtime.volumes.mounts = recording_mounts
+    executor = PodExecutor(runtime, runtime.volumes, "n1", "pause:1", "10.0.0.1", None, objects)
+    assert await executor.execute(pod, sync.compute_pod_actions(pod, None), None) == []
+    resolved = runtime.resolved["app"]
+    assert [(e.name, e.value) for e in resolved.env] == [
+        ("POD_IP", "172.17.0.5"), ("HOST_IP", "10.0.0.1"), ("MODE", "fast"),
+    ]
+    assert list(resolved.command) == ["sh", "-c", "echo 172.17.0.5 $(POD_IP)"]
+    assert mounted_for == [resolved]  # subPathExpr expands against the resolved env
+    assert pod.spec.containers[0].env[0].HasField("value_from")  # the spec itself is untouched
+
+
+async def test_on_the_host_network_the_pod_ip_is_the_nodes():
+    pod = _env_pod(_field("POD_IP", "status.podIP"), host_network=True)
+    runtime = FakeRuntime()
+    await make_executor(runtime).execute(pod, sync.compute_pod_actions(pod, None), None)
+    assert [(e.name, e.value) for e in runtime.resolved["app"].env] == [("POD_IP", "10.0.0.1")]
+
+
+async def test_a_missing_config_map_is_a_config_error_until_it_exists():
+    objects = FakeObjects()
+    pod = _env_pod(_key("MODE", "conf", "mode"))
+    pod.spec.containers.add(name="other", image=IMAGE, image_pull_policy="IfNotPresent")
+    runtime, events = FakeRuntime(), Events()
+    executor = PodExecutor(runtime, runtime.volumes, "n1", "pause:1", "10.0.0.1", events, objects)
+    failures = await executor.execute(pod, sync.compute_pod_actions(pod, None), None)
+    message = 'configmap "conf" not found'
+    assert failures == [sync.ContainerFailure("app", "CreateContainerConfigError", message)]
+    assert ("Warning", "Failed", 'Error: configmap "conf" not found', "app") in events.recorded
+    assert [c[1] for c in runtime.calls if c[0] == "start_container"] == ["other"]  # the others go on
+    objects.add_config_map("conf", {"mode": "fast"})
+    obs = await runtime.get_pod("n1", UID)
+    assert await executor.execute(pod, sync.compute_pod_actions(pod, obs), obs) == []
+    assert [(e.name, e.value) for e in runtime.resolved["app"].env] == [("MODE", "fast")]
+
+
+async def test_without_a_reader_a_reference_is_a_config_error():
+    pod = _env_pod(_key("MODE", "conf", "mode"))
+    failures = await make_executor(FakeRuntime()).execute(pod, sync.compute_pod_actions(pod, None), None)
+    assert [(f.reason, f.message) for f in failures] == [
+        ("CreateContainerConfigError", "couldn't get configMap default/conf, no kubeClient defined")
+    ]
+
+
+async def test_invalid_env_from_keys_are_an_event_about_the_pod():
+    objects = FakeObjects()
+    objects.add_config_map("conf", {"1bad": "x", "good": "y"})
+    pod = make_pod()
+    pod.spec.containers[0].env_from.add(config_map_ref=objects_pb2.ConfigMapEnvSource(name="conf"))
+    runtime, events = FakeRuntime(), Events()
+    executor = PodExecutor(runtime, runtime.volumes, "n1", "pause:1", "10.0.0.1", events, objects)
+    await executor.execute(pod, sync.compute_pod_actions(pod, None), None)
+    assert [(e.name, e.value) for e in runtime.resolved["app"].env] == [("good", "y")]
+    assert ("Warning", "InvalidEnvironmentVariableNames",
+            "Keys [1bad] from the EnvFrom configMap default/conf were skipped since they are considered "
+            "invalid environment variable names.", "") in events.recorded

@@ -22,6 +22,7 @@ message: looked at it
 """
 NODE = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n"
 DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+SUPPORTED = "v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret"
 
 
 def test_load_mixes_kinds_in_document_order():
@@ -37,13 +38,13 @@ def test_load_mixes_kinds_in_document_order():
     [
         (
             f"{POD_A}---\n{DEPLOYMENT}",
-            'document 2: kind: unsupported kind "Deployment" (apps/v1); supported: v1 Pod, v1 Node, v1 Event',
+            f'document 2: kind: unsupported kind "Deployment" (apps/v1); supported: {SUPPORTED}',
         ),
         (
             EVENT.replace("apiVersion: v1", "apiVersion: events.k8s.io/v1"),
-            'kind: unsupported kind "Event" (events.k8s.io/v1); supported: v1 Pod, v1 Node, v1 Event',
+            f'kind: unsupported kind "Event" (events.k8s.io/v1); supported: {SUPPORTED}',
         ),
-        (EVENT.replace("kind: Event\n", ""), "kind: required; supported: v1 Pod, v1 Node, v1 Event"),
+        (EVENT.replace("kind: Event\n", ""), f"kind: required; supported: {SUPPORTED}"),
         (EVENT.replace("reason: Checked\n", ""), "reason: required"),
         (EVENT + "type: Info\n", 'type: unsupported value "Info"; supported: Normal, Warning'),
         (EVENT.replace("kind: Pod, ", ""), "involvedObject.kind: required"),

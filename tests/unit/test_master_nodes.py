@@ -51,7 +51,7 @@ async def test_oversized_pod_stays_pending_with_reason(resources, agent):
     assert (condition(pod).status, condition(pod).reason, condition(pod).message) == (
         "False",
         "Unschedulable",
-        "0/1 nodes available: 1 insufficient cpu",
+        "0/1 nodes are available: 1 Insufficient cpu.",
     )
 
 
@@ -66,12 +66,41 @@ async def test_cordon_with_update_node(resources, agent):
 
     await resources.create(pod_manifest())
     pod = await eventually(lambda: resources.get("pods", "web"), lambda p: condition(p) is not None)
-    assert condition(pod).message == "0/1 nodes available: 1 node(s) were unschedulable"
+    assert condition(pod).message == "0/1 nodes are available: 1 node(s) were unschedulable."
 
     again = await agent.RegisterNode(node_manifest())  # an agent restart keeps the cordon
     assert again.node.spec.unschedulable
     nodes = await resources.list("nodes", field_selector="spec.unschedulable=true")
     assert [n.metadata.name for n in nodes.items] == ["n1"]
+
+
+async def test_extended_resources_schedule_and_an_admin_update_wakes_pending_pods(resources, agent):
+    dongle = "example.com/dongle"
+    with_dongles = node_manifest("n1")
+    for advertised in (with_dongles.status.capacity, with_dongles.status.allocatable):
+        advertised[dongle] = "2"  # as with --extended-resource example.com/dongle=2
+    await agent.RegisterNode(with_dongles)
+    other = (await agent.RegisterNode(node_manifest("n2"))).node
+
+    async def pod_wanting(name: str, count: str) -> None:
+        pod = pod_manifest(name)
+        pod.spec.containers[0].resources.limits[dongle] = count
+        await resources.create(pod)
+
+    await pod_wanting("one", "1")
+    one = await eventually(lambda: resources.get("pods", "one"), lambda p: p.spec.node_name)
+    assert one.spec.node_name == "n1"
+    assert one.spec.containers[0].resources.requests[dongle] == "1"  # defaulted from the limit
+    await pod_wanting("two", "2")  # one dongle left on n1, none on n2
+    two = await eventually(lambda: resources.get("pods", "two"), lambda p: condition(p) is not None)
+    assert not two.spec.node_name
+    assert condition(two).message == f"0/2 nodes are available: 2 Insufficient {dongle}."
+
+    other.status.capacity[dongle] = "2"  # the admin's patch of n2's status; allocatable follows
+    patched = await resources.update(other)
+    assert (patched.status.capacity[dongle], patched.status.allocatable[dongle]) == ("2", "2")
+    two = await eventually(lambda: resources.get("pods", "two"), lambda p: p.spec.node_name)
+    assert two.spec.node_name == "n2"
 
 
 async def test_watch_nodes(resources, agent):

@@ -108,8 +108,11 @@ async def test_verbs_a_kind_does_not_support_are_unimplemented(resources):
 
 async def test_a_resource_the_master_does_not_serve_is_invalid_argument(resources):
     # "identities" is a kind of the store (node key bindings), never served.
-    for resource in ("secrets", "identities", "Pods", "pod", ""):
-        known = f"resource: the server doesn't have a resource type {resource!r}; known: pods, nodes, events"
+    for resource in ("widgets", "identities", "Pods", "pod", ""):
+        known = (
+            f"resource: the server doesn't have a resource type {resource!r}; "
+            "known: pods, nodes, events, configmaps, secrets"
+        )
         calls = [
             resources.get(resource, "n1"),
             resources.list(resource),

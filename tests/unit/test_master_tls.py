@@ -266,7 +266,8 @@ async def test_node_may_only_touch_itself_and_its_pods(master, resources):
         denied = [
             (a.resources.get("nodes", "b", ""), f'{may_not} read node "b"'),
             (a.resources.get("pods", "web"), f'{may_not} read pod default/web bound to node "b"'),
-            (a.resources.get("secrets", "token"), f"{may_not} read secrets"),
+            (a.resources.get("secrets", "token"), f"{may_not} read secret default/token: no pod bound to it "
+                                                  "references it"),
             (a.resources.get("identities", "b", ""), f"{may_not} read identities"),
             (a.resources.get("events", "web.1"), f"{may_not} read events"),
             (a.resources.list("nodes"), f"{may_not} call Resources.List"),

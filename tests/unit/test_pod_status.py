@@ -280,3 +280,13 @@ def test_terminal_phase_is_final_and_pod_ip_kept():
 def test_no_pod_scheduled_condition():
     status = compute_pod_status(make_pod(), observed(infra(), app()), None, HOST_IP, NOW)
     assert "PodScheduled" not in {c.type for c in status.conditions}
+
+
+def test_qos_class_is_the_masters_or_computed_from_the_spec():
+    pod = make_pod("app")
+    pod.spec.containers[0].resources.limits.update({"cpu": "1", "memory": "64Mi"})
+    status = compute_pod_status(pod, observed(infra(), app()), None, HOST_IP, NOW)
+    assert status.qos_class == "Guaranteed"  # a pod with no class yet (static, standalone)
+    pod.status.qos_class = "Burstable"  # the master's, set at creation, wins
+    assert compute_pod_status(pod, None, None, HOST_IP, NOW).qos_class == "Burstable"
+    assert compute_pod_status(make_pod("app"), None, None, HOST_IP, NOW).qos_class == "BestEffort"

@@ -115,7 +115,7 @@ def test_prepare_create_sets_system_fields_and_clears_status():
     assert pod.metadata.creation_timestamp.seconds == NOW
     assert pod.metadata.resource_version == ""
     assert not pod.metadata.HasField("deletion_timestamp")
-    assert pod.status == objects_pb2.PodStatus(phase="Pending")
+    assert pod.status == objects_pb2.PodStatus(phase="Pending", qos_class="BestEffort")
 
 
 def test_merge_update_keeps_system_fields():

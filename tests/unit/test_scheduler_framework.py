@@ -73,12 +73,12 @@ def test_node_info_falls_back_to_capacity():
 @pytest.mark.parametrize(
     ("total", "reasons", "message"),
     [
-        (0, {}, "0/0 nodes available: no nodes registered"),
-        (2, {"insufficient cpu": 2}, "0/2 nodes available: 2 insufficient cpu"),
+        (0, {}, "no nodes available to schedule pods"),
+        (2, {"Insufficient cpu": 2}, "0/2 nodes are available: 2 Insufficient cpu."),
         (
             3,
-            {"node(s) were unschedulable": 2, "insufficient memory": 1},
-            "0/3 nodes available: 1 insufficient memory, 2 node(s) were unschedulable",
+            {"node(s) were unschedulable": 2, "Insufficient memory": 1},
+            "0/3 nodes are available: 1 Insufficient memory, 2 node(s) were unschedulable.",
         ),
     ],
 )
@@ -90,12 +90,12 @@ def test_unschedulable_message(total, reasons, message):
     ("nodes", "pod", "expected"),
     [
         pytest.param(
-            [], make_pod(), ScheduleResult(None, "0/0 nodes available: no nodes registered"), id="none"
+            [], make_pod(), ScheduleResult(None, "no nodes available to schedule pods"), id="none"
         ),
         pytest.param(
             [make_node("n1"), make_node("n2")],
             make_pod("3"),
-            ScheduleResult(None, "0/2 nodes available: 2 insufficient cpu"),
+            ScheduleResult(None, "0/2 nodes are available: 2 Insufficient cpu."),
             id="too big",
         ),
         pytest.param(
@@ -105,7 +105,9 @@ def test_unschedulable_message(total, reasons, message):
                 make_node("n3", memory="1Gi"),
             ],
             make_pod("1", "2Gi"),
-            ScheduleResult(None, "0/3 nodes available: 1 insufficient memory, 2 node(s) were unschedulable"),
+            ScheduleResult(
+                None, "0/3 nodes are available: 1 Insufficient memory, 2 node(s) were unschedulable."
+            ),
             id="mixed reasons",
         ),
         pytest.param(
@@ -143,7 +145,29 @@ def test_framework_breaks_ties_randomly_among_best():
 def test_framework_counts_each_reason_of_a_node():
     infos = [NodeInfo.from_node(make_node("n1", cpu="1", memory="1Gi"))]
     result = build_framework().schedule(PodInfo.from_pod(make_pod("2", "2Gi")), infos)
-    assert result.message == "0/1 nodes available: 1 insufficient cpu, 1 insufficient memory"
+    assert result.message == "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."
+
+
+def test_extended_resources_in_node_info_and_message():
+    dongle = "example.com/dongle"
+    n1, n2 = make_node("n1"), make_node("n2")
+    n1.status.allocatable[dongle] = "2"
+    holder = make_pod()
+    holder.spec.containers[0].resources.limits[dongle] = "2"
+    done = make_pod(phase="Failed")
+    done.spec.containers[0].resources.limits[dongle] = "2"
+    infos = [NodeInfo.from_node(n1, [holder, done]), NodeInfo.from_node(n2)]
+    assert (infos[0].allocatable_extended, infos[0].requested_extended) == ({dongle: 2}, {dongle: 2})
+    assert (infos[1].allocatable_extended, infos[1].requested_extended) == ({}, {})
+    wants = make_pod()
+    wants.spec.containers[0].resources.limits[dongle] = "1"
+    assert PodInfo.from_pod(wants).extended == {dongle: 1}
+    result = build_framework().schedule(PodInfo.from_pod(wants), infos)
+    assert result == ScheduleResult(None, "0/2 nodes are available: 2 Insufficient example.com/dongle.")
+    n2.status.allocatable[dongle] = "1"
+    assert build_framework().schedule(PodInfo.from_pod(wants), [infos[0], NodeInfo.from_node(n2)]) == (
+        ScheduleResult("n2")
+    )
 
 
 # ---- queue ----
@@ -212,3 +236,20 @@ async def test_queue_remove_and_add_unparks():
     queue.add("b")  # the pod's spec changed: try again
     assert "a" not in queue
     assert (queue.active_count, queue.unschedulable_count) == (1, 0)
+
+
+def test_ephemeral_storage_in_node_info_and_message():
+    n1 = make_node("n1")
+    n1.status.allocatable["ephemeral-storage"] = "10Gi"
+    holder, done = make_pod(), make_pod(phase="Succeeded")
+    holder.spec.containers[0].resources.requests["ephemeral-storage"] = "8Gi"
+    done.spec.containers[0].resources.requests["ephemeral-storage"] = "8Gi"
+    info = NodeInfo.from_node(n1, [holder, done])
+    assert (info.allocatable_ephemeral_storage_bytes, info.requested_ephemeral_storage_bytes) == (
+        10 * 1024**3, 8 * 1024**3
+    )
+    wants = make_pod()
+    wants.spec.containers[0].resources.limits["ephemeral-storage"] = "3Gi"
+    assert PodInfo.from_pod(wants).ephemeral_storage_bytes == 3 * 1024**3
+    result = build_framework().schedule(PodInfo.from_pod(wants), [info, NodeInfo.from_node(make_node("n2"))])
+    assert result == ScheduleResult(None, "0/2 nodes are available: 2 Insufficient ephemeral-storage.")

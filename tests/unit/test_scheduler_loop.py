@@ -81,7 +81,7 @@ async def test_pod_waits_for_a_node_then_binds(cluster):
     assert (condition.status, condition.reason, condition.message) == (
         "False",
         "Unschedulable",
-        "0/0 nodes available: no nodes registered",
+        "no nodes available to schedule pods",
     )
 
     await store.create("nodes", new_node("n1"))
@@ -100,7 +100,7 @@ async def test_oversized_pod_reports_why_and_retries_when_room_frees(cluster):
     await wait_for(lambda: node_of(store, "big") == "n1")
     await store.create("pods", new_pod("web", cpu="1"))
     await wait_for(lambda: scheduled_condition(store, "web") is not None)
-    assert scheduled_condition(store, "web").message == "0/1 nodes available: 1 insufficient cpu"
+    assert scheduled_condition(store, "web").message == "0/1 nodes are available: 1 Insufficient cpu."
 
     await store.delete("pods", "default", "big")
     await wait_for(lambda: node_of(store, "web") == "n1")
@@ -126,7 +126,7 @@ async def test_cordoned_and_not_ready_nodes_get_nothing_until_they_change(cluste
     await store.create("pods", new_pod("web"))
     await wait_for(lambda: scheduled_condition(store, "web") is not None)
     assert scheduled_condition(store, "web").message == (
-        "0/2 nodes available: 1 node(s) were not ready, 1 node(s) were unschedulable"
+        "0/2 nodes are available: 1 node(s) were not ready, 1 node(s) were unschedulable."
     )
 
     def uncordon(node: objects_pb2.Node) -> objects_pb2.Node:
@@ -194,7 +194,7 @@ async def test_an_unschedulable_pod_gets_failed_scheduling_events_folded_per_att
     store, _, registry = cluster
     await store.create("nodes", new_node("n1", cpu="2"))
     await store.create("pods", new_pod("big", cpu="3"))
-    message = "0/1 nodes available: 1 insufficient cpu"
+    message = "0/1 nodes are available: 1 Insufficient cpu."
 
     def failed() -> list[objects_pb2.Event]:
         return [e for e in events_about(store, "big", "FailedScheduling") if e.message == message]

@@ -172,8 +172,8 @@ POD_CASES = [
     ),
     (
         lambda p: _c(p).resources.limits.update({"gpu": "1"}),
-        "spec.containers[0].resources.limits.gpu: unsupported resource name; "
-        "supported: cpu, memory, ephemeral-storage or a domain-prefixed name",
+        "spec.containers[0].resources.limits.gpu: unsupported resource name; supported: cpu, memory, "
+        "ephemeral-storage or an extended resource (a domain-prefixed name such as example.com/dongle)",
     ),
     (lambda p: _c(p).resources.limits.update({"pods": "1"}), None),
     (lambda p: _c(p).resources.limits.update({"nvidia/gpu": "1"}), None),

@@ -10,7 +10,11 @@ Pod features:
 - ``hostNetwork``: the infra container runs in the host's network namespace (Docker's "host"
   network: no published ports, no IP of its own, the host's hostname); the app containers join
   it as usual. Its ContainerInfo.ip stays empty: the pod's IP is the node's (pod_status).
-- ``securityContext.privileged``: Docker's Privileged on that app container only.
+- security: the pod's and each container's securityContext and the OOM score adjustment of the
+  pod's QoS class become Docker options (``security.py``): User, GroupAdd, CapAdd/CapDrop,
+  Privileged, ReadonlyRootfs, SecurityOpt (no-new-privileges, seccomp, AppArmor), OomScoreAdj on
+  the app containers; the pod's sysctls and the sandbox's OomScoreAdj (-998) on the infra
+  container, which owns the network and IPC namespaces the sysctls belong to.
 - logs: every app container logs through Docker's json-file driver with ``max-size`` and
   ``max-file`` from ``ContainerLogLimits`` (the agent's ``--container-log-max-size``/``-files``),
   so Docker rotates its log and drops the oldest file: a chatty container cannot fill the disk.
@@ -23,18 +27,23 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import docker
 import docker.errors
+import psutil
 
+from pykubelet.admission import host_apparmor_enabled
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
+    ContainerDiskUsage,
     ContainerInfo,
     ContainerLogLimits,
+    CreateContainerConfigError,
     CreateContainerError,
     ExecResult,
     ImageNeverPullError,
@@ -45,7 +54,8 @@ from pykubelet.runtime.base import (
     RunContainerError,
     TerminalSize,
 )
-from pykubelet.runtime.docker import convert, images, logs_events
+from pykubelet.runtime.docker import convert, images, logs_events, security
+from pykubelet.runtime.docker.disk_usage import DiskUsageReader
 from pykubelet.runtime.docker.engine import Engine, Observer
 from pykubelet.runtime.docker.exec_stream import DockerExecSession, exec_stream
 from pykubelet.runtime.docker.exec_sync import exec_sync
@@ -63,9 +73,15 @@ class DockerRuntime:
         observe: called as ``observe(operation_type, seconds, error)`` after every engine call
             (operation types: list_containers, inspect_container, create_container,
             start_container, stop_container, remove_container, pull_image, inspect_image, logs,
-            events, version, create_exec, start_exec, inspect_exec, resize_exec). It may be
-            called from the stream threads.
+            events, version, create_exec, start_exec, inspect_exec, resize_exec,
+            list_container_stats, info). It may be called from the stream threads.
         log_limits: the log rotation of app containers (json-file ``max-size``/``max-file``).
+        seccomp_dir: where Localhost seccomp profiles are read (the agent's
+            ``<root-dir>/seccomp``); None: a container asking for one fails with
+            CreateContainerConfigError.
+        memory_capacity: the machine's memory in bytes, for the OOM score adjustment of
+            Burstable containers (default: psutil's total).
+        apparmor_enabled: whether the host enforces AppArmor (default: read from the host).
 
     The engine is contacted lazily: constructing a DockerRuntime never fails while the engine
     is down; calls raise RuntimeUnavailable until it answers.
@@ -77,10 +93,20 @@ class DockerRuntime:
         max_workers: int = 8,
         observe: Observer | None = None,
         log_limits: ContainerLogLimits | None = None,
+        seccomp_dir: str | None = None,
+        memory_capacity: int | None = None,
+        apparmor_enabled: bool | None = None,
     ):
         self._engine = Engine(base_url, max_workers, observe)
+        self._node_security = security.NodeSecurity(
+            apparmor=host_apparmor_enabled() if apparmor_enabled is None else apparmor_enabled,
+            seccomp_dir=os.path.abspath(seccomp_dir) if seccomp_dir is not None else None,
+            memory_capacity=memory_capacity or psutil.virtual_memory().total,
+            min_oom_score_adj=security.read_min_oom_score_adj(),
+        )
         self._log_config = convert.log_config(log_limits or ContainerLogLimits())
         self._streams = Streams()
+        self._disk_usage = DiskUsageReader(self._engine)
         self._details: dict[str, convert.Details] = {}
         self._sessions: set[DockerExecSession] = set()  # open interactive execs, closed with us
 
@@ -103,6 +129,15 @@ class DockerRuntime:
         pods = await self._list(node_name, [f"{labels.NODE_NAME}={node_name}", f"{labels.POD_UID}={pod_uid}"])
         return pods.get(pod_uid)
 
+    async def container_disk_usage(self, node_name: str, pod_uid: str) -> list[ContainerDiskUsage]:
+        """Each container of one pod with its writable layer (Docker's SizeRw, from one list call
+        with sizes) and its json-file logs on the host. See ``disk_usage.py``.
+
+        Raises:
+            RuntimeUnavailable: the engine did not answer.
+        """
+        return await self._disk_usage.pod_usage(node_name, pod_uid)
+
     async def ensure_image(
         self, image: str, pull_policy: str, on_pull: Callable[[str], None] | None = None
     ) -> float | None:
@@ -122,8 +157,8 @@ class DockerRuntime:
     ) -> ContainerInfo:
         """Creates and starts the pod's infra container: bridge network, hostname = pod name,
         every container port with a hostPort published on it, IPC shareable for the app
-        containers; under hostNetwork the host's network instead (no ports to publish, no IP).
-        Returns it inspected, with its IP.
+        containers; under hostNetwork the host's network instead (no ports to publish, no IP);
+        the pod's sysctls; OomScoreAdj -998. Returns it inspected, with its IP.
 
         Raises:
             InfraImageMissing: the infra image is absent and could not be pulled.
@@ -141,6 +176,7 @@ class DockerRuntime:
         name = labels.container_name(INFRA_CONTAINER_NAME, meta.name, meta.namespace, meta.uid, restart_count)
         host_network = pod.spec.host_network
         exposed, bindings = ([], {}) if host_network else convert.port_bindings(pod)
+        infra_security = security.infra_options(pod, self._node_security)
 
         def create(api: docker.APIClient) -> dict[str, Any]:
             host_config = api.create_host_config(
@@ -148,6 +184,7 @@ class DockerRuntime:
                 ipc_mode="shareable",
                 restart_policy={"Name": "no"},
                 network_mode="host" if host_network else None,
+                **infra_security,
             )
             return api.create_container(
                 infra_image,
@@ -182,8 +219,9 @@ class DockerRuntime:
         namespaces; ``command`` replaces the image's ENTRYPOINT and ``args`` its CMD, as in
         Kubernetes. Resources: limits.cpu -> NanoCpus, limits.memory -> Memory, requests.cpu (or
         limits.cpu) -> CpuShares. Docker's own restart policy stays "no": the agent restarts.
-        ``mounts`` (prepared by the volume manager) become bind mounts, in their order;
-        securityContext.privileged -> Privileged; stdin / stdinOnce / tty -> OpenStdin /
+        ``mounts`` (prepared by the volume manager) become bind mounts, in their order; the
+        pod's and the container's securityContext and the QoS class's OOM score adjustment ->
+        ``security.container_options``; stdin / stdinOnce / tty -> OpenStdin /
         StdinOnce / Tty; spec.shareProcessNamespace -> the infra container's PID namespace; the
         log is json-file, rotated per the runtime's ``log_limits``.
 
@@ -194,6 +232,8 @@ class DockerRuntime:
         that attempt); the next attempt gets a new name from its restart count.
 
         Raises:
+            CreateContainerConfigError: its securityContext cannot be honoured here (runAsNonRoot
+                and a root image, an unusable seccomp or AppArmor profile); nothing is created.
             CreateContainerError: Docker refused to create it (its message), or a bad quantity.
             RunContainerError: the start failed, e.g. executable not found.
         """
@@ -202,12 +242,15 @@ class DockerRuntime:
         container_labels = labels.container_labels(
             pod, container.name, node_name, restart_count, labels.container_spec_hash(container)
         )
+        image_user = ""
+        if security.needs_image_user(pod, container):
+            image_user = await self._image_user(container.image)
         try:
             resources = convert.resources(container.resources)
+            secured = security.container_options(pod, container, self._node_security, image_user)
         except ValueError as err:
             raise CreateContainerError(f"invalid resources of container {container.name}: {err}") from err
         docker_mounts = convert.bind_mounts(mounts)
-        privileged = container.security_context.privileged
 
         runs = resolved if resolved is not None else container
         # shareProcessNamespace: one PID namespace, the infra container's (its pause is PID 1).
@@ -221,7 +264,7 @@ class DockerRuntime:
                 restart_policy={"Name": "no"},
                 log_config=self._log_config,
                 mounts=docker_mounts or None,
-                privileged=privileged,
+                **secured.host_config(),
                 **resources,
             )
             config = api.create_container_config(
@@ -235,6 +278,7 @@ class DockerRuntime:
                 detach=True,
                 stdin_open=container.stdin,
                 tty=container.tty,
+                user=secured.user,
             )
             # docker-py ties StdinOnce to stdin_open; Kubernetes has them apart.
             config["StdinOnce"] = container.stdin_once
@@ -334,6 +378,22 @@ class DockerRuntime:
         self._engine.close()
 
     # ---- helpers ----
+
+    async def _image_user(self, image: str) -> str:
+        """The user an image runs as (its Config.User; "" is root).
+
+        Raises:
+            CreateContainerConfigError: the image is not present (it was ensured just before).
+        """
+
+        def inspect(api: docker.APIClient) -> str:
+            try:
+                attrs = api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                raise CreateContainerConfigError(f'image "{image}" not found to verify its user') from None
+            return str((attrs.get("Config") or {}).get("User") or "")
+
+        return await self._engine.run("inspect_image", inspect, CreateContainerConfigError)
 
     async def _inspect(self, container_id: str) -> dict[str, Any] | None:
         """The container's inspect data; None once it is gone."""

@@ -1,17 +1,24 @@
-"""NodeResourcesFit filter: the pod's cpu and memory requests fit in what the node has left
-(allocatable minus the requests of the pods bound to it), and the node is below its pod limit.
+"""NodeResourcesFit filter: the pod's cpu, memory, ephemeral-storage and extended resource requests
+fit in what the node has left (allocatable minus the requests of the pods bound to it), and the
+node is below its pod limit.
 
-Like kube-scheduler, a resource the pod does not request is not checked, and every shortage is
-reported (a node short of cpu and memory counts in both).
+Like kube-scheduler, a resource the pod does not request is not checked, every shortage is
+reported in kube-scheduler's order (a node short of cpu and memory counts in both), with its
+reasons ("Too many pods", "Insufficient cpu", "Insufficient ephemeral-storage", "Insufficient
+example.com/dongle"); a resource the node does not report (an extended one it lacks, or
+ephemeral-storage from an agent that does not advertise it) counts as 0 there, so nothing is ever
+overcommitted.
 """
 
 from __future__ import annotations
 
 from pymaster.scheduler.framework import NodeInfo, PodInfo, Status
 
-INSUFFICIENT_CPU = "insufficient cpu"
-INSUFFICIENT_MEMORY = "insufficient memory"
-TOO_MANY_PODS = "too many pods"
+INSUFFICIENT = "Insufficient {}"
+INSUFFICIENT_CPU = INSUFFICIENT.format("cpu")
+INSUFFICIENT_MEMORY = INSUFFICIENT.format("memory")
+INSUFFICIENT_EPHEMERAL_STORAGE = INSUFFICIENT.format("ephemeral-storage")
+TOO_MANY_PODS = "Too many pods"
 
 
 class NodeResourcesFit:
@@ -28,4 +35,12 @@ class NodeResourcesFit:
             and pod.memory_bytes > node.allocatable_memory_bytes - node.requested_memory_bytes
         ):
             reasons.append(INSUFFICIENT_MEMORY)
+        storage = pod.ephemeral_storage_bytes
+        free_storage = node.allocatable_ephemeral_storage_bytes - node.requested_ephemeral_storage_bytes
+        if storage > 0 and storage > free_storage:
+            reasons.append(INSUFFICIENT_EPHEMERAL_STORAGE)
+        for name, count in sorted(pod.extended.items()):
+            free = node.allocatable_extended.get(name, 0) - node.requested_extended.get(name, 0)
+            if count > free:
+                reasons.append(INSUFFICIENT.format(name))
         return Status.unschedulable(*reasons) if reasons else Status.success()
