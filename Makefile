@@ -54,6 +54,7 @@ test: setup proto-check lint images
 bench: setup images
 	$(PY) bench/pod_startup.py
 	$(PY) bench/readiness.py
+	$(PY) bench/scheduler.py
 
 up: setup images
 	@scripts/cluster.sh up

@@ -217,6 +217,7 @@ class Agent:
             ),
             counts=lambda: pleg.counts,
             on_unauthenticated=certificates.renew_soon,
+            not_ready=pleg.unhealthy_message,
         )
         try:
             metrics_server = MetricsServer(cfg.metrics_addr, self.registry, healthz=pleg.healthy).start()

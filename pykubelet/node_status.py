@@ -35,6 +35,7 @@ import grpc
 from pykubelet import node_info
 from pykubelet.backoff import Backoff
 from pymaster.api import errors, objects_pb2
+from pymaster.api.nodes import KUBELET_NOT_READY, READY
 from pymaster.client import Client
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,12 @@ class NodeStatusReporter:
         config: NodeConfig,
         counts: Callable[[], node_info.PodCounts],
         on_unauthenticated: Callable[[str], None] | None = None,
+        not_ready: Callable[[], str | None] = lambda: None,
     ):
         self._client = client
         self._config = config
         self._counts = counts
+        self._not_ready = not_ready
         self._on_unauthenticated = on_unauthenticated
         self._cpu = node_info.CpuSampler()
         self._registered = asyncio.Event()
@@ -116,7 +119,18 @@ class NodeStatusReporter:
             ),
             node_info=node_info.system_info(cfg.runtime_version, cfg.agent_version),
             usage=node_info.usage(cfg.root_dir, self._cpu, self._counts(), now),
+            conditions=self._conditions(),
         )
+
+    def _conditions(self) -> list[objects_pb2.NodeCondition]:
+        """Ready=False (KubeletNotReady) while the agent cannot see its runtime, else nothing:
+        the master marks a node that reports Ready."""
+        message = self._not_ready()
+        if message is None:
+            return []
+        return [
+            objects_pb2.NodeCondition(type=READY, status="False", reason=KUBELET_NOT_READY, message=message)
+        ]
 
     def build_node(self, now: datetime | None = None) -> objects_pb2.Node:
         """The Node to register."""

@@ -85,7 +85,15 @@ class Pleg:
     def healthy(self) -> bool:
         """Whether a relist completed within the last three periods. Thread-safe (read by
         the metrics HTTP thread)."""
-        return time.monotonic() - self._last_relist <= 3 * self.period
+        return self.unhealthy_message() is None
+
+    def unhealthy_message(self) -> str | None:
+        """None while healthy, else the kubelet's NotReady message ("PLEG is not healthy: pleg was
+        last seen active 4.2s ago; threshold is 3s")."""
+        age, threshold = time.monotonic() - self._last_relist, 3 * self.period
+        if age <= threshold:
+            return None
+        return f"PLEG is not healthy: pleg was last seen active {age:.1f}s ago; threshold is {threshold:g}s"
 
     async def run_relist(self) -> None:
         """Relists every period until cancelled; a failed relist is logged and retried."""

@@ -40,10 +40,13 @@ from prometheus_client import CollectorRegistry
 
 from pymaster.api import services_pb2, services_pb2_grpc
 from pymaster.api.admission import AdmissionPolicy
+from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
 from pymaster.api.kinds import NODES, PODS
 from pymaster.api.metrics_http import MetricsServer
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
+from pymaster.controllers.eviction_rate import EvictionPolicy
 from pymaster.controllers.node_lifecycle import NodeLifecycleController
+from pymaster.controllers.taint_eviction import TaintEvictionController
 from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.registry import Registry
 from pymaster.registry.leases import NodeLeases
@@ -129,6 +132,10 @@ class MasterApp:
         rotate_join_token: bool = False,
         unary_timeout: float = DEFAULT_UNARY_TIMEOUT_SECONDS,
         event_ttl: float = DEFAULT_EVENT_TTL_SECONDS,
+        scheduler_config: str | None = None,
+        eviction_policy: EvictionPolicy | None = None,
+        not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
     ):
         """
         Args:
@@ -148,6 +155,12 @@ class MasterApp:
             rotate_join_token: Write a new join token at start; the old one stops working for joins.
             unary_timeout: Seconds a unary call may take before DEADLINE_EXCEEDED.
             event_ttl: Seconds an event lives after its last occurrence.
+            scheduler_config: Path of the scheduler's configuration file (``--config``); None:
+                the default profile.
+            eviction_policy: How fast failed nodes are tainted NoExecute (the controller
+                manager's --node-eviction-rate and co.); None: Kubernetes' defaults.
+            not_ready_toleration_seconds, unreachable_toleration_seconds: tolerationSeconds of
+                the not-ready / unreachable NoExecute tolerations every new pod gets.
 
         Raises:
             ValueError: an allowed host path is not absolute.
@@ -165,6 +178,8 @@ class MasterApp:
             allowed_host_paths=allowed_host_paths,
             allow_privileged_host_ports=allow_privileged_host_ports,
             reserved_host_ports=[_port(listen), _port(self.join_listen), _port(metrics_addr)],
+            not_ready_toleration_seconds=not_ready_toleration_seconds,
+            unreachable_toleration_seconds=unreachable_toleration_seconds,
         )
         self.rotate_join_token = rotate_join_token
         self.unary_timeout = unary_timeout
@@ -190,8 +205,9 @@ class MasterApp:
         # What each node's pods reference: the node authorizer's reads of ConfigMaps and Secrets.
         self._graph = NodeGraph(self.store)
         self.api.nodes.on_deleted.append(self._hub.disconnect)
-        self._scheduler = Scheduler(self.api, self.metrics)
-        self._lifecycle = NodeLifecycleController(self.api)
+        self._scheduler = Scheduler(self.api, self.metrics, config_path=scheduler_config)
+        self._lifecycle = NodeLifecycleController(self.api, eviction_policy, self.registry)
+        self._taint_eviction = TaintEvictionController(self.api, self.registry)
         self._event_ttl = EventTTLController(self.api, event_ttl)
         self._metrics_server: MetricsServer | None = None
 
@@ -244,6 +260,7 @@ class MasterApp:
         self._hub.start()
         self._graph.start()
         self._lifecycle.start()
+        self._taint_eviction.start()
         self._event_ttl.start()
         await self._scheduler.start()
 
@@ -327,6 +344,7 @@ class MasterApp:
         await self._graph.stop()
         await self._scheduler.stop()
         await self._lifecycle.stop()
+        await self._taint_eviction.stop()
         await self._event_ttl.stop()
         if self._metrics_server is not None:
             # Blocking (the HTTP server notices shutdown at its next poll): keep the loop free.

@@ -21,11 +21,14 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 import prometheus_client
 
+from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
 from pymaster.app import MasterApp
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS
+from pymaster.controllers.eviction_rate import EvictionPolicy
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS
 from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME
 
@@ -42,6 +45,28 @@ def _positive_seconds(value: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {value!r}")
     return seconds
+
+
+def _non_negative(kind: type) -> Callable[[str], float | int]:
+    """An argparse type: a number of ``kind`` (float or int) that is 0 or more."""
+
+    def parse(value: str) -> float | int:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if number < 0 or number != number:
+            raise argparse.ArgumentTypeError(f"must be 0 or more: {value!r}")
+        return number
+
+    return parse
+
+
+def _fraction(value: str) -> float:
+    number = _non_negative(float)(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1: {value!r}")
+    return number
 
 
 def _address(value: str) -> str:
@@ -84,6 +109,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=40.0,
         help="seconds without a lease renewal before a node turns Ready=Unknown (default: 40)",
     )
+    defaults = EvictionPolicy()
+    parser.add_argument(
+        "--node-eviction-rate",
+        type=_non_negative(float),
+        default=defaults.rate,
+        metavar="NODES_PER_SECOND",
+        help="how many failed nodes per second get their NoExecute taint (and so have their pods "
+        "evicted) in a healthy zone (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--secondary-node-eviction-rate",
+        type=_non_negative(float),
+        default=defaults.secondary_rate,
+        metavar="NODES_PER_SECOND",
+        help="the same when a zone is unhealthy (see --unhealthy-zone-threshold); 0 in zones of at "
+        "most --large-cluster-size-threshold nodes (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--unhealthy-zone-threshold",
+        type=_fraction,
+        default=defaults.unhealthy_zone_threshold,
+        metavar="FRACTION",
+        help="fraction of not-Ready nodes (at least 3) from which a zone is unhealthy "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "--large-cluster-size-threshold",
+        type=_non_negative(int),
+        default=defaults.large_cluster_size_threshold,
+        metavar="NODES",
+        help="zones of more nodes keep the secondary eviction rate when unhealthy (default: %(default)d)",
+    )
+    for which in ("not-ready", "unreachable"):
+        parser.add_argument(
+            f"--default-{which}-toleration-seconds",
+            type=_non_negative(int),
+            default=DEFAULT_TOLERATION_SECONDS,
+            metavar="SECONDS",
+            help=f"tolerationSeconds of the {which}:NoExecute toleration every new pod gets, unless it "
+            "has one (default: %(default)d)",
+        )
     parser.add_argument(
         "--join-listen",
         type=_address,
@@ -149,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long an event is kept after its last occurrence (default: %(default)g, one hour)",
     )
     parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PATH",
+        help="the scheduler's configuration, a KubeSchedulerConfiguration-like YAML file "
+        "(default: the default profile)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -173,6 +246,15 @@ async def _run(args: argparse.Namespace) -> None:
         rotate_join_token=args.rotate_join_token,
         unary_timeout=args.request_timeout,
         event_ttl=args.event_ttl,
+        scheduler_config=args.config,
+        eviction_policy=EvictionPolicy(
+            args.node_eviction_rate,
+            args.secondary_node_eviction_rate,
+            args.unhealthy_zone_threshold,
+            args.large_cluster_size_threshold,
+        ),
+        not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+        unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

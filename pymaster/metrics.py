@@ -4,7 +4,11 @@
   ``grpc_server_handled_total{grpc_service,grpc_method,grpc_type,grpc_code}`` and
   ``grpc_server_handling_seconds{grpc_service,grpc_method,grpc_type}``; grpc_code uses Go's
   spelling ("OK", "NotFound", "Canceled") so existing dashboards work unchanged.
-- Scheduler: ``scheduler_schedule_attempts_total{result}``, ``scheduler_pending_pods{queue}``.
+- Scheduler (kube-scheduler's names): ``scheduler_schedule_attempts_total{result}``,
+  ``scheduler_pending_pods{queue="active|backoff|unschedulable|gated"}``,
+  ``scheduler_scheduling_attempt_duration_seconds{result}`` (one attempt: filters and scores, not
+  the bind), ``scheduler_pod_scheduling_attempts`` (attempts until a pod was scheduled) and
+  ``scheduler_binding_batch_size`` (binds written per store transaction).
 - Security: ``pykube_authentication_failed_total{identity_kind,method}`` (UNAUTHENTICATED: an
   unknown certificate subject, a revoked node certificate) and
   ``pykube_authorization_denied_total{identity_kind,method}`` (PERMISSION_DENIED by the role
@@ -30,6 +34,7 @@ from pymaster.api import objects_pb2
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 CONDITION_STATUSES = ("true", "false", "unknown")
 SCHEDULE_RESULTS = ("scheduled", "unschedulable", "error")
+PENDING_QUEUES = ("active", "backoff", "unschedulable", "gated")
 
 # grpc.StatusCode names in Go's spelling (codes.Code.String()), as go-grpc-prometheus reports them.
 _GO_CODE_NAMES = {grpc.StatusCode.OK: "OK", grpc.StatusCode.CANCELLED: "Canceled"}
@@ -134,6 +139,25 @@ class MasterMetrics:
             ["queue"],
             registry=registry,
         )
+        self.scheduling_attempt_duration = Histogram(
+            "scheduler_scheduling_attempt_duration_seconds",
+            "Scheduling attempt latency in seconds (scheduling algorithm + binding).",
+            ["result"],
+            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024),
+            registry=registry,
+        )
+        self.pod_scheduling_attempts = Histogram(
+            "scheduler_pod_scheduling_attempts",
+            "Number of attempts to successfully schedule a pod.",
+            buckets=(1, 2, 4, 8, 16),
+            registry=registry,
+        )
+        self.binding_batch_size = Histogram(
+            "scheduler_binding_batch_size",
+            "Number of bindings written to the store in one transaction.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
         self.authentication_failed = Counter(
             "pykube_authentication_failed_total",
             "Calls refused because the client certificate names no identity or a revoked one.",
@@ -148,7 +172,8 @@ class MasterMetrics:
         )
         for result in SCHEDULE_RESULTS:
             self.schedule_attempts.labels(result=result)
-        self.set_pending(0, 0)
+        self._pending_children: dict[str, Gauge] = {}
+        self.set_pending(dict.fromkeys(PENDING_QUEUES, 0))
         if state is not None:
             registry.register(ClusterStateCollector(state))
 
@@ -165,7 +190,11 @@ class MasterMetrics:
         counter = self.authentication_failed if unauthenticated else self.authorization_denied
         counter.labels(identity_kind, method).inc()
 
-    def set_pending(self, active: int, unschedulable: int) -> None:
-        """Sets the scheduler queue sizes."""
-        self.pending_pods.labels(queue="active").set(active)
-        self.pending_pods.labels(queue="unschedulable").set(unschedulable)
+    def set_pending(self, counts: dict[str, int]) -> None:
+        """Sets the scheduler queue sizes (queue name -> pods); called on every queue change, so
+        the children are looked up once."""
+        for queue, count in counts.items():
+            child = self._pending_children.get(queue)
+            if child is None:
+                child = self._pending_children[queue] = self.pending_pods.labels(queue=queue)
+            child.set(count)

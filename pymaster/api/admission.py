@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pymaster.api import objects_pb2
+from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class AdmissionPolicy:
         reserved_host_ports: The daemon's own ports, which no pod may publish.
         allowed_unsafe_sysctls: Sysctls outside Kubernetes' safe set that pods may set (names,
             or prefixes ending in ``*``); the agent's ``--allowed-unsafe-sysctls``.
+        not_ready_toleration_seconds, unreachable_toleration_seconds: The tolerationSeconds of
+            the NoExecute tolerations every new pod gets for the ``not-ready`` and
+            ``unreachable`` node taints (``default_tolerations``); the master's only.
     """
 
     allow_privileged: bool = False
@@ -85,12 +89,16 @@ class AdmissionPolicy:
     allow_privileged_host_ports: bool = False
     reserved_host_ports: tuple[int, ...] = ()
     allowed_unsafe_sysctls: tuple[str, ...] = ()
+    not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
 
     @classmethod
     def of(
         cls, *, allow_privileged: bool = False, allow_host_network: bool = False,
         allowed_host_paths: Iterable[str] = (), allow_privileged_host_ports: bool = False,
         reserved_host_ports: Iterable[int] = (), allowed_unsafe_sysctls: Iterable[str] = (),
+        not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
     ) -> AdmissionPolicy:
         """A policy from flag values; host path prefixes are normalized and deduplicated.
 
@@ -108,7 +116,7 @@ class AdmissionPolicy:
         return cls(
             allow_privileged, allow_host_network, tuple(dict.fromkeys(prefixes)),
             allow_privileged_host_ports, tuple(sorted(set(reserved_host_ports) - {0})),
-            tuple(dict.fromkeys(sysctls)),
+            tuple(dict.fromkeys(sysctls)), not_ready_toleration_seconds, unreachable_toleration_seconds,
         )
 
 

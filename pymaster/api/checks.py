@@ -135,6 +135,10 @@ def check_metadata(meta: objects_pb2.ObjectMeta, *, namespaced: bool) -> None:
         raise ValidationError("metadata.namespace", "not allowed: the object is cluster-scoped")
     check_labels("metadata.labels", meta.labels)
     check_annotations("metadata.annotations", meta.annotations)
+    if meta.owner_references:
+        raise ValidationError(
+            "metadata.ownerReferences", "not supported yet: there is no garbage collector to honour them"
+        )
     if meta.HasField("deletion_grace_period_seconds") and meta.deletion_grace_period_seconds < 0:
         raise ValidationError("metadata.deletionGracePeriodSeconds", "must be greater than or equal to 0")
 

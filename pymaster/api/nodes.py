@@ -2,7 +2,8 @@
 agent listens.
 
 The master owns node conditions: an agent proves it is alive by registering, renewing its lease
-and reporting status; it never writes Ready itself.
+and reporting status; the one condition it may report is Ready=False (KubeletNotReady: it cannot
+reach its container runtime), which the master takes over.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pymaster.api.conditions import find_condition, timestamp
 READY = "Ready"
 KUBELET_READY = "KubeletReady"
 KUBELET_READY_MESSAGE = "kubelet is posting ready status"
+KUBELET_NOT_READY = "KubeletNotReady"
+MAX_CONDITION_MESSAGE = 1024
 NODE_STATUS_UNKNOWN = "NodeStatusUnknown"
 NODE_STATUS_UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
 
@@ -56,6 +59,14 @@ def mark_ready(node: objects_pb2.Node, now: float | None = None) -> bool:
     """Ready=True (KubeletReady) with a fresh heartbeat, in place. Returns True if it changed."""
     return set_node_condition(
         node, READY, "True", KUBELET_READY, KUBELET_READY_MESSAGE, now=now, heartbeat=True
+    )
+
+
+def mark_not_ready(node: objects_pb2.Node, message: str, now: float | None = None) -> bool:
+    """Ready=False (KubeletNotReady) with the agent's message and a fresh heartbeat (the agent
+    was heard: it says it cannot run pods), in place. Returns True if it changed."""
+    return set_node_condition(
+        node, READY, "False", KUBELET_NOT_READY, message[:MAX_CONDITION_MESSAGE], now=now, heartbeat=True
     )
 
 

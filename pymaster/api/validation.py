@@ -40,6 +40,12 @@ from pymaster.api.checks import (
 from pymaster.api.container_validation import check_container
 from pymaster.api.errors import ValidationError
 from pymaster.api.resource_validation import check_pod_resources
+from pymaster.api.scheduling_validation import (
+    check_scheduling,
+    check_scheduling_gates_update,
+    check_taints,
+    check_tolerations_update,
+)
 from pymaster.api.security_validation import check_apparmor_annotation_update, check_pod_security
 from pymaster.api.volume_validation import check_volumes
 
@@ -91,6 +97,7 @@ def validate_pod(pod: objects_pb2.Pod) -> None:
         raise ValidationError("spec.activeDeadlineSeconds", "must be greater than 0")
     if spec.service_account_name:
         check_dns_subdomain("spec.serviceAccountName", spec.service_account_name)
+    check_scheduling(spec)
     check_pod_security(spec, pod.metadata.annotations)
     check_pod_resources(spec)
     check_volumes(spec.volumes, (c.name for c in (*spec.init_containers, *spec.containers)))
@@ -116,10 +123,11 @@ def validate_pod_update(old: objects_pb2.Pod, new: objects_pb2.Pod) -> None:
     """Check that an update changes only what Kubernetes lets a pod update change.
 
     ``new`` must itself be a valid pod; besides, only metadata.labels, metadata.annotations (not
-    the AppArmor ones), the images of spec.containers and spec.initContainers, and
-    spec.activeDeadlineSeconds (set, or made shorter) may differ from ``old`` (both are expected
-    to be defaulted). Fields the server
-    manages (uid, resourceVersion, timestamps, generation) and status are not compared.
+    the AppArmor ones), the images of spec.containers and spec.initContainers,
+    spec.activeDeadlineSeconds (set, or made shorter), spec.tolerations (added, or an existing
+    one's tolerationSeconds made shorter) and spec.schedulingGates (removed) may differ from
+    ``old`` (both are expected to be defaulted). Fields the server manages (uid, resourceVersion,
+    timestamps, generation) and status are not compared.
 
     Raises:
         ValidationError: naming the first field that is invalid or must not change.
@@ -129,10 +137,12 @@ def validate_pod_update(old: objects_pb2.Pod, new: objects_pb2.Pod) -> None:
         if getattr(old.metadata, name) != getattr(new.metadata, name):
             raise ValidationError(f"metadata.{name}", _IMMUTABLE)
     check_apparmor_annotation_update(old.metadata.annotations, new.metadata.annotations)
-    lists = ("containers", "initContainers", "activeDeadlineSeconds")
+    lists = ("containers", "initContainers", "activeDeadlineSeconds", "tolerations", "schedulingGates")
     changed = _first_difference("spec", old.spec, new.spec, lambda name: name in lists)
     if changed:
         raise ValidationError(changed, _IMMUTABLE)
+    check_tolerations_update(old.spec.tolerations, new.spec.tolerations)
+    check_scheduling_gates_update(old.spec.scheduling_gates, new.spec.scheduling_gates)
     if new.spec.HasField("active_deadline_seconds") and not (
         not old.spec.HasField("active_deadline_seconds")
         or new.spec.active_deadline_seconds <= old.spec.active_deadline_seconds
@@ -152,14 +162,15 @@ def validate_pod_update(old: objects_pb2.Pod, new: objects_pb2.Pod) -> None:
 
 
 def validate_node(node: objects_pb2.Node) -> None:
-    """Check a node: cluster-scoped metadata, quantities in capacity/allocatable, addresses,
-    conditions and the daemon endpoint port.
+    """Check a node: cluster-scoped metadata, taints, quantities in capacity/allocatable,
+    addresses, conditions and the daemon endpoint port.
 
     Raises:
         ValidationError: the first problem found, with its field path.
     """
     check_type_meta(node.api_version, node.kind, "Node")
     check_metadata(node.metadata, namespaced=False)
+    check_taints("spec.taints", node.spec.taints)
     status = node.status
     check_quantities("status.capacity", status.capacity, NODE_RESOURCES)
     check_quantities("status.allocatable", status.allocatable, NODE_RESOURCES)

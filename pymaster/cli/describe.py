@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from pymaster.api import manifest, objects_pb2
 from pymaster.api.pods import TERMINAL_PHASES, effective_requests, qos_class
 from pymaster.api.quantity import format_bytes, format_cpu_millis
+from pymaster.api.taints import format_taint
 from pymaster.cli import printers as p
 from pymaster.cli import timefmt
 
@@ -274,6 +275,9 @@ def describe_node(
     lines += _multiline_map("Annotations", meta.annotations)
     if meta.HasField("creation_timestamp"):
         lines.append(f"CreationTimestamp:\t{timefmt.format_time(meta.creation_timestamp, tz)}")
+    taints = [format_taint(t) for t in node.spec.taints] or [p.NONE]
+    lines.append(f"Taints:\t{taints[0]}")
+    lines.extend(f"\t{taint}" for taint in taints[1:])
     lines.append(f"Unschedulable:\t{str(node.spec.unschedulable).lower()}")
     if status.conditions:
         lines += [

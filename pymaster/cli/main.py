@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pymaster.api import errors
-from pymaster.cli import commands, create_config, get, kinds, metadata_edit, printers
+from pymaster.cli import commands, create_config, drain, get, kinds, metadata_edit, printers, taint
 from pymaster.cli import errors as cli_errors
 from pymaster.cli import patch as patch_command
 from pymaster.cli.context import CommandError, Context
@@ -74,6 +74,8 @@ BOOL_FLAGS = {
     "--stdin": False,
     "--tty": False,
     "--overwrite": False,
+    "--ignore-daemonsets": False,
+    "--delete-emptydir-data": False,
 }
 # The words of create's sub-commands (kubectl's names and aliases).
 CREATE_SUBCOMMANDS = {"configmap": "create configmap", "cm": "create configmap", "secret": "create secret"}
@@ -254,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         node_cmd.add_argument("nodes", nargs="+", metavar="NODE", help="node names (or node/NAME)")
         node_cmd.set_defaults(handler=commands.cordon if name == "cordon" else commands.uncordon)
 
+    taint.add_parser(sub, common)
+    drain.add_parser(sub, common, parse_duration)
+
     for name, handler, what in (("label", metadata_edit.label, "labels"),
                                 ("annotate", metadata_edit.annotate, "annotations")):
         usage = f"pyctl {name} TYPE NAME...|TYPE/NAME... KEY=VALUE... KEY-... [--overwrite]"
@@ -341,6 +346,10 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError("you must specify at least one command for the container", command)
     elif command in ("cordon", "uncordon"):
         args.nodes = [_node_name(word, command) for word in args.nodes]
+    elif command == "drain":
+        args.node = _node_name(args.node, command)
+        if args.grace_period < -1:
+            raise UsageError("--grace-period must be -1 (the pod's own) or a number of seconds", command)
 
 
 def _check_edit(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pymaster.api import objects_pb2
 from pymaster.api.errors import NotFound, TooOld
 from pymaster.api.kinds import EVENTS
+from pymaster.controllers.waiting import wait_event
 from pymaster.registry import Registry
 from pymaster.store.base import DELETED
 
@@ -102,10 +103,7 @@ class EventTTLController:
                     log.exception("cannot expire event event=%s/%s", namespace, name)
             self._changed.clear()
             delay = self._heap[0][0] - self._clock() if self._heap else None
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            await wait_event(self._changed, delay)
 
     async def _expire_one(self, namespace: str, name: str, now: float) -> None:
         try:

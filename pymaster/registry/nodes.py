@@ -24,6 +24,12 @@ removed; an allocatable the update leaves as it was follows the capacity (the ku
 allocatable = capacity), so patching (or removing) the capacity alone is enough. An update that
 carries no status at all (neither capacity nor allocatable) leaves them alone.
 
+Taints (``spec.taints``) are the admin's (an update, ``pyctl taint``) and the node lifecycle
+controller's (``swap_taints``: not-ready, unreachable, unschedulable), never the agent's: a
+registration's taints are dropped (Kubernetes' kubelet may register with taints; pykube's agent
+has no such flag). The registry stamps ``timeAdded`` on NoExecute taints (``stamp_taints``):
+the taint eviction controller counts tolerationSeconds from it.
+
 The pure rules (``merge_registration``, ``apply_status_report``, ``merge_update``) are module
 functions, table-tested on their own; ``NodeRegistry`` applies them to the store and the leases.
 """
@@ -34,16 +40,17 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from pymaster.api import objects_pb2
-from pymaster.api.conditions import timestamp
+from pymaster.api.conditions import find_condition, timestamp
 from pymaster.api.errors import AlreadyExists, MethodNotAllowed, NotFound
 from pymaster.api.kinds import IDENTITIES, NODES
 from pymaster.api.limits import check_finite, check_name, check_object_size, check_timestamps
-from pymaster.api.nodes import mark_ready, mark_unknown
+from pymaster.api.nodes import READY, mark_not_ready, mark_ready, mark_unknown
 from pymaster.api.pods import is_extended_resource
 from pymaster.api.resource_validation import check_node_extended_resources
+from pymaster.api.taints import NO_EXECUTE, format_taint
 from pymaster.api.validation import validate_node
 from pymaster.registry.base import KindRegistry, conflict, merge_user_update
 from pymaster.registry.leases import NodeLeases, next_renew_seconds
@@ -74,8 +81,9 @@ def apply_status_report(
 ) -> None:
     """Copies what an agent reports (capacity, allocatable, addresses, daemon endpoints, node info,
     usage) onto ``node`` in place, field by field where the report sets it, and marks the node
-    Ready. Extended resources the report does not name are kept (the admin's). The agent's own
-    conditions are ignored: they are the master's."""
+    Ready, or NotReady when the report says Ready=False (the agent cannot reach its runtime).
+    Extended resources the report does not name are kept (the admin's). Other conditions the
+    agent sends are ignored: they are the master's."""
     target = node.status
     kept = {name for name in _extended(target.capacity) if name not in status.capacity}
     kept_capacity = {name: target.capacity[name] for name in kept}
@@ -94,7 +102,11 @@ def apply_status_report(
     for field in ("daemon_endpoints", "node_info", "usage"):
         if status.HasField(field):
             getattr(target, field).CopyFrom(getattr(status, field))
-    mark_ready(node, now)
+    reported = find_condition(status.conditions, READY)
+    if reported is not None and reported.status == "False":
+        mark_not_ready(node, reported.message, now)
+    else:
+        mark_ready(node, now)
 
 
 def merge_registration(
@@ -117,6 +129,8 @@ def merge_registration(
         node.metadata.creation_timestamp.CopyFrom(timestamp(now))
         node.metadata.generation = 1
         node.spec.CopyFrom(reported.spec)
+        # Taints are the admin's and the node lifecycle controller's, never the agent's own.
+        node.spec.ClearField("taints")
         meta = reported.metadata
         node.metadata.labels.update({k: v for k, v in meta.labels.items() if node_may_set(k)})
         node.metadata.annotations.update({k: v for k, v in meta.annotations.items() if node_may_set(k)})
@@ -130,11 +144,33 @@ def merge_registration(
     return node
 
 
-def merge_update(current: objects_pb2.Node, desired: objects_pb2.Node) -> objects_pb2.Node:
-    """The node to store for a user's update: labels, annotations and spec from ``desired``, and
-    its status' extended resources (see the module's docstring) unless it carries no capacity or
-    allocatable; everything else (the rest of the status, uid, timestamps) from ``current``."""
+def stamp_taints(
+    current: Sequence[objects_pb2.Taint], taints: Iterable[objects_pb2.Taint], now: float | None = None
+) -> None:
+    """Sets the timeAdded of NoExecute ``taints`` in place (the clock of their evictions): a taint
+    the node already had (same key, value and effect) keeps its time, a new one without a time
+    gets ``now``; other effects carry no time (as the node lifecycle controller's)."""
+    before = {(t.key, t.value, t.effect): t.time_added for t in current if t.HasField("time_added")}
+    for taint in taints:
+        if taint.effect != NO_EXECUTE:
+            taint.ClearField("time_added")
+            continue
+        kept = before.get((taint.key, taint.value, taint.effect))
+        if kept is not None:
+            taint.time_added.CopyFrom(kept)
+        elif not taint.HasField("time_added"):
+            taint.time_added.CopyFrom(timestamp(now))
+
+
+def merge_update(
+    current: objects_pb2.Node, desired: objects_pb2.Node, now: float | None = None
+) -> objects_pb2.Node:
+    """The node to store for a user's update: labels, annotations and spec from ``desired`` (the
+    taints' timeAdded per ``stamp_taints``), and its status' extended resources (see the module's
+    docstring) unless it carries no capacity or allocatable; everything else (the rest of the
+    status, uid, timestamps) from ``current``."""
     merged = merge_user_update(current, desired)
+    stamp_taints(current.spec.taints, merged.spec.taints, now)
     wanted = desired.status
     if not wanted.capacity and not wanted.allocatable:
         return merged
@@ -249,20 +285,22 @@ class NodeRegistry(KindRegistry):
         (see ``merge_update``); metadata.resourceVersion, when set, must be the stored one (else
         Conflict)."""
         name, rv = request.metadata.name, request.metadata.resource_version
+        now = self._clock()
         check_object_size("node", request)
         check_name("metadata.name", name)
 
         def update(current: objects_pb2.Node) -> objects_pb2.Node | None:
             if rv and current.metadata.resource_version != rv:
                 raise conflict(NODES, name)
-            merged = merge_update(current, request)
+            merged = merge_update(current, request, now)
             validate_node(merged)
             check_node_extended_resources(merged.status)
             check_object_size("node", merged)
             return None if merged == current else merged
 
         node = await self._store.mutate(NODES.resource, "", name, update)
-        log.info("node updated node=%s unschedulable=%s extended_resources=%s", name, node.spec.unschedulable,
+        log.info("node updated node=%s unschedulable=%s taints=%s extended_resources=%s", name,
+                 node.spec.unschedulable, ",".join(format_taint(t) for t in node.spec.taints) or "none",
                  ",".join(f"{k}={v}" for k, v in sorted(_extended(node.status.capacity).items())) or "none")
         return node
 
@@ -326,3 +364,44 @@ class NodeRegistry(KindRegistry):
         except NotFound:
             self.leases.remove(name)
         return marked
+
+    async def swap_taints(
+        self,
+        name: str,
+        add: Sequence[objects_pb2.Taint],
+        remove: Sequence[objects_pb2.Taint],
+        when: Callable[[objects_pb2.Node], bool] = lambda node: True,
+    ) -> bool:
+        """Adds and removes taints of a node in one write (Kubernetes' SwapNodeControllerTaint),
+        only if ``when`` holds for the stored node at write time. A taint is removed by key and
+        effect; one is added unless the node has its key and effect already; a NoExecute taint
+        added gets timeAdded now. Returns whether the node changed (False if it is gone)."""
+        now = self._clock()
+        changed = False
+
+        def swap(node: objects_pb2.Node) -> objects_pb2.Node | None:
+            nonlocal changed
+            if not when(node):
+                return None
+            gone = {(t.key, t.effect) for t in remove}
+            kept = [t for t in node.spec.taints if (t.key, t.effect) not in gone]
+            present = {(t.key, t.effect) for t in kept}
+            new = [t for t in add if (t.key, t.effect) not in present]
+            if len(kept) == len(node.spec.taints) and not new:
+                return None
+            taints = [*kept, *(objects_pb2.Taint(key=t.key, value=t.value, effect=t.effect) for t in new)]
+            stamp_taints(node.spec.taints, taints, now)
+            del node.spec.taints[:]
+            node.spec.taints.extend(taints)
+            changed = True
+            return node
+
+        try:
+            await self._store.mutate(NODES.resource, "", name, swap)
+        except NotFound:
+            return False
+        if changed:
+            log.info("node taints changed node=%s added=%s removed=%s", name,
+                     ",".join(format_taint(t) for t in add) or "none",
+                     ",".join(format_taint(t) for t in remove) or "none")
+        return changed

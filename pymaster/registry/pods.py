@@ -2,8 +2,9 @@
 by the servicers, the scheduler and, later, the controllers that create pods, so a pod made by a
 controller gets the same defaulting, validation and admission as a user's.
 
-- create: limits, defaulting, validation, admission, then what the server owns (uid, timestamps,
-  generation 1, phase Pending, the QoS class);
+- create: limits, defaulting (with the default tolerations and the priority of the
+  priorityClassName), validation, admission, then what the server owns (uid, timestamps,
+  generation 1, phase Pending, the QoS class, SchedulingGated for a gated pod);
 - update (and apply): only labels, annotations and container images may change (kubectl's rule);
   admission runs again only when the spec changes, so a pod admitted under an older policy can
   still be relabelled (Kubernetes' Pod Security admission exempts such updates too);
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -29,6 +30,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pymaster.api import objects_pb2
 from pymaster.api.admission import AdmissionPolicy, check_pod
 from pymaster.api.conditions import set_condition, timestamp
+from pymaster.api.default_tolerations import add_default_tolerations
 from pymaster.api.defaults import default_pod
 from pymaster.api.errors import Conflict, FailedPrecondition, Forbidden, NotFound, ValidationError
 from pymaster.api.kinds import NODES, PODS
@@ -41,6 +43,7 @@ from pymaster.api.pods import (
     is_pending_schedule,
     qos_class,
 )
+from pymaster.api.priority import resolve_priority
 from pymaster.api.validation import validate_pod, validate_pod_update
 from pymaster.registry.base import KindRegistry, conflict, merge_user_update, namespace_or_default
 from pymaster.store.base import Store
@@ -48,6 +51,9 @@ from pymaster.store.base import Store
 log = logging.getLogger(__name__)
 
 UNSCHEDULABLE = "Unschedulable"
+# PodScheduled=False while spec.schedulingGates is not empty (Kubernetes' wording).
+SCHEDULING_GATED = "SchedulingGated"
+SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
 
 
 # ---- pure rules ----
@@ -64,19 +70,27 @@ def admit(pod: objects_pb2.Pod, policy: AdmissionPolicy) -> None:
         raise Forbidden("; ".join(str(v) for v in violations))
 
 
+def add_tolerations(pod: objects_pb2.Pod, policy: AdmissionPolicy) -> None:
+    """The DefaultTolerationSeconds admission with the master's flags (in place)."""
+    add_default_tolerations(pod, policy.not_ready_toleration_seconds, policy.unreachable_toleration_seconds)
+
+
 def prepare_create(
     pod: objects_pb2.Pod, policy: AdmissionPolicy, uid: str, now: float | None = None
 ) -> None:
     """Makes a user's pod the one to store, in place: limits, defaults, validation, admission,
     then what the server owns: uid, creationTimestamp, generation 1, no deletion marks, a fresh
-    status in phase Pending with its QoS class (immutable from then on, as in Kubernetes).
+    status in phase Pending with its QoS class (immutable from then on, as in Kubernetes) and,
+    for a pod with scheduling gates, PodScheduled=False (SchedulingGated).
 
     Raises:
         ValidationError, Forbidden: naming the field.
     """
     check_pod_limits(pod)
     default_pod(pod)
+    add_tolerations(pod, policy)
     validate_pod(pod)
+    resolve_priority(pod)
     admit(pod, policy)
     meta = pod.metadata
     meta.uid = uid
@@ -88,6 +102,10 @@ def prepare_create(
     pod.status.Clear()
     pod.status.phase = PENDING
     pod.status.qos_class = qos_class(pod)
+    if pod.spec.scheduling_gates and not pod.spec.node_name:
+        # As kube-apiserver does at creation: a gated pod says why it waits from the start.
+        set_condition(pod.status.conditions, POD_SCHEDULED, "False", SCHEDULING_GATED,
+                      SCHEDULING_GATED_MESSAGE, now=now)
 
 
 def same_desired_state(a: objects_pb2.Pod, b: objects_pb2.Pod) -> bool:
@@ -139,6 +157,9 @@ def prepare_update(
     desired.CopyFrom(request)
     keep_defaulted_fields(current, desired)
     default_pod(desired)
+    # As at creation, so that re-applying the same manifest changes nothing.
+    add_tolerations(desired, policy)
+    resolve_priority(desired)
     merged = merge_update(current, desired)
     validate_pod_update(current, merged)
     if same_desired_state(current, merged):
@@ -375,6 +396,43 @@ class PodRegistry(KindRegistry):
             return current
 
         return await self._store.mutate(PODS.resource, pod.metadata.namespace, pod.metadata.name, bind)
+
+    async def bind_many(
+        self, binds: Sequence[tuple[objects_pb2.Pod, str]]
+    ) -> list[objects_pb2.Pod | Exception]:
+        """``bind`` for several pods in one store transaction (one fsync); per bind the stored pod
+        (bound, or as it is when it changed meanwhile) or the error (NotFound: deleted)."""
+        now = self._clock()
+
+        def binder(uid: str, node_name: str) -> Callable[[objects_pb2.Pod], objects_pb2.Pod | None]:
+            def bind(current: objects_pb2.Pod) -> objects_pb2.Pod | None:
+                if current.metadata.uid != uid or not is_pending_schedule(current):
+                    return None
+                current.spec.node_name = node_name
+                set_condition(current.status.conditions, POD_SCHEDULED, "True", now=now)
+                return current
+
+            return bind
+
+        items = [(pod.metadata.namespace, pod.metadata.name, binder(pod.metadata.uid, node))
+                 for pod, node in binds]
+        return await self._store.mutate_many(PODS.resource, items)  # type: ignore[return-value]
+
+    async def mark_gated(self, pod: objects_pb2.Pod) -> objects_pb2.Pod:
+        """PodScheduled=False, reason SchedulingGated, for a pending pod with scheduling gates
+        (written only when it changes); returns the stored pod."""
+        uid, now = pod.metadata.uid, self._clock()
+
+        def mark(current: objects_pb2.Pod) -> objects_pb2.Pod | None:
+            if current.metadata.uid != uid or not is_pending_schedule(current):
+                return None
+            if not current.spec.scheduling_gates:
+                return None
+            changed = set_condition(current.status.conditions, POD_SCHEDULED, "False", SCHEDULING_GATED,
+                                    SCHEDULING_GATED_MESSAGE, now=now)
+            return current if changed else None
+
+        return await self._store.mutate(PODS.resource, pod.metadata.namespace, pod.metadata.name, mark)
 
     async def mark_unschedulable(self, pod: objects_pb2.Pod, message: str) -> objects_pb2.Pod:
         """PodScheduled=False, reason Unschedulable, with the scheduler's explanation (written only

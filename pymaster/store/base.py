@@ -7,7 +7,7 @@ the resourceVersion, which is also the position of the write in the event log th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,6 +110,14 @@ class Store(Protocol):
         ``fn`` gets a copy of the stored object and returns the new state, or None to write
         nothing. If ``fn`` raises, nothing is written and the exception propagates. Raises NotFound.
         """
+        ...
+
+    async def mutate_many(
+        self, kind: str, items: Sequence[tuple[str, str, Callable[[Message], Message | None]]]
+    ) -> list[Message | Exception]:
+        """Several ``mutate``s (namespace, name, fn) in one durable write (one transaction, one
+        fsync); per item the object after it, or the ApiError/ValueError it raised (the other
+        items are still written)."""
         ...
 
     async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> Message:

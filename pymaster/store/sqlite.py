@@ -16,10 +16,14 @@ writer thread: Secrets are encrypted there, so the file never holds their plaint
 in-memory copy holds them as plain messages.
 
 Concurrency: every SQLite call runs on one dedicated thread, so the event loop never waits on the
-disk. An asyncio.Lock serializes writes: each takes the next resourceVersion, commits, updates the
-in-memory copy and feeds the event log in that order, so readers and watchers see writes in
-resourceVersion order and never a write that is not on disk. A write whose caller is cancelled
-still completes (it may already be committed) before the next one starts.
+disk. Writes are decided one at a time on the event loop (each takes the next resourceVersion,
+seeing the writes decided before it, committed or not) and committed in groups: the writes
+decided while one transaction is on its way to disk all go into the next transaction, one fsync
+for all of them (group commit, as databases do), so many concurrent writers cost one fsync per
+group, not one each. Only once a group is on disk does it reach the in-memory copy and the event
+log, in resourceVersion order, and do its writers return: readers and watchers never see a write
+that is not on disk. A write whose caller is cancelled still completes. If a commit fails, its
+group and every write decided after it fail with the error.
 
 Reads (get, list) and watches come from the in-memory copy loaded at open (``cache.ObjectCache``,
 shared with other backends) and return copies, so callers can never change the cache.
@@ -32,14 +36,14 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TextIO, TypeVar
 
 from google.protobuf.message import Message
 
-from pymaster.api.errors import AlreadyExists, Conflict
+from pymaster.api.errors import AlreadyExists, ApiError, Conflict, NotFound, Unavailable
 from pymaster.api.kinds import KINDS
 from pymaster.store.base import ADDED, DELETED, MODIFIED, ValueTransformer
 from pymaster.store.cache import ObjectCache, copy_message
@@ -65,6 +69,9 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('resource_version', 0);
 """
+
+_MISSING = object()
+
 
 @dataclass(slots=True)
 class _Change:
@@ -98,7 +105,12 @@ class SQLiteStore:
         self._path = os.fspath(path)
         self._transformer = transformer
         self._cache = ObjectCache(history, watch_queue_size)
-        self._lock = asyncio.Lock()
+        # Writes decided but not on disk yet: (kind, namespace, name) -> the object's new state
+        # (None: deleted), which the next decisions see, and the queue the committer drains.
+        self._overlay: dict[tuple[str, str, str], Message | None] = {}
+        self._pending: list[tuple[int, _Change, asyncio.Future[Message]]] = []
+        self._next_rv = 0
+        self._committer: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock_file: TextIO | None = None
@@ -129,15 +141,17 @@ class SQLiteStore:
             self._executor = None
             raise
         count = self._cache.load(rows, rv)
+        self._next_rv = rv + 1
         log.info("store opened path=%s objects=%d resource_version=%d", self._path, count, rv)
 
     async def close(self) -> None:
         """Waits for the write in flight, ends every watch and closes the database."""
         if not self._cache.is_open:
             return
-        async with self._lock:
-            self._cache.close()
-            await self._run(self._close_sync)
+        if self._committer is not None:
+            await asyncio.gather(asyncio.shield(self._committer), return_exceptions=True)
+        self._cache.close()
+        await self._run(self._close_sync)
         assert self._executor is not None
         self._executor.shutdown(wait=True)
         self._executor = None
@@ -185,7 +199,7 @@ class SQLiteStore:
 
         def plan() -> _Change:
             meta = obj.metadata
-            if meta.name in self._cache.by_kind(kind).get(meta.namespace, {}):
+            if self._exists(kind, meta.namespace, meta.name):
                 raise AlreadyExists(f'{kind} "{meta.name}" already exists')
             return _Change(ADDED, kind, copy_message(obj))
 
@@ -205,7 +219,7 @@ class SQLiteStore:
 
         def plan() -> _Change:
             meta = obj.metadata
-            current = self._cache.stored(kind, meta.namespace, meta.name)
+            current = self._decided(kind, meta.namespace, meta.name)
             if meta.resource_version != current.metadata.resource_version:
                 raise Conflict(
                     f'{kind} "{meta.name}": the object has been modified; '
@@ -233,7 +247,7 @@ class SQLiteStore:
         """
 
         def plan() -> _Change | None:
-            new = fn(copy_message(self._cache.stored(kind, namespace, name)))
+            new = fn(copy_message(self._decided(kind, namespace, name)))
             if new is None:
                 return None
             self._cache.check_type(kind, new)
@@ -242,8 +256,8 @@ class SQLiteStore:
             return _Change(MODIFIED, kind, copy_message(new))
 
         written = await self._write(plan)
-        # No await since the lock was released, so this is the state fn saw.
-        return written if written is not None else self.get(kind, namespace, name)
+        # No await since the decision, so this is the state fn saw.
+        return written if written is not None else copy_message(self._decided(kind, namespace, name))
 
     async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> Message:
         """Removes an object.
@@ -261,7 +275,7 @@ class SQLiteStore:
         """
 
         def plan() -> _Change:
-            current = self._cache.stored(kind, namespace, name)
+            current = self._decided(kind, namespace, name)
             if uid is not None and uid != current.metadata.uid:
                 raise Conflict(
                     f'{kind} "{name}": precondition failed: UID in precondition: {uid}, '
@@ -271,39 +285,113 @@ class SQLiteStore:
 
         return await self._write(plan)
 
+    async def mutate_many(
+        self, kind: str, items: Sequence[tuple[str, str, Callable[[Message], Message | None]]]
+    ) -> list[Message | Exception]:
+        """Several ``mutate``s in one transaction (one fsync): the scheduler's batched binds.
+
+        Each (namespace, name, fn) is planned in order under the write lock, as ``mutate`` would;
+        an item whose object is missing or whose ``fn`` raises an ``ApiError`` or ValueError gets
+        that exception in its place of the result (the others are still written). Every write
+        takes its own resourceVersion, so watchers see ordinary MODIFIED events.
+
+        Returns:
+            Per item, a copy of the object after the write (or as it is, when ``fn`` returned
+            None), or the exception it raised.
+        """
+        self._cache.check_open()
+        results: list[Message | Exception | asyncio.Future[Message]] = []
+        for namespace, name, fn in items:
+            try:
+                new = fn(copy_message(self._decided(kind, namespace, name)))
+                if new is not None:
+                    self._cache.check_type(kind, new)
+                    if (new.metadata.namespace, new.metadata.name) != (namespace, name):
+                        raise ValueError(f'{kind} "{name}": mutate must not change the namespace or name')
+            except (ApiError, ValueError) as err:
+                results.append(err)
+                continue
+            if new is None:
+                results.append(copy_message(self._decided(kind, namespace, name)))
+            else:
+                results.append(self._decide(_Change(MODIFIED, kind, copy_message(new))))
+        futures = [r for r in results if isinstance(r, asyncio.Future)]
+        if futures:
+            await asyncio.shield(asyncio.gather(*futures))
+        return [r.result() if isinstance(r, asyncio.Future) else r for r in results]
+
     # ---- internals ----
 
+    def _decided(self, kind: str, namespace: str, name: str) -> Message:
+        """The object as the writes decided so far leave it (committed or not). Raises NotFound."""
+        key = (kind, namespace, name)
+        if key in self._overlay:
+            obj = self._overlay[key]
+            if obj is None:
+                raise NotFound(f'{kind} "{name}" not found')
+            return obj
+        return self._cache.stored(kind, namespace, name)
+
+    def _exists(self, kind: str, namespace: str, name: str) -> bool:
+        key = (kind, namespace, name)
+        if key in self._overlay:
+            return self._overlay[key] is not None
+        return name in self._cache.by_kind(kind).get(namespace, {})
+
     async def _write(self, plan: Callable[[], _Change | None]) -> Message | None:
-        """Runs ``plan`` under the write lock and commits the change it returns.
+        """Decides a write with ``plan`` and waits until its group is committed.
 
         Returns a copy of the written object, or None when ``plan`` decided not to write.
         """
         self._cache.check_open()
-        await self._lock.acquire()
-        try:
-            self._cache.check_open()  # close() may have run while this write waited for the lock
-            change = plan()
-        except BaseException:
-            self._lock.release()
-            raise
+        change = plan()
         if change is None:
-            self._lock.release()
             return None
-        rv = self._cache.rv + 1
-        change.obj.metadata.resource_version = str(rv)
-        # The commit runs as its own task holding the lock, so a cancelled caller cannot leave the
-        # database ahead of memory or let the next write reuse this resourceVersion.
-        commit = asyncio.get_running_loop().create_task(self._commit(rv, change))
-        return await asyncio.shield(commit)
+        # Shielded: a cancelled caller cannot take its write out of a group on its way to disk.
+        return await asyncio.shield(self._decide(change))
 
-    async def _commit(self, rv: int, change: _Change) -> Message:
-        try:
-            data = change.obj.SerializeToString()
-            await self._run(self._commit_sync, rv, change, data)
-            self._cache.apply(change.type, change.kind, change.obj, rv)
-            return copy_message(change.obj)
-        finally:
-            self._lock.release()
+    def _decide(self, change: _Change) -> asyncio.Future[Message]:
+        """Gives ``change`` the next resourceVersion and queues it for the next group commit."""
+        rv = self._next_rv
+        self._next_rv += 1
+        change.obj.metadata.resource_version = str(rv)
+        meta = change.obj.metadata
+        state = None if change.type == DELETED else change.obj
+        self._overlay[(change.kind, meta.namespace, meta.name)] = state
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+        self._pending.append((rv, change, future))
+        if self._committer is None or self._committer.done():
+            self._committer = loop.create_task(self._commit_groups(), name="store-commit")
+        return future
+
+    async def _commit_groups(self) -> None:
+        """Commits the pending writes, a group at a time, until none is left."""
+        while self._pending:
+            group, self._pending = self._pending, []
+            batch = [(rv, change, change.obj.SerializeToString()) for rv, change, _ in group]
+            try:
+                await self._run(self._commit_batch_sync, batch)
+            except BaseException as err:
+                # Later writes were decided on top of these: they fail too.
+                failed, self._pending = [*group, *self._pending], []
+                self._overlay.clear()
+                self._next_rv = self._cache.rv + 1
+                error = err if isinstance(err, Exception) else Unavailable("store closed")
+                for _, _, future in failed:
+                    if not future.done():
+                        future.set_exception(error)
+                if not isinstance(err, Exception):
+                    raise
+                continue
+            for rv, change, future in group:
+                meta = change.obj.metadata
+                key = (change.kind, meta.namespace, meta.name)
+                if self._overlay.get(key, _MISSING) is (None if change.type == DELETED else change.obj):
+                    del self._overlay[key]  # no later decision on this object
+                self._cache.apply(change.type, change.kind, change.obj, rv)
+                if not future.done():
+                    future.set_result(copy_message(change.obj))
 
     async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
         assert self._executor is not None
@@ -343,26 +431,28 @@ class SQLiteStore:
         self._conn = conn
         return rows, rv
 
-    def _commit_sync(self, rv: int, change: _Change, data: bytes) -> None:
+    def _commit_batch_sync(self, batch: list[tuple[int, _Change, bytes]]) -> None:
+        """Writes the changes (resourceVersion, change, serialized object) in one transaction."""
         conn = self._conn
         assert conn is not None
-        meta = change.obj.metadata
-        if self._transformer is not None and change.type != DELETED:
-            data = self._transformer.to_storage(change.kind, meta.namespace, meta.name, data)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if change.type == DELETED:
-                conn.execute(
-                    "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-                    (change.kind, meta.namespace, meta.name),
-                )
-            else:
+            for rv, change, data in batch:
+                meta = change.obj.metadata
+                if change.type == DELETED:
+                    conn.execute(
+                        "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                        (change.kind, meta.namespace, meta.name),
+                    )
+                    continue
+                if self._transformer is not None:
+                    data = self._transformer.to_storage(change.kind, meta.namespace, meta.name, data)
                 conn.execute(
                     "INSERT OR REPLACE INTO objects (kind, namespace, name, uid, resource_version, data) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (change.kind, meta.namespace, meta.name, meta.uid, rv, data),
                 )
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'resource_version'", (rv,))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'resource_version'", (batch[-1][0],))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -72,6 +72,15 @@ def test_build_node(tmp_path) -> None:
     assert not status.conditions  # conditions are the master's
 
 
+def test_an_agent_that_cannot_see_its_runtime_reports_not_ready(tmp_path) -> None:
+    reasons = ["PLEG is not healthy: pleg was last seen active 4.0s ago; threshold is 3s", None]
+    reporter = NodeStatusReporter(None, config(tmp_path), PodCounts, not_ready=reasons.pop)  # type: ignore[arg-type]
+    assert list(reporter.build_status().conditions) == []
+    (condition,) = reporter.build_status().conditions
+    assert (condition.type, condition.status, condition.reason) == ("Ready", "False", "KubeletNotReady")
+    assert condition.message.startswith("PLEG is not healthy")
+
+
 def test_build_status_advertises_extended_resources(tmp_path) -> None:
     cfg = config(tmp_path)
     cfg.extended_resources = {"example.com/dongle": "2", "example.org/fpga": "1"}

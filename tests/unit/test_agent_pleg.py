@@ -82,3 +82,5 @@ async def test_relist_notifies_changes_and_tracks_health() -> None:
     while pleg.healthy() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert not pleg.healthy()  # no relist for three periods
+    message = pleg.unhealthy_message()
+    assert message is not None and message.startswith("PLEG is not healthy: pleg was last seen active ")

@@ -183,7 +183,7 @@ async def test_report_node_status(agent):
     status = objects_pb2.NodeStatus()
     status.allocatable.update({"cpu": "1500m", "memory": "3Gi", "pods": "110"})
     status.usage.cpu_percent = 42.0
-    status.conditions.add(type="Ready", status="False")  # ignored: conditions are the master's
+    status.conditions.add(type="DiskPressure", status="True")  # ignored: conditions are the master's
     node = await agent.ReportNodeStatus(services_pb2.NodeStatusReport(node_name="n1", status=status))
     assert node.status.allocatable["cpu"] == "1500m" and node.status.capacity["cpu"] == "2"
     assert node.status.usage.cpu_percent == 42.0
@@ -291,3 +291,31 @@ async def test_delete_node_releases_its_pods_from_grace(resources, agent):
     assert (await rpc_error(resources.get("pods", "web"))).code() == grpc.StatusCode.NOT_FOUND
     err = await rpc_error(agent.RenewLease(services_pb2.RenewLeaseRequest(node_name="n1")))
     assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+# ---- taints ----
+
+
+async def test_node_taints_are_the_admins_and_noexecute_ones_get_time_added(resources, agent):
+    reported = node_manifest()
+    reported.spec.taints.add(key="self", effect="NoSchedule")  # an agent cannot taint its node
+    node = (await agent.RegisterNode(reported)).node
+    assert list(node.spec.taints) == []
+
+    node.spec.taints.add(key="dedicated", value="gpu", effect="NoSchedule")
+    node.spec.taints.add(key="evict", effect="NoExecute")
+    before = time.time()
+    tainted = await resources.update(node)
+    schedule, execute = tainted.spec.taints
+    assert not schedule.HasField("time_added")
+    assert before - 1 <= execute.time_added.seconds <= time.time() + 1
+
+    # An update that keeps the taint keeps its time (the clock of its evictions).
+    tainted.metadata.labels["team"] = "infra"
+    again = await resources.update(tainted)
+    assert again.spec.taints[1].time_added == execute.time_added
+
+    again.spec.taints[0].effect = "Sometimes"
+    err = await rpc_error(resources.update(again))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith('spec.taints[0].effect: unsupported value "Sometimes"'), err.details()

@@ -22,8 +22,21 @@ def reported_node(name: str = "n1", labels: dict[str, str] | None = None) -> obj
     node.status.allocatable.update({"cpu": "4", "memory": "8Gi", "pods": "110"})
     node.status.addresses.add(type="InternalIP", address="10.0.0.5")
     node.status.daemon_endpoints.kubelet_endpoint.port = 10250
-    node.status.conditions.add(type="Ready", status="False")  # agents do not own conditions
+    node.status.conditions.add(type="MemoryPressure", status="True")  # ignored: the master's
     return node
+
+
+def test_an_agent_that_reports_not_ready_makes_its_node_not_ready():
+    node = merge_registration(None, reported_node(), "uid-1", NOW)
+    report = objects_pb2.NodeStatus()
+    report.conditions.add(type="Ready", status="False", reason="x", message="PLEG is not healthy")
+    apply_status_report(node, report, NOW + 5)
+    ready = find_condition(node.status.conditions, "Ready")
+    assert (ready.status, ready.reason, ready.message) == ("False", "KubeletNotReady", "PLEG is not healthy")
+    assert ready.last_heartbeat_time.seconds == NOW + 5
+    apply_status_report(node, objects_pb2.NodeStatus(), NOW + 6)
+    assert find_condition(node.status.conditions, "Ready").status == "True"
+    assert [c.type for c in node.status.conditions] == ["Ready"]
 
 
 def test_merge_registration_new_node():

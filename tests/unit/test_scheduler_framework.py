@@ -1,9 +1,9 @@
-"""Tests of the scheduling framework (NodeInfo sums, one decision, the unschedulable message)
-and of the scheduling queue."""
+"""Tests of the scheduling framework (NodeInfo sums, one decision, the unschedulable message);
+the queue's are in test_scheduler_queue.py."""
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import random
 from collections import Counter
 
@@ -12,12 +12,13 @@ import pytest
 from pymaster.api import objects_pb2
 from pymaster.scheduler.framework import NodeInfo, PodInfo, ScheduleResult, unschedulable_message
 from pymaster.scheduler.plugin_registry import build_framework
-from pymaster.scheduler.queue import SchedulingQueue
+
+_names = itertools.count()
 
 
 def make_pod(cpu: str = "", memory: str = "", limits_cpu: str = "", phase: str = "") -> objects_pb2.Pod:
     pod = objects_pb2.Pod()
-    pod.metadata.name, pod.metadata.namespace = "web", "default"
+    pod.metadata.name, pod.metadata.namespace = f"web-{next(_names)}", "default"
     container = pod.spec.containers.add(name="app", image="busybox:1.35")
     if cpu:
         container.resources.requests["cpu"] = cpu
@@ -168,74 +169,6 @@ def test_extended_resources_in_node_info_and_message():
     assert build_framework().schedule(PodInfo.from_pod(wants), [infos[0], NodeInfo.from_node(n2)]) == (
         ScheduleResult("n2")
     )
-
-
-# ---- queue ----
-
-
-async def test_queue_fifo_without_duplicates():
-    sizes = []
-    queue = SchedulingQueue(on_change=lambda active, parked: sizes.append((active, parked)))
-    for key in ("a", "b", "a", "c"):
-        queue.add(key)
-    assert [await queue.pop() for _ in range(3)] == ["a", "b", "c"]
-    assert sizes[-1] == (0, 0)
-
-
-async def test_queue_pop_waits_for_add():
-    queue = SchedulingQueue()
-    popped: list[str] = []
-    more = asyncio.Event()
-
-    async def consume() -> None:
-        while True:
-            popped.append(await queue.pop())
-            more.set()
-
-    consumer = asyncio.ensure_future(consume())
-    try:
-        queue.add("a")
-        await asyncio.wait_for(more.wait(), 5)
-        more.clear()
-        # Having taken "a", the consumer waits in pop() on the empty queue: nothing more comes out.
-        assert popped == ["a"] and queue.active_count == 0
-        queue.add("b")
-        await asyncio.wait_for(more.wait(), 5)
-        assert popped == ["a", "b"]
-    finally:
-        consumer.cancel()
-
-
-async def test_queue_parks_until_move():
-    queue = SchedulingQueue()
-    queue.add("a")
-    key = await queue.pop()
-    queue.mark_unschedulable(key, queue.move_cycle)
-    assert queue.is_unschedulable("a") and queue.active_count == 0
-    queue.move_all_to_active()
-    assert not queue.is_unschedulable("a")
-    assert await queue.pop() == "a"
-
-
-async def test_queue_move_during_attempt_requeues():
-    queue = SchedulingQueue()
-    queue.add("a")
-    cycle = queue.move_cycle
-    await queue.pop()
-    queue.move_all_to_active()  # e.g. a node was added while "a" was being scheduled
-    queue.mark_unschedulable("a", cycle)
-    assert queue.active_count == 1 and queue.unschedulable_count == 0
-
-
-async def test_queue_remove_and_add_unparks():
-    queue = SchedulingQueue()
-    for key in ("a", "b"):
-        queue.add(key)
-        queue.mark_unschedulable(await queue.pop(), queue.move_cycle)
-    queue.remove("a")
-    queue.add("b")  # the pod's spec changed: try again
-    assert "a" not in queue
-    assert (queue.active_count, queue.unschedulable_count) == (1, 0)
 
 
 def test_ephemeral_storage_in_node_info_and_message():

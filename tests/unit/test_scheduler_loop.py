@@ -215,3 +215,56 @@ async def test_an_unschedulable_pod_gets_failed_scheduling_events_folded_per_att
     assert folded.last_timestamp.seconds >= event.last_timestamp.seconds
     assert attempts(registry, "unschedulable") == attempts_before + 1
     assert node_of(store, "big") == ""
+
+
+# ---- gates, priority, batched binds ----
+
+
+async def test_gated_pod_waits_with_scheduling_gated_until_the_gate_goes(cluster):
+    store, _, registry = cluster
+    await store.create("nodes", new_node("n1"))
+    gated = new_pod("gated")
+    gated.spec.scheduling_gates.add(name="example.com/approval")
+    await store.create("pods", gated)
+    await wait_for(lambda: scheduled_condition(store, "gated") is not None)
+    condition = scheduled_condition(store, "gated")
+    assert (condition.status, condition.reason, condition.message) == (
+        "False", "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates")
+    assert registry.get_sample_value("scheduler_pending_pods", {"queue": "gated"}) == 1
+    assert node_of(store, "gated") == ""
+
+    def ungate(pod: objects_pb2.Pod) -> objects_pb2.Pod:
+        del pod.spec.scheduling_gates[:]
+        return pod
+
+    await store.mutate("pods", "default", "gated", ungate)
+    await wait_for(lambda: node_of(store, "gated") == "n1")
+    assert registry.get_sample_value("scheduler_pending_pods", {"queue": "gated"}) == 0
+
+
+async def test_higher_priority_pod_takes_the_freed_room(cluster):
+    store, _, _ = cluster
+    await store.create("nodes", new_node("n1", cpu="2"))
+    await store.create("pods", new_pod("hog", cpu="2"))
+    await wait_for(lambda: node_of(store, "hog") == "n1")
+    low, high = new_pod("low", cpu="1500m"), new_pod("high", cpu="1500m")
+    high.spec.priority = 1000
+    await store.create("pods", low)
+    await store.create("pods", high)
+    await wait_for(lambda: all(scheduled_condition(store, n) is not None for n in ("low", "high")))
+    await asyncio.sleep(1.1)  # the documented 1 s back-off of both, so priority alone decides
+    await store.delete("pods", "default", "hog")
+    await wait_for(lambda: node_of(store, "high") == "n1")
+    assert node_of(store, "low") == ""
+
+
+async def test_many_pods_bound_in_batches_without_overcommit(cluster):
+    store, _, registry = cluster
+    await store.create("nodes", new_node("n1", cpu="2"))
+    await store.create("nodes", new_node("n2", cpu="2"))
+    await asyncio.gather(*(store.create("pods", new_pod(f"p{i}", cpu="100m")) for i in range(45)))
+    await wait_for(lambda: attempts(registry, "scheduled") == 40)
+    placed = [node_of(store, f"p{i}") for i in range(45)]
+    assert sorted(n for n in placed if n) == ["n1"] * 20 + ["n2"] * 20
+    batches = registry.get_sample_value("scheduler_binding_batch_size_count")
+    assert batches < 40  # several binds shared a transaction

@@ -6,9 +6,7 @@ import pytest
 
 from pymaster.api import objects_pb2
 from pymaster.scheduler.framework import NodeInfo, PodInfo, Status
-from pymaster.scheduler.plugins.least_allocated import LeastAllocated
 from pymaster.scheduler.plugins.node_ready import NodeReady
-from pymaster.scheduler.plugins.node_selector import NodeSelector
 from pymaster.scheduler.plugins.node_unschedulable import NodeUnschedulable
 from pymaster.scheduler.plugins.resources_fit import NodeResourcesFit
 
@@ -57,7 +55,7 @@ OK = Status.success()
     ],
 )
 def test_node_ready(ready, expected):
-    assert NodeReady().filter(pod(), node(ready=ready)) == expected
+    assert NodeReady().filter({}, pod(), node(ready=ready)) == expected
 
 
 @pytest.mark.parametrize(
@@ -65,25 +63,7 @@ def test_node_ready(ready, expected):
     [(False, OK), (True, Status.unschedulable("node(s) were unschedulable"))],
 )
 def test_node_unschedulable(unschedulable, expected):
-    assert NodeUnschedulable().filter(pod(), node(unschedulable=unschedulable)) == expected
-
-
-@pytest.mark.parametrize(
-    ("selector", "labels", "ok"),
-    [
-        ({}, {}, True),
-        ({}, {"disk": "ssd"}, True),
-        ({"disk": "ssd"}, {"disk": "ssd", "zone": "a"}, True),
-        ({"disk": "ssd"}, {"disk": "hdd"}, False),
-        ({"disk": "ssd"}, {}, False),
-        ({"disk": "ssd", "zone": "a"}, {"disk": "ssd"}, False),
-    ],
-)
-def test_node_selector(selector, labels, ok):
-    status = NodeSelector().filter(pod(selector=selector), node(labels=labels))
-    assert status.ok is ok
-    if not ok:
-        assert status.reasons == ("node(s) didn't match Pod's node selector",)
+    assert NodeUnschedulable().filter({}, pod(), node(unschedulable=unschedulable)) == expected
 
 
 @pytest.mark.parametrize(
@@ -102,7 +82,8 @@ def test_node_selector(selector, labels, ok):
 )
 def test_node_resources_fit(request_, allocatable, bound, reasons):
     cpu, memory, pods = allocatable
-    status = NodeResourcesFit().filter(pod(*request_), node(cpu=cpu, memory=memory, pods=pods, bound=bound))
+    target = node(cpu=cpu, memory=memory, pods=pods, bound=bound)
+    status = NodeResourcesFit().filter({}, pod(*request_), target)
     assert status.ok is (not reasons)
     assert status.reasons == reasons
 
@@ -120,14 +101,15 @@ def test_node_resources_fit(request_, allocatable, bound, reasons):
 )
 def test_least_allocated(request_, allocatable, bound, score):
     cpu, memory = allocatable
-    got = LeastAllocated().score(pod(*request_), node(cpu=cpu, memory=memory, bound=bound))
+    got = NodeResourcesFit().score({}, pod(*request_), node(cpu=cpu, memory=memory, bound=bound))
     assert got == pytest.approx(score)
 
 
 def test_least_allocated_prefers_emptier_node():
     busy = node(cpu="4", memory="8Gi", bound=(("3", "6Gi"),))
     idle = node(cpu="4", memory="8Gi")
-    assert LeastAllocated().score(pod("500m", "1Gi"), idle) > LeastAllocated().score(pod("500m", "1Gi"), busy)
+    fit = NodeResourcesFit()
+    assert fit.score({}, pod("500m", "1Gi"), idle) > fit.score({}, pod("500m", "1Gi"), busy)
 
 
 # ---- extended resources ----
@@ -186,7 +168,7 @@ def dongle_node(
     ],
 )
 def test_node_resources_fit_extended(pod_, capacity, allocatable, bound, ok):
-    status = NodeResourcesFit().filter(pod_, dongle_node(capacity, allocatable, bound))
+    status = NodeResourcesFit().filter({}, pod_, dongle_node(capacity, allocatable, bound))
     assert status == (OK if ok else Status.unschedulable("Insufficient example.com/dongle"))
 
 
@@ -194,14 +176,14 @@ def test_node_resources_fit_reports_every_shortage():
     p = objects_pb2.Pod()
     app = p.spec.containers.add(name="app", image="busybox:1.35")
     app.resources.limits.update({"cpu": "3", "example.com/b": "1", "example.com/a": "1"})
-    status = NodeResourcesFit().filter(PodInfo.from_pod(p), dongle_node({"example.com/a": "1"}, {}, ()))
+    status = NodeResourcesFit().filter({}, PodInfo.from_pod(p), dongle_node({"example.com/a": "1"}, {}, ()))
     assert status.reasons == ("Insufficient cpu", "Insufficient example.com/b")
 
 
 def test_extended_resources_do_not_change_the_score():
     plain, dongles = dongle_pod(), dongle_pod("1")
     n = dongle_node({DONGLE: "2"}, {DONGLE: "2"})
-    assert LeastAllocated().score(plain, n) == LeastAllocated().score(dongles, n)
+    assert NodeResourcesFit().score({}, plain, n) == NodeResourcesFit().score({}, dongles, n)
 
 
 # ---- ephemeral-storage ----
@@ -255,14 +237,14 @@ def storage_node(
 )
 def test_node_resources_fit_ephemeral_storage(pod_, node_, ok):
     expected = OK if ok else Status.unschedulable("Insufficient ephemeral-storage")
-    assert NodeResourcesFit().filter(pod_, node_) == expected
+    assert NodeResourcesFit().filter({}, pod_, node_) == expected
 
 
 def test_ephemeral_storage_is_reported_in_kube_schedulers_order():
     p = objects_pb2.Pod()
     app = p.spec.containers.add(name="app", image="busybox:1.35")
     app.resources.requests.update({"cpu": "3", "memory": "5Gi", "ephemeral-storage": "1Ti", DONGLE: "1"})
-    status = NodeResourcesFit().filter(PodInfo.from_pod(p), storage_node("10Gi"))
+    status = NodeResourcesFit().filter({}, PodInfo.from_pod(p), storage_node("10Gi"))
     assert status.reasons == (
         "Insufficient cpu", "Insufficient memory", "Insufficient ephemeral-storage", f"Insufficient {DONGLE}"
     )
@@ -270,4 +252,5 @@ def test_ephemeral_storage_is_reported_in_kube_schedulers_order():
 
 def test_ephemeral_storage_does_not_change_the_score():
     n = storage_node("10Gi")
-    assert LeastAllocated().score(storage_pod(), n) == LeastAllocated().score(storage_pod("5Gi"), n)
+    fit = NodeResourcesFit()
+    assert fit.score({}, storage_pod(), n) == fit.score({}, storage_pod("5Gi"), n)

@@ -385,14 +385,14 @@ async def test_cancelled_writer_still_commits_in_order(
 ) -> None:
     # Hold the first commit on the writer thread, so the caller is cancelled mid-commit.
     committing, release = threading.Event(), threading.Event()
-    commit_sync = store._commit_sync
+    commit_sync = store._commit_batch_sync
 
     def held_commit(*args: object) -> None:
         committing.set()
         assert release.wait(DEADLINE)
         commit_sync(*args)
 
-    monkeypatch.setattr(store, "_commit_sync", held_commit)
+    monkeypatch.setattr(store, "_commit_batch_sync", held_commit)
     write = asyncio.ensure_future(store.create("pods", make_pod("a")))
     assert await asyncio.to_thread(committing.wait, DEADLINE)
     write.cancel()

@@ -1,2 +1,2 @@
-"""Scheduler plugins, one module each: filters (NodeReady, NodeUnschedulable, NodeSelector,
-NodeResourcesFit) and scores (LeastAllocated). pymaster.scheduler.plugin_registry names them."""
+"""Scheduler plugins, one module each (filters, scores, or both); pymaster.scheduler.plugin_registry
+names them and holds the default profile."""

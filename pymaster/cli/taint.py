@@ -1,0 +1,159 @@
+"""pyctl taint: kubectl's ``taint`` verb for nodes.
+
+``pyctl taint node NAME key=value:Effect key:Effect key:Effect- key- [--overwrite]`` (also
+``nodes``/``no`` and ``node/NAME``). As kubectl: adding a taint whose key and effect the node has
+already is refused without ``--overwrite``; removing one that is not there is an error and
+nothing is written; the node is updated once with all changes, checked against its
+resourceVersion (re-read and retried on a conflict, as the agent's status reports bump it). It
+prints ``node/NAME tainted`` (only added), ``node/NAME untainted`` (only removed) or
+``node/NAME modified`` (both, or ``--overwrite``).
+
+The master stamps ``timeAdded`` on NoExecute taints (``pymaster.registry.nodes.stamp_taints``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from pymaster.api import errors, objects_pb2
+from pymaster.api.taints import EFFECTS
+from pymaster.cli.context import CommandError, Context
+
+TAINTED, UNTAINTED, MODIFIED = "tainted", "untainted", "modified"
+UPDATE_ATTEMPTS = 5
+NODE_WORDS = ("node", "nodes", "no")
+
+
+@dataclass(frozen=True)
+class TaintChanges:
+    """What a taint command asks: taints to add, and (key, effect) to remove ("" effect: all of
+    the key's)."""
+
+    add: tuple[objects_pb2.Taint, ...]
+    remove: tuple[tuple[str, str], ...]
+
+
+def _effect(effect: str) -> str:
+    if effect not in EFFECTS:
+        raise CommandError(f"invalid taint effect: {effect}, unsupported taint effect")
+    return effect
+
+
+def parse_taints(specs: list[str]) -> TaintChanges:
+    """kubectl's parseTaints: ``key=value:Effect`` or ``key:Effect`` adds, ``key:Effect-`` and
+    ``key-`` remove.
+
+    Raises:
+        CommandError: with kubectl's message.
+    """
+    add: list[objects_pb2.Taint] = []
+    remove: list[tuple[str, str]] = []
+    for spec in specs:
+        if spec.endswith("-"):
+            key, _, effect = spec[:-1].partition(":")
+            if not key:
+                raise CommandError(f"invalid taint spec: {spec}")
+            remove.append((key, _effect(effect) if effect else ""))
+            continue
+        pair, sep, effect = spec.rpartition(":")
+        if not sep or not pair or not effect:
+            raise CommandError(f"invalid taint spec: {spec}")
+        key, _, value = pair.partition("=")
+        if not key:
+            raise CommandError(f"invalid taint spec: {spec}")
+        if any((t.key, t.effect) == (key, effect) for t in add):
+            raise CommandError(f"duplicated taints with the same key and effect: {key}:{effect}")
+        add.append(objects_pb2.Taint(key=key, value=value, effect=_effect(effect)))
+    both = [f"{t.key}:{t.effect}" for t in add if any(k == t.key and e in ("", t.effect) for k, e in remove)]
+    if both:
+        raise CommandError(f"can not both modify and remove the following taint(s) in the same command: "
+                           f"{', '.join(both)}")
+    return TaintChanges(tuple(add), tuple(remove))
+
+
+def apply_taints(
+    name: str, current: list[objects_pb2.Taint], changes: TaintChanges, overwrite: bool
+) -> tuple[list[objects_pb2.Taint], str]:
+    """kubectl's reorganizeTaints: the node's new taints and the word to print.
+
+    Raises:
+        CommandError: a key and effect already there without ``overwrite``, or a taint to remove
+            that is not there.
+    """
+    if not overwrite:
+        present = {(o.key, o.effect) for o in current}
+        existing = [t.key for t in changes.add if (t.key, t.effect) in present]
+        if existing:
+            raise CommandError(f"node {name} already has {','.join(existing)} taint(s) with same effect(s) "
+                               "and --overwrite is false")
+    taints = list(changes.add)
+    for old in current:
+        if not any((t.key, t.effect) == (old.key, old.effect) for t in changes.add):
+            taints.append(old)
+    added = len(taints) != len(current)
+    removed = False
+    for key, effect in changes.remove:
+        kept = [t for t in taints if not (t.key == key and effect in ("", t.effect))]
+        if len(kept) == len(taints):
+            raise CommandError(f'taint "{key}:{effect}" not found' if effect else f'taint "{key}" not found')
+        taints, removed = kept, True
+    if (added and removed) or overwrite:
+        return taints, MODIFIED
+    return taints, TAINTED if added else UNTAINTED
+
+
+def split_taint_args(words: list[str]) -> tuple[str, list[str]]:
+    """The node name and the taint specs of ``taint node NAME SPEC...`` / ``taint node/NAME SPEC...``.
+
+    Raises:
+        CommandError: not a node, or no name or no taint.
+    """
+    if not words:
+        raise CommandError("at least one taint update is required")
+    first, rest = words[0], words[1:]
+    if "/" in first:
+        kind, _, name = first.partition("/")
+    elif first in NODE_WORDS:
+        kind, name = "node", rest[0] if rest else ""
+        rest = rest[1:]
+    else:
+        raise CommandError(f"taint is only supported for nodes, not {first!r}")
+    if kind not in NODE_WORDS:
+        raise CommandError(f"taint is only supported for nodes, not {kind!r}")
+    if not name:
+        raise CommandError("resource(s) were provided, but no name was specified")
+    if not rest:
+        raise CommandError("at least one taint update is required")
+    return name, rest
+
+
+def add_parser(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """Registers ``taint`` on pyctl's sub-command parser."""
+    taint = sub.add_parser("taint", parents=common, help="update the taints of a node",
+                           usage="pyctl taint node NAME KEY[=VALUE]:EFFECT... KEY[:EFFECT]-... [--overwrite]")
+    taint.add_argument("words", nargs="+", metavar="WORD",
+                       help="node NAME (or node/NAME), then KEY[=VALUE]:EFFECT adds, KEY[:EFFECT]- removes")
+    taint.add_argument("--overwrite", action="store_true", help="replace a taint of the same key and effect")
+    taint.set_defaults(handler=taint_command)
+
+
+async def taint_command(args: argparse.Namespace, ctx: Context) -> int:
+    """pyctl taint node NAME SPEC...: adds and removes taints of a node."""
+    name, specs = split_taint_args(args.words)
+    changes = parse_taints(specs)
+    attempt = 1
+    while True:
+        node = await ctx.client.get_node(name)
+        taints, word = apply_taints(name, list(node.spec.taints), changes, args.overwrite)
+        del node.spec.taints[:]
+        node.spec.taints.extend(taints)
+        try:
+            await ctx.client.update_node(node)
+        except errors.Conflict:
+            if attempt == UPDATE_ATTEMPTS:
+                raise
+            attempt += 1
+            continue
+        ctx.print(f"node/{name} {word}")
+        return 0
