@@ -10,6 +10,7 @@ from plugin_scores import plugin_scores
 from pymaster.api import objects_pb2
 from pymaster.api.manifest import from_dict
 from pymaster.scheduler.framework import NodeInfo, PodInfo, Snapshot, Status
+from pymaster.scheduler.node_arrays import NodeArrays
 from pymaster.scheduler.plugins.inter_pod_affinity import (
     AFFINITY_REASON,
     ANTI_AFFINITY_REASON,
@@ -210,6 +211,20 @@ def test_score_counts_existing_pods_terms_and_pods_on_infeasible_nodes():
 def test_score_is_skipped_when_no_term_concerns_the_pod():
     nodes = [_node("a", "z1", _pod("db", {"app": "db"}))]
     assert _scores(_pod("web", {"app": "web"}), nodes) is None
+
+
+def test_the_array_form_answers_only_when_no_term_can_concern_the_pod():
+    plain = [_node("a", "z1", _pod("db", {"app": "db"}))]
+    web = _pod("web", {"app": "web"})
+    state: dict = {}
+    PLUGIN.pre_filter(state, web, Snapshot(plain))
+    assert list(PLUGIN.score_array(state, web, NodeArrays(plain))) == [0]
+    assert PLUGIN.score_array({}, web, NodeArrays(plain)) is None  # no pre_filter scan: ask the scalar path
+    loner = _pod("loner", {"app": "x"}, podAntiAffinity=_required(_term(HOST, {"app": "web"})))
+    repelling = [_node("a", "z1", loner)]
+    state = {}
+    PLUGIN.pre_filter(state, web, Snapshot(repelling))
+    assert PLUGIN.score_array(state, web, NodeArrays(repelling)) is None
 
 
 def test_a_cache_kept_list_of_nodes_with_affinity_pods_replaces_the_scan():

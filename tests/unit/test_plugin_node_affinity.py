@@ -9,6 +9,7 @@ from plugin_scores import plugin_scores
 from pymaster.api import objects_pb2
 from pymaster.api.manifest import from_dict
 from pymaster.scheduler.framework import Framework, NodeInfo, PodInfo, Snapshot, Status
+from pymaster.scheduler.node_arrays import NodeArrays
 from pymaster.scheduler.plugins.node_affinity import REASON, NodeAffinity
 
 PLUGIN = NodeAffinity()
@@ -162,6 +163,13 @@ def test_score_all_zero_stays_zero_and_pods_without_preferences_are_skipped():
     pod = _pod(_preferred((50, {"matchExpressions": [_expr("zone", "In", "z")]})))
     assert _scores(pod, [_node("a"), _node("b")]) == {"a": 0, "b": 0}
     assert _scores(_pod(), [_node("a")]) is None
+
+
+def test_the_array_form_answers_only_for_pods_without_preferences():
+    arrays = NodeArrays([_node("a"), _node("b")])
+    assert list(PLUGIN.score_array({}, _pod(), arrays)) == [0, 0]
+    preferring = _pod(_preferred((50, {"matchExpressions": [_expr("zone", "In", "z")]})))
+    assert PLUGIN.score_array({}, preferring, arrays) is None
 
 
 def test_framework_places_by_required_and_preferred_affinity():

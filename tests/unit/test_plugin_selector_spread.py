@@ -7,6 +7,7 @@ from plugin_scores import plugin_scores
 
 from pymaster.api import objects_pb2
 from pymaster.scheduler.framework import NodeInfo, PodInfo
+from pymaster.scheduler.node_arrays import NodeArrays
 from pymaster.scheduler.plugins.selector_spread import ZONE_LABEL, SelectorSpread
 
 PLUGIN = SelectorSpread()
@@ -71,6 +72,12 @@ def test_zone_counts_weigh_two_thirds():
     assert scores["a"] == 0
     assert round(scores["b"], 6) == round(100 / 3, 6)
     assert scores["c"] == 100
+
+
+def test_the_array_form_answers_only_for_pods_without_a_controller_owner():
+    arrays = NodeArrays([_node("a"), _node("b")])
+    assert list(PLUGIN.score_array({}, _pod("new"), arrays)) == [0, 0]
+    assert PLUGIN.score_array({}, _pod("new", "rs"), arrays) is None
 
 
 def test_pods_without_a_controller_owner_are_skipped():

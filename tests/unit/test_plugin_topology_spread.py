@@ -9,6 +9,7 @@ from plugin_scores import plugin_scores
 from pymaster.api import objects_pb2
 from pymaster.api.manifest import from_dict
 from pymaster.scheduler.framework import NodeInfo, PodInfo, Snapshot, Status
+from pymaster.scheduler.node_arrays import NodeArrays
 from pymaster.scheduler.plugins.pod_topology_spread import MISSING_LABEL_REASON, REASON, PodTopologySpread
 
 PLUGIN = PodTopologySpread()
@@ -147,6 +148,12 @@ def test_score_prefers_the_emptier_domain(key):
     scores = _scores(_pod("new", None, _constraint(key, "ScheduleAnyway")), nodes)
     assert scores["c"] == 100
     assert scores["c"] > scores["b"] > scores["a"]
+
+
+def test_the_array_form_answers_only_for_pods_without_soft_constraints():
+    arrays = NodeArrays([_node("a", "z1"), _node("b", "z2")])
+    assert list(PLUGIN.score_array({}, _pod("new", None, _constraint()), arrays)) == [0, 0]
+    assert PLUGIN.score_array({}, _pod("new", None, _constraint(ZONE, "ScheduleAnyway")), arrays) is None
 
 
 def test_score_gives_zero_to_nodes_without_the_topology_key_and_is_skipped_without_soft_constraints():

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from pymaster.api import objects_pb2
 from pymaster.api.label_selectors import node_selector_matches, node_selector_term_matches
 from pymaster.scheduler.framework import MAX_SCORE, CycleState, NodeInfo, PodInfo, Status
+from pymaster.scheduler.node_arrays import NodeArrays
 
 REASON = "node(s) didn't match Pod's node affinity/selector"
 
@@ -65,6 +68,10 @@ class NodeAffinity:
         if matches_required_node_affinity(pod.pod, node.node):
             return Status.success()
         return Status.unschedulable(REASON)
+
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+        # No preferred term: equal scores everywhere, no per-node pass needed.
+        return np.zeros(len(arrays)) if not _preferred_terms(pod.pod) else None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         terms = _preferred_terms(pod.pod)

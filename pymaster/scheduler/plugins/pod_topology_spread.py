@@ -24,10 +24,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from pymaster.api import objects_pb2
 from pymaster.api.label_selectors import label_selector_matches
 from pymaster.api.taints import untolerated
 from pymaster.scheduler.framework import MAX_SCORE, CycleState, NodeInfo, PodInfo, Status
+from pymaster.scheduler.node_arrays import NodeArrays
 from pymaster.scheduler.plugins.node_affinity import matches_required_node_affinity
 
 REASON = "node(s) didn't match pod topology spread constraints"
@@ -153,6 +156,10 @@ class PodTopologySpread:
             if s.counts[i].get(value, 0) + self_match - s.min_match(i) > c.max_skew:
                 return Status.unschedulable(REASON)
         return Status.success()
+
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+        # No ScheduleAnyway constraint: equal scores everywhere, no per-node pass needed.
+        return np.zeros(len(arrays)) if not constraints_of(pod.pod, SCHEDULE_ANYWAY) else None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         constraints = constraints_of(pod.pod, SCHEDULE_ANYWAY)
