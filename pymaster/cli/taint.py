@@ -41,8 +41,8 @@ def _effect(effect: str) -> str:
 
 
 def parse_taints(specs: list[str]) -> TaintChanges:
-    """kubectl's parseTaints: ``key=value:Effect`` or ``key:Effect`` adds, ``key:Effect-`` and
-    ``key-`` remove.
+    """kubectl's parseTaints: ``key=value:Effect`` or ``key:Effect`` adds, ``key:Effect-`` (or
+    ``key=value:Effect-``, the value ignored) and ``key-`` remove.
 
     Raises:
         CommandError: with kubectl's message.
@@ -52,6 +52,7 @@ def parse_taints(specs: list[str]) -> TaintChanges:
     for spec in specs:
         if spec.endswith("-"):
             key, _, effect = spec[:-1].partition(":")
+            key = key.partition("=")[0]  # kubectl ignores a value: key=value:Effect- removes key:Effect
             if not key:
                 raise CommandError(f"invalid taint spec: {spec}")
             remove.append((key, _effect(effect) if effect else ""))

@@ -21,9 +21,11 @@ def show(taints) -> list[str]:
 
 
 def test_parse_taints():
-    changes = parse_taints(["dedicated=gpu:NoSchedule", "k:NoExecute", "a:PreferNoSchedule-", "b-"])
+    specs = ["dedicated=gpu:NoSchedule", "k:NoExecute", "a:PreferNoSchedule-", "b-", "c=v:NoSchedule-"]
+    changes = parse_taints(specs)
     assert show(changes.add) == ["dedicated=gpu:NoSchedule", "k=:NoExecute"]
-    assert changes.remove == (("a", "PreferNoSchedule"), ("b", ""))
+    # The Kubernetes docs' removal, key=value:Effect-: the value is ignored, as by kubectl.
+    assert changes.remove == (("a", "PreferNoSchedule"), ("b", ""), ("c", "NoSchedule"))
 
 
 @pytest.mark.parametrize(
