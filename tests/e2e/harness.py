@@ -297,6 +297,29 @@ async def wait_pod_gone(client: Client, name: str, timeout: float = 60, interval
     await wait_for(gone, timeout, f"pod {name} gone", interval=interval)
 
 
+async def delete_pods(client: Client, *names: str) -> None:
+    """Deletes pods ``names`` (default namespace, gracefully) and waits until they are gone."""
+    for name in names:
+        await client.delete_pod(name)
+    for name in names:
+        await wait_pod_gone(client, name)
+
+
+async def wait_event(
+    client: Client, name: str, reason: str, text: str = "", count: int = 1, timeout: float = 60
+) -> objects_pb2.Event:
+    """Waits for an event about ``name`` with ``reason``, ``text`` in its message and at least
+    ``count`` occurrences; returns it."""
+
+    async def recorded() -> objects_pb2.Event | None:
+        events = await client.list("events", field_selector=f"involvedObject.name={name}")
+        return next(
+            (e for e in events.items if e.reason == reason and text in e.message and e.count >= count), None
+        )
+
+    return await wait_for(recorded, timeout, f"event {reason} {text!r} x{count} about {name}")
+
+
 def node_ready(node: objects_pb2.Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 

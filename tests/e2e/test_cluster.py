@@ -25,6 +25,7 @@ from .harness import (
     BUSYBOX,
     Cluster,
     container_events,
+    delete_pods,
     http_get,
     node_containers,
     node_ready,
@@ -78,11 +79,6 @@ async def _wait_phase(client: Client, name: str, phases: set[str], timeout: floa
     return await wait_for(reached, timeout, f"pod {name} in {phases}")
 
 
-async def _delete_and_wait_gone(client: Client, name: str) -> None:
-    await client.delete_pod(name)
-    await wait_pod_gone(client, name)
-
-
 async def test_nodes_ready_with_capacity_and_docker_version(
     cluster: Cluster, docker_client: docker.DockerClient
 ) -> None:
@@ -128,7 +124,7 @@ async def test_pod_runs_with_labels_ip_and_phase(cluster: Cluster) -> None:
         assert "GREETING=hi" in by_name["main"].attrs["Config"]["Env"]
         assert by_name["main"].attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
 
-        await _delete_and_wait_gone(client, name)
+        await delete_pods(client, name)
         assert node_containers(pod.spec.node_name, pod.metadata.uid) == []
 
 
@@ -141,7 +137,7 @@ async def test_restart_never_pod_ends_with_exit_code(cluster: Cluster, code: int
         status = pod.status.container_statuses[0]
         assert status.state.terminated.exit_code == code
         assert status.restart_count == 0
-        await _delete_and_wait_gone(client, name)
+        await delete_pods(client, name)
 
 
 async def test_restart_always_restarts_with_crash_loop_backoff(cluster: Cluster) -> None:
@@ -166,7 +162,7 @@ async def test_restart_always_restarts_with_crash_loop_backoff(cluster: Cluster)
             return pod.status.container_statuses[0].restart_count >= 2
 
         await wait_for(restarted_again, 60, "the restart after the back-off")
-        await _delete_and_wait_gone(client, name)
+        await delete_pods(client, name)
 
 
 # The shell logs SIGTERM and carries on, so only SIGKILL (the grace deadline's, or a force
@@ -248,7 +244,7 @@ async def test_agent_kill9_and_restart_restarts_nothing(cluster: Cluster) -> Non
         pod = await client.get_pod(name)
         assert pod.status.phase == "Running"
         assert pod.status.container_statuses[0].restart_count == 0
-        await _delete_and_wait_gone(client, name)
+        await delete_pods(client, name)
 
 
 def _seconds(stamp) -> float:
@@ -289,7 +285,7 @@ async def test_master_kill9_and_restart_loses_no_pod(cluster: Cluster) -> None:
             pinned.append((await client.create_pod(pod)).metadata.name)
         for name in pinned:
             await _wait_phase(client, name, {"Running"})
-        await asyncio.gather(*(_delete_and_wait_gone(client, name) for name in [*names, *pinned]))
+        await asyncio.gather(*(delete_pods(client, name) for name in [*names, *pinned]))
 
 
 async def test_unschedulable_pod_stays_pending_with_reason(cluster: Cluster) -> None:
@@ -307,7 +303,7 @@ async def test_unschedulable_pod_stays_pending_with_reason(cluster: Cluster) -> 
         assert "0/2 nodes are available: 2 Insufficient cpu." in cond.message
         pod = await client.get_pod(name)
         assert pod.status.phase == "Pending" and not pod.spec.node_name
-        await _delete_and_wait_gone(client, name)
+        await delete_pods(client, name)
 
 
 @pytest.mark.parametrize(
@@ -438,7 +434,7 @@ async def test_restart_policy_on_failure_restarts_exit_1_not_exit_0(cluster: Clu
                    if c.labels["pykube.container.name"] == "main"]
         assert main.attrs["State"]["ExitCode"] == 0 and main.status == "exited"
         assert main.labels["pykube.restart.count"] == "0"
-        await asyncio.gather(_delete_and_wait_gone(client, ok), _delete_and_wait_gone(client, failing))
+        await asyncio.gather(delete_pods(client, ok), delete_pods(client, failing))
 
 
 async def test_graceful_delete_sends_sigterm_then_sigkill_at_the_deadline(cluster: Cluster) -> None:

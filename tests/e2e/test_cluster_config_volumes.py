@@ -24,7 +24,15 @@ from pymaster.api import objects_pb2
 from pymaster.api.manifest import load_pods
 from pymaster.client import Client
 
-from .harness import BUSYBOX, Cluster, running_cluster, unique, wait_for, wait_pod_gone
+from .harness import (
+    BUSYBOX,
+    Cluster,
+    delete_pods,
+    running_cluster,
+    unique,
+    wait_event,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -94,19 +102,6 @@ async def _printed(client: Client, pod: str, script: str, expected: str, contain
     return await _run(client, pod, script, container) == expected
 
 
-async def _event(client: Client, name: str, reason: str, text: str) -> objects_pb2.Event:
-    async def recorded() -> objects_pb2.Event | None:
-        events = await client.list("events", field_selector=f"involvedObject.name={name}")
-        return next((e for e in events.items if e.reason == reason and text in e.message), None)
-
-    return await wait_for(recorded, 60, f"event {reason} {text!r} about {name}")
-
-
-async def _delete(client: Client, name: str) -> None:
-    await client.delete_pod(name)
-    await wait_pod_gone(client, name)
-
-
 async def test_config_map_volume_items_modes_read_only_and_updates(cluster: Cluster) -> None:
     name, conf = unique("cm"), unique("conf")
     pod = _pod(name, f"""\
@@ -153,11 +148,11 @@ async def test_config_map_volume_items_modes_read_only_and_updates(cluster: Clus
         await client.update(current)
         await _prints(client, name, "cat /etc/all/app.conf; ls /etc/all", "v2app.conf\n", "the update")
         # An item whose key went away fails that volume's update: it keeps its files (Kubernetes too).
-        await _event(client, name, "FailedMount",
+        await wait_event(client, name, "FailedMount",
                      'volume "picked" : configmap references non-existent config key: level')
         assert await _run(client, name, "cat /etc/picked/conf/app /etc/picked/level") == "v1info"
         assert await _run(client, name, "cat /etc/single.conf") == "v1"  # a subPath is not updated
-        await _delete(client, name)
+        await delete_pods(client, name)
         await client.delete("configmaps", conf)
 
 
@@ -199,7 +194,7 @@ async def test_secret_volume_stays_in_memory(cluster: Cluster) -> None:
         host = cluster.a.root_dir / "pods" / running.metadata.uid / "volumes" / "creds"
         assert os.path.realpath(host) in _mount_points()  # a tmpfs of the agent's on the host
         assert _host_files_holding(cluster.a.root_dir, secret_value) == []  # never on the node's disk
-        await _delete(client, name)
+        await delete_pods(client, name)
         assert not host.exists()  # unmounted and gone with the pod
         await client.delete("secrets", creds)
 
@@ -232,7 +227,7 @@ async def test_downward_api_volume_follows_label_changes(cluster: Cluster) -> No
         await client.update(current)
         await _prints(client, name, "cat /etc/podinfo/tier", "db", "the new label in the running pod")
         assert await _run(client, name, "cat /etc/podinfo/labels") == 'app="shop"\ntier="db"'
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_projected_volume_and_optional_sources(cluster: Cluster) -> None:
@@ -265,7 +260,7 @@ async def test_projected_volume_and_optional_sources(cluster: Cluster) -> None:
         script = "cd /projected; cat ui/color token ns; stat -L -c ' %a' ui/color token; ls /nothing"
         assert await _run(client, name, script) == "bluet0kdefault 440\n 400\n"
         assert (await _run(client, name, "grep ' /projected ' /proc/mounts")).startswith("tmpfs ")
-        await _delete(client, name)
+        await delete_pods(client, name)
         await client.delete("configmaps", conf)
         await client.delete("secrets", creds)
 
@@ -293,14 +288,14 @@ async def test_pod_waits_in_container_creating_until_its_config_map_exists(clust
         status = await wait_for(creating, 60, f"{name} waiting for its ConfigMap")
         assert status.state.waiting.reason == "ContainerCreating"
         assert (await client.get_pod(name)).status.phase == "Pending"
-        failed = await _event(client, name, "FailedMount", message)
+        failed = await wait_event(client, name, "FailedMount", message)
         assert failed.type == "Warning"
 
         await client.create(objects_pb2.ConfigMap(metadata=_meta(conf), data={"k": "here at last"}))
         running = await _running(client, name)
         assert running.status.container_statuses[0].restart_count == 0  # it never ran before
         assert await _run(client, name, "cat /etc/config/k") == "here at last"
-        await _delete(client, name)
+        await delete_pods(client, name)
         await client.delete("configmaps", conf)
 
 
@@ -330,7 +325,7 @@ async def test_sub_path_expr_and_fs_group(cluster: Cluster) -> None:
         owners = await _run(client, name, f"stat -c '%g %a' /all /all/logs/{name}/f", container="reader")
         assert owners.split("\n")[0] == "2345 2777"
         assert owners.split("\n")[1].startswith("2345 ")
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_empty_dir_past_its_size_limit_evicts_the_pod(cluster: Cluster) -> None:
@@ -354,12 +349,12 @@ async def test_empty_dir_past_its_size_limit_evicts_the_pod(cluster: Cluster) ->
 
         failed = await wait_for(evicted, 60, f"{name} evicted")
         assert (failed.status.reason, failed.status.message) == ("Evicted", message)
-        await _event(client, name, "Evicted", message)
+        await wait_event(client, name, "Evicted", message)
         stopped = await wait_for(
             lambda: _all_stopped(client, name), 30, f"the containers of {name} stopped"
         )
         assert stopped.status.phase == "Failed"  # never started again
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def _all_stopped(client: Client, name: str) -> objects_pb2.Pod | None:

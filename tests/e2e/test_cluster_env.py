@@ -20,7 +20,16 @@ from pymaster.api import objects_pb2
 from pymaster.api.manifest import load_pods
 from pymaster.client import Client
 
-from .harness import BUSYBOX, Cluster, pyctl, running_cluster, unique, wait_for, wait_pod_gone
+from .harness import (
+    BUSYBOX,
+    Cluster,
+    delete_pods,
+    pyctl,
+    running_cluster,
+    unique,
+    wait_event,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,19 +73,6 @@ async def _printed_logs(client: Client, name: str, what: str) -> str:
 def _printed(logs: str) -> dict[str, str]:
     """NAME=value lines of ``env`` output (values here are one line each)."""
     return dict(line.split("=", 1) for line in logs.splitlines() if "=" in line)
-
-
-async def _event(client: Client, name: str, reason: str, text: str) -> objects_pb2.Event:
-    async def recorded() -> objects_pb2.Event | None:
-        events = await client.list("events", field_selector=f"involvedObject.name={name}")
-        return next((e for e in events.items if e.reason == reason and text in e.message), None)
-
-    return await wait_for(recorded, 60, f"event {reason} {text!r} about {name}")
-
-
-async def _delete(client: Client, name: str) -> None:
-    await client.delete_pod(name)
-    await wait_pod_gone(client, name)
 
 
 async def test_env_from_the_downward_api_config_maps_secrets_and_expansion(cluster: Cluster) -> None:
@@ -149,9 +145,9 @@ async def test_env_from_the_downward_api_config_maps_secrets_and_expansion(clust
         assert [line for line in logs.splitlines() if line.startswith("ARG=")] == [
             f"ARG={name}", "ARG=$(POD_NAME)", "ARG=$(NOPE)", "ARG=x-fast-y",
         ]
-        await _event(client, name, "InvalidEnvironmentVariableNames",
+        await wait_event(client, name, "InvalidEnvironmentVariableNames",
                      f"Keys [1bad] from the EnvFrom configMap default/{conf} were skipped")
-        await _delete(client, name)
+        await delete_pods(client, name)
         await client.delete("configmaps", conf)
         await client.delete("secrets", creds)
 
@@ -180,7 +176,7 @@ async def test_a_pod_waits_for_its_config_map_then_runs(cluster: Cluster) -> Non
         status = await wait_for(config_error, 60, f"{name} waiting with CreateContainerConfigError")
         assert status.state.waiting.message == f'configmap "{conf}" not found'
         assert (await client.get_pod(name)).status.phase == "Pending"
-        await _event(client, name, "Failed", f'Error: configmap "{conf}" not found')
+        await wait_event(client, name, "Failed", f'Error: configmap "{conf}" not found')
         listed = pyctl(cluster.master, "get", "pod", name)
         assert "CreateContainerConfigError" in listed.stdout, listed.stdout
 
@@ -190,5 +186,5 @@ async def test_a_pod_waits_for_its_config_map_then_runs(cluster: Cluster) -> Non
         running = await client.get_pod(name)
         assert running.status.phase == "Running"
         assert running.status.container_statuses[0].restart_count == 0  # it never ran before
-        await _delete(client, name)
+        await delete_pods(client, name)
         await client.delete("configmaps", conf)

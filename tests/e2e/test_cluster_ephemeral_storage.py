@@ -26,7 +26,16 @@ from pymaster.api.manifest import load_pods
 from pymaster.api.quantity import memory_bytes
 from pymaster.client import Client
 
-from .harness import BUSYBOX, Cluster, running_cluster, runtime_operations, unique, wait_for, wait_pod_gone
+from .harness import (
+    BUSYBOX,
+    Cluster,
+    delete_pods,
+    running_cluster,
+    runtime_operations,
+    unique,
+    wait_event,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,20 +81,12 @@ async def _wait(client: Client, name: str, check, what: str, timeout: float = 60
     return await wait_for(reached, timeout, f"pod {name}: {what}")
 
 
-async def _event(client: Client, name: str, reason: str) -> objects_pb2.Event:
-    async def recorded() -> objects_pb2.Event | None:
-        events = await client.list("events", field_selector=f"involvedObject.name={name}")
-        return next((e for e in events.items if e.reason == reason), None)
-
-    return await wait_for(recorded, 30, f"a {reason} event about {name}")
-
-
 async def _evicted(client: Client, name: str, message: str) -> None:
     """Waits for pod ``name`` to fail as evicted with ``message``, with the Warning event, and for
     its containers to be stopped and stay so."""
     failed = await _wait(client, name, lambda p: p.status.phase == "Failed", "evicted")
     assert (failed.status.reason, failed.status.message) == ("Evicted", message)
-    event = await _event(client, name, "Evicted")
+    event = await wait_event(client, name, "Evicted")
     assert (event.type, event.message) == ("Warning", message)
     stopped = await _wait(
         client, name,
@@ -94,11 +95,6 @@ async def _evicted(client: Client, name: str, message: str) -> None:
         "every container stopped",
     )
     assert stopped.status.phase == "Failed" and stopped.status.reason == "Evicted"
-
-
-async def _delete(client: Client, name: str) -> None:
-    await client.delete_pod(name)
-    await wait_pod_gone(client, name)
 
 
 async def test_the_node_advertises_its_root_dirs_file_system(cluster: Cluster, root_dir: str) -> None:
@@ -122,7 +118,7 @@ async def test_writing_past_the_limit_to_the_root_file_system_evicts_the_pod(clu
         # One container: the pod's limit is its own, and Kubernetes checks the pod first.
         message = "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi. "
         await _evicted(client, name, message)
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_logging_past_the_limit_evicts_the_pod(cluster: Cluster) -> None:
@@ -141,7 +137,7 @@ async def test_logging_past_the_limit_evicts_the_pod(cluster: Cluster) -> None:
         await client.create_pod(pod)
         # The pod as a whole (3 MiB of 101 MiB) is within its limit; the container is not.
         await _evicted(client, name, 'Container app exceeded its local ephemeral storage limit "1Mi". ')
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_a_pod_within_its_limit_keeps_running(cluster: Cluster) -> None:
@@ -180,7 +176,7 @@ async def test_a_pod_within_its_limit_keeps_running(cluster: Cluster) -> None:
         assert (running.status.phase, running.status.reason) == ("Running", "")
         events = await client.list("events", field_selector=f"involvedObject.name={name}")
         assert "Evicted" not in {e.reason for e in events.items}
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_a_pod_asking_more_than_any_node_has_stays_pending(cluster: Cluster) -> None:
@@ -193,7 +189,7 @@ async def test_a_pod_asking_more_than_any_node_has_stays_pending(cluster: Cluste
         """)
     async with cluster.client() as client:
         await client.create_pod(pod)
-        event = await _event(client, name, "FailedScheduling")
+        event = await wait_event(client, name, "FailedScheduling")
         assert (event.type, event.message) == (
             "Warning", "0/1 nodes are available: 1 Insufficient ephemeral-storage."
         )
@@ -201,7 +197,7 @@ async def test_a_pod_asking_more_than_any_node_has_stays_pending(cluster: Cluste
         assert not pending.spec.node_name and pending.status.phase == "Pending"
         scheduled = next(c for c in pending.status.conditions if c.type == "PodScheduled")
         assert (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_the_node_refuses_a_pod_bound_past_its_ephemeral_storage(cluster: Cluster) -> None:
@@ -223,4 +219,4 @@ async def test_the_node_refuses_a_pod_bound_past_its_ephemeral_storage(cluster: 
         assert not failed.status.container_statuses or all(
             not s.state.HasField("running") for s in failed.status.container_statuses
         )
-        await _delete(client, name)
+        await delete_pods(client, name)

@@ -25,7 +25,16 @@ from pymaster.api import objects_pb2
 from pymaster.api.manifest import load_pods
 from pymaster.client import Client
 
-from .harness import BUSYBOX, Cluster, pyctl, running_cluster, unique, wait_for, wait_pod_gone
+from .harness import (
+    BUSYBOX,
+    Cluster,
+    delete_pods,
+    pyctl,
+    running_cluster,
+    unique,
+    wait_event,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,28 +85,6 @@ def _restarted(container: str):
     return lambda pod: _status(pod, container).restart_count >= 1
 
 
-async def _events(client: Client, name: str) -> list[objects_pb2.Event]:
-    events = await client.list("events", field_selector=f"involvedObject.name={name}")
-    return list(events.items)
-
-
-async def _wait_event(
-    client: Client, name: str, reason: str, text: str = "", count: int = 1
-) -> objects_pb2.Event:
-    async def recorded() -> objects_pb2.Event | None:
-        for event in await _events(client, name):
-            if event.reason == reason and text in event.message and event.count >= count:
-                return event
-        return None
-
-    return await wait_for(recorded, 60, f"event {reason} {text!r} x{count} about {name}")
-
-
-async def _delete(client: Client, name: str) -> None:
-    await client.delete_pod(name)
-    await wait_pod_gone(client, name)
-
-
 async def test_readiness_probe_gates_ready_and_liveness_restarts(cluster: Cluster) -> None:
     name = unique("probes")
     pod = _pod(name, """\
@@ -129,9 +116,9 @@ async def test_readiness_probe_gates_ready_and_liveness_restarts(cluster: Cluste
             client, name, lambda p: p.status.container_statuses[0].restart_count >= 1, "restarted"
         )
         assert restarted.status.container_statuses[0].last_state.HasField("terminated")
-        await _wait_event(client, name, "Unhealthy", "Liveness probe failed")
-        await _wait_event(client, name, "Killing", "web")
-        await _delete(client, name)
+        await wait_event(client, name, "Unhealthy", "Liveness probe failed")
+        await wait_event(client, name, "Killing", "web")
+        await delete_pods(client, name)
 
 
 async def test_readiness_within_initial_delay_plus_one_period(cluster: Cluster) -> None:
@@ -153,7 +140,7 @@ async def test_readiness_within_initial_delay_plus_one_period(cluster: Cluster) 
         started = ready.status.container_statuses[0].state.running.started_at.ToDatetime().timestamp()
         # initialDelay + period + 0.5 s on the node; the status push and this poll add under 2 s.
         assert seen - started < 1 + 1 + 0.5 + 2, f"Ready {seen - started:.2f}s after the start"
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_init_containers_run_in_order_before_the_app(cluster: Cluster) -> None:
@@ -199,7 +186,7 @@ async def test_init_containers_run_in_order_before_the_app(cluster: Cluster) -> 
         assert [who for who, _ in lines] == ["first", "second", "app"]
         times = [int(t) for _, t in lines]
         assert times == sorted(times)
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def _logs(client: Client, name: str, container: str, until: str) -> str | None:
@@ -229,7 +216,7 @@ async def test_failing_init_container_crash_loops_and_never_starts_the_app(clust
         assert not failed.status.container_statuses[0].state.HasField("running")
         listed = pyctl(cluster.master, "get", "pod", name).stdout
         assert "Init:Error" in listed or "Init:CrashLoopBackOff" in listed, listed
-        await _delete(client, name)
+        await delete_pods(client, name)
 
         # restartPolicy Never: one failure fails the pod.
         never = unique("initnever")
@@ -238,7 +225,7 @@ async def test_failing_init_container_crash_loops_and_never_starts_the_app(clust
         await client.create_pod(pod)
         done = await _wait(client, never, lambda p: p.status.phase == "Failed", "Failed")
         assert _status(done, "setup").state.terminated.exit_code == 3
-        await _delete(client, never)
+        await delete_pods(client, never)
 
 
 async def test_sidecar_runs_beside_the_app_and_stops_after_it(cluster: Cluster) -> None:
@@ -269,7 +256,7 @@ async def test_sidecar_runs_beside_the_app_and_stops_after_it(cluster: Cluster) 
         assert job.exit_code == 0
         # The sidecar ran until the app finished, then was stopped.
         assert logger.finished_at.ToDatetime() >= job.finished_at.ToDatetime()
-        await _delete(client, name)
+        await delete_pods(client, name)
 
         # restartPolicy Always: the app completes and is restarted; the sidecar stays as it was.
         again = unique("sidecar")
@@ -283,7 +270,7 @@ async def test_sidecar_runs_beside_the_app_and_stops_after_it(cluster: Cluster) 
         assert _status(restarted, "logger").container_id == sidecar_id
         assert _status(restarted, "logger").restart_count == 0
         assert _status(restarted, "logger").state.HasField("running")
-        await _delete(client, again)
+        await delete_pods(client, again)
 
 
 async def test_pre_stop_runs_before_sigterm_and_post_start_failure_kills(
@@ -308,16 +295,16 @@ async def test_pre_stop_runs_before_sigterm_and_post_start_failure_kills(
     async with cluster.client() as client:
         await client.create_pod(pod)
         await _wait(client, name, lambda p: p.status.phase == "Running", "Running")
-        await _delete(client, name)
+        await delete_pods(client, name)
         assert (trace / "log").read_text() == "START\nPRESTOP\nTERM\n"
 
         broken = unique("poststart")
         pod.metadata.name = broken
         pod.spec.containers[0].lifecycle.post_start.exec.command[:] = ["sh", "-c", "exit 7"]
         await client.create_pod(pod)
-        await _wait_event(client, broken, "FailedPostStartHook")
+        await wait_event(client, broken, "FailedPostStartHook")
         await _wait(client, broken, lambda p: p.status.container_statuses[0].restart_count >= 1, "restarted")
-        await _delete(client, broken)
+        await delete_pods(client, broken)
 
 
 async def test_termination_messages_and_crash_loop_events(cluster: Cluster) -> None:
@@ -350,11 +337,11 @@ async def test_termination_messages_and_crash_loop_events(cluster: Cluster) -> N
         assert terminated(both, "file").exit_code == 2
         assert terminated(both, "logs").message == "last words\n"
         # Crash-looping: the kubelet's events repeat, folded into one with a count.
-        await _wait_event(client, name, "Started", "file", count=2)
-        await _wait_event(client, name, "BackOff", "file")
+        await wait_event(client, name, "Started", "file", count=2)
+        await wait_event(client, name, "BackOff", "file")
         described = pyctl(cluster.master, "get", "events", "--field-selector", f"involvedObject.name={name}")
         assert "BackOff" in described.stdout and "Started" in described.stdout, described.stdout
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_active_deadline_fails_the_pod(cluster: Cluster) -> None:
@@ -372,8 +359,8 @@ async def test_active_deadline_fails_the_pod(cluster: Cluster) -> None:
         failed = await _wait(client, name, lambda p: p.status.phase == "Failed", "Failed", timeout=30)
         assert failed.status.reason == "DeadlineExceeded"
         assert failed.status.container_statuses[0].state.HasField("terminated")
-        await _wait_event(client, name, "DeadlineExceeded")
-        await _delete(client, name)
+        await wait_event(client, name, "DeadlineExceeded")
+        await delete_pods(client, name)
 
 
 async def test_share_process_namespace(cluster: Cluster) -> None:
@@ -392,7 +379,7 @@ async def test_share_process_namespace(cluster: Cluster) -> None:
     async with cluster.client() as client:
         await client.create_pod(pod)
         await wait_for(lambda: _logs(client, name, "shell", "seen"), 60, "the server's process seen")
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_tcp_probes_gate_ready_and_restart(cluster: Cluster) -> None:
@@ -415,11 +402,11 @@ async def test_tcp_probes_gate_ready_and_restart(cluster: Cluster) -> None:
         """)
     async with cluster.client() as client:
         await client.create_pod(pod)
-        await _wait_event(client, name, "Unhealthy", "Readiness probe failed")
+        await wait_event(client, name, "Unhealthy", "Readiness probe failed")
         await _wait(client, name, lambda p: _condition(p, "Ready") == "True", "Ready")
         await _wait(client, name, _restarted("db"), "restarted")
-        await _wait_event(client, name, "Unhealthy", "Liveness probe failed")
-        await _delete(client, name)
+        await wait_event(client, name, "Unhealthy", "Liveness probe failed")
+        await delete_pods(client, name)
 
 
 async def test_grpc_probes_follow_the_health_service(cluster: Cluster) -> None:
@@ -451,13 +438,13 @@ async def test_grpc_probes_follow_the_health_service(cluster: Cluster) -> None:
     try:
         async with cluster.client() as client:
             await client.create_pod(pod)
-            await _wait_event(client, name, "Unhealthy", "Readiness probe failed")
+            await wait_event(client, name, "Unhealthy", "Readiness probe failed")
             assert _condition(await client.get_pod(name), "Ready") != "True"
             await health.set("ready", serving)
             await _wait(client, name, lambda p: _condition(p, "Ready") == "True", "Ready")
             await health.set("live", not_serving)
             await _wait(client, name, _restarted("app"), "restarted")
             await health.set("live", serving)
-            await _delete(client, name)
+            await delete_pods(client, name)
     finally:
         await server.stop(0)

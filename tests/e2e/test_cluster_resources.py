@@ -20,7 +20,7 @@ from pymaster.api import objects_pb2
 from pymaster.api.manifest import load_pods
 from pymaster.client import Client
 
-from .harness import BUSYBOX, Cluster, pyctl, running_cluster, unique, wait_for, wait_pod_gone
+from .harness import BUSYBOX, Cluster, delete_pods, pyctl, running_cluster, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -73,13 +73,6 @@ async def _failed_scheduling(client: Client, name: str) -> objects_pb2.Event:
     return await wait_for(recorded, 30, f"FailedScheduling about {name}")
 
 
-async def _delete(client: Client, *names: str) -> None:
-    for name in names:
-        await client.delete_pod(name)
-    for name in names:
-        await wait_pod_gone(client, name)
-
-
 def _set_dongles(node: objects_pb2.Node, count: int | None) -> None:
     """What ``pyctl patch node N --subresource status`` does to the node it sends back: the
     capacity (the allocatable follows it), or both removed for None."""
@@ -115,10 +108,10 @@ async def test_pods_get_dongles_only_where_enough_are_free(cluster: Cluster) -> 
         assert (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
 
         # The first pod's dongle comes back when it is gone: the waiting pod gets both.
-        await _delete(client, one)
+        await delete_pods(client, one)
         bound = await _wait(client, two, lambda p: p.status.phase == "Running", "Running after the free")
         assert bound.spec.node_name == cluster.a.node_name
-        await _delete(client, two)
+        await delete_pods(client, two)
 
 
 async def test_an_admins_dongles_wake_a_pending_pod_and_survive_the_agents_reports(cluster: Cluster) -> None:
@@ -151,7 +144,7 @@ async def test_an_admins_dongles_wake_a_pending_pod_and_survive_the_agents_repor
         )
         assert restored.status.allocatable[DONGLE] == "2"
 
-        await _delete(client, name)
+        await delete_pods(client, name)
         node_b = await client.get_node(cluster.b.node_name)
         _set_dongles(node_b, None)
         assert DONGLE not in (await client.update_node(node_b)).status.capacity
@@ -179,7 +172,7 @@ async def test_qos_classes(cluster: Cluster) -> None:
             shown = pyctl(cluster.master, "get", "pod", name, "-o", "yaml")
             assert shown.returncode == 0, shown.stderr
             assert f"qosClass: {qos}" in shown.stdout
-        await _delete(client, *pods)
+        await delete_pods(client, *pods)
 
 
 @pytest.mark.parametrize(

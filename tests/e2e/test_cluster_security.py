@@ -26,12 +26,12 @@ from pymaster.client import Client
 from .harness import (
     BUSYBOX,
     Cluster,
+    delete_pods,
     node_containers,
     pyctl,
     running_cluster,
     unique,
     wait_for,
-    wait_pod_gone,
 )
 
 pytestmark = pytest.mark.e2e
@@ -73,11 +73,6 @@ async def _logs(client: Client, name: str, until: str) -> str | None:
     return text if until in text else None
 
 
-async def _delete(client: Client, name: str) -> None:
-    await client.delete_pod(name)
-    await wait_pod_gone(client, name)
-
-
 def test_an_invalid_security_context_is_refused_at_apply(cluster: Cluster) -> None:
     manifest = _manifest(unique("invalid"), """\
         containers:
@@ -108,7 +103,7 @@ async def test_security_context_demo(cluster: Cluster) -> None:
         logs = await wait_for(lambda: _logs(client, name, "done"), 60, "the demo's output")
         lines = [" ".join(line.split()) for line in logs.splitlines()]
         assert lines[:4] == ["uid=1000 gid=3000 groups=2000,3000,4000", "NoNewPrivs: 1", "Seccomp: 2", "ro"]
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_run_as_non_root_with_a_root_image_waits(cluster: Cluster) -> None:
@@ -133,7 +128,7 @@ async def test_run_as_non_root_with_a_root_image_waits(cluster: Cluster) -> None
         )
         containers = node_containers(cluster.a.node_name, created.metadata.uid)
         assert [c.labels["pykube.container.name"] for c in containers] == ["POD"]  # no app container
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 async def test_unsafe_sysctls_need_the_nodes_flag(cluster: Cluster) -> None:
@@ -166,7 +161,7 @@ async def test_unsafe_sysctls_need_the_nodes_flag(cluster: Cluster) -> None:
         )
         assert node_containers(cluster.a.node_name, refused.metadata.uid) == []
         for name in (allowed, forbidden):
-            await _delete(client, name)
+            await delete_pods(client, name)
 
 
 @pytest.mark.skipif(host_apparmor_enabled(), reason="the host enforces AppArmor: nothing to refuse")
@@ -187,7 +182,7 @@ async def test_apparmor_is_refused_on_a_host_without_it(cluster: Cluster) -> Non
             "AppArmor is not enabled on the host"
         )
         assert node_containers(cluster.a.node_name, created.metadata.uid) == []
-        await _delete(client, name)
+        await delete_pods(client, name)
 
 
 def _lowest_oom_score_adj() -> int:
@@ -215,4 +210,4 @@ async def test_a_guaranteed_pod_is_the_last_to_be_oom_killed(cluster: Cluster) -
             for c in node_containers(cluster.a.node_name, created.metadata.uid)
         }
         assert adjustments == {"app": expected, "POD": max(-998, _lowest_oom_score_adj())}
-        await _delete(client, name)
+        await delete_pods(client, name)
