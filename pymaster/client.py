@@ -245,9 +245,15 @@ class Client:
         namespace: str = "default",
         grace_period_seconds: int | None = None,
         force: bool = False,
+        propagation_policy: str = "",
     ) -> Message:
-        """Deletes an object; pods gracefully (returned as marked, or as removed when removed at once)."""
-        request = services_pb2.DeleteRequest(resource=resource, namespace=namespace, name=name, force=force)
+        """Deletes an object; pods gracefully (returned as marked, or as removed when removed at
+        once); ``propagation_policy`` Background (""), Foreground or Orphan for the owners of
+        dependents (workloads; returned as marked when the owner waits)."""
+        request = services_pb2.DeleteRequest(
+            resource=resource, namespace=namespace, name=name, force=force,
+            propagation_policy=propagation_policy,
+        )
         if grace_period_seconds is not None:
             request.grace_period_seconds = grace_period_seconds
         return unwrap(await self._unary(self._resources.Delete, request))[1]
@@ -270,6 +276,18 @@ class Client:
         )
         async for event in self._stream(self._resources.Watch, request):
             yield ObjectEvent(event.type, unwrap(event.object)[1])
+
+    async def scale(
+        self, resource: str, name: str, namespace: str = "default", replicas: int | None = None,
+        resource_version: str = "",
+    ) -> objects_pb2.Scale:
+        """Reads (``replicas`` None) or sets the replicas of a Deployment or ReplicaSet."""
+        request = services_pb2.ScaleRequest(
+            resource=resource, namespace=namespace, name=name, resource_version=resource_version
+        )
+        if replicas is not None:
+            request.replicas = replicas
+        return await self._unary(self._resources.Scale, request)
 
     # ---- pods and nodes by name (shorthands of the above) ----
 

@@ -135,12 +135,37 @@ def check_metadata(meta: objects_pb2.ObjectMeta, *, namespaced: bool) -> None:
         raise ValidationError("metadata.namespace", "not allowed: the object is cluster-scoped")
     check_labels("metadata.labels", meta.labels)
     check_annotations("metadata.annotations", meta.annotations)
-    if meta.owner_references:
+    check_owner_references("metadata.ownerReferences", meta.owner_references)
+    if meta.finalizers:
         raise ValidationError(
-            "metadata.ownerReferences", "not supported yet: there is no garbage collector to honour them"
+            "metadata.finalizers",
+            "not supported: only the garbage collector sets finalizers (delete --cascade=foreground|orphan)",
         )
     if meta.HasField("deletion_grace_period_seconds") and meta.deletion_grace_period_seconds < 0:
         raise ValidationError("metadata.deletionGracePeriodSeconds", "must be greater than or equal to 0")
+
+
+def check_owner_references(path: str, refs: Sequence[objects_pb2.OwnerReference]) -> None:
+    """Each reference names its owner fully (apiVersion, kind, name, uid) and at most one is the
+    controller (Kubernetes' ValidateOwnerReferences).
+
+    Raises:
+        ValidationError: naming the reference's field.
+    """
+    controllers = []
+    for i, ref in enumerate(refs):
+        entry = f"{path}[{i}]"
+        for field, value in (("apiVersion", ref.api_version), ("kind", ref.kind), ("name", ref.name),
+                             ("uid", ref.uid)):
+            if not value:
+                raise ValidationError(f"{entry}.{field}", "Required value")
+        if ref.controller:
+            controllers.append(ref.name)
+    if len(controllers) > 1:
+        raise ValidationError(
+            path, f"Only one reference can have Controller set to true. Found \"true\" in references for "
+            f"{', '.join(controllers)}"
+        )
 
 
 def check_type_meta(api_version: str, kind: str, expected_kind: str) -> None:

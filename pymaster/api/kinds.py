@@ -67,13 +67,30 @@ SECRETS = Kind(
     "secrets", "Secret", "v1", objects_pb2.Secret, namespaced=True,
     envelope_field="secret", list_message=objects_pb2.SecretList,
 )
+REPLICA_SETS = Kind(
+    "replicasets", "ReplicaSet", "apps/v1", objects_pb2.ReplicaSet, namespaced=True, short_names=("rs",),
+    envelope_field="replica_set", list_message=objects_pb2.ReplicaSetList,
+)
+DEPLOYMENTS = Kind(
+    "deployments", "Deployment", "apps/v1", objects_pb2.Deployment, namespaced=True,
+    short_names=("deploy",), envelope_field="deployment", list_message=objects_pb2.DeploymentList,
+)
+DAEMON_SETS = Kind(
+    "daemonsets", "DaemonSet", "apps/v1", objects_pb2.DaemonSet, namespaced=True, short_names=("ds",),
+    envelope_field="daemon_set", list_message=objects_pb2.DaemonSetList,
+)
+JOBS = Kind(
+    "jobs", "Job", "batch/v1", objects_pb2.Job, namespaced=True,
+    envelope_field="job", list_message=objects_pb2.JobList,
+)
+WORKLOADS = (REPLICA_SETS, DEPLOYMENTS, DAEMON_SETS, JOBS)
 # Which key holds each node name (pymaster.server.bootstrap); never served.
 IDENTITIES = Kind(
     "identities", "NodeIdentity", "v1", objects_pb2.NodeIdentity, namespaced=False, served=False
 )
 
 KINDS: dict[str, Kind] = {
-    k.resource: k for k in (PODS, NODES, EVENTS, CONFIG_MAPS, SECRETS, IDENTITIES)
+    k.resource: k for k in (PODS, NODES, EVENTS, CONFIG_MAPS, SECRETS, *WORKLOADS, IDENTITIES)
 }
 SERVED: dict[str, Kind] = {resource: k for resource, k in KINDS.items() if k.served}
 _BY_ENVELOPE_FIELD = {k.envelope_field: k for k in SERVED.values()}

@@ -70,6 +70,11 @@ class ResourcesStub:
                 request_serializer=pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
                 response_deserializer=pykube_dot_v1_dot_services__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.Scale = channel.unary_unary(
+                '/pykube.v1.Resources/Scale',
+                request_serializer=pykube_dot_v1_dot_services__pb2.ScaleRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_objects__pb2.Scale.FromString,
+                _registered_method=True)
 
 
 class ResourcesServicer:
@@ -119,6 +124,12 @@ class ResourcesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scale(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResourcesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +167,11 @@ def add_ResourcesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.WatchRequest.FromString,
                     response_serializer=pykube_dot_v1_dot_services__pb2.WatchEvent.SerializeToString,
+            ),
+            'Scale': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scale,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.ScaleRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_objects__pb2.Scale.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +363,33 @@ class Resources:
             '/pykube.v1.Resources/Watch',
             pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
             pykube_dot_v1_dot_services__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pykube.v1.Resources/Scale',
+            pykube_dot_v1_dot_services__pb2.ScaleRequest.SerializeToString,
+            pykube_dot_v1_dot_objects__pb2.Scale.FromString,
             options,
             channel_credentials,
             insecure,

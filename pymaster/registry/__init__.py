@@ -1,6 +1,7 @@
 """The registry: per kind, the rules for writing it (kube-apiserver's "strategies"), over the
 store. Servicers, the scheduler and the controllers write through it alike; one module per kind
-(``pods``, ``nodes``, ``events``, ``configmaps``, ``secrets``), plus what they share (``base``,
+(``pods``, ``nodes``, ``events``, ``configmaps``, ``secrets``, ``workloads`` for the four workload
+kinds), plus what they share (``base``,
 ``watch``) and the in-memory node leases.
 
 ``Registry`` bundles them for the composition root (``pymaster.app``).
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from pymaster.api.admission import AdmissionPolicy
-from pymaster.api.kinds import served_kind
+from pymaster.api.kinds import DAEMON_SETS, DEPLOYMENTS, JOBS, REPLICA_SETS, served_kind
 from pymaster.registry.base import KindRegistry
 from pymaster.registry.configmaps import ConfigMapRegistry
 from pymaster.registry.events import EventRegistry
@@ -20,6 +21,7 @@ from pymaster.registry.leases import NodeLeases
 from pymaster.registry.nodes import NodeRegistry
 from pymaster.registry.pods import PodRegistry
 from pymaster.registry.secrets import SecretRegistry
+from pymaster.registry.workloads import WorkloadRegistry
 from pymaster.store.base import Store
 
 
@@ -47,12 +49,18 @@ class Registry:
         self.events = EventRegistry(store, clock)
         self.config_maps = ConfigMapRegistry(store, clock)
         self.secrets = SecretRegistry(store, clock)
-        self._by_resource: dict[str, KindRegistry] = {
-            r.kind.resource: r for r in (self.pods, self.nodes, self.events, self.config_maps, self.secrets)
+        self.replica_sets = WorkloadRegistry(store, REPLICA_SETS, admission, clock)
+        self.deployments = WorkloadRegistry(store, DEPLOYMENTS, admission, clock)
+        self.daemon_sets = WorkloadRegistry(store, DAEMON_SETS, admission, clock)
+        self.jobs = WorkloadRegistry(store, JOBS, admission, clock)
+        self.workloads: dict[str, WorkloadRegistry] = {
+            r.kind.resource: r for r in (self.replica_sets, self.deployments, self.daemon_sets, self.jobs)
         }
+        kinds = (self.pods, self.nodes, self.events, self.config_maps, self.secrets, *self.workloads.values())
+        self._by_resource: dict[str, KindRegistry] = {r.kind.resource: r for r in kinds}
 
     def of(self, resource: str) -> KindRegistry:
-        """The registry of a served resource ("pods", "nodes", "events", "configmaps", "secrets").
+        """The registry of a served resource ("pods", "nodes", "deployments" ...).
 
         Raises:
             ValidationError: on ``resource``: unknown or not served.

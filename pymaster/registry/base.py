@@ -127,6 +127,29 @@ class KindRegistry:
         """Deletes an object (``grace_period``/``force``: for kinds with graceful deletion)."""
         raise MethodNotAllowed(f"{self.kind.resource} cannot be deleted")
 
+    async def update_owner_references(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        change: Callable[[list[objects_pb2.OwnerReference]], list[objects_pb2.OwnerReference] | None],
+    ) -> Message:
+        """Sets the ownerReferences of the object with this uid to ``change(current references)``
+        (None: leave them): how the controllers adopt and release objects and the garbage
+        collector orphans them. Raises NotFound (also when the uid differs)."""
+
+        def update(current: Message) -> Message | None:
+            if current.metadata.uid != uid:
+                raise NotFound(f'{self.kind.resource} "{name}" not found')
+            refs = change(list(current.metadata.owner_references))
+            if refs is None or refs == list(current.metadata.owner_references):
+                return None
+            del current.metadata.owner_references[:]
+            current.metadata.owner_references.extend(refs)
+            return current
+
+        return await self._store.mutate(self.kind.resource, self._namespace(namespace), name, update)
+
     def _exists(self, resource: str, namespace: str, name: str) -> bool:
         try:
             self._store.get(resource, namespace, name)

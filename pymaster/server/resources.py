@@ -1,5 +1,6 @@
 """The Resources service: the generic verbs (create, apply, update, get, list, delete, watch) on
-every served kind, each object in the ``Object`` envelope. Thin: the request names a resource, the
+every served kind, each object in the ``Object`` envelope, and the /scale subresource of
+Deployments and ReplicaSets. Thin: the request names a resource, the
 kinds table (``pymaster.api.kinds``) and the registry of that kind (``pymaster.registry``) do the
 rest; errors are ApiErrors the interceptor turns into statuses, after it authenticated and
 authorized the caller.
@@ -13,11 +14,13 @@ import grpc
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
+from pymaster.api.errors import ValidationError
 from pymaster.api.kinds import unwrap, wrap
 from pymaster.api.limits import check_namespace, check_selectors
 from pymaster.registry import Registry
 from pymaster.registry.base import KindRegistry
 from pymaster.registry.watch import ObjectFilter
+from pymaster.registry.workloads import BACKGROUND, WorkloadRegistry, check_propagation_policy
 
 _EVENT_TYPES = {
     "ADDED": services_pb2.ADDED,
@@ -82,8 +85,25 @@ class ResourcesServicer(services_pb2_grpc.ResourcesServicer):
         self, request: services_pb2.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> objects_pb2.Object:
         registry = self._registry.of(request.resource)
+        policy = check_propagation_policy(request.propagation_policy)
+        if policy != BACKGROUND:
+            if not isinstance(registry, WorkloadRegistry):
+                raise ValidationError(
+                    "propagationPolicy", f"{policy} is supported for {', '.join(self._registry.workloads)}; "
+                    f"{request.resource} own nothing and are deleted in the background"
+                )
+            return wrap(await registry.delete_propagating(request.namespace, request.name, policy))
         grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
         return wrap(await registry.delete(request.namespace, request.name, grace, request.force))
+
+    async def Scale(
+        self, request: services_pb2.ScaleRequest, context: grpc.aio.ServicerContext
+    ) -> objects_pb2.Scale:
+        registry = self._registry.workloads.get(self._registry.of(request.resource).kind.resource)
+        if registry is None:
+            raise ValidationError("resource", f"{request.resource} have no scale subresource")
+        replicas = request.replicas if request.HasField("replicas") else None
+        return await registry.scale(request.namespace, request.name, replicas, request.resource_version)
 
     async def Watch(
         self, request: services_pb2.WatchRequest, context: grpc.aio.ServicerContext

@@ -22,7 +22,10 @@ message: looked at it
 """
 NODE = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n"
 DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
-SUPPORTED = "v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret"
+SUPPORTED = (
+    "v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret, apps/v1 ReplicaSet, apps/v1 Deployment, "
+    "apps/v1 DaemonSet, batch/v1 Job"
+)
 
 
 def test_load_mixes_kinds_in_document_order():
@@ -37,8 +40,8 @@ def test_load_mixes_kinds_in_document_order():
     ("text", "error"),
     [
         (
-            f"{POD_A}---\n{DEPLOYMENT}",
-            f'document 2: kind: unsupported kind "Deployment" (apps/v1); supported: {SUPPORTED}',
+            f"{POD_A}---\n{DEPLOYMENT.replace('apps/v1', 'apps/v1beta1')}",
+            f'document 2: kind: unsupported kind "Deployment" (apps/v1beta1); supported: {SUPPORTED}',
         ),
         (
             EVENT.replace("apiVersion: v1", "apiVersion: events.k8s.io/v1"),

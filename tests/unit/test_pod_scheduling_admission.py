@@ -105,9 +105,16 @@ def test_a_stated_priority_must_be_the_classes() -> None:
     assert created(stated).spec.priority == 2000000000
 
 
-def test_owner_references_are_refused_until_a_garbage_collector_honours_them() -> None:
-    with pytest.raises(ValidationError, match="metadata.ownerReferences: not supported yet"):
-        pod(metadata="  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web, uid: u1}]")
+def test_owner_references_are_checked_and_user_finalizers_refused() -> None:
+    ref = "{apiVersion: apps/v1, kind: ReplicaSet, name: web, uid: u1, controller: true}"
+    kept = created(pod(metadata=f"  ownerReferences: [{ref}]"))
+    assert kept.metadata.owner_references[0].uid == "u1"
+    with pytest.raises(ValidationError, match=r"metadata.ownerReferences\[0\].uid: Required value"):
+        pod(metadata="  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web}]")
+    with pytest.raises(ValidationError, match="Only one reference can have Controller set to true"):
+        pod(metadata=f"  ownerReferences: [{ref}, {ref.replace('u1', 'u2')}]")
+    with pytest.raises(ValidationError, match="metadata.finalizers: not supported"):
+        pod(metadata="  finalizers: [example.com/keep]")
 
 
 def test_a_gated_pod_says_why_it_waits_from_its_creation() -> None:

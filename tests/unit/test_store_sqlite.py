@@ -208,8 +208,8 @@ async def test_delete(store: SQLiteStore) -> None:
 
 
 async def test_wrong_kind_or_type_is_rejected(store: SQLiteStore) -> None:
-    with pytest.raises(ValueError, match='unknown kind "deployments"'):
-        store.list("deployments")
+    with pytest.raises(ValueError, match='unknown kind "statefulsets"'):
+        store.list("statefulsets")
     with pytest.raises(TypeError, match="pods must be Pod, not Node"):
         await store.create("pods", make_node("n1"))
     assert store.current_rv == 0
