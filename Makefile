@@ -55,6 +55,7 @@ bench: setup images
 	$(PY) bench/pod_startup.py
 	$(PY) bench/readiness.py
 	$(PY) bench/scheduler.py
+	$(PY) bench/controllers.py
 
 up: setup images
 	@scripts/cluster.sh up

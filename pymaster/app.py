@@ -45,6 +45,7 @@ from pymaster.api.kinds import NODES, PODS
 from pymaster.api.metrics_http import MetricsServer
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
 from pymaster.controllers.eviction_rate import EvictionPolicy
+from pymaster.controllers.manager import ControllerManager
 from pymaster.controllers.node_lifecycle import NodeLifecycleController
 from pymaster.controllers.taint_eviction import TaintEvictionController
 from pymaster.metrics import ClusterState, MasterMetrics
@@ -209,6 +210,7 @@ class MasterApp:
         self._lifecycle = NodeLifecycleController(self.api, eviction_policy, self.registry)
         self._taint_eviction = TaintEvictionController(self.api, self.registry)
         self._event_ttl = EventTTLController(self.api, event_ttl)
+        self._controllers = ControllerManager(self.api, self.registry)
         self._metrics_server: MetricsServer | None = None
 
     @property
@@ -262,6 +264,7 @@ class MasterApp:
         self._lifecycle.start()
         self._taint_eviction.start()
         self._event_ttl.start()
+        await self._controllers.start()
         await self._scheduler.start()
 
         certificates = NodeCertificates(
@@ -346,6 +349,7 @@ class MasterApp:
         await self._lifecycle.stop()
         await self._taint_eviction.stop()
         await self._event_ttl.stop()
+        await self._controllers.stop()
         if self._metrics_server is not None:
             # Blocking (the HTTP server notices shutdown at its next poll): keep the loop free.
             await asyncio.to_thread(self._metrics_server.close)

@@ -199,10 +199,17 @@ _CONFIG_MAP_FIELDS: dict[str, Callable[[Any], str]] = {
     "metadata.namespace": lambda obj: obj.metadata.namespace,
 }
 _SECRET_FIELDS: dict[str, Callable[[Any], str]] = {**_CONFIG_MAP_FIELDS, "type": lambda obj: obj.type}
+# Every kind supports metadata.name and metadata.namespace (Kubernetes' default field set).
+_OBJECT_FIELDS = _CONFIG_MAP_FIELDS
+_JOB_FIELDS: dict[str, Callable[[Any], str]] = {
+    **_OBJECT_FIELDS, "status.successful": lambda obj: str(obj.status.succeeded),
+}
 # By store kind and by message type, so that parse() can check names and matches() read them.
 _FIELDS_BY_KIND = {
     "pods": _POD_FIELDS, "nodes": _NODE_FIELDS, "events": _EVENT_FIELDS,
     "configmaps": _CONFIG_MAP_FIELDS, "secrets": _SECRET_FIELDS,
+    "replicasets": _OBJECT_FIELDS, "deployments": _OBJECT_FIELDS, "daemonsets": _OBJECT_FIELDS,
+    "jobs": _JOB_FIELDS,
 }
 _FIELDS_BY_TYPE = {
     "pykube.v1.Pod": ("Pod", _POD_FIELDS),
@@ -210,6 +217,10 @@ _FIELDS_BY_TYPE = {
     "pykube.v1.Event": ("Event", _EVENT_FIELDS),
     "pykube.v1.ConfigMap": ("ConfigMap", _CONFIG_MAP_FIELDS),
     "pykube.v1.Secret": ("Secret", _SECRET_FIELDS),
+    "pykube.v1.ReplicaSet": ("ReplicaSet", _OBJECT_FIELDS),
+    "pykube.v1.Deployment": ("Deployment", _OBJECT_FIELDS),
+    "pykube.v1.DaemonSet": ("DaemonSet", _OBJECT_FIELDS),
+    "pykube.v1.Job": ("Job", _JOB_FIELDS),
 }
 _FIELD_TERM = re.compile(r"\s*(?P<field>[^\s=!]+)\s*(?P<op>==|!=|=)\s*(?P<value>[^\s=!]*)\s*")
 

@@ -8,6 +8,7 @@ reference a controller puts on what it creates.
 from __future__ import annotations
 
 import math
+import secrets
 
 from google.protobuf.message import Message
 
@@ -22,6 +23,12 @@ RECREATE = "Recreate"
 ON_DELETE = "OnDelete"
 NON_INDEXED = "NonIndexed"
 
+# The apiserver's generateName: 5 characters of an alphabet without vowels (no words) and
+# without look-alikes (0/o, 1/l); the base is cut so that the whole name stays within 63.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+NAME_SUFFIX_LENGTH = 5
+MAX_GENERATED_BASE = 63 - NAME_SUFFIX_LENGTH
+
 DEFAULT_MAX_SURGE = "25%"
 DEFAULT_MAX_UNAVAILABLE = "25%"
 DEFAULT_REVISION_HISTORY_LIMIT = 10
@@ -33,6 +40,13 @@ JOB_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 WorkloadMessage = objects_pb2.ReplicaSet | objects_pb2.Deployment | objects_pb2.DaemonSet | objects_pb2.Job
+
+
+def generate_name(base: str) -> str:
+    """A new object name from a generateName base ("web-" -> "web-x7k2q"), as the controllers name
+    their pods."""
+    suffix = "".join(secrets.choice(NAME_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
+    return base[:MAX_GENERATED_BASE] + suffix
 
 
 def int_or_string(value: int | str) -> objects_pb2.IntOrString:

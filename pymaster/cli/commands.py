@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from pymaster.api import errors, manifest, services_pb2
 from pymaster.api.kinds import kind_of_message
-from pymaster.cli import kinds
+from pymaster.cli import kinds, workload_lookup
 from pymaster.cli.context import CommandError, Context, is_fatal
 from pymaster.client import Client
 
@@ -39,6 +39,8 @@ FORCE_WARNING = (
 # update_node is checked against metadata.resourceVersion; cordon re-reads and retries this often
 # when the agent's status reports keep bumping it.
 CORDON_ATTEMPTS = 5
+# kubectl's deprecated boolean --cascade values and what replaces them.
+CASCADE_BOOLEANS = {"true": "background", "false": "orphan"}
 
 
 # ---- apply / create / delete -f ----
@@ -127,7 +129,7 @@ async def _send_each(
             ctx.print_api_error(exc)
             code = 1
             continue
-        ctx.print(f"{kind_of_message(stored).singular}/{stored.metadata.name} {action}")
+        ctx.print(f"{kinds.of(kind_of_message(stored).resource).qualified}/{stored.metadata.name} {action}")
     return code
 
 
@@ -172,6 +174,10 @@ async def delete(args: argparse.Namespace, ctx: Context) -> int:
     immediate = args.force and (grace is None or grace == 0)
     if immediate:
         ctx.print_error(FORCE_WARNING)
+    if args.cascade in CASCADE_BOOLEANS:
+        replacement = CASCADE_BOOLEANS[args.cascade]
+        ctx.print_error(f"warning: --cascade={args.cascade} is deprecated (boolean value) and can be "
+                        f"replaced with --cascade={replacement}.")
     targets = await _delete_targets(args, ctx)
     if not targets:
         namespaced = kinds.of(args.resource).api.namespaced
@@ -182,7 +188,8 @@ async def delete(args: argparse.Namespace, ctx: Context) -> int:
     for target in targets:
         resource, namespace, name = target.kind.resource, target.namespace, target.name
         try:
-            obj = await ctx.client.delete(resource, name, namespace, grace, args.force)
+            obj = await ctx.client.delete(resource, name, namespace, grace, args.force,
+                                          propagation_policy=args.propagation_policy)
         except errors.ApiError as exc:
             if isinstance(exc, errors.NotFound) and args.ignore_not_found:
                 continue
@@ -191,7 +198,7 @@ async def delete(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print_api_error(exc)
             code = 1
             continue
-        ctx.print(f'{target.kind.api.singular} "{name}" {"force deleted" if immediate else "deleted"}')
+        ctx.print(f'{target.kind.qualified} "{name}" {"force deleted" if immediate else "deleted"}')
         deleted.append(_Deleted(target, obj.metadata.uid))
     if args.wait and deleted:
         waits = asyncio.gather(*(_wait_gone(ctx.client, d) for d in deleted))
@@ -229,10 +236,21 @@ async def _wait_gone(client: Client, deleted: _Deleted) -> None:
 # ---- logs ----
 
 
+async def _owner_pod(ctx: Context, resource: str, word: str) -> str:
+    """The pod ``logs TYPE/NAME`` reads: the first its selector matches (kubectl's choice)."""
+    kind, name = kinds.of(resource), word.partition("/")[2]
+    owner = await ctx.client.get(resource, name, ctx.ns)
+    pod = await workload_lookup.first_pod(ctx.client, owner)
+    if pod is None:
+        raise CommandError(f"timed out waiting for the condition: no pods of {kind.qualified}/{name}")
+    return pod.metadata.name
+
+
 async def logs(args: argparse.Namespace, ctx: Context) -> int:
-    """pyctl logs POD [-c CONTAINER] [-f] [--tail N] [--timestamps]: the bytes as they come."""
+    """pyctl logs POD|TYPE/NAME [-c CONTAINER] [-f] [--tail N] [--timestamps]: the bytes as they come."""
+    pod = await _owner_pod(ctx, args.owner, args.pod) if args.owner else args.pod
     stream = ctx.client.pod_logs(
-        args.pod,
+        pod,
         ctx.ns,
         container=args.container,
         follow=args.follow,

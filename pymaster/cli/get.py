@@ -66,7 +66,7 @@ class _Printer:
     def _row(self, obj: Any) -> list[str]:
         cells = self.kind.row(obj, self.ctx.clock(), wide=self.wide)
         if self.with_kind and self.kind.header(wide=self.wide)[0] == "NAME":
-            cells[0] = printers.resource_name(self.kind.api.singular, cells[0])
+            cells[0] = printers.resource_name(self.kind.qualified, cells[0])
         return printers.table_row(obj.metadata, cells, **self.columns)
 
     def print_all(self, objects: list[Any], resource_version: str, single: bool) -> None:
@@ -97,7 +97,7 @@ class _Printer:
                 self.ctx.write(printers.format_row(header, self.widths))
             self.ctx.write(printers.format_row(self._row(obj), self.widths))
         elif self.output == "name":
-            self.ctx.print(printers.resource_name(self.kind.api.singular, obj.metadata.name))
+            self.ctx.print(printers.resource_name(self.kind.qualified, obj.metadata.name))
         elif self.output == "json":
             self.ctx.write(printers.dump_json(manifest.to_dict(obj)))
         else:

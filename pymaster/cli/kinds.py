@@ -18,7 +18,9 @@ from typing import Any
 
 from pymaster.api import kinds as api_kinds
 from pymaster.api import objects_pb2
-from pymaster.cli import describe, describe_config, printers, timefmt
+from pymaster.cli import describe, describe_config, describe_workloads, printers, rollout_status, timefmt
+from pymaster.cli import workload_lookup as lookup_
+from pymaster.cli import workload_printers as wp
 from pymaster.client import Client
 
 Events = list[objects_pb2.Event] | None
@@ -47,6 +49,11 @@ class CliKind:
         describe: The ``describe`` text of an object.
         sort_key: The order of a listing.
         delete_by_selector: ``delete -l SEL`` and ``delete --all`` are allowed (nodes: by name only).
+        template: The object's pod template (workloads): ``set image`` and ``rollout restart``
+            edit it, ``logs TYPE/NAME`` reads a pod its ``spec.selector`` matches.
+        pod_spec: The PodSpec ``set image`` edits (a pod's own, a workload's template's).
+        scalable: ``scale`` works on it (the API's /scale).
+        rollout: What ``rollout`` does for it (``pymaster.cli.rollout_status.Rollout``), or None.
     """
 
     api: api_kinds.Kind
@@ -55,6 +62,22 @@ class CliKind:
     describe: Describer
     sort_key: Callable[[Any], tuple[Any, ...]] = by_name
     delete_by_selector: bool = True
+    template: Callable[[Any], objects_pb2.PodTemplateSpec] | None = None
+    pod_spec: Callable[[Any], objects_pb2.PodSpec] | None = None
+    scalable: bool = False
+    rollout: Any = None
+
+    @property
+    def qualified(self) -> str:
+        """kubectl's name of the kind in its messages: "pod", "deployment.apps", "job.batch"."""
+        group = self.api.api_version.rpartition("/")[0]
+        return f"{self.api.singular}.{group}" if group else self.api.singular
+
+    @property
+    def qualified_resource(self) -> str:
+        """The plural with its group, as in kubectl's errors: "deployments.apps"."""
+        group = self.api.api_version.rpartition("/")[0]
+        return f"{self.api.resource}.{group}" if group else self.api.resource
 
     @property
     def resource(self) -> str:
@@ -89,10 +112,54 @@ async def _describe_generic(client: Client, obj: Any, events: Events, now: float
     return describe.describe_object(obj, now, events=events)
 
 
+async def _describe_deployment(
+    client: Client, deployment: objects_pb2.Deployment, events: Events, now: float
+) -> str:
+    replica_sets, new = await lookup_.deployment_replica_sets(client, deployment)
+    old = [rs for rs in replica_sets
+           if rs is not new and (rs.status.replicas or (rs.spec.HasField("replicas") and rs.spec.replicas))]
+    return describe_workloads.describe_deployment(deployment, old, new, now, events=events)
+
+
+async def _pod_counts(client: Client, owner: Any) -> describe_workloads.PodCounts:
+    return describe_workloads.PodCounts.of(await lookup_.owned_pods(client, owner))
+
+
+async def _describe_replica_set(
+    client: Client, rs: objects_pb2.ReplicaSet, events: Events, now: float
+) -> str:
+    return describe_workloads.describe_replica_set(rs, await _pod_counts(client, rs), now, events=events)
+
+
+async def _describe_daemon_set(client: Client, ds: objects_pb2.DaemonSet, events: Events, now: float) -> str:
+    return describe_workloads.describe_daemon_set(ds, await _pod_counts(client, ds), now, events=events)
+
+
+async def _describe_job(client: Client, job: objects_pb2.Job, events: Events, now: float) -> str:
+    return describe_workloads.describe_job(job, await _pod_counts(client, job), now, events=events)
+
+
+def _template(obj: Any) -> objects_pb2.PodTemplateSpec:
+    return obj.spec.template
+
+
+def _template_spec(obj: Any) -> objects_pb2.PodSpec:
+    return obj.spec.template.spec
+
+
+def _pod_spec(pod: objects_pb2.Pod) -> objects_pb2.PodSpec:
+    return pod.spec
+
+
+def _workload(api: api_kinds.Kind, header: Callable[..., list[str]], row: Callable[..., list[str]],
+              describer: Describer, **extra: Any) -> CliKind:
+    return CliKind(api, header, row, describer, template=_template, pod_spec=_template_spec, **extra)
+
+
 KINDS: dict[str, CliKind] = {
     kind.resource: kind
     for kind in (
-        CliKind(api_kinds.PODS, printers.pod_header, printers.pod_row, _describe_pod),
+        CliKind(api_kinds.PODS, printers.pod_header, printers.pod_row, _describe_pod, pod_spec=_pod_spec),
         CliKind(api_kinds.NODES, printers.node_header, printers.node_row, _describe_node,
                 delete_by_selector=False),
         CliKind(api_kinds.EVENTS, printers.event_header, printers.event_row, _describe_generic,
@@ -100,6 +167,13 @@ KINDS: dict[str, CliKind] = {
         CliKind(api_kinds.CONFIG_MAPS, printers.config_map_header, printers.config_map_row,
                 _describe_config_map),
         CliKind(api_kinds.SECRETS, printers.secret_header, printers.secret_row, _describe_secret),
+        _workload(api_kinds.DEPLOYMENTS, wp.deployment_header, wp.deployment_row, _describe_deployment,
+                  scalable=True, rollout=rollout_status.DEPLOYMENT),
+        _workload(api_kinds.REPLICA_SETS, wp.replica_set_header, wp.replica_set_row, _describe_replica_set,
+                  scalable=True),
+        _workload(api_kinds.DAEMON_SETS, wp.daemon_set_header, wp.daemon_set_row, _describe_daemon_set,
+                  rollout=rollout_status.DAEMON_SET),
+        _workload(api_kinds.JOBS, wp.job_header, wp.job_row, _describe_job),
     )
 }
 _BY_NAME = {name: kind for kind in KINDS.values() for name in kind.names}

@@ -43,7 +43,19 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pymaster.api import errors
-from pymaster.cli import commands, create_config, drain, get, kinds, metadata_edit, printers, taint
+from pymaster.cli import (
+    commands,
+    create_config,
+    drain,
+    get,
+    kinds,
+    metadata_edit,
+    printers,
+    rollout,
+    scale,
+    set_image,
+    taint,
+)
 from pymaster.cli import errors as cli_errors
 from pymaster.cli import patch as patch_command
 from pymaster.cli.context import CommandError, Context
@@ -59,9 +71,10 @@ OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
 EXEC_WITHOUT_DASHES = "exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead"
 GLOBAL_VALUE_FLAGS = ("--config", "--kubeconfig", "-s", "--server", "--request-timeout", "-n", "--namespace")
 GLOBAL_DESTS = ("config", "server", "request_timeout", "namespace")
-# Boolean flags that also take "=true"/"=false"; the value is each flag's default.
+# Boolean flags that also take "=true"/"=false"; the value says whether the flag has a --no- form
+# (a switch defaulting to true, or one defaulting to true for some command: rollout status --watch).
 BOOL_FLAGS = {
-    "--watch": False,
+    "--watch": True,
     "--all-namespaces": False,
     "--force": False,
     "--wait": True,
@@ -195,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     get_cmd.add_argument("--field-selector", default="", metavar="SELECTOR",
                          help="e.g. spec.nodeName=n1,status.phase=Running or involvedObject.name=web")
     get_cmd.add_argument("-o", "--output", choices=OUTPUT_FORMATS, help="wide, yaml, json or name")
-    get_cmd.add_argument("-w", "--watch", action="store_true", help="after listing, print every change")
+    get_cmd.add_argument("-w", "--watch", action=argparse.BooleanOptionalAction, default=False,
+                         help="after listing, print every change")
     get_cmd.add_argument("--show-labels", action="store_true", help="add a LABELS column")
     get_cmd.add_argument("--no-headers", action="store_true", help="print tables without a header")
     get_cmd.set_defaults(handler=get.get)
@@ -232,10 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a missing object is not an error")
     delete.add_argument("--timeout", type=parse_duration, default=0.0, metavar="DURATION",
                         help="how long --wait waits; 0 (default) for as long as it takes")
+    delete.add_argument("--cascade", nargs="?", const="background", default="background",
+                        metavar="background|foreground|orphan",
+                        help="what happens to the dependents (a deployment's replicasets, their pods): "
+                        "deleted in the background (default), before the owner (foreground), or kept "
+                        "(orphan)")
     delete.set_defaults(handler=commands.delete)
 
     logs = sub.add_parser("logs", parents=common, help="print a container's logs")
-    logs.add_argument("pod", metavar="POD", help="the pod (or pod/NAME)")
+    logs.add_argument("pod", metavar="POD",
+                      help="the pod (or pod/NAME, or TYPE/NAME of a workload: its first pod)")
     logs.add_argument("container_arg", nargs="?", default="", metavar="CONTAINER", help="the container")
     logs.add_argument("-c", "--container", default="", help="the container (needed when several)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
@@ -257,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         node_cmd.set_defaults(handler=commands.cordon if name == "cordon" else commands.uncordon)
 
     taint.add_parser(sub, common)
+    scale.add_parser(sub, common)
+    rollout.add_parser(sub, common, parse_duration)
+    set_image.add_parser(sub, common)
     drain.add_parser(sub, common, parse_duration)
 
     for name, handler, what in (("label", metadata_edit.label, "labels"),
@@ -334,7 +357,8 @@ def _check(args: argparse.Namespace) -> None:
     elif command == "delete":
         _check_delete(args)
     elif command == "logs":
-        args.pod = _pod_name(args.pod, command)
+        args.owner = _logs_owner(args.pod, command)
+        args.pod = args.pod if args.owner else _pod_name(args.pod, command)
         if args.container and args.container_arg and args.container != args.container_arg:
             raise UsageError("only one of -c or an inline container name is allowed", command)
         args.container = args.container or args.container_arg
@@ -344,12 +368,41 @@ def _check(args: argparse.Namespace) -> None:
         args.pod = _pod_name(args.pod, command)
         if not args.remote_command:
             raise UsageError("you must specify at least one command for the container", command)
+    elif command == "scale":
+        scale.check(args)
+    elif command == "rollout":
+        rollout.check(args)
+    elif command == "set":
+        set_image.check(args)
     elif command in ("cordon", "uncordon"):
         args.nodes = [_node_name(word, command) for word in args.nodes]
     elif command == "drain":
         args.node = _node_name(args.node, command)
         if args.grace_period < -1:
             raise UsageError("--grace-period must be -1 (the pod's own) or a number of seconds", command)
+
+
+def _logs_owner(word: str, command: str) -> str:
+    """logs TYPE/NAME of a kind with a pod template (job/pi, deploy/web): its plural type, else ""."""
+    if "/" not in word:
+        return ""
+    resource = resource_of(word.partition("/")[0], command)
+    if kinds.of(resource).template is None:
+        return ""
+    return resource
+
+
+def _cascade(value: str, command: str) -> str:
+    """kubectl's --cascade values as the API's propagationPolicy ("" for the default, background).
+
+    Raises:
+        UsageError: another value.
+    """
+    policy = {"background": "", "true": "", "foreground": "Foreground", "orphan": "Orphan", "false": "Orphan"}
+    if value not in policy:
+        raise UsageError(f'invalid cascade value ({value}). Must be "background", "foreground", or "orphan".',
+                         command)
+    return policy[value]
 
 
 def _check_edit(args: argparse.Namespace) -> None:
@@ -394,6 +447,7 @@ def _check_delete(args: argparse.Namespace) -> None:
             raise UsageError(f"delete {args.resource} by name", command)
     if args.grace_period < -1:
         raise UsageError("--grace-period must be -1 (the pod's own) or a number of seconds", command)
+    args.propagation_policy = _cascade(args.cascade, command)
 
 
 def _command_index(argv: Sequence[str], known: dict[str, argparse.ArgumentParser]) -> int | None:

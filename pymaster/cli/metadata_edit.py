@@ -161,8 +161,8 @@ class Target:
 
     @property
     def title(self) -> str:
-        """kubectl's ``pod/web``."""
-        return f"{self.kind.api.singular}/{self.name}"
+        """kubectl's ``pod/web``, ``deployment.apps/web``."""
+        return f"{self.kind.qualified}/{self.name}"
 
 
 async def targets(args: argparse.Namespace, ctx: Context) -> list[Target]:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from pymaster.api.admission import AdmissionPolicy
-from pymaster.api.kinds import DAEMON_SETS, DEPLOYMENTS, JOBS, REPLICA_SETS, served_kind
+from pymaster.api.kinds import DAEMON_SETS, DEPLOYMENTS, JOBS, REPLICA_SETS, SERVED, served_kind
 from pymaster.registry.base import KindRegistry
 from pymaster.registry.configmaps import ConfigMapRegistry
 from pymaster.registry.events import EventRegistry
@@ -58,6 +58,16 @@ class Registry:
         }
         kinds = (self.pods, self.nodes, self.events, self.config_maps, self.secrets, *self.workloads.values())
         self._by_resource: dict[str, KindRegistry] = {r.kind.resource: r for r in kinds}
+
+    def has_dependents(self, namespace: str, uid: str) -> bool:
+        """Whether any object in ``namespace`` names ``uid`` in its ownerReferences (a scan: only
+        for the rare delete of a non-workload owner with a propagationPolicy)."""
+        for kind in SERVED.values():
+            if kind.namespaced and kind.resource in self._by_resource:
+                objects, _ = self.store.list(kind.resource, namespace)
+                if any(ref.uid == uid for obj in objects for ref in obj.metadata.owner_references):
+                    return True
+        return False
 
     def of(self, resource: str) -> KindRegistry:
         """The registry of a served resource ("pods", "nodes", "deployments" ...).

@@ -29,10 +29,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from google.protobuf.message import Message
+
 from pymaster.api import objects_pb2
 from pymaster.api.conditions import timestamp
 from pymaster.api.errors import Forbidden, MethodNotAllowed, NotFound
-from pymaster.api.kinds import EVENTS, NODES, PODS
+from pymaster.api.kinds import EVENTS, NODES, PODS, kind_of_message
 from pymaster.api.limits import check_object_size, check_timestamps
 from pymaster.api.validation import validate_event
 from pymaster.registry.base import KindRegistry, namespace_or_default
@@ -244,9 +246,9 @@ class EventRegistry(KindRegistry):
         return True
 
 
-def reference(obj: objects_pb2.Pod | objects_pb2.Node, field_path: str = "") -> objects_pb2.ObjectReference:
-    """The ObjectReference of a pod or node (an event's involvedObject)."""
-    kind = PODS if isinstance(obj, objects_pb2.Pod) else NODES
+def reference(obj: Message, field_path: str = "") -> objects_pb2.ObjectReference:
+    """The ObjectReference of an object of a served kind (an event's involvedObject)."""
+    kind = kind_of_message(obj)
     meta = obj.metadata
     return objects_pb2.ObjectReference(
         kind=kind.kind, api_version=kind.api_version, namespace=meta.namespace, name=meta.name,

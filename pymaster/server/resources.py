@@ -87,12 +87,16 @@ class ResourcesServicer(services_pb2_grpc.ResourcesServicer):
         registry = self._registry.of(request.resource)
         policy = check_propagation_policy(request.propagation_policy)
         if policy != BACKGROUND:
-            if not isinstance(registry, WorkloadRegistry):
+            if isinstance(registry, WorkloadRegistry):
+                return wrap(await registry.delete_propagating(request.namespace, request.name, policy))
+            # Other kinds carry no finalizers: with nothing owned, every policy is the same delete.
+            registry.check_key(request.namespace, request.name)
+            owner = registry.get(request.namespace, request.name)
+            if self._registry.has_dependents(owner.metadata.namespace, owner.metadata.uid):
                 raise ValidationError(
                     "propagationPolicy", f"{policy} is supported for {', '.join(self._registry.workloads)}; "
-                    f"{request.resource} own nothing and are deleted in the background"
+                    f"delete the dependents of this {registry.kind.singular} first, or use Background"
                 )
-            return wrap(await registry.delete_propagating(request.namespace, request.name, policy))
         grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
         return wrap(await registry.delete(request.namespace, request.name, grace, request.force))
 

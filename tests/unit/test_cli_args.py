@@ -133,9 +133,9 @@ def test_every_command_has_its_handler(command: str, handler: object) -> None:
     ("argv", "message"),
     [
         ("get", "you must specify the type of resource: pods (po), nodes (no), events (ev), configmaps (cm), "
-                "secrets"),
-        ("get deployments", 'the server doesn\'t have a resource type "deployments"'),
-        ("get pods,deployments", 'the server doesn\'t have a resource type "deployments"'),
+                "secrets, deployments (deploy)"),
+        ("get statefulsets", 'the server doesn\'t have a resource type "statefulsets"'),
+        ("get pods,statefulsets", 'the server doesn\'t have a resource type "statefulsets"'),
         ("get pods,nodes -w", "watch is only supported on individual resources and resource collections"),
         ("get pod/web web2", "must have a single resource and name"),
         ("get cm,secrets pod/web", "no need to specify a resource type"),
@@ -220,10 +220,10 @@ def test_resolve_targets(words: list[str], expected: tuple[str, list[str]]) -> N
 
 
 def test_main_prints_usage_errors_like_kubectl(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["get", "deployments"]) == 1
+    assert main(["get", "statefulsets"]) == 1
     err = capsys.readouterr().err
     assert err == (
-        "error: the server doesn't have a resource type \"deployments\"\nSee 'pyctl get -h' for help.\n"
+        "error: the server doesn't have a resource type \"statefulsets\"\nSee 'pyctl get -h' for help.\n"
     )
 
 
@@ -341,10 +341,11 @@ def test_create_of_an_unknown_kind_names_the_document(
     manifest = tmp_path / "app.yaml"
     manifest.write_text(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: busybox}]}\n"
-        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n"
+        "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: a}\n"
     )
     assert main(["create", "-f", str(manifest)]) == 1
     assert capsys.readouterr().err == (
-        'error: document 2: kind: unsupported kind "Deployment" (apps/v1); '
-        "supported: v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret\n"
+        'error: document 2: kind: unsupported kind "StatefulSet" (apps/v1); '
+        "supported: v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret, apps/v1 Deployment, "
+        "apps/v1 ReplicaSet, apps/v1 DaemonSet, batch/v1 Job\n"
     )

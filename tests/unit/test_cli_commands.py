@@ -81,8 +81,8 @@ async def test_create_takes_every_kind_and_prints_each_refusal(pyctl: Pyctl) -> 
 
 
 async def test_a_bad_document_stops_everything_before_sending(pyctl: Pyctl) -> None:
-    manifest = f"{POD}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\n"
-    with pytest.raises(CommandError, match=r'document 2: kind: unsupported kind "Deployment" \(apps/v1\); '
+    manifest = f"{POD}---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: web}}\n"
+    with pytest.raises(CommandError, match=r'document 2: kind: unsupported kind "StatefulSet" \(apps/v1\); '
                                         r"supported: v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret"):
         await pyctl("apply", "-f", "-", stdin=manifest)
     assert (await pyctl("get", "pods"))[2] == "No resources found in default namespace.\n"

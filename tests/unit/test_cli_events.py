@@ -235,9 +235,11 @@ def test_smart_label(field: str, label: str) -> None:
 def test_every_kind_has_its_kubectl_names() -> None:
     assert kinds.lookup("ev") is kinds.lookup("event") is kinds.lookup("Events") is kinds.of("events")
     assert kinds.lookup("po").resource == "pods" and kinds.lookup("NO").resource == "nodes"
-    assert kinds.lookup("deployments") is None
+    assert kinds.lookup("statefulsets") is None
+    assert kinds.lookup("deploy") is kinds.of("deployments") and kinds.lookup("rs").resource == "replicasets"
     assert kinds.of("events").names == ("events", "event", "ev")
-    assert kinds.listing() == "pods (po), nodes (no), events (ev), configmaps (cm), secrets"
+    assert kinds.listing() == ("pods (po), nodes (no), events (ev), configmaps (cm), secrets, "
+                               "deployments (deploy), replicasets (rs), daemonsets (ds), jobs")
 
 
 def test_the_table_covers_the_served_kinds_it_names() -> None:
@@ -245,5 +247,5 @@ def test_the_table_covers_the_served_kinds_it_names() -> None:
         assert api_kinds.SERVED[kind.resource] is kind.api
         plain, wide = kind.header(wide=False), kind.header(wide=True)
         assert plain and wide[0] == plain[0]
-        # kubectl's -o wide adds columns to these; ConfigMaps and Secrets have none to add.
-        assert (len(wide) > len(plain)) == (kind.resource in ("pods", "nodes", "events"))
+        # kubectl's -o wide adds columns to every kind but ConfigMaps and Secrets.
+        assert (len(wide) > len(plain)) == (kind.resource not in ("configmaps", "secrets"))

@@ -163,7 +163,7 @@ def test_field_selector_accepts_the_kinds_fields(selector, kind):
         ("metadata.uid=a", None, "field label not supported: metadata.uid"),
         ("spec.unschedulable=true", "pods", "field label not supported: spec.unschedulable; supported: "),
         ("status.phase=Running", "nodes", "field label not supported: status.phase"),
-        ("metadata.name=a", "deployments", "field selectors are not supported for deployments"),
+        ("metadata.name=a", "statefulsets", "field selectors are not supported for statefulsets"),
     ],
 )
 def test_field_selector_errors(selector, kind, message):
