@@ -159,10 +159,13 @@ async def _delete_targets(args: argparse.Namespace, ctx: Context) -> list[_Targe
             targets.append(_Target(kinds.of(kind_of_message(obj).resource), obj.metadata.namespace,
                                    obj.metadata.name))
         return targets
+    if args.names:
+        return [
+            _Target(kinds.of(resource), ctx.ns if kinds.of(resource).api.namespaced else "", name)
+            for resource, names in args.groups for name in names
+        ]
     kind = kinds.of(args.resource)
     namespace = ctx.ns if kind.api.namespaced else ""
-    if args.names:
-        return [_Target(kind, namespace, name) for name in args.names]
     listed = await ctx.client.list(kind.resource, namespace, args.selector)
     return [_Target(kind, namespace, obj.metadata.name) for obj in sorted(listed.items, key=kinds.by_name)]
 

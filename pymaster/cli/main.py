@@ -438,7 +438,14 @@ def _check_delete(args: argparse.Namespace) -> None:
             raise UsageError("-f cannot be combined with -l or --all", command)
         args.resource, args.names = "", []  # the manifests' kinds
     else:
-        args.resource, args.names = resolve_targets(args.targets, command)
+        if args.targets and all("/" in word for word in args.targets):
+            # TYPE/NAME of several types at once (kubectl delete deploy/web job/pi).
+            args.groups = resolve_groups(args.targets, command)
+            args.resource = args.groups[0][0]
+            args.names = [name for _, names in args.groups for name in names]
+        else:
+            args.resource, args.names = resolve_targets(args.targets, command)
+            args.groups = [(args.resource, args.names)]
         if args.names and (args.selector or args.all):
             raise UsageError("names cannot be combined with -l or --all", command)
         if not args.names and not args.selector and not args.all:

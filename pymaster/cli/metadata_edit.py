@@ -19,6 +19,7 @@ is printed and the others go on; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from pymaster.api.checks import check_label_value
 from pymaster.cli import kinds
 from pymaster.cli.context import CommandError, Context, is_fatal
 
-ATTEMPTS = 5  # reads and updates of one object when concurrent writes keep changing it
+ATTEMPTS = 8  # reads and updates of one object when concurrent writes keep changing it
+CONFLICT_BACKOFF_SECONDS = 0.02  # before the second attempt, doubling
 
 
 def split_pairs(words: Sequence[str], what: str) -> tuple[list[str], list[str]]:
@@ -200,6 +202,8 @@ async def edit_object(
         except errors.Conflict:
             if attempt == ATTEMPTS - 1:
                 raise
+            # A controller writing the object's status keeps moving its resourceVersion: let it settle.
+            await asyncio.sleep(min(CONFLICT_BACKOFF_SECONDS * 2**attempt, 1.0))
     raise AssertionError("unreachable")
 
 

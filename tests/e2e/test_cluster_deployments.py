@@ -2,10 +2,10 @@
 pykubelets sharing this host's Docker Engine, pods with a readiness probe so Ready means ready.
 
 - 6 replicas are spread 2 per node (the scheduler spreads the pods of one owner);
-- a rolling update to a new template: the Ready pods of the Deployment, sampled every 200 ms,
-  stay within [replicas - maxUnavailable, replicas + maxSurge] (a pod marked for deletion is not
-  counted: it no longer serves), then an undo (the old template again) scales the old
-  ReplicaSet back up instead of making a third one;
+- a rolling update from one image tag to another (`pyctl set image`): the Ready pods of the
+  Deployment, sampled every 200 ms, stay within [replicas - maxUnavailable, replicas + maxSurge]
+  (a pod marked for deletion is not counted: it no longer serves), then `pyctl rollout undo`
+  returns to the first template, scaling the old ReplicaSet back up instead of making a third;
 - an agent killed with SIGKILL: its replicas run again on the other nodes.
 
 The module's tests run in file order; the last one kills an agent.
@@ -26,7 +26,7 @@ from pymaster.api.kinds import DEPLOYMENTS
 from pymaster.api.manifest import load
 from pymaster.client import Client
 
-from .harness import BUSYBOX, Cluster, running_cluster, unique, wait_for
+from .harness import BUSYBOX, Cluster, pyctl, running_cluster, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,7 @@ GRACE = 3
 TOLERATION = 2
 REPLICAS = 6
 MAX_SURGE, MAX_UNAVAILABLE = 2, 1  # the defaults 25% / 25% of 6, rounded up / down
+BUSYBOX_V2 = f"{BUSYBOX}-v2"  # a second tag of the local image (no registry here)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                       "--default-not-ready-toleration-seconds", str(TOLERATION)],
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def second_tag(docker_client) -> Iterator[str]:
+    docker_client.images.get(BUSYBOX).tag(BUSYBOX_V2)
+    yield BUSYBOX_V2
+    docker_client.images.remove(BUSYBOX_V2, noprune=True)
 
 
 def deployment(name: str, version: str = "v1") -> objects_pb2.Deployment:
@@ -90,11 +98,14 @@ def version(pod: objects_pb2.Pod) -> str:
     return next(e.value for e in pod.spec.containers[0].env if e.name == "VERSION")
 
 
-async def rolled_out(client: Client, name: str, want: str) -> list[objects_pb2.Pod]:
-    """REPLICAS Ready pods all of version ``want`` and the Deployment saying it has completed."""
+async def rolled_out(client: Client, name: str, want: str, image: str = BUSYBOX) -> list[objects_pb2.Pod]:
+    """REPLICAS Ready pods all of version ``want`` and ``image``, and the Deployment saying it has
+    completed."""
     pods = await ready_pods(client, name)
     listed = await client.list("pods", "default", label_selector=f"app={name}")
     if len(pods) != REPLICAS or len(listed.items) != REPLICAS or {version(p) for p in pods} != {want}:
+        return []
+    if {p.spec.containers[0].image for p in pods} != {image}:
         return []
     d = await client.get("deployments", name)
     progressing = find_condition(d.status.conditions, "Progressing")
@@ -112,7 +123,7 @@ async def test_replicas_spread_over_the_nodes(cluster: Cluster) -> None:
 
 
 async def test_rolling_update_keeps_ready_pods_within_bounds_and_undo_reuses_the_old_set(
-    cluster: Cluster,
+    cluster: Cluster, second_tag: str
 ) -> None:
     name = unique("roll")
     async with cluster.client() as client:
@@ -131,8 +142,11 @@ async def test_rolling_update_keeps_ready_pods_within_bounds_and_undo_reuses_the
 
         sampler = asyncio.create_task(sample())
         try:
-            await client.update(deployment(name, "v2"))
-            await wait_for(lambda: rolled_out(client, name, "v2"), 120, "the rollout to v2")
+            # In a thread: the sampler keeps sampling while pyctl runs.
+            done = await asyncio.to_thread(pyctl, cluster.master, "set", "image", f"deploy/{name}",
+                                           f"main={second_tag}")
+            assert done.stdout.strip() == f"deployment.apps/{name} image updated", done.stderr
+            await wait_for(lambda: rolled_out(client, name, "v1", second_tag), 120, "the new tag's rollout")
         finally:
             stop.set()
             await sampler
@@ -140,9 +154,10 @@ async def test_rolling_update_keeps_ready_pods_within_bounds_and_undo_reuses_the
         assert max(samples) <= REPLICAS + MAX_SURGE, samples
         assert len(samples) > 5
 
-        # Undo: the v1 template again; its ReplicaSet is scaled back up with the next revision.
-        await client.update(deployment(name, "v1"))
-        await wait_for(lambda: rolled_out(client, name, "v1"), 120, "the undo to v1")
+        # Undo: the first template again; its ReplicaSet is scaled back up with the next revision.
+        undone = pyctl(cluster.master, "rollout", "undo", f"deploy/{name}")
+        assert undone.stdout.strip() == f"deployment.apps/{name} rolled back", undone.stderr
+        await wait_for(lambda: rolled_out(client, name, "v1"), 120, "the undo to the first tag")
         sets = {rs.metadata.name: rs for rs in
                 (await client.list("replicasets", "default", label_selector=f"app={name}")).items}
         assert len(sets) == 2

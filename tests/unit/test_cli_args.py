@@ -155,7 +155,7 @@ def test_every_command_has_its_handler(command: str, handler: object) -> None:
         ("delete pods --grace-period -5 web", "--grace-period must be -1"),
         ("delete nodes -l a=b", "delete nodes by name"),
         ("delete no --all", "delete nodes by name"),
-        ("delete pod/web event/x", "only one resource type at a time"),
+        ("delete pod/web event", "must have a single resource and name"),
         ("logs", "the following arguments are required: POD"),
         ("logs node/n1", "logs works on pods only"),
         ("logs web c1 -c c2", "only one of -c or an inline container name"),

@@ -192,6 +192,12 @@ async def test_delete_cascade_modes_reach_the_server(pyctl: Pyctl) -> None:
     assert 'daemonset.apps "agent" deleted' in out
 
 
+async def test_delete_takes_names_of_several_types(pyctl: Pyctl) -> None:
+    assert (await pyctl("apply", "-f", "-", stdin=MIXED))[0] == 0
+    code, out, err = await pyctl("delete", "deploy/web", "job/pi", "--wait=false")
+    assert (code, out, err) == (0, 'deployment.apps "web" deleted\njob.batch "pi" deleted\n', "")
+
+
 async def test_logs_of_a_workload_reads_its_first_pod(pyctl: Pyctl) -> None:
     assert (await pyctl("apply", "-f", "-", stdin=DEPLOYMENT))[0] == 0
     pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web-by-hand, labels: {app: web}}\n" \
