@@ -35,6 +35,7 @@ import grpc
 from pykubelet import node_info
 from pykubelet.backoff import Backoff
 from pymaster.api import errors, objects_pb2
+from pymaster.api.network import NetworkConfig
 from pymaster.api.nodes import KUBELET_NOT_READY, READY
 from pymaster.client import Client
 
@@ -95,6 +96,10 @@ class NodeStatusReporter:
         self._cpu = node_info.CpuSampler()
         self._registered = asyncio.Event()
         self._allocatable: dict[str, str] | None = None  # as the master last answered it
+        # The cluster's address plan and this node's pod CIDR, from the registration's reply
+        # (the pod network waits for ``registered``).
+        self.network = NetworkConfig()
+        self.pod_cidr = ""
         self._register_lock = asyncio.Lock()
 
     @property
@@ -170,8 +175,11 @@ class NodeStatusReporter:
                                 self._config.name, err.code.name, err.message, delay)
                     await asyncio.sleep(delay)
                     continue
-                log.info("node registered node=%s uid=%s", self._config.name, reply.node.metadata.uid)
+                log.info("node registered node=%s uid=%s pod_cidr=%s", self._config.name,
+                         reply.node.metadata.uid, reply.node.spec.pod_cidr or "none")
                 self._allocatable = dict(reply.node.status.allocatable)
+                self.network = NetworkConfig.from_proto(reply.network)
+                self.pod_cidr = reply.node.spec.pod_cidr
                 self._registered.set()
 
     async def run_lease(self) -> None:

@@ -43,6 +43,7 @@ from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
 from pymaster.api.kinds import NODES, PODS
 from pymaster.api.metrics_http import MetricsServer
+from pymaster.api.network import NetworkConfig
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
 from pymaster.controllers.eviction_rate import EvictionPolicy
 from pymaster.controllers.manager import ControllerManager
@@ -137,6 +138,7 @@ class MasterApp:
         eviction_policy: EvictionPolicy | None = None,
         not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        network: NetworkConfig | None = None,
     ):
         """
         Args:
@@ -162,6 +164,8 @@ class MasterApp:
                 manager's --node-eviction-rate and co.); None: Kubernetes' defaults.
             not_ready_toleration_seconds, unreachable_toleration_seconds: tolerationSeconds of
                 the not-ready / unreachable NoExecute tolerations every new pod gets.
+            network: The cluster's address plan (pod CIDRs, ClusterIPs, NodePorts, DNS domain);
+                None: Kubernetes' defaults.
 
         Raises:
             ValueError: an allowed host path is not absolute.
@@ -194,7 +198,8 @@ class MasterApp:
         self.metrics = MasterMetrics(self.registry, self._cluster_state)
         self.leases = NodeLeases(node_monitor_grace_period)
         # The object registry (self.registry is the Prometheus one, by the metrics convention).
-        self.api = Registry(self.store, self.leases, self.admission)
+        self.network = network or NetworkConfig()
+        self.api = Registry(self.store, self.leases, self.admission, network=self.network)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._server: grpc.aio.Server | None = None

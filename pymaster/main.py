@@ -26,6 +26,14 @@ from collections.abc import Callable
 import prometheus_client
 
 from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
+from pymaster.api.errors import ValidationError
+from pymaster.api.network import (
+    DEFAULT_CLUSTER_CIDR,
+    DEFAULT_CLUSTER_DOMAIN,
+    DEFAULT_NODE_PORT_RANGE,
+    DEFAULT_SERVICE_CIDR,
+    NetworkConfig,
+)
 from pymaster.app import MasterApp
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS
 from pymaster.controllers.eviction_rate import EvictionPolicy
@@ -222,6 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the default profile)",
     )
     parser.add_argument(
+        "--cluster-cidr", default=DEFAULT_CLUSTER_CIDR, metavar="CIDR",
+        help="pods' addresses; each node gets a /24 of it as spec.podCIDR (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--service-cluster-ip-range", default=DEFAULT_SERVICE_CIDR, metavar="CIDR",
+        help="Services' ClusterIPs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--service-node-port-range", default=DEFAULT_NODE_PORT_RANGE, metavar="LOW-HIGH",
+        help="NodePort Services' ports (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cluster-domain", default=DEFAULT_CLUSTER_DOMAIN, metavar="DOMAIN",
+        help="the DNS domain of Services and pods (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -231,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    network = NetworkConfig(args.cluster_cidr, args.service_cluster_ip_range, args.service_node_port_range,
+                            args.cluster_domain)
+    try:
+        network.check()
+    except ValidationError as err:
+        raise ValueError(str(err)) from None
     app = MasterApp(
         args.data_dir,
         args.listen,
@@ -255,6 +285,7 @@ async def _run(args: argparse.Namespace) -> None:
         ),
         not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
         unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
+        network=network,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -84,13 +84,22 @@ JOBS = Kind(
     envelope_field="job", list_message=objects_pb2.JobList,
 )
 WORKLOADS = (REPLICA_SETS, DEPLOYMENTS, DAEMON_SETS, JOBS)
+SERVICES = Kind(
+    "services", "Service", "v1", objects_pb2.Service, namespaced=True, short_names=("svc",),
+    envelope_field="service", list_message=objects_pb2.ServiceList,
+)
+ENDPOINT_SLICES = Kind(
+    "endpointslices", "EndpointSlice", "discovery.k8s.io/v1", objects_pb2.EndpointSlice, namespaced=True,
+    envelope_field="endpoint_slice", list_message=objects_pb2.EndpointSliceList,
+)
 # Which key holds each node name (pymaster.server.bootstrap); never served.
 IDENTITIES = Kind(
     "identities", "NodeIdentity", "v1", objects_pb2.NodeIdentity, namespaced=False, served=False
 )
 
 KINDS: dict[str, Kind] = {
-    k.resource: k for k in (PODS, NODES, EVENTS, CONFIG_MAPS, SECRETS, *WORKLOADS, IDENTITIES)
+    k.resource: k
+    for k in (PODS, NODES, EVENTS, CONFIG_MAPS, SECRETS, *WORKLOADS, SERVICES, ENDPOINT_SLICES, IDENTITIES)
 }
 SERVED: dict[str, Kind] = {resource: k for resource, k in KINDS.items() if k.served}
 _BY_ENVELOPE_FIELD = {k.envelope_field: k for k in SERVED.values()}

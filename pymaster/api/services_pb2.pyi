@@ -175,11 +175,25 @@ class ExecOutput(_message.Message):
     exit_code: int
     def __init__(self, stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
+class ClusterNetwork(_message.Message):
+    __slots__ = ("cluster_cidr", "service_cidr", "cluster_domain", "node_port_range")
+    CLUSTER_CIDR_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_CIDR_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    NODE_PORT_RANGE_FIELD_NUMBER: _ClassVar[int]
+    cluster_cidr: str
+    service_cidr: str
+    cluster_domain: str
+    node_port_range: str
+    def __init__(self, cluster_cidr: _Optional[str] = ..., service_cidr: _Optional[str] = ..., cluster_domain: _Optional[str] = ..., node_port_range: _Optional[str] = ...) -> None: ...
+
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node",)
+    __slots__ = ("node", "network")
     NODE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     node: _objects_pb2.Node
-    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ...) -> None: ...
+    network: ClusterNetwork
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ...) -> None: ...
 
 class RenewLeaseRequest(_message.Message):
     __slots__ = ("node_name", "requested_seconds")

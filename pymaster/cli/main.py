@@ -60,7 +60,7 @@ from pymaster.cli import errors as cli_errors
 from pymaster.cli import patch as patch_command
 from pymaster.cli.context import CommandError, Context
 from pymaster.cli.exec import exec_command
-from pymaster.cli.targets import UsageError, resolve_groups, resolve_targets, resource_of
+from pymaster.cli.targets import UsageError, cascade_policy, resolve_groups, resolve_targets, resource_of
 from pymaster.client import Client, InvalidConfigError, MissingConfigError
 
 EXIT_OK = 0
@@ -392,19 +392,6 @@ def _logs_owner(word: str, command: str) -> str:
     return resource
 
 
-def _cascade(value: str, command: str) -> str:
-    """kubectl's --cascade values as the API's propagationPolicy ("" for the default, background).
-
-    Raises:
-        UsageError: another value.
-    """
-    policy = {"background": "", "true": "", "foreground": "Foreground", "orphan": "Orphan", "false": "Orphan"}
-    if value not in policy:
-        raise UsageError(f'invalid cascade value ({value}). Must be "background", "foreground", or "orphan".',
-                         command)
-    return policy[value]
-
-
 def _check_edit(args: argparse.Namespace) -> None:
     """label, annotate and patch: the objects (and label's and annotate's changes)."""
     command = args.command
@@ -454,7 +441,7 @@ def _check_delete(args: argparse.Namespace) -> None:
             raise UsageError(f"delete {args.resource} by name", command)
     if args.grace_period < -1:
         raise UsageError("--grace-period must be -1 (the pod's own) or a number of seconds", command)
-    args.propagation_policy = _cascade(args.cascade, command)
+    args.propagation_policy = cascade_policy(args.cascade, command)
 
 
 def _command_index(argv: Sequence[str], known: dict[str, argparse.ArgumentParser]) -> int | None:

@@ -79,3 +79,16 @@ def resource_of(word: str, command: str) -> str:
     if kind is None:
         raise UsageError(f'the server doesn\'t have a resource type "{word}"', command)
     return kind.resource
+
+
+def cascade_policy(value: str, command: str) -> str:
+    """kubectl's --cascade values as the API's propagationPolicy ("" for the default, background).
+
+    Raises:
+        UsageError: another value.
+    """
+    policy = {"background": "", "true": "", "foreground": "Foreground", "orphan": "Orphan", "false": "Orphan"}
+    if value not in policy:
+        raise UsageError(f'invalid cascade value ({value}). Must be "background", "foreground", or "orphan".',
+                         command)
+    return policy[value]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.kinds import DAEMON_SETS, DEPLOYMENTS, JOBS, REPLICA_SETS, SERVED, served_kind
+from pymaster.api.network import NetworkConfig
 from pymaster.registry.base import KindRegistry
 from pymaster.registry.configmaps import ConfigMapRegistry
 from pymaster.registry.events import EventRegistry
@@ -33,6 +34,7 @@ class Registry:
         leases: The node lease table.
         admission: What pods may do beyond the safe default.
         clock: Epoch seconds (tests pass a fake).
+        network: The cluster's address plan (pod CIDRs for the nodes, ClusterIPs, NodePorts).
     """
 
     def __init__(
@@ -41,11 +43,13 @@ class Registry:
         leases: NodeLeases,
         admission: AdmissionPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        network: NetworkConfig | None = None,
     ):
         self.store = store
         self.leases = leases
         self.pods = PodRegistry(store, admission, clock)
-        self.nodes = NodeRegistry(store, leases, clock)
+        self.network = network or NetworkConfig()
+        self.nodes = NodeRegistry(store, leases, clock, cluster_cidr=self.network.cluster_cidr)
         self.events = EventRegistry(store, clock)
         self.config_maps = ConfigMapRegistry(store, clock)
         self.secrets = SecretRegistry(store, clock)

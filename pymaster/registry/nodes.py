@@ -47,6 +47,7 @@ from pymaster.api.conditions import find_condition, timestamp
 from pymaster.api.errors import AlreadyExists, MethodNotAllowed, NotFound
 from pymaster.api.kinds import IDENTITIES, NODES
 from pymaster.api.limits import check_finite, check_name, check_object_size, check_timestamps
+from pymaster.api.network import next_pod_cidr
 from pymaster.api.nodes import READY, mark_not_ready, mark_ready, mark_unknown
 from pymaster.api.pods import is_extended_resource
 from pymaster.api.resource_validation import check_node_extended_resources
@@ -129,8 +130,11 @@ def merge_registration(
         node.metadata.creation_timestamp.CopyFrom(timestamp(now))
         node.metadata.generation = 1
         node.spec.CopyFrom(reported.spec)
-        # Taints are the admin's and the node lifecycle controller's, never the agent's own.
+        # Taints are the admin's and the node lifecycle controller's, never the agent's own; the
+        # pod CIDR is the master's (node IPAM).
         node.spec.ClearField("taints")
+        node.spec.ClearField("pod_cidr")
+        node.spec.ClearField("pod_cidrs")
         meta = reported.metadata
         node.metadata.labels.update({k: v for k, v in meta.labels.items() if node_may_set(k)})
         node.metadata.annotations.update({k: v for k, v in meta.annotations.items() if node_may_set(k)})
@@ -162,6 +166,13 @@ def stamp_taints(
             taint.time_added.CopyFrom(timestamp(now))
 
 
+def _keep_pod_cidrs(spec: objects_pb2.NodeSpec, current: objects_pb2.NodeSpec) -> None:
+    """The pod CIDRs are the master's, set once (Kubernetes keeps them immutable)."""
+    spec.pod_cidr = current.pod_cidr
+    del spec.pod_cidrs[:]
+    spec.pod_cidrs.extend(current.pod_cidrs)
+
+
 def merge_update(
     current: objects_pb2.Node, desired: objects_pb2.Node, now: float | None = None
 ) -> objects_pb2.Node:
@@ -169,7 +180,7 @@ def merge_update(
     taints' timeAdded per ``stamp_taints``), and its status' extended resources (see the module's
     docstring) unless it carries no capacity or allocatable; everything else (the rest of the
     status, uid, timestamps) from ``current``."""
-    merged = merge_user_update(current, desired)
+    merged = merge_user_update(current, desired, _keep_pod_cidrs)
     stamp_taints(current.spec.taints, merged.spec.taints, now)
     wanted = desired.status
     if not wanted.capacity and not wanted.allocatable:
@@ -205,6 +216,8 @@ class NodeRegistry(KindRegistry):
         leases: The in-memory lease table.
         clock: Epoch seconds (tests pass a fake).
         rng: Jitters the lease periods handed out.
+        cluster_cidr: Each node gets a /24 of it as spec.podCIDR at registration (node IPAM;
+            None: no pod CIDRs).
     """
 
     def __init__(
@@ -213,9 +226,12 @@ class NodeRegistry(KindRegistry):
         leases: NodeLeases,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        cluster_cidr: str | None = None,
     ):
         super().__init__(store, NODES)
         self.leases = leases
+        self._cluster_cidr = cluster_cidr
+        self._cidrs_in_use: set[str] | None = None  # built at the first allocation
         self._clock = clock
         self._rng = rng or random.Random()
         # Called with the name of every deleted node (the bound-pods hub ends its streams).
@@ -232,16 +248,55 @@ class NodeRegistry(KindRegistry):
         check_timestamps("status", request.status)
         now = self._clock()
         new_uid = str(uuid.uuid4())
+        cidr = self._reserve_pod_cidr(name)
+
+        def registered(current: objects_pb2.Node | None) -> objects_pb2.Node:
+            node = merge_registration(current, request, new_uid, now)
+            if cidr and not node.spec.pod_cidr:
+                node.spec.pod_cidr = cidr
+                node.spec.pod_cidrs.append(cidr)
+            return node
+
         try:
-            node = await self._store.create(NODES.resource, merge_registration(None, request, new_uid, now))
-        except AlreadyExists:
-            node = await self._store.mutate(
-                NODES.resource, "", name, lambda current: merge_registration(current, request, new_uid, now)
-            )
+            try:
+                node = await self._store.create(NODES.resource, registered(None))
+            except AlreadyExists:
+                node = await self._store.mutate(NODES.resource, "", name, registered)
+        except BaseException:
+            self._release_pod_cidr(cidr)
+            raise
+        if node.spec.pod_cidr != cidr:  # it had one already
+            self._release_pod_cidr(cidr)
         self.leases.renew(name)
-        log.info("node registered node=%s uid=%s new=%s", name, node.metadata.uid,
-                 node.metadata.uid == new_uid)
+        log.info("node registered node=%s uid=%s new=%s pod_cidr=%s", name, node.metadata.uid,
+                 node.metadata.uid == new_uid, node.spec.pod_cidr or "none")
         return node
+
+    def _reserve_pod_cidr(self, name: str) -> str:
+        """The next free /24 of the cluster CIDR for a node that has none yet (kube's range
+        allocator), reserved at once so no concurrent registration takes it; "" when the node
+        has one, or none is configured, or the range is full (logged, Kubernetes'
+        CIDRNotAvailable: the node registers without one)."""
+        if not self._cluster_cidr:
+            return ""
+        try:
+            if self._store.get(NODES.resource, "", name).spec.pod_cidr:
+                return ""
+        except NotFound:
+            pass
+        if self._cidrs_in_use is None:
+            nodes, _ = self._store.list(NODES.resource)
+            self._cidrs_in_use = {n.spec.pod_cidr for n in nodes if n.spec.pod_cidr}
+        cidr = next_pod_cidr(self._cluster_cidr, self._cidrs_in_use)
+        if cidr is None:
+            log.warning("no pod CIDR left in %s for node=%s (CIDRNotAvailable)", self._cluster_cidr, name)
+            return ""
+        self._cidrs_in_use.add(cidr)
+        return cidr
+
+    def _release_pod_cidr(self, cidr: str) -> None:
+        if cidr and self._cidrs_in_use is not None:
+            self._cidrs_in_use.discard(cidr)
 
     async def renew_lease(self, name: str, requested_seconds: float) -> float:
         """Renews a node's lease (Ready again if it had expired); returns the period until the
@@ -340,6 +395,7 @@ class NodeRegistry(KindRegistry):
             node = objects_pb2.Node(api_version="v1", kind="Node")
             node.metadata.name = name
             return node
+        self._release_pod_cidr(node.spec.pod_cidr)
         log.info("node deleted node=%s identity_released=%s", name, released)
         return node
 

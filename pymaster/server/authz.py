@@ -17,7 +17,8 @@ reflection. A node may only:
 - NodeAgent.UpdatePodStatus / ConfirmPodTerminated and Resources.Get of pods bound to it;
 - NodeAgent.RenewCertificate (the servicer signs for the caller's own identity only);
 - NodeAgent.RecordEvents (the event registry checks each event is about the node or its pods);
-- Resources.Get of its own Node;
+- Resources.Get, List and Watch of Nodes, Services and EndpointSlices (what its proxy, DNS and
+  pod network routes follow, as kube-proxy and the kubelet read them);
 - Resources.Get of a ConfigMap or Secret that a pod bound to it references (volumes, projected
   sources, env valueFrom, envFrom: ``pymaster.api.references``), Kubernetes' node authorizer
   rule. List, Watch and every write of them stay refused, so a node reads exactly what its pods
@@ -55,7 +56,7 @@ from google.protobuf.message import Message
 from pymaster.api import objects_pb2
 from pymaster.api.errors import Forbidden, NotFound, TooOld, Unauthenticated
 from pymaster.api.identity import Identity
-from pymaster.api.kinds import CONFIG_MAPS, IDENTITIES, PODS, SECRETS, kind_of
+from pymaster.api.kinds import CONFIG_MAPS, ENDPOINT_SLICES, IDENTITIES, PODS, SECRETS, SERVICES, kind_of
 from pymaster.api.pods import pod_key
 from pymaster.api.references import referenced
 from pymaster.store.base import DELETED
@@ -212,11 +213,21 @@ NODE_RULES: dict[str, NodeRule] = {
     f"/{_RESOURCES}/Get": _ByResource(
         "read",
         {
-            "nodes": _OwnNode("read", lambda r: r.name),
+            "nodes": _allow,
             "pods": _BoundPod("read"),
             CONFIG_MAPS.resource: _Referenced("read"),
             SECRETS.resource: _Referenced("read"),
+            SERVICES.resource: _allow,
+            ENDPOINT_SLICES.resource: _allow,
         },
+    ),
+    # What the node's proxy, DNS and pod network follow (kube-proxy's and the kubelet's reads):
+    # every Service, EndpointSlice and Node, never pods, ConfigMaps or Secrets in bulk.
+    f"/{_RESOURCES}/List": _ByResource(
+        "list", {"nodes": _allow, SERVICES.resource: _allow, ENDPOINT_SLICES.resource: _allow}
+    ),
+    f"/{_RESOURCES}/Watch": _ByResource(
+        "watch", {"nodes": _allow, SERVICES.resource: _allow, ENDPOINT_SLICES.resource: _allow}
     ),
 }
 

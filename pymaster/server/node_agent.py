@@ -47,11 +47,13 @@ class NodeAgentServicer(services_pb2_grpc.NodeAgentServicer):
         self._events = registry.events
         self._hub = hub
         self._certificates = certificates
+        self._network = registry.network.to_proto()
 
     async def RegisterNode(
         self, request: objects_pb2.Node, context: grpc.aio.ServicerContext
     ) -> services_pb2.RegisterNodeResponse:
-        return services_pb2.RegisterNodeResponse(node=await self._nodes.register(request))
+        node = await self._nodes.register(request)
+        return services_pb2.RegisterNodeResponse(node=node, network=self._network)
 
     async def RenewLease(
         self, request: services_pb2.RenewLeaseRequest, context: grpc.aio.ServicerContext

@@ -110,6 +110,10 @@ def event() -> objects_pb2.Event:
         (AGENT + "RecordEvents", services_pb2.RecordEventsRequest(events=[event()])),
         (RESOURCES + "Get", get("nodes", "n1")),
         (RESOURCES + "Get", get("nodes", "n1", namespace="ignored")),
+        (RESOURCES + "Get", get("nodes", "n2")),  # other nodes' pod CIDRs and addresses: routes
+        (RESOURCES + "List", services_pb2.ListRequest(resource="services")),
+        (RESOURCES + "Watch", services_pb2.WatchRequest(resource="endpointslices")),
+        (RESOURCES + "Watch", services_pb2.WatchRequest(resource="nodes")),
         (RESOURCES + "Get", get("pods", "mine")),
         (RESOURCES + "Get", get("pods", "mine", namespace="default")),
         # Gone, or another pod of the name: through to the servicer's NOT_FOUND (no write).
@@ -133,7 +137,8 @@ def test_node_allowed(method, request_):
 
 
 def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
-    """Every Resources verb but Get is refused by name, whatever resource it names."""
+    """Every Resources write is refused by name, whatever resource it names; List and Watch of
+    anything but nodes, services and endpointslices by the resource."""
     requests = {
         "Create": objects_pb2.Object(pod=objects_pb2.Pod()),
         "Apply": objects_pb2.Object(pod=objects_pb2.Pod()),
@@ -142,18 +147,16 @@ def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
         "Watch": services_pb2.WatchRequest(resource="pods", field_selector="spec.nodeName=n1"),
         "Delete": services_pb2.DeleteRequest(resource="nodes", name="n1"),
     }
-    return [(RESOURCES + v, requests[v], f'node "n1" may not call Resources.{v}') for v in verbs]
+    refusals = {"List": 'node "n1" may not list pods', "Watch": 'node "n1" may not watch pods'}
+    return [
+        (RESOURCES + v, requests[v], refusals.get(v, f'node "n1" may not call Resources.{v}')) for v in verbs
+    ]
 
 
 @pytest.mark.parametrize(
     "method, request_, message",
     [
         *_calls("Create", "Apply", "Update", "List", "Watch", "Delete"),
-        (
-            RESOURCES + "List",
-            services_pb2.ListRequest(resource="nodes"),
-            'node "n1" may not call Resources.List',
-        ),
         (RESOURCES + "SomethingNew", get("pods", "mine"), 'node "n1" may not call Resources.SomethingNew'),
         (
             CLUSTER + "PodLogs",
@@ -194,7 +197,6 @@ def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
             'node "n1" may not delete pod default/pending not bound to any node',
         ),
         # Resources.Get: only its own node and the pods bound to it; no other resource at all.
-        (RESOURCES + "Get", get("nodes", "n2"), 'node "n1" may not read node "n2"'),
         (
             RESOURCES + "Get",
             get("pods", "theirs"),
@@ -234,12 +236,12 @@ def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
         (
             RESOURCES + "List",
             services_pb2.ListRequest(resource="secrets"),
-            'node "n1" may not call Resources.List',
+            'node "n1" may not list secrets',
         ),
         (
             RESOURCES + "Watch",
             services_pb2.WatchRequest(resource="configmaps"),
-            'node "n1" may not call Resources.Watch',
+            'node "n1" may not watch configmaps',
         ),
         (
             RESOURCES + "Update",

@@ -24,7 +24,7 @@ NODE = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n"
 DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
 SUPPORTED = (
     "v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret, apps/v1 ReplicaSet, apps/v1 Deployment, "
-    "apps/v1 DaemonSet, batch/v1 Job"
+    "apps/v1 DaemonSet, batch/v1 Job, v1 Service, discovery.k8s.io/v1 EndpointSlice"
 )
 
 

@@ -177,7 +177,7 @@ async def test_a_node_records_events_about_itself_and_its_pods(master, resources
         assert sorted(e.involved_object.name for e in listed.items) == ["mine", "n1"]
         # Recording is all a node may do with events: reading them is the admin's.
         err = await rpc_error(n1.resources.list("events"))
-        assert err.details() == 'node "n1" may not call Resources.List'
+        assert err.details() == 'node "n1" may not list events'
 
 
 async def test_a_repeat_of_an_event_at_the_largest_count_is_no_internal_error(agent):

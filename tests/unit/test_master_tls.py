@@ -248,7 +248,7 @@ async def test_node_may_only_touch_itself_and_its_pods(master, resources):
         err = await rpc_error(a.resources.list("pods"))
         assert (err.code(), err.details()) == (
             grpc.StatusCode.PERMISSION_DENIED,
-            'node "a" may not call Resources.List',
+            'node "a" may not list pods',
         )
         status = services_pb2.PodStatusUpdate(
             namespace="default",
@@ -261,16 +261,17 @@ async def test_node_may_only_touch_itself_and_its_pods(master, resources):
             grpc.StatusCode.PERMISSION_DENIED,
             'node "a" may not update pod default/web bound to node "b"',
         )
-        # (verb, resource) pairs: Get only of itself and its pods; no other verb on anything.
+        # (verb, resource) pairs: Get of its pods and what they reference, reads of nodes, services
+        # and endpointslices; no other verb on anything.
         may_not = 'node "a" may not'
+        assert (await a.resources.get("nodes", "b", "")).metadata.name == "b"
         denied = [
-            (a.resources.get("nodes", "b", ""), f'{may_not} read node "b"'),
             (a.resources.get("pods", "web"), f'{may_not} read pod default/web bound to node "b"'),
             (a.resources.get("secrets", "token"), f"{may_not} read secret default/token: no pod bound to it "
                                                   "references it"),
             (a.resources.get("identities", "b", ""), f"{may_not} read identities"),
             (a.resources.get("events", "web.1"), f"{may_not} read events"),
-            (a.resources.list("nodes"), f"{may_not} call Resources.List"),
+            (a.resources.list("pods"), f"{may_not} list pods"),
             (a.resources.delete("nodes", "b", ""), f"{may_not} call Resources.Delete"),
             (a.resources.delete("pods", "web"), f"{may_not} call Resources.Delete"),
             (a.resources.create(pod_manifest("mine", node_name="a")), f"{may_not} call Resources.Create"),
@@ -289,7 +290,7 @@ async def test_node_may_only_touch_itself_and_its_pods(master, resources):
             assert message is None or err.details() == message
         for stream, message in [
             (a.agent.WatchBoundPods(services_pb2.BoundPodsRequest(node_name="b")), None),
-            (a.resources.watch("pods"), f"{may_not} call Resources.Watch"),
+            (a.resources.watch("pods"), f"{may_not} watch pods"),
         ]:
             err = await rpc_error(stream.read())
             assert err.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -316,7 +317,7 @@ async def test_node_may_only_touch_itself_and_its_pods(master, resources):
         )
 
     assert denied_count("Resources.List") == 2
-    assert denied_count("Resources.Get") == 5
+    assert denied_count("Resources.Get") == 4
     assert denied_count("NodeAgent.UpdatePodStatus") == 1
 
 
