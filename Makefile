@@ -56,6 +56,7 @@ bench: setup images
 	$(PY) bench/readiness.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/controllers.py
+	$(PY) bench/proxy.py
 
 up: setup images
 	@scripts/cluster.sh up

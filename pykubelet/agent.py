@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from pykubelet import node_info
+from pykubelet.cluster_view import ClusterView
 from pykubelet.config import AgentConfig, default_join_server
 from pykubelet.config_objects import ConfigObjects
 from pykubelet.config_source import ConfigSource
@@ -34,19 +35,26 @@ from pykubelet.credentials import (
     CredentialSettings,
     NodeCredentials,
 )
+from pykubelet.dns.server import DnsServer
 from pykubelet.events import EventRecorder
 from pykubelet.executor import PodExecutor
 from pykubelet.metrics import AgentMetrics
+from pykubelet.network.pod_network import PodNetwork
+from pykubelet.network.routes import RouteManager
 from pykubelet.node_status import NodeConfig, NodeStatusReporter
 from pykubelet.pleg import Pleg
 from pykubelet.pod_workers import PodWorkers
 from pykubelet.prober import ProbeManager, ProbeMetrics
+from pykubelet.proxy.metrics import ProxyMetrics
+from pykubelet.proxy.proxier import Proxier
 from pykubelet.runtime.base import ImageNeverPullError, Runtime
 from pykubelet.runtime.docker import DockerRuntime
 from pykubelet.server import AgentServer, ServerTLS
+from pykubelet.service_env import services_from
 from pykubelet.status import StatusManager
 from pykubelet.volumes import PodVolumes
 from pymaster.api.metrics_http import MetricsServer
+from pymaster.api.network import pod_gateway
 from pymaster.client import Client
 
 log = logging.getLogger(__name__)
@@ -197,8 +205,13 @@ class Agent:
             runtime, internal_ip, on_change=pod_changed, recorder=recorder,
             metrics=ProbeMetrics(self.registry),
         )
+        # Services, EndpointSlices and Nodes: the proxy, the DNS server, pod routes, service env vars.
+        view = ClusterView(client)
         executor = PodExecutor(
-            runtime, volumes, cfg.node_name, cfg.infra_image, internal_ip, recorder, objects
+            runtime, volumes, cfg.node_name, cfg.infra_image, internal_ip, recorder, objects,
+            # The pod network is made below, after the reporter it reads the node's podCIDR from.
+            sandbox_config=lambda pod: pod_network.sandbox_config(pod),
+            services_for=services_from(view.services),
         )
         workers = PodWorkers(
             executor, source.pods, source.synced, status_manager, self.metrics, cfg.node_name, internal_ip,
@@ -219,6 +232,8 @@ class Agent:
             on_unauthenticated=certificates.renew_soon,
             not_ready=pleg.unhealthy_message,
         )
+        pod_network = PodNetwork(runtime, cfg.node_name, reporter)
+        routes = RouteManager(view.nodes, lambda: pod_network.pod_cidr)
         try:
             metrics_server = MetricsServer(cfg.metrics_addr, self.registry, healthz=pleg.healthy).start()
         except OSError as err:
@@ -237,14 +252,36 @@ class Agent:
         )
 
         async def watch_pods() -> None:
-            # The master streams a node's pods once it knows the node.
+            # The master streams a node's pods once it knows the node; containers get the service
+            # env vars, so the services are listed first.
             await reporter.registered.wait()
+            await view.services.synced.wait()
             await source.run()
+
+        async def follow_cluster() -> None:
+            await reporter.registered.wait()
+            await view.run()
+
+        async def proxy() -> None:
+            # The address plan (cluster and service CIDRs, NodePort range) comes with registration.
+            await reporter.registered.wait()
+            await Proxier(view, cfg.node_name, reporter.network, metrics=ProxyMetrics(self.registry)).run()
+
+        async def serve_dns() -> None:
+            await reporter.registered.wait()
+            if not reporter.pod_cidr:  # no pod network: pods resolve with the host's DNS (Default)
+                log.warning("no pod CIDR for node=%s: no node-local DNS server", cfg.node_name)
+                return
+            await DnsServer(view, reporter.network, pod_gateway(reporter.pod_cidr)).run()
 
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "lease": reporter.run_lease(),
             "node-status": reporter.run_status(),
             "pod-source": watch_pods(),
+            "cluster-view": follow_cluster(),
+            "cluster-dns": serve_dns(),
+            "pod-network": pod_network.run(),
+            "pod-routes": routes.run(),
             "pleg-relist": pleg.run_relist(),
             "pleg-events": pleg.run_events(),
             "resync": workers.run_resync(),
@@ -252,6 +289,8 @@ class Agent:
             "events": recorder.run(),
             "certificates": certificates.run(),
         }
+        if cfg.proxy_mode == "iptables":
+            loops["proxy"] = proxy()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
         stopped = asyncio.create_task(stop.wait(), name="stop")
         code = 0

@@ -32,6 +32,8 @@ class AgentConfig:
     container_logs: ContainerLogLimits = field(default_factory=ContainerLogLimits)
     # Extended resources the node advertises (--extended-resource): name -> whole count.
     extended_resources: dict[str, str] = field(default_factory=dict)
+    # The node proxy (--proxy-mode): "iptables" (kube-proxy's iptables mode) or "none".
+    proxy_mode: str = "iptables"
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:

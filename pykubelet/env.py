@@ -1,18 +1,24 @@
 """A container's environment, resolved the kubelet's way (``makeEnvironmentVariables``) just
 before each start, and its command and args with ``$(VAR)`` expanded against it.
 
+0. The Service variables (``pykubelet.service_env``), when the agent is given its Services
+   (``services_for``; None, as for an agent with no master, adds none).
 1. ``envFrom``, in order: every key of the ConfigMap or Secret, with ``prefix``; a key that is not
    a valid environment variable name is skipped, and the skipped keys are reported in one Warning
    event per source (``InvalidEnvironmentVariableNames``).
 2. ``env``, in order, each entry replacing an earlier one of its name: ``value`` with ``$(VAR)``
-   expanded against what is defined so far (there are no service variables to add), or
-   ``valueFrom`` (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef).
-3. ``command`` and ``args`` with ``$(VAR)`` expanded against the final environment.
+   expanded against what is defined so far, then the Service variables, or ``valueFrom``
+   (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef).
+3. The environment is 1 and 2, then every Service variable they do not define (the pod's own
+   variables win).
+4. ``command`` and ``args`` with ``$(VAR)`` expanded against the final environment.
 
 A referenced ConfigMap or Secret that does not exist, or a key it lacks, fails the start
 (``EnvError``: the container waits with ``CreateContainerConfigError`` and the next sync tries
 again) unless the reference is ``optional``, in which case the variable (or the whole source) is
-left out. Secret values are bytes, decoded as UTF-8 (an invalid byte becomes U+FFFD, as it would
+left out. Services not read yet from the master also fail the start (kubelet's "services have
+not yet been read at least once"), so no pod misses ``KUBERNETES_SERVICE_HOST`` after an agent
+restart. Secret values are bytes, decoded as UTF-8 (an invalid byte becomes U+FFFD, as it would
 on its way to Docker's JSON API anyway).
 """
 
@@ -25,6 +31,13 @@ from google.protobuf.message import Message
 
 from pykubelet.downward import field_value, resource_value
 from pykubelet.expansion import expand, mapping
+from pykubelet.service_env import (
+    MASTER_SERVICE_NAME,
+    MASTER_SERVICE_NAMESPACE,
+    ServicesFor,
+    ServicesNotSynced,
+    service_env,
+)
 from pymaster.api import errors, objects_pb2
 from pymaster.api.env_validation import is_env_var_name
 
@@ -95,6 +108,7 @@ async def make_environment(
     host_ip: str,
     warn: Callable[[str, str], None] = _ignore,
     allocatable: Mapping[str, str] | None = None,
+    services_for: ServicesFor | None = None,
 ) -> list[tuple[str, str]]:
     """The (name, value) pairs a container runs with, one per name.
 
@@ -107,13 +121,20 @@ async def make_environment(
         warn: called with (reason, message) for what the pod's events should say.
         allocatable: the node's resources for resourceFieldRef limits the container does not set
             (default: this machine's).
+        services_for: the Services of a namespace, for the Service variables; None: none.
 
     Raises:
         EnvError: a source could not be resolved.
     """
     namespace = pod.metadata.namespace
     read = _Objects(objects, namespace)
+    services = _service_env(pod, services_for)
     env: dict[str, str] = {}
+
+    def lookup(name: str) -> str | None:
+        value = env.get(name)
+        return value if value is not None else services.get(name)
+
     for source in container.env_from:
         kind, ref = ("secret", source.secret_ref) if source.HasField("secret_ref") else (
             "configMap", source.config_map_ref)
@@ -135,12 +156,31 @@ async def make_environment(
                  "since they are considered invalid environment variable names.")
     for var in container.env:
         if var.value or not var.HasField("value_from"):
-            env[var.name] = expand(var.value, env.get)
+            env[var.name] = expand(var.value, lookup)
             continue
         value = await _value_from(pod, container, var.value_from, read, pod_ip, host_ip, allocatable)
         if value is not None:
             env[var.name] = value
-    return list(env.items())
+    return list(env.items()) + [(k, v) for k, v in services.items() if k not in env]
+
+
+def _service_env(pod: objects_pb2.Pod, services_for: ServicesFor | None) -> dict[str, str]:
+    """The pod's Service variables by name.
+
+    Raises:
+        EnvError: the agent has not read the Services yet.
+    """
+    if services_for is None:
+        return {}
+    namespace = pod.metadata.namespace
+    links = not pod.spec.HasField("enable_service_links") or pod.spec.enable_service_links
+    try:
+        defaults = services_for(MASTER_SERVICE_NAMESPACE)
+        masters = [s for s in defaults if s.metadata.name == MASTER_SERVICE_NAME]
+        own = services_for(namespace) if links else []
+    except ServicesNotSynced:
+        raise EnvError("services have not yet been read at least once, cannot construct envvars") from None
+    return dict(service_env(own, namespace, links, masters[0] if masters else None))
 
 
 async def _value_from(
@@ -193,6 +233,7 @@ async def resolve_container(
     host_ip: str,
     warn: Callable[[str, str], None] = _ignore,
     allocatable: Mapping[str, str] | None = None,
+    services_for: ServicesFor | None = None,
 ) -> objects_pb2.Container:
     """A copy of ``container`` as it runs: ``env`` the resolved (name, value) pairs (no
     ``valueFrom``, no ``envFrom``), ``command`` and ``args`` expanded against them.
@@ -202,7 +243,7 @@ async def resolve_container(
     Raises:
         EnvError: the environment could not be resolved.
     """
-    env = await make_environment(pod, container, objects, pod_ip, host_ip, warn, allocatable)
+    env = await make_environment(pod, container, objects, pod_ip, host_ip, warn, allocatable, services_for)
     lookup = mapping(env)
     resolved = objects_pb2.Container()
     resolved.CopyFrom(container)

@@ -38,7 +38,9 @@ from pykubelet.runtime.base import (
     PodRuntime,
     Runtime,
     RuntimeUnavailable,
+    SandboxConfig,
 )
+from pykubelet.service_env import ServicesFor
 from pykubelet.sync import LIVE_STATES, ContainerFailure, PodActions, is_sidecar
 from pykubelet.volume_projection import VolumeMountError
 from pykubelet.volumes import PodVolumes
@@ -82,6 +84,11 @@ class PodExecutor:
         recorder: where events go (none by default).
         objects: where ConfigMaps and Secrets are read (env); None: a container referring to
             one fails to start.
+        sandbox_config: returns a pod's sandbox settings (its network and DNS:
+            ``PodNetwork.sandbox_config``); None: the runtime's defaults. Its errors
+            (NetworkNotReady) fail the sandbox like the runtime's own.
+        services_for: the Services of a namespace, for the containers' service env vars
+            (``pykubelet.service_env``); None: none.
     """
 
     def __init__(
@@ -93,6 +100,8 @@ class PodExecutor:
         host_ip: str = "",
         recorder: EventRecorder | None = None,
         objects: ConfigObjects | None = None,
+        sandbox_config: Callable[[objects_pb2.Pod], Awaitable[SandboxConfig]] | None = None,
+        services_for: ServicesFor | None = None,
     ):
         self.runtime = runtime
         self.volumes = volumes
@@ -101,6 +110,8 @@ class PodExecutor:
         self._host_ip = host_ip
         self._events: EventRecorder | _NoEvents = recorder or _NoEvents()
         self._objects = objects
+        self._sandbox_config = sandbox_config
+        self._services_for = services_for
 
     async def execute(
         self,
@@ -147,9 +158,7 @@ class PodExecutor:
         infra = observed.infra if observed is not None else None
         if actions.create_sandbox:
             try:
-                infra = await self.runtime.start_infra(
-                    pod, self._node_name, self._infra_image, actions.sandbox_restart_count
-                )
+                infra = await self._start_infra(pod, actions.sandbox_restart_count)
                 log.info("sandbox started pod=%s id=%s ip=%s", key, infra.id[:12], infra.ip)
             except RuntimeUnavailable:
                 raise
@@ -170,6 +179,14 @@ class PodExecutor:
         await self._remove_garbage(actions.containers_to_remove, key)
         return failures
 
+    async def _start_infra(self, pod: objects_pb2.Pod, restart_count: int) -> ContainerInfo:
+        if self._sandbox_config is None:
+            return await self.runtime.start_infra(pod, self._node_name, self._infra_image, restart_count)
+        sandbox = await self._sandbox_config(pod)
+        return await self.runtime.start_infra(
+            pod, self._node_name, self._infra_image, restart_count, sandbox=sandbox
+        )
+
     async def _start(
         self,
         pod: objects_pb2.Pod,
@@ -184,6 +201,7 @@ class PodExecutor:
             resolved = await resolve_container(
                 pod, container, self._objects, pod_ip(pod, observed, infra, self._host_ip), self._host_ip,
                 warn=lambda reason, message: self._events.pod_event(pod, "Warning", reason, message),
+                services_for=self._services_for,
             )
             mounts = await self.volumes.mounts(pod, resolved)
             mounts.append(await self.volumes.termination_log(pod, container, restart_count))

@@ -30,6 +30,7 @@ from pymaster.api.tokens import JoinToken
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_SERVER = "127.0.0.1:6443"
 TOKEN_ENV = "PYKUBE_TOKEN"
+PROXY_MODES = ("iptables", "none")
 
 # A label key is an optional DNS-subdomain prefix and a name; values are names or empty.
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -246,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--container-log-max-files", type=parse_log_max_files, default=defaults.max_files,
                    metavar="N", help="log files kept per container, the current one included "
                    f"(default {defaults.max_files}, at least {_MIN_LOG_FILES})")
+    p.add_argument("--proxy-mode", default="iptables", choices=list(PROXY_MODES),
+                   help="the node proxy: iptables (Services through the host's nat table, as kube-proxy's "
+                   "iptables mode; one agent per host programs it, the others stand by) or none")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove every iptables rule and chain of the node proxy and the pod network, then "
+                   "exit (like kube-proxy --cleanup)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
     return p
@@ -292,12 +299,30 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+def cleanup() -> int:
+    """``--cleanup``: removes the node proxy's and the pod network's rules and chains from the host;
+    the exit status (0, or 1 when iptables failed)."""
+    from pykubelet.network.iptables_rules import cleanup_pod_network_rules
+    from pykubelet.proxy.cleanup import cleanup_proxy_rules
+    from pykubelet.proxy.iptables import IptablesError
+
+    try:
+        asyncio.run(cleanup_proxy_rules())
+    except (IptablesError, OSError) as err:
+        logging.getLogger(__name__).error("cleanup failed: %s", err)
+        return 1
+    cleanup_pod_network_rules()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the agent and exits with its status."""
     args = parse_args(argv)
     # Kubernetes components export no *_created series; dashboards written for them expect none.
     prometheus_client.disable_created_metrics()
     configure_logging(args.log_level)
+    if args.cleanup:
+        sys.exit(cleanup())
     # Imported here so that --help works (and is fast) even without Docker libraries loaded.
     from pykubelet.agent import Agent
 
@@ -325,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
             allowed_unsafe_sysctls=args.allowed_unsafe_sysctls,
         ),
         extended_resources=dict(args.extended_resource),
+        proxy_mode=args.proxy_mode,
         container_logs=ContainerLogLimits(
             max_size=args.container_log_max_size, max_files=args.container_log_max_files
         ),

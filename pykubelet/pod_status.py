@@ -14,9 +14,9 @@
   all app containers terminated and the restart policy runs none again (sidecars do not count).
   A terminal phase is final; so is a pod past its activeDeadlineSeconds (Failed,
   DeadlineExceeded).
-- podIP from the running infra container (kept from the previous status once it stopped); on
-  the host's network (spec.hostNetwork) the node's address, as in Kubernetes; hostIP, startTime
-  (kept once set: infra creation or first computation).
+- podIP (and podIPs, its one entry) from the running infra container (kept from the previous
+  status once it stopped); on the host's network (spec.hostNetwork) the node's address, as in
+  Kubernetes; hostIP, startTime (kept once set: infra creation or first computation).
 - conditions Initialized (every init container done), ContainersReady and Ready (every app
   container and sidecar ready); lastTransitionTime is kept from the previous status while a
   condition's status does not change. PodScheduled is the master's.
@@ -121,6 +121,8 @@ def compute_pod_status(
         status.pod_ip = infra.ip
     elif previous is not None:
         status.pod_ip = previous.pod_ip
+    if status.pod_ip:
+        status.pod_ips.add(ip=status.pod_ip)  # one address family here: podIPs[0] is podIP
 
     if previous is not None and previous.HasField("start_time"):
         status.start_time.CopyFrom(previous.start_time)

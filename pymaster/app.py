@@ -47,6 +47,7 @@ from pymaster.api.network import NetworkConfig
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
 from pymaster.controllers.eviction_rate import EvictionPolicy
 from pymaster.controllers.manager import ControllerManager
+from pymaster.controllers.master_service import MasterService
 from pymaster.controllers.node_lifecycle import NodeLifecycleController
 from pymaster.controllers.taint_eviction import TaintEvictionController
 from pymaster.metrics import ClusterState, MasterMetrics
@@ -288,6 +289,8 @@ class MasterApp:
         reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
         credentials = master_pki.server_credentials()
         self.port = _bind(self.listen, lambda: server.add_secure_port(self.listen, credentials))
+        # The `kubernetes` Service points at the port just bound (port 0 picks one).
+        await MasterService(self.api, host_of(self.listen)).ensure(self.port)
 
         join_server = self._grpc_server(None, MAX_CONCURRENT_JOIN_RPCS)
         services_pb2_grpc.add_BootstrapServicer_to_server(

@@ -26,6 +26,7 @@ from pykubelet.runtime.base import (
     ExecResult,
     Mount,
     PodRuntime,
+    SandboxConfig,
     TerminalSize,
 )
 from pymaster.api import objects_pb2
@@ -223,7 +224,8 @@ class FakeRuntime:
         return None  # always present
 
     async def start_infra(
-        self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
+        self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0,
+        sandbox: SandboxConfig | None = None,
     ) -> ContainerInfo:
         self.calls.append(("start_infra", infra_image, restart_count))
         if self.infra_error is not None:

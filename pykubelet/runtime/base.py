@@ -110,6 +110,54 @@ class ContainerLogLimits:
 
 
 @dataclass(frozen=True)
+class PodDNS:
+    """A pod's resolv.conf (``pykubelet.network.pod_dns``): every container of the pod shares it.
+
+    Attributes:
+        nameservers: ``nameserver`` lines, in order.
+        searches: the ``search`` line's domains.
+        options: the ``options`` line's entries (``ndots:5``, ``edns0``).
+    """
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Where a pod's infra container lives on the network (not under spec.hostNetwork).
+
+    Attributes:
+        network: the engine network it joins (the node's pod network); "" for the engine's
+            default bridge.
+        dns: the pod's resolv.conf; None leaves the engine's default.
+    """
+
+    network: str = ""
+    dns: PodDNS | None = None
+
+
+@dataclass(frozen=True)
+class BridgeNetwork:
+    """A bridge network of the engine as the node's pod network wants it.
+
+    Attributes:
+        name: the Docker network's name (``pykube-<node>``).
+        subnet: its IPAM subnet (the node's pod CIDR).
+        gateway: its gateway (the bridge's own address).
+        options: driver options (bridge name, masquerade off).
+        labels: its labels.
+    """
+
+    name: str
+    subnet: str
+    gateway: str
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExecResult:
     """What a command run in a container (``Runtime.exec``) left behind.
 
@@ -275,12 +323,18 @@ class Runtime(Protocol):
         ...
 
     async def start_infra(
-        self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
+        self,
+        pod: objects_pb2.Pod,
+        node_name: str,
+        infra_image: str,
+        restart_count: int = 0,
+        sandbox: SandboxConfig | None = None,
     ) -> ContainerInfo:
         """Creates and starts the pod's infra container (network and IPC namespaces, with the pod's
         sysctls; published ports; the host's network namespace under spec.hostNetwork).
         ``restart_count`` is the attempt number of the sandbox (0 first, +1 per re-creation), so
-        a re-created infra container never clashes with the name of a dead one.
+        a re-created infra container never clashes with the name of a dead one. ``sandbox``: the
+        network it joins and the pod's resolv.conf (shared by the app containers).
         Raises InfraImageMissing / CreateContainerError / RunContainerError."""
         ...
 

@@ -15,6 +15,7 @@ few fields per kind, read off the proto objects::
     events:     metadata.name, metadata.namespace, involvedObject.*, reason, type, source ...
     configmaps: metadata.name, metadata.namespace
     secrets:    metadata.name, metadata.namespace, type
+    workloads, services, endpointslices: metadata.name, metadata.namespace
 
 Kubernetes' backslash escapes in field selector values are not supported: no supported field
 can hold a comma or an equals sign.
@@ -209,7 +210,7 @@ _FIELDS_BY_KIND = {
     "pods": _POD_FIELDS, "nodes": _NODE_FIELDS, "events": _EVENT_FIELDS,
     "configmaps": _CONFIG_MAP_FIELDS, "secrets": _SECRET_FIELDS,
     "replicasets": _OBJECT_FIELDS, "deployments": _OBJECT_FIELDS, "daemonsets": _OBJECT_FIELDS,
-    "jobs": _JOB_FIELDS,
+    "jobs": _JOB_FIELDS, "services": _OBJECT_FIELDS, "endpointslices": _OBJECT_FIELDS,
 }
 _FIELDS_BY_TYPE = {
     "pykube.v1.Pod": ("Pod", _POD_FIELDS),
@@ -221,6 +222,8 @@ _FIELDS_BY_TYPE = {
     "pykube.v1.Deployment": ("Deployment", _OBJECT_FIELDS),
     "pykube.v1.DaemonSet": ("DaemonSet", _OBJECT_FIELDS),
     "pykube.v1.Job": ("Job", _JOB_FIELDS),
+    "pykube.v1.Service": ("Service", _OBJECT_FIELDS),
+    "pykube.v1.EndpointSlice": ("EndpointSlice", _OBJECT_FIELDS),
 }
 _FIELD_TERM = re.compile(r"\s*(?P<field>[^\s=!]+)\s*(?P<op>==|!=|=)\s*(?P<value>[^\s=!]*)\s*")
 

@@ -38,6 +38,7 @@ from pymaster.api.checks import (
     check_type_meta,
 )
 from pymaster.api.container_validation import check_container
+from pymaster.api.dns_validation import check_pod_dns
 from pymaster.api.errors import ValidationError
 from pymaster.api.resource_validation import check_pod_resources
 from pymaster.api.scheduling_validation import (
@@ -97,6 +98,7 @@ def validate_pod(pod: objects_pb2.Pod) -> None:
         raise ValidationError("spec.activeDeadlineSeconds", "must be greater than 0")
     if spec.service_account_name:
         check_dns_subdomain("spec.serviceAccountName", spec.service_account_name)
+    check_pod_dns(spec)
     check_scheduling(spec)
     check_pod_security(spec, pod.metadata.annotations)
     check_pod_resources(spec)

@@ -18,7 +18,15 @@ from typing import Any
 
 from pymaster.api import kinds as api_kinds
 from pymaster.api import objects_pb2
-from pymaster.cli import describe, describe_config, describe_workloads, printers, rollout_status, timefmt
+from pymaster.cli import (
+    describe,
+    describe_config,
+    describe_workloads,
+    printers,
+    rollout_status,
+    service_printers,
+    timefmt,
+)
 from pymaster.cli import workload_lookup as lookup_
 from pymaster.cli import workload_printers as wp
 from pymaster.client import Client
@@ -139,6 +147,12 @@ async def _describe_job(client: Client, job: objects_pb2.Job, events: Events, no
     return describe_workloads.describe_job(job, await _pod_counts(client, job), now, events=events)
 
 
+async def _describe_service(client: Client, service: objects_pb2.Service, events: Events, now: float) -> str:
+    selector = f"kubernetes.io/service-name={service.metadata.name}"
+    slices = await client.list(api_kinds.ENDPOINT_SLICES.resource, service.metadata.namespace, selector)
+    return service_printers.describe_service(service, list(slices.items), now, events=events)
+
+
 def _template(obj: Any) -> objects_pb2.PodTemplateSpec:
     return obj.spec.template
 
@@ -174,6 +188,10 @@ KINDS: dict[str, CliKind] = {
         _workload(api_kinds.DAEMON_SETS, wp.daemon_set_header, wp.daemon_set_row, _describe_daemon_set,
                   rollout=rollout_status.DAEMON_SET),
         _workload(api_kinds.JOBS, wp.job_header, wp.job_row, _describe_job),
+        CliKind(api_kinds.SERVICES, service_printers.service_header, service_printers.service_row,
+                _describe_service),
+        CliKind(api_kinds.ENDPOINT_SLICES, service_printers.endpoint_slice_header,
+                service_printers.endpoint_slice_row, _describe_generic),
     )
 }
 _BY_NAME = {name: kind for kind in KINDS.values() for name in kind.names}

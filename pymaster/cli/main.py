@@ -47,6 +47,7 @@ from pymaster.cli import (
     commands,
     create_config,
     drain,
+    expose,
     get,
     kinds,
     metadata_edit,
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     taint.add_parser(sub, common)
     scale.add_parser(sub, common)
+    expose.add_parser(sub, common)
     rollout.add_parser(sub, common, parse_duration)
     set_image.add_parser(sub, common)
     drain.add_parser(sub, common, parse_duration)
@@ -370,6 +372,8 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError("you must specify at least one command for the container", command)
     elif command == "scale":
         scale.check(args)
+    elif command == "expose":
+        expose.check(args)
     elif command == "rollout":
         rollout.check(args)
     elif command == "set":

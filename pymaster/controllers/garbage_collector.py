@@ -47,7 +47,9 @@ from pymaster.registry.workloads import BACKGROUND, FOREGROUND, FOREGROUND_FINAL
 
 log = logging.getLogger(__name__)
 
-DEPENDENT_RESOURCES = ("pods", "replicasets", "deployments", "daemonsets", "jobs", "configmaps", "secrets")
+DEPENDENT_RESOURCES = (
+    "pods", "replicasets", "deployments", "daemonsets", "jobs", "configmaps", "secrets", "endpointslices",
+)
 OWNERS_INDEX = "owners"
 
 SOLID, DANGLING, WAITING = "solid", "dangling", "waiting"

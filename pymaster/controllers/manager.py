@@ -1,7 +1,7 @@
 """The controller manager (kube-controller-manager's workload half): one shared informer per kind
-and the ReplicaSet, Deployment, DaemonSet, Job and garbage-collector controllers over them, started
-and stopped together by the master's composition root. Each controller's work queue reports under
-Kubernetes' ``workqueue_*`` metric names, labelled with the controller's name.
+and the ReplicaSet, Deployment, DaemonSet, Job, EndpointSlice and garbage-collector controllers over
+them, started and stopped together by the master's composition root. Each controller's work queue
+reports under Kubernetes' ``workqueue_*`` metric names, labelled with the controller's name.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from pymaster.controllers.daemonset import DaemonSetController
 from pymaster.controllers.deployment import DeploymentController
+from pymaster.controllers.endpointslice import EndpointSliceController
 from pymaster.controllers.garbage_collector import GarbageCollector
 from pymaster.controllers.informer import InformerFactory
 from pymaster.controllers.job import JobController
@@ -42,7 +43,7 @@ class ControllerManager:
         self.controllers: list[Controller] = [
             cls(registry, self.informers, metrics, clock)
             for cls in (ReplicaSetController, DeploymentController, DaemonSetController, JobController,
-                        GarbageCollector)
+                        EndpointSliceController, GarbageCollector)
         ]
 
     async def start(self) -> None:

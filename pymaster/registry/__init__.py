@@ -1,8 +1,8 @@
 """The registry: per kind, the rules for writing it (kube-apiserver's "strategies"), over the
 store. Servicers, the scheduler and the controllers write through it alike; one module per kind
 (``pods``, ``nodes``, ``events``, ``configmaps``, ``secrets``, ``workloads`` for the four workload
-kinds), plus what they share (``base``,
-``watch``) and the in-memory node leases.
+kinds, ``services`` with their ClusterIP and NodePort allocations, ``endpoint_slices``), plus what
+they share (``base``, ``watch``) and the in-memory node leases.
 
 ``Registry`` bundles them for the composition root (``pymaster.app``).
 """
@@ -17,11 +17,13 @@ from pymaster.api.kinds import DAEMON_SETS, DEPLOYMENTS, JOBS, REPLICA_SETS, SER
 from pymaster.api.network import NetworkConfig
 from pymaster.registry.base import KindRegistry
 from pymaster.registry.configmaps import ConfigMapRegistry
+from pymaster.registry.endpoint_slices import EndpointSliceRegistry
 from pymaster.registry.events import EventRegistry
 from pymaster.registry.leases import NodeLeases
 from pymaster.registry.nodes import NodeRegistry
 from pymaster.registry.pods import PodRegistry
 from pymaster.registry.secrets import SecretRegistry
+from pymaster.registry.services import ServiceRegistry
 from pymaster.registry.workloads import WorkloadRegistry
 from pymaster.store.base import Store
 
@@ -60,7 +62,10 @@ class Registry:
         self.workloads: dict[str, WorkloadRegistry] = {
             r.kind.resource: r for r in (self.replica_sets, self.deployments, self.daemon_sets, self.jobs)
         }
-        kinds = (self.pods, self.nodes, self.events, self.config_maps, self.secrets, *self.workloads.values())
+        self.services = ServiceRegistry(store, self.network, clock)
+        self.endpoint_slices = EndpointSliceRegistry(store, clock)
+        kinds = (self.pods, self.nodes, self.events, self.config_maps, self.secrets, *self.workloads.values(),
+                 self.services, self.endpoint_slices)
         self._by_resource: dict[str, KindRegistry] = {r.kind.resource: r for r in kinds}
 
     def has_dependents(self, namespace: str, uid: str) -> bool:

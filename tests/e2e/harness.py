@@ -5,8 +5,9 @@ Everything speaks mutual TLS, as in production: the master writes its CA, ``admi
 token into its data dir on first start; test clients and pyctl use that admin config (never the
 user's ~/.pykube/config); agents join with the token over the master's plaintext join port.
 
-Every process is killed and every container labelled with a test node's name is removed when
-the test (or module) that started it finishes.
+Every process is killed, and every container and Docker network labelled with a test node's name
+is removed, when the test (or module) that started it finishes; a cluster's agents' host rules
+(the node proxy's and the pod network's iptables chains) go with ``pykubelet --cleanup``.
 """
 
 from __future__ import annotations
@@ -198,6 +199,13 @@ class Agent(Process):
     def has_credentials(self) -> bool:
         return all((self.pki_dir / name).exists() for name in ("node.key", "node.crt", "ca.crt"))
 
+    def cleanup(self, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Runs ``pykubelet --cleanup`` with this agent's flags (its join token aside: cleaning up
+        needs no master): it removes the host rules the node's proxy and pod network own, and exits."""
+        return subprocess.run(
+            [str(BIN / self.name), *self.args, "--cleanup"], capture_output=True, text=True, timeout=timeout
+        )
+
     def node_config(self, server: str | None = None) -> ClientConfig:
         """A client config with this node's own identity, read from its pki dir (to act as the node)."""
         return ClientConfig(
@@ -214,6 +222,18 @@ def remove_node_containers(node_name: str) -> None:
     try:
         for container in client.containers.list(all=True, filters={"label": f"pykube.node.name={node_name}"}):
             container.remove(force=True)
+    finally:
+        client.close()
+
+
+def remove_node_networks(node_name: str) -> None:
+    """Removes the Docker networks an agent of ``node_name`` created (its pod network), once their
+    containers are gone."""
+    client = docker.from_env()
+    try:
+        for network in client.networks.list(filters={"label": f"pykube.node.name={node_name}"}):
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
     finally:
         client.close()
 
@@ -238,6 +258,28 @@ def pyctl(
     return subprocess.run(
         [str(BIN / "pyctl"), *args], input=stdin, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def pod_exec(
+    master: Master, pod: str, *command: str, container: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``command`` in a container of pod ``pod`` (default namespace) with ``pyctl exec``."""
+    chosen = ["-c", container] if container else []
+    return pyctl(master, "exec", pod, *chosen, "--", *command, timeout=timeout)
+
+
+def docker_exec(node_name: str, pod_name: str, container: str, command: list[str]) -> tuple[int, str]:
+    """Runs ``command`` in a pod's container straight through the Docker Engine (for when the
+    node's agent, which serves exec, is down); returns (exit code, stdout)."""
+    client = docker.from_env()
+    try:
+        labels = [f"pykube.node.name={node_name}", f"pykube.pod.name={pod_name}",
+                  f"pykube.container.name={container}"]
+        (target,) = client.containers.list(filters={"label": labels})
+        result = target.exec_run(command, demux=True)
+        return result.exit_code, (result.output[0] or b"").decode(errors="replace")
+    finally:
+        client.close()
 
 
 def http_get(url: str) -> tuple[int, str, str]:
@@ -387,8 +429,10 @@ class Cluster:
 @contextlib.contextmanager
 def running_cluster(workdir: Path, **options: Any) -> Iterator[Cluster]:
     """Starts a Cluster (``options``: Cluster's) and waits for its nodes to be Ready; stops
-    everything afterwards and checks that no container of its nodes is left behind."""
+    everything afterwards, removes the host rules its agents' proxy and pod network leave behind
+    by design (``pykubelet --cleanup``), and checks that no container of its nodes is left."""
     cluster = Cluster(workdir, **options)
+    cleanup: subprocess.CompletedProcess[str] | None = None
     try:
         cluster.master.start()
         asyncio.run(cluster.master.wait_serving())
@@ -405,5 +449,10 @@ def running_cluster(workdir: Path, **options: Any) -> Iterator[Cluster]:
             process.stop()
         for name in cluster.node_names:
             remove_node_containers(name)
+            remove_node_networks(name)
+        started = [agent for agent in cluster.agents if agent.proc is not None]
+        if started:
+            cleanup = started[0].cleanup()
     for name in cluster.node_names:
         assert node_containers(name) == [], f"containers left behind on {name}"
+    assert cleanup is None or cleanup.returncode == 0, f"pykubelet --cleanup failed: {cleanup.stderr}"

@@ -347,5 +347,5 @@ def test_create_of_an_unknown_kind_names_the_document(
     assert capsys.readouterr().err == (
         'error: document 2: kind: unsupported kind "StatefulSet" (apps/v1); '
         "supported: v1 Pod, v1 Node, v1 Event, v1 ConfigMap, v1 Secret, apps/v1 Deployment, "
-        "apps/v1 ReplicaSet, apps/v1 DaemonSet, batch/v1 Job\n"
+        "apps/v1 ReplicaSet, apps/v1 DaemonSet, batch/v1 Job, v1 Service, discovery.k8s.io/v1 EndpointSlice\n"
     )

@@ -239,7 +239,8 @@ def test_every_kind_has_its_kubectl_names() -> None:
     assert kinds.lookup("deploy") is kinds.of("deployments") and kinds.lookup("rs").resource == "replicasets"
     assert kinds.of("events").names == ("events", "event", "ev")
     assert kinds.listing() == ("pods (po), nodes (no), events (ev), configmaps (cm), secrets, "
-                               "deployments (deploy), replicasets (rs), daemonsets (ds), jobs")
+                               "deployments (deploy), replicasets (rs), daemonsets (ds), jobs, "
+                               "services (svc), endpointslices")
 
 
 def test_the_table_covers_the_served_kinds_it_names() -> None:
@@ -247,5 +248,5 @@ def test_the_table_covers_the_served_kinds_it_names() -> None:
         assert api_kinds.SERVED[kind.resource] is kind.api
         plain, wide = kind.header(wide=False), kind.header(wide=True)
         assert plain and wide[0] == plain[0]
-        # kubectl's -o wide adds columns to every kind but ConfigMaps and Secrets.
-        assert (len(wide) > len(plain)) == (kind.resource not in ("configmaps", "secrets"))
+        # kubectl's -o wide adds columns to every kind but ConfigMaps, Secrets and EndpointSlices.
+        assert (len(wide) > len(plain)) == (kind.resource not in ("configmaps", "secrets", "endpointslices"))

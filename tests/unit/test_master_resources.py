@@ -111,7 +111,8 @@ async def test_a_resource_the_master_does_not_serve_is_invalid_argument(resource
     for resource in ("widgets", "identities", "Pods", "pod", ""):
         known = (
             f"resource: the server doesn't have a resource type {resource!r}; "
-            "known: pods, nodes, events, configmaps, secrets, replicasets, deployments, daemonsets, jobs"
+            "known: pods, nodes, events, configmaps, secrets, replicasets, deployments, daemonsets, jobs, "
+            "services, endpointslices"
         )
         calls = [
             resources.get(resource, "n1"),

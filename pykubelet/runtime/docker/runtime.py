@@ -15,6 +15,9 @@ Pod features:
   Privileged, ReadonlyRootfs, SecurityOpt (no-new-privileges, seccomp, AppArmor), OomScoreAdj on
   the app containers; the pod's sysctls and the sandbox's OomScoreAdj (-998) on the infra
   container, which owns the network and IPC namespaces the sysctls belong to.
+- pod network: ``SandboxConfig.network`` puts the infra container on the node's pod network (a
+  bridge network ``ensure_bridge_network`` keeps, see ``networks.py``); its resolv.conf is the
+  pod's (``SandboxConfig.dns``), rewritten after the start and shared by the app containers.
 - logs: every app container logs through Docker's json-file driver with ``max-size`` and
   ``max-file`` from ``ContainerLogLimits`` (the agent's ``--container-log-max-size``/``-files``),
   so Docker rotates its log and drops the oldest file: a chatty container cannot fill the disk.
@@ -40,6 +43,7 @@ from pykubelet.admission import host_apparmor_enabled
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
     INFRA_CONTAINER_NAME,
+    BridgeNetwork,
     ContainerDiskUsage,
     ContainerInfo,
     ContainerLogLimits,
@@ -50,11 +54,13 @@ from pykubelet.runtime.base import (
     ImagePullError,
     InfraImageMissing,
     Mount,
+    PodDNS,
     PodRuntime,
     RunContainerError,
+    SandboxConfig,
     TerminalSize,
 )
-from pykubelet.runtime.docker import convert, images, logs_events, security
+from pykubelet.runtime.docker import convert, images, logs_events, networks, security
 from pykubelet.runtime.docker.disk_usage import DiskUsageReader
 from pykubelet.runtime.docker.engine import Engine, Observer
 from pykubelet.runtime.docker.exec_stream import DockerExecSession, exec_stream
@@ -74,7 +80,8 @@ class DockerRuntime:
             (operation types: list_containers, inspect_container, create_container,
             start_container, stop_container, remove_container, pull_image, inspect_image, logs,
             events, version, create_exec, start_exec, inspect_exec, resize_exec,
-            list_container_stats, info). It may be called from the stream threads.
+            list_container_stats, info, ensure_network, remove_network). It may be called from the
+            stream threads.
         log_limits: the log rotation of app containers (json-file ``max-size``/``max-file``).
         seccomp_dir: where Localhost seccomp profiles are read (the agent's
             ``<root-dir>/seccomp``); None: a container asking for one fails with
@@ -152,10 +159,25 @@ class DockerRuntime:
         """
         return await images.ensure_image(self._engine, image, pull_policy, on_pull)
 
+    async def ensure_bridge_network(self, want: BridgeNetwork) -> bool:
+        """Makes the node's pod network match ``want``; True when it was (re-)created. See
+        ``networks.ensure_bridge_network``."""
+        return await networks.ensure_bridge_network(self._engine, want)
+
+    async def remove_network(self, name: str) -> None:
+        """Removes a Docker network (a missing one is fine)."""
+        await networks.remove_network(self._engine, name)
+
     async def start_infra(
-        self, pod: objects_pb2.Pod, node_name: str, infra_image: str, restart_count: int = 0
+        self,
+        pod: objects_pb2.Pod,
+        node_name: str,
+        infra_image: str,
+        restart_count: int = 0,
+        sandbox: SandboxConfig | None = None,
     ) -> ContainerInfo:
-        """Creates and starts the pod's infra container: bridge network, hostname = pod name,
+        """Creates and starts the pod's infra container: ``sandbox.network`` (else the default
+        bridge) with the pod's resolv.conf (``sandbox.dns``), hostname = pod name,
         every container port with a hostPort published on it, IPC shareable for the app
         containers; under hostNetwork the host's network instead (no ports to publish, no IP);
         the pod's sysctls; OomScoreAdj -998. Returns it inspected, with its IP.
@@ -177,13 +199,22 @@ class DockerRuntime:
         host_network = pod.spec.host_network
         exposed, bindings = ([], {}) if host_network else convert.port_bindings(pod)
         infra_security = security.infra_options(pod, self._node_security)
+        sandbox = sandbox or SandboxConfig()
+        dns = sandbox.dns
+        network_mode = "host" if host_network else (sandbox.network or None)
+        # Docker's record of the settings (not on the host's network, where it may refuse them);
+        # the file itself is rewritten after the start either way.
+        docker_dns = None if host_network else dns
 
         def create(api: docker.APIClient) -> dict[str, Any]:
             host_config = api.create_host_config(
                 port_bindings=bindings or None,
                 ipc_mode="shareable",
                 restart_policy={"Name": "no"},
-                network_mode="host" if host_network else None,
+                network_mode=network_mode,
+                dns=list(docker_dns.nameservers) or None if docker_dns else None,
+                dns_search=list(docker_dns.searches) or None if docker_dns else None,
+                dns_opt=list(docker_dns.options) or None if docker_dns else None,
                 **infra_security,
             )
             return api.create_container(
@@ -200,10 +231,28 @@ class DockerRuntime:
         created = await self._engine.run("create_container", create, CreateContainerError)
         try:
             await self._engine.run("start_container", lambda api: api.start(created["Id"]), RunContainerError)
+            if dns is not None:
+                await self._write_resolv_conf(created["Id"], dns)
         except RunContainerError:
             await self.remove_container(created["Id"])
             raise
         return await self._inspect_info(created["Id"], node_name)
+
+    async def _write_resolv_conf(self, container_id: str, dns: PodDNS) -> None:
+        """Writes the pod's resolv.conf over the one Docker made for its infra container.
+
+        Raises:
+            RunContainerError: the file could not be written (the engine is not on this host).
+        """
+        attrs = await self._inspect(container_id)
+        path = (attrs or {}).get("ResolvConfPath") or ""
+        if not path:
+            raise RunContainerError(f"infra container {container_id[:12]} has no resolv.conf to write")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, networks.write_resolv_conf, path, dns)
+        except OSError as err:
+            raise RunContainerError(f"cannot write the pod's resolv.conf {path}: {err}") from err
 
     async def start_container(
         self,
