@@ -23,6 +23,7 @@ from typing import Protocol
 from pykubelet.backoff import Backoff
 from pykubelet.network import iptables_rules
 from pykubelet.network.pod_dns import ResolvConf, effective_policy, parse_resolv_conf, pod_dns
+from pykubelet.runtime import labels
 from pykubelet.runtime.base import BridgeNetwork, ContainerRuntimeError, PodDNS, SandboxConfig
 from pymaster.api import objects_pb2
 from pymaster.api.dns_validation import DEFAULT
@@ -30,7 +31,7 @@ from pymaster.api.network import NetworkConfig, pod_gateway
 
 log = logging.getLogger(__name__)
 
-NODE_LABEL = "pykube.node.name"
+NODE_LABEL = labels.NODE_NAME  # the same label as the containers'
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 

@@ -6,6 +6,9 @@
 - ``runtime``: a ``DockerRuntime`` on the local engine for one test, closed afterwards.
 - ``clean_node``: a unique node name (``test-rt-<hex>``) for one test; every container labelled
   with it is removed when the test ends, whatever happened. Use one per simulated node.
+- At the end of each module, the pod networks (``pykube.node.name``-labelled Docker networks)
+  that no container uses any more are removed: agents started outside ``running_cluster`` leave
+  theirs, and the host is left as the tests found it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ def docker_client() -> Iterator[docker.DockerClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_unused_pod_networks(docker_client: docker.DockerClient) -> Iterator[None]:
+    yield
+    for network in docker_client.networks.list(filters={"label": "pykube.node.name"}):
+        network.reload()
+        if not network.attrs.get("Containers"):
+            try:
+                network.remove()
+            except docker.errors.APIError:
+                pass  # in use after all, or already gone
 
 
 @pytest.fixture

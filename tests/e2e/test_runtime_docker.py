@@ -17,6 +17,7 @@ import pytest
 
 from pykubelet import sync
 from pykubelet.executor import PodExecutor
+from pykubelet.network.pod_network import bridge_network
 from pykubelet.pod_status import Observations, compute_pod_status
 from pykubelet.runtime import labels
 from pykubelet.runtime.base import (
@@ -466,3 +467,18 @@ async def test_unreachable_engine_raises_runtime_unavailable(tmp_path):
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(pending, 10)
     await events.aclose()
+
+
+async def test_a_stale_pod_network_of_another_node_gives_way(runtime, docker_client, clean_node):
+    """A pod network left by a node of another cluster on this host (no container on it) on the
+    subnet this node was handed is removed, so the node's own network can be made."""
+    stale = bridge_network(f"{clean_node}-old", "10.251.7.0/24")
+    mine = bridge_network(clean_node, "10.251.7.0/24")
+    try:
+        assert await runtime.ensure_bridge_network(stale)
+        assert await runtime.ensure_bridge_network(mine)
+        names = {n.name for n in docker_client.networks.list(filters={"label": "pykube.node.name"})}
+        assert mine.name in names and stale.name not in names
+    finally:
+        for network in (mine, stale):
+            await runtime.remove_network(network.name)

@@ -14,14 +14,19 @@ that file; Docker leaves a file it did not write last alone.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from typing import Any
 
 import docker
 import docker.errors
 import docker.types
 
+from pykubelet.runtime import labels
 from pykubelet.runtime.base import BridgeNetwork, ContainerRuntimeError, PodDNS
 from pykubelet.runtime.docker.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 class NetworkConflict(ContainerRuntimeError):
@@ -66,13 +71,42 @@ async def ensure_bridge_network(engine: Engine, want: BridgeNetwork) -> bool:
                 )
             api.remove_network(attrs["Id"])
         pool = docker.types.IPAMPool(subnet=want.subnet, gateway=want.gateway)
-        api.create_network(
-            want.name, driver="bridge", options=want.options, labels=want.labels,
-            ipam=docker.types.IPAMConfig(pool_configs=[pool]), check_duplicate=True,
-        )
+
+        def create() -> None:
+            api.create_network(
+                want.name, driver="bridge", options=want.options, labels=want.labels,
+                ipam=docker.types.IPAMConfig(pool_configs=[pool]), check_duplicate=True,
+            )
+
+        try:
+            create()
+        except docker.errors.APIError as err:
+            if "overlaps" not in str(err) or not _remove_stale_overlapping(api, want):
+                raise
+            create()
         return True
 
     return await engine.run("ensure_network", ensure)
+
+
+def _remove_stale_overlapping(api: docker.APIClient, want: BridgeNetwork) -> bool:
+    """Removes the pod networks of other nodes (by the pykube.node.name label) whose subnet
+    overlaps ``want``'s and that no container uses: what a node of another cluster on this host
+    left behind (the master handed its CIDR out again). True when one was removed; a network in
+    use, or not one of ours, is never touched."""
+    wanted = ipaddress.ip_network(want.subnet)
+    removed = False
+    for summary in api.networks(filters={"label": labels.NODE_NAME}):
+        attrs = api.inspect_network(summary["Id"])
+        subnets = [c.get("Subnet") for c in (attrs.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+        if attrs.get("Name") == want.name or attrs.get("Containers"):
+            continue
+        if any(ipaddress.ip_network(subnet).overlaps(wanted) for subnet in subnets):
+            log.info("removing a stale pod network network=%s subnet=%s", attrs.get("Name"),
+                     ",".join(subnets))
+            api.remove_network(attrs["Id"])
+            removed = True
+    return removed
 
 
 async def remove_network(engine: Engine, name: str) -> None:
