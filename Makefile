@@ -17,7 +17,7 @@ help:
 # Debian packages the set-up needs on a fresh machine (one apt-get run): python3-venv for the
 # virtualenv, gcc and libc6-dev for the static pause binary, busybox-static for the test image,
 # and Debian's docker.io unless a Docker Engine is installed already.
-PACKAGES := python3-venv gcc libc6-dev busybox-static $(shell command -v dockerd >/dev/null 2>&1 || echo docker.io)
+PACKAGES := python3-venv gcc libc6-dev busybox-static etcd-server $(shell command -v dockerd >/dev/null 2>&1 || echo docker.io)
 
 setup:
 	@scripts/ensure_packages.sh $(PACKAGES)

@@ -48,14 +48,28 @@ def parse_address(text: str, flag: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_servers(text: str, flag: str) -> list[tuple[str, int]]:
+    """Splits "HOST:PORT[,HOST:PORT...]" (several masters) of ``flag``.
+
+    Raises:
+        ValueError: an empty list or an entry that is not HOST:PORT; the message names the flag.
+    """
+    servers = [parse_address(part.strip(), flag) for part in text.split(",") if part.strip()]
+    if not servers:
+        raise ValueError(f"{flag}: expected HOST:PORT, got {text!r}")
+    return servers
+
+
 def default_join_server(server: str) -> str:
     """The master's Bootstrap address by default: the --server host, port + 1 (the master's
-    --join-listen default).
+    --join-listen default); for several masters, each one's ("a:6444,b:6444").
 
     Raises:
         ValueError: --server is not HOST:PORT or its port is the last one.
     """
-    host, port = parse_address(server, "--server")
-    if port >= 65535:
-        raise ValueError(f"--join-server: cannot default to --server's port + 1 (--server {server})")
-    return f"[{host}]:{port + 1}" if ":" in host else f"{host}:{port + 1}"
+    joins = []
+    for host, port in parse_servers(server, "--server"):
+        if port >= 65535:
+            raise ValueError(f"--join-server: cannot default to --server's port + 1 (--server {server})")
+        joins.append(f"[{host}]:{port + 1}" if ":" in host else f"{host}:{port + 1}")
+    return ",".join(joins)

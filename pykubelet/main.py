@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import prometheus_client
 
 from pykubelet import node_info
-from pykubelet.config import AgentConfig, default_join_server, parse_address
+from pykubelet.config import AgentConfig, default_join_server, parse_address, parse_servers
 from pykubelet.runtime.base import ContainerLogLimits
 from pymaster.api.admission import AdmissionPolicy, check_sysctl_pattern, normalize_host_path
 from pymaster.api.errors import ValidationError
@@ -194,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="The pykube node agent: registers this host with the master and runs the pods "
         "bound to it on the local Docker Engine.",
     )
-    p.add_argument("--server", default=os.environ.get("PYKUBE_SERVER") or DEFAULT_SERVER, metavar="HOST:PORT",
-                   help="the master's mutual-TLS API (default: $PYKUBE_SERVER or 127.0.0.1:6443)")
+    p.add_argument("--server", default=os.environ.get("PYKUBE_SERVER") or DEFAULT_SERVER,
+                   metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the master's mutual-TLS API, or several masters' (tried in turn when one is "
+                   "unavailable) (default: $PYKUBE_SERVER or 127.0.0.1:6443)")
     p.add_argument("--join-server", metavar="HOST:PORT",
                    help="the master's plaintext join port (its --join-listen; default: the --server host "
                    "with port + 1)")
@@ -271,16 +273,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--node-name: {args.node_name!r} is not a valid node name (lowercase letters, digits, '-' "
             "and '.', starting and ending with a letter or digit)"
         )
-    for flag in ("server", "listen", "metrics_addr"):
+    for flag in ("listen", "metrics_addr"):
         try:
             parse_address(getattr(args, flag), "--" + flag.replace("_", "-"))
         except ValueError as err:
             parser.error(str(err))
     try:
+        # Several masters: "a:6443,b:6443" (the client fails over between them).
+        parse_servers(args.server, "--server")
         if args.join_server is None:
             args.join_server = default_join_server(args.server)
         else:
-            parse_address(args.join_server, "--join-server")
+            parse_servers(args.join_server, "--join-server")
         args.token = read_token(args.token, args.token_file, os.environ)
     except ValueError as err:
         parser.error(str(err))

@@ -18,6 +18,12 @@ Secrets are encrypted at rest with the key in ``<data-dir>/encryption-key`` (mad
 start; see pymaster.store.encryption): the key is read before the store opens, so a wrong or
 missing key stops the start with a message saying so, and made only once the store has loaded.
 
+With ``leader_election`` (``--leader-elect``, an etcd store only) every replica serves the API,
+but the scheduler and the controllers (node lifecycle, taint eviction, event TTL, the controller
+manager) run only while this replica holds the etcd lease (pymaster.leader): started when it is
+elected, stopped when it stops leading (before the lease can expire). Without it they run from
+the start, as on a single master.
+
 ``MasterApp`` is what ``pymaster`` runs and what in-process tests start on port 0.
 """
 
@@ -28,7 +34,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,6 +56,7 @@ from pymaster.controllers.manager import ControllerManager
 from pymaster.controllers.master_service import MasterService
 from pymaster.controllers.node_lifecycle import NodeLifecycleController
 from pymaster.controllers.taint_eviction import TaintEvictionController
+from pymaster.leader import LEASE_NAME, LeaderElectionConfig, LeaderElector, default_identity
 from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.registry import Registry
 from pymaster.registry.leases import NodeLeases
@@ -73,6 +80,8 @@ from pymaster.server.tls import (
 from pymaster.store import open_store, sqlite_url
 from pymaster.store.base import Store
 from pymaster.store.encryption import KEY_FILE, SecretEncryption
+from pymaster.store.etcd_client import EtcdClient, EtcdTLS
+from pymaster.store.etcd_client import parse_endpoints as parse_etcd_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +149,9 @@ class MasterApp:
         not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         network: NetworkConfig | None = None,
+        store_url: str | None = None,
+        etcd_tls: EtcdTLS | None = None,
+        leader_election: LeaderElectionConfig | None = None,
     ):
         """
         Args:
@@ -167,9 +179,15 @@ class MasterApp:
                 the not-ready / unreachable NoExecute tolerations every new pod gets.
             network: The cluster's address plan (pod CIDRs, ClusterIPs, NodePorts, DNS domain);
                 None: Kubernetes' defaults.
+            store_url: Where the objects live (``--store``): ``sqlite://<path>`` or
+                ``etcd://HOST:PORT[,...]``; None: ``sqlite://<data_dir>/pykube.db``.
+            etcd_tls: TLS files for etcd (``--etcd-cafile/--etcd-certfile/--etcd-keyfile``).
+            leader_election: Run the scheduler and the controllers only while elected on the etcd
+                store's lease (``--leader-elect``); None: always (a single master).
 
         Raises:
-            ValueError: an allowed host path is not absolute.
+            ValueError: an allowed host path is not absolute; leader election without an etcd
+                store, or with unsafe durations.
         """
         self.data_dir = Path(data_dir)
         self.listen = listen
@@ -195,7 +213,9 @@ class MasterApp:
         self.metrics_port = 0
         self.pki: MasterPKI | None = None
         self.encryption = SecretEncryption(self.data_dir / KEY_FILE)
-        self.store: Store = open_store(sqlite_url(self.data_dir), transformer=self.encryption)
+        self.store: Store = open_store(
+            store_url or sqlite_url(self.data_dir), transformer=self.encryption, etcd_tls=etcd_tls
+        )
         self.metrics = MasterMetrics(self.registry, self._cluster_state)
         self.leases = NodeLeases(node_monitor_grace_period)
         # The object registry (self.registry is the Prometheus one, by the metrics convention).
@@ -218,6 +238,9 @@ class MasterApp:
         self._event_ttl = EventTTLController(self.api, event_ttl)
         self._controllers = ControllerManager(self.api, self.registry)
         self._metrics_server: MetricsServer | None = None
+        self.identity = default_identity()
+        self._elector = _elector(store_url, etcd_tls, leader_election, self.identity,
+                                 self._start_leading, self._stop_leading, self.metrics)
 
     @property
     def address(self) -> str:
@@ -267,11 +290,11 @@ class MasterApp:
         await asyncio.to_thread(self.encryption.ensure_key)
         self._hub.start()
         self._graph.start()
-        self._lifecycle.start()
-        self._taint_eviction.start()
-        self._event_ttl.start()
-        await self._controllers.start()
-        await self._scheduler.start()
+        if self._elector is None:
+            self.metrics.leader.labels(identity=self.identity).set(1)
+            await self._start_leading()
+        else:
+            self._elector.start()
 
         certificates = NodeCertificates(
             self.store, master_pki.ca, self.certificate_lifetime,
@@ -331,6 +354,28 @@ class MasterApp:
             self.node_monitor_grace_period,
         )
 
+    @property
+    def leading(self) -> bool:
+        """Whether this master runs the scheduler and the controllers now."""
+        return self._elector is None or self._elector.leading
+
+    async def _start_leading(self) -> None:
+        """Starts what only the leader runs (each relists the store, so a restart after a lost
+        lease starts from what is stored now)."""
+        self._lifecycle.start()
+        self._taint_eviction.start()
+        self._event_ttl.start()
+        await self._controllers.start()
+        await self._scheduler.start()
+
+    async def _stop_leading(self) -> None:
+        """Stops what only the leader runs; the scheduler first, so no bind follows a lost lease."""
+        await self._scheduler.stop()
+        await self._lifecycle.stop()
+        await self._taint_eviction.stop()
+        await self._event_ttl.stop()
+        await self._controllers.stop()
+
     def _grpc_server(self, store: NodeGraph | None, max_concurrent_rpcs: int) -> grpc.aio.Server:
         """A server with the master's interceptor (authenticating when ``store``, the reads of the
         role table, is given)."""
@@ -353,11 +398,11 @@ class MasterApp:
             self._server = self._join_server = None
         await self._hub.stop()
         await self._graph.stop()
-        await self._scheduler.stop()
-        await self._lifecycle.stop()
-        await self._taint_eviction.stop()
-        await self._event_ttl.stop()
-        await self._controllers.stop()
+        if self._elector is None:
+            await self._stop_leading()
+        else:
+            # Stops leading (if it leads), then hands the lease over at once.
+            await self._elector.stop()
         if self._metrics_server is not None:
             # Blocking (the HTTP server notices shutdown at its next poll): keep the loop free.
             await asyncio.to_thread(self._metrics_server.close)
@@ -406,6 +451,27 @@ class MasterApp:
         except Exception:
             log.exception("metrics snapshot failed")
         return default
+
+
+def _elector(
+    store_url: str | None,
+    etcd_tls: EtcdTLS | None,
+    config: LeaderElectionConfig | None,
+    identity: str,
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    metrics: MasterMetrics,
+) -> LeaderElector | None:
+    """The leader elector on the etcd store's members, or None without leader election."""
+    if config is None:
+        return None
+    if not (store_url or "").startswith("etcd://"):
+        raise ValueError("--leader-elect needs an etcd store (--store etcd://HOST:PORT[,HOST:PORT...])")
+    return LeaderElector(
+        parse_etcd_endpoints(store_url or ""), config, start, stop, identity=identity,
+        on_change=lambda who, leading: metrics.set_leader(LEASE_NAME, who, leading),
+        client_factory=lambda host, port: EtcdClient([(host, port)], etcd_tls),
+    )
 
 
 def _port(address: str) -> int:

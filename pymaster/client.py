@@ -12,6 +12,16 @@ The client always speaks TLS with a client certificate, from a client config fil
 see ``pymaster.api.clientconfig``): ``config_path``, else $PYKUBE_CONFIG, else ~/.pykube/config.
 ``make up`` installs the master's ``<data-dir>/admin.yaml`` there; an agent passes its own config.
 
+Several masters (``--server a,b,c``, or ``servers:`` in the config): the client talks to one at a
+time; when a call fails with UNAVAILABLE it moves to the next. A call that changes nothing when
+repeated (every call but Create and RecordEvents) is then retried there, once per server; Create
+and RecordEvents only when gRPC reports that the connection could not be made at all (so the call
+never reached a master): otherwise a create that the dead master may have written would be
+written twice (``generateName``) or fail with AlreadyExists. A stream that fails before its first
+message is reopened on the next server; one that fails later raises ``Unavailable`` and its
+caller reopens it (it resumes from what it saw: a watch from its last resourceVersion, an agent's
+bound-pods stream from the snapshot it is sent first), on the next server.
+
 Example::
 
     async with Client() as client:  # ~/.pykube/config
@@ -36,11 +46,16 @@ from pymaster.api.clientconfig import (
     channel_options,
     default_config_path,
     load_config,
+    split_servers,
 )
 from pymaster.api.kinds import kind_of, unwrap, wrap
 from pymaster.client_exec import ExecSession, exec_start
 
 DEFAULT_SERVER = "127.0.0.1:6443"
+# Calls not retried on another master after an UNAVAILABLE that may have reached the first one.
+NOT_IDEMPOTENT = frozenset({"Create", "RecordEvents"})
+# gRPC's wording when no connection could be made (the request was never sent).
+_NOT_CONNECTED = ("failed to connect", "connection refused", "connections to all backends failing")
 # Lists of thousands of pods are larger than gRPC's 4 MiB default; a request stays far smaller
 # (the master refuses big ones itself), so sending is capped lower.
 MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -122,7 +137,8 @@ class Client:
     """An async client of the pykube master, over mutual TLS.
 
     Args:
-        server: "HOST:PORT" of the master; defaults to $PYKUBE_SERVER, else the config's server.
+        server: "HOST:PORT" of the master, or several as "a:6443,b:6443"; defaults to
+            $PYKUBE_SERVER, else the config's ``servers`` (or ``server``).
         timeout: deadline in seconds for every unary call (streams have none).
         config: the client config (CA, client certificate and key); loaded from ``config_path``
             when None.
@@ -142,7 +158,9 @@ class Client:
         config_path: str | Path | None = None,
     ):
         self.config = config if config is not None else load_client_config(config_path)
-        self.server = server or os.environ.get("PYKUBE_SERVER") or self.config.server or DEFAULT_SERVER
+        named = server or os.environ.get("PYKUBE_SERVER")
+        self.servers = split_servers(named) if named else list(self.config.servers) or [DEFAULT_SERVER]
+        self.server = self.servers[0]
         self.timeout = timeout
         self._closing: set[asyncio.Task[None]] = set()
         self._stubs(self._open(self.config))
@@ -186,42 +204,72 @@ class Client:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _unary(self, method: Any, request: Any, timeout: float | None = None) -> Any:
-        try:
-            return await method(request, timeout=timeout or self.timeout)
-        except grpc.aio.AioRpcError as err:
-            raise api_error(err) from None
+    def _failover(self, failed: grpc.aio.Channel) -> bool:
+        """Moves to the next server after ``failed`` (the channel a call failed on) was
+        UNAVAILABLE; False when there is no other server. Calls that failed together move once."""
+        if len(self.servers) < 2:
+            return False
+        if self._channel is failed:
+            self.server = self.servers[(self.servers.index(self.server) + 1) % len(self.servers)]
+            self._stubs(self._open(self.config))
+            task = asyncio.create_task(failed.close(RECONNECT_GRACE_SECONDS))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return True
 
-    async def _stream(self, method: Any, request: Any) -> AsyncIterator[Any]:
-        call = method(request)
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as err:
-            raise api_error(err) from None
-        finally:
-            call.cancel()
+    async def _unary(self, stub: str, name: str, request: Any, timeout: float | None = None) -> Any:
+        """Calls ``stub``'s ``name`` (e.g. "_resources", "Get"), failing over as the module says."""
+        for attempt in range(len(self.servers)):
+            channel = self._channel
+            try:
+                return await getattr(getattr(self, stub), name)(request, timeout=timeout or self.timeout)
+            except grpc.aio.AioRpcError as err:
+                moved = err.code() == grpc.StatusCode.UNAVAILABLE and self._failover(channel)
+                if not moved or attempt == len(self.servers) - 1:
+                    raise api_error(err) from None
+                if name in NOT_IDEMPOTENT and not _never_sent(err):
+                    raise api_error(err) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _stream(self, stub: str, name: str, request: Any) -> AsyncIterator[Any]:
+        """Streams ``stub``'s ``name``; reopened on the next server when it fails before its first
+        message, else the error is raised (and later calls go to the next server)."""
+        for attempt in range(len(self.servers)):
+            channel = self._channel
+            call = getattr(getattr(self, stub), name)(request)
+            received = False
+            try:
+                async for item in call:
+                    received = True
+                    yield item
+                return
+            except grpc.aio.AioRpcError as err:
+                moved = err.code() == grpc.StatusCode.UNAVAILABLE and self._failover(channel)
+                if not moved or received or attempt == len(self.servers) - 1:
+                    raise api_error(err) from None
+            finally:
+                call.cancel()
 
     # ---- objects of every kind (Resources service) ----
 
     async def create(self, obj: Message) -> Message:
         """Creates an object of any served kind; returns it as stored."""
-        return unwrap(await self._unary(self._resources.Create, wrap(obj)))[1]
+        return unwrap(await self._unary("_resources", "Create", wrap(obj)))[1]
 
     async def apply(self, obj: Message) -> tuple[Message, str]:
         """Creates the object or updates what may change; returns it and kubectl's action word
         ("created", "configured" or "unchanged")."""
-        reply = await self._unary(self._resources.Apply, wrap(obj))
+        reply = await self._unary("_resources", "Apply", wrap(obj))
         return unwrap(reply.object)[1], reply.action
 
     async def update(self, obj: Message) -> Message:
         """Updates what a user may change; metadata.resourceVersion, when set, must be current."""
-        return unwrap(await self._unary(self._resources.Update, wrap(obj)))[1]
+        return unwrap(await self._unary("_resources", "Update", wrap(obj)))[1]
 
     async def get(self, resource: str, name: str, namespace: str = "default") -> Message:
         """One object ("pods", "nodes", "events" ...; the namespace is ignored for nodes)."""
         request = services_pb2.GetRequest(resource=resource, namespace=namespace, name=name)
-        return unwrap(await self._unary(self._resources.Get, request))[1]
+        return unwrap(await self._unary("_resources", "Get", request))[1]
 
     async def list(
         self, resource: str, namespace: str = "", label_selector: str = "", field_selector: str = ""
@@ -232,7 +280,7 @@ class Client:
             resource=resource, namespace=namespace, label_selector=label_selector,
             field_selector=field_selector,
         )
-        reply = await self._unary(self._resources.List, request)
+        reply = await self._unary("_resources", "List", request)
         list_message = kind_of(resource).list_message
         assert list_message is not None  # every served kind has one
         items = [unwrap(o)[1] for o in reply.items]
@@ -256,7 +304,7 @@ class Client:
         )
         if grace_period_seconds is not None:
             request.grace_period_seconds = grace_period_seconds
-        return unwrap(await self._unary(self._resources.Delete, request))[1]
+        return unwrap(await self._unary("_resources", "Delete", request))[1]
 
     async def watch(
         self,
@@ -274,7 +322,7 @@ class Client:
             field_selector=field_selector,
             resource_version=resource_version,
         )
-        async for event in self._stream(self._resources.Watch, request):
+        async for event in self._stream("_resources", "Watch", request):
             yield ObjectEvent(event.type, unwrap(event.object)[1])
 
     async def scale(
@@ -287,7 +335,7 @@ class Client:
         )
         if replicas is not None:
             request.replicas = replicas
-        return await self._unary(self._resources.Scale, request)
+        return await self._unary("_resources", "Scale", request)
 
     # ---- pods and nodes by name (shorthands of the above) ----
 
@@ -360,7 +408,7 @@ class Client:
         return self._log_bytes(request)
 
     async def _log_bytes(self, request: services_pb2.LogsRequest) -> AsyncIterator[bytes]:
-        async for chunk in self._stream(self._cluster.PodLogs, request):
+        async for chunk in self._stream("_cluster", "PodLogs", request):
             yield chunk.data
 
     def exec(
@@ -395,43 +443,49 @@ class Client:
     # ---- the agent's calls (NodeAgent service) ----
 
     async def register_node(self, node: objects_pb2.Node) -> services_pb2.RegisterNodeResponse:
-        return await self._unary(self._agent.RegisterNode, node)
+        return await self._unary("_agent", "RegisterNode", node)
 
     async def renew_lease(self, node_name: str, requested_seconds: float) -> services_pb2.RenewLeaseResponse:
         """Renews the node's lease; raises NotFound when the master does not know the node."""
         request = services_pb2.RenewLeaseRequest(node_name=node_name, requested_seconds=requested_seconds)
-        return await self._unary(self._agent.RenewLease, request)
+        return await self._unary("_agent", "RenewLease", request)
 
     async def report_node_status(self, node_name: str, status: objects_pb2.NodeStatus) -> objects_pb2.Node:
         request = services_pb2.NodeStatusReport(node_name=node_name, status=status)
-        return await self._unary(self._agent.ReportNodeStatus, request)
+        return await self._unary("_agent", "ReportNodeStatus", request)
 
     def watch_bound_pods(self, node_name: str) -> AsyncIterator[services_pb2.BoundPodsEvent]:
         """Streams the pods bound to the node: a SNAPSHOT first, then UPSERT/REMOVED."""
-        return self._stream(self._agent.WatchBoundPods, services_pb2.BoundPodsRequest(node_name=node_name))
+        return self._stream("_agent", "WatchBoundPods", services_pb2.BoundPodsRequest(node_name=node_name))
 
     async def update_pod_status(
         self, namespace: str, name: str, uid: str, status: objects_pb2.PodStatus
     ) -> objects_pb2.Pod:
         request = services_pb2.PodStatusUpdate(namespace=namespace, name=name, uid=uid, status=status)
-        return await self._unary(self._agent.UpdatePodStatus, request)
+        return await self._unary("_agent", "UpdatePodStatus", request)
 
     async def confirm_pod_terminated(self, namespace: str, name: str, uid: str) -> None:
         """Tells the master every container of a pod marked for deletion is gone."""
         request = services_pb2.PodTerminated(namespace=namespace, name=name, uid=uid)
-        await self._unary(self._agent.ConfirmPodTerminated, request)
+        await self._unary("_agent", "ConfirmPodTerminated", request)
 
     async def record_events(self, events: list[objects_pb2.Event]) -> int:
         """Reports events about this node and its pods; returns how many the master took (the
         rest were over the node's rate limit)."""
-        reply = await self._unary(self._agent.RecordEvents, services_pb2.RecordEventsRequest(events=events))
+        reply = await self._unary("_agent", "RecordEvents", services_pb2.RecordEventsRequest(events=events))
         return reply.accepted
 
     async def renew_certificate(self, csr_pem: bytes) -> services_pb2.CertificateResponse:
         """Asks the master to sign a new certificate for this node (the CSR's key is kept, the
         subject is the caller's identity); call ``reconnect`` with it afterwards."""
         request = services_pb2.CertificateSigningRequest(csr_pem=csr_pem)
-        return await self._unary(self._agent.RenewCertificate, request)
+        return await self._unary("_agent", "RenewCertificate", request)
+
+
+def _never_sent(err: grpc.aio.AioRpcError) -> bool:
+    """Whether an UNAVAILABLE error says no connection was made (so the call reached nobody)."""
+    details = (err.details() or "").lower()
+    return any(words in details for words in _NOT_CONNECTED)
 
 
 class BootstrapClient:
@@ -440,14 +494,20 @@ class BootstrapClient:
     token's hash before using it.
 
     Args:
-        server: "HOST:PORT" of the master's join port (its --join-listen).
+        server: "HOST:PORT" of the master's join port (its --join-listen), or several as
+            "a:6444,b:6444": a call that fails with UNAVAILABLE is retried on the next (both calls
+            may be repeated).
         timeout: Deadline in seconds of each call.
     """
 
     def __init__(self, server: str, timeout: float = 10.0):
-        self.server = server
+        self.servers = split_servers(server) or [server]
+        self.server = self.servers[0]
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(server)
+        self._connect()
+
+    def _connect(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.server)
         self._stub = services_pb2_grpc.BootstrapStub(self._channel)
 
     async def __aenter__(self) -> BootstrapClient:
@@ -459,19 +519,25 @@ class BootstrapClient:
     async def close(self) -> None:
         await self._channel.close()
 
+    async def _call(self, name: str, request: Any) -> Any:
+        for attempt in range(len(self.servers)):
+            try:
+                return await getattr(self._stub, name)(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt == len(self.servers) - 1:
+                    raise api_error(err) from None
+                await self._channel.close()
+                self.server = self.servers[(self.servers.index(self.server) + 1) % len(self.servers)]
+                self._connect()
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     async def get_ca(self) -> bytes:
         """The CA certificate the join port serves (unverified: check it against the token)."""
-        try:
-            reply = await self._stub.GetCA(services_pb2.Empty(), timeout=self.timeout)
-        except grpc.aio.AioRpcError as err:
-            raise api_error(err) from None
+        reply = await self._call("GetCA", services_pb2.Empty())
         return reply.ca_pem
 
     async def join(self, node_name: str, csr_pem: bytes, proof: bytes) -> services_pb2.CertificateResponse:
         """Asks for a node certificate: the CSR and an HMAC proof of the token's secret
         (``pymaster.api.tokens.join_proof``)."""
         request = services_pb2.JoinRequest(node_name=node_name, csr_pem=csr_pem, proof=proof)
-        try:
-            return await self._stub.Join(request, timeout=self.timeout)
-        except grpc.aio.AioRpcError as err:
-            raise api_error(err) from None
+        return await self._call("Join", request)

@@ -12,6 +12,11 @@ Privileged containers, host networking and host paths are refused unless allowed
 are key=value lines on stderr; the start line names the addresses and the paths of admin.yaml
 and the token. SIGTERM or SIGINT stops it gracefully:
 health turns NOT_SERVING, in-flight calls get a short grace, then the store is closed.
+
+Several masters on one etcd (``--store etcd://...``) share one CA, admin config, join token and
+Secrets encryption key: ``pymaster init --data-dir DIR [--tls-san NAME...] [--server A,B,C]``
+writes them once and exits; every replica starts from a copy of DIR with ``--leader-elect``
+(only the elected one runs the scheduler and the controllers; see pymaster.leader).
 """
 
 from __future__ import annotations
@@ -37,8 +42,11 @@ from pymaster.api.network import (
 from pymaster.app import MasterApp
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS
 from pymaster.controllers.eviction_rate import EvictionPolicy
+from pymaster.leader import LeaderElectionConfig
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS
-from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME
+from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME, MasterPKI
+from pymaster.store.encryption import KEY_FILE, SecretEncryption
+from pymaster.store.etcd_client import EtcdTLS
 
 log = logging.getLogger("pymaster")
 
@@ -97,8 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         default="./pykube-data",
-        help="the SQLite store, pki/, admin.yaml and the join token (default: %(default)s)",
+        help="pki/, admin.yaml, the join token, the encryption key and (by default) the SQLite store "
+        "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="where the objects live: sqlite:///PATH (default: sqlite://<data-dir>/pykube.db) or "
+        "etcd://HOST:PORT[,HOST:PORT...], the client URLs of etcd members",
+    )
+    parser.add_argument("--etcd-cafile", metavar="PATH", help="CA of the etcd members' certificates (TLS)")
+    parser.add_argument("--etcd-certfile", metavar="PATH", help="client certificate for etcd (TLS)")
+    parser.add_argument("--etcd-keyfile", metavar="PATH", help="client key for etcd (TLS)")
     parser.add_argument(
         "--listen",
         type=_address,
@@ -245,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cluster-domain", default=DEFAULT_CLUSTER_DOMAIN, metavar="DOMAIN",
         help="the DNS domain of Services and pods (default: %(default)s)",
     )
+    _leader_election_flags(parser)
     parser.add_argument(
         "--log-level",
         default="info",
@@ -252,6 +271,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="(default: %(default)s)",
     )
     return parser
+
+
+def _leader_election_flags(parser: argparse.ArgumentParser) -> None:
+    """kube-controller-manager's leader election flags and defaults."""
+    defaults = LeaderElectionConfig()
+    parser.add_argument(
+        "--leader-elect", action="store_true",
+        help="run the scheduler and the controllers only while this master holds the leader lease in "
+        "etcd (several masters on one --store etcd://...); every master serves the API",
+    )
+    for flag, default, text in (
+        ("lease-duration", defaults.lease_duration,
+         "how long other candidates wait after the leader's last renewal before taking over"),
+        ("renew-deadline", defaults.renew_deadline,
+         "how long the leader retries renewing before it stops leading; less than the lease duration"),
+        ("retry-period", defaults.retry_period, "how often the leader renews and candidates retry"),
+    ):
+        parser.add_argument(
+            f"--leader-elect-{flag}", type=_positive_seconds, default=default, metavar="SECONDS",
+            help=f"{text} (default: %(default)g)",
+        )
+
+
+def leader_election(args: argparse.Namespace) -> LeaderElectionConfig | None:
+    """The election durations of --leader-elect, or None without it."""
+    if not args.leader_elect:
+        return None
+    return LeaderElectionConfig(
+        args.leader_elect_lease_duration, args.leader_elect_renew_deadline, args.leader_elect_retry_period
+    )
+
+
+def build_init_parser() -> argparse.ArgumentParser:
+    """``pymaster init``: the shared files of several masters, written once."""
+    parser = argparse.ArgumentParser(
+        prog="pymaster init",
+        description="Write the cluster CA, the masters' certificates, the admin client config, the join "
+        "token and the Secrets encryption key into --data-dir, then exit; start every master from a "
+        "copy of that directory.",
+    )
+    parser.add_argument("--data-dir", default="./pykube-data", help="(default: %(default)s)")
+    parser.add_argument(
+        "--tls-san", action="append", default=[], metavar="NAME",
+        help="extra DNS name or IP of the serving certificate (every master's address); repeatable or "
+        "comma-separated",
+    )
+    parser.add_argument(
+        "--server", default="127.0.0.1:6443", metavar="HOST:PORT[,HOST:PORT...]",
+        help="the masters admin.yaml lists, in the order clients try them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
+    return parser
+
+
+def init_data_dir(data_dir: str, tls_sans: list[str], servers: str) -> None:
+    """Writes the PKI, admin.yaml (listing ``servers``), the join token and the encryption key.
+
+    Raises:
+        OSError: the directory cannot be written.
+        ValueError: a broken CA or token already there, or a server that is not HOST:PORT.
+    """
+    for server in servers.split(","):
+        _address(server.strip())
+    master_pki = MasterPKI(data_dir, tls_sans=tls_sans)
+    master_pki.write_admin_config(servers)
+    encryption = SecretEncryption(master_pki.data_dir / KEY_FILE)
+    encryption.load()
+    encryption.ensure_key()
+    log.info("pymaster init done data_dir=%s admin_config=%s token=%s ca_sha256=%s servers=%s",
+             data_dir, master_pki.admin_config_path, master_pki.token_path, master_pki.ca.sha256, servers)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -286,6 +378,9 @@ async def _run(args: argparse.Namespace) -> None:
         not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
         unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         network=network,
+        leader_election=leader_election(args),
+        store_url=args.store,
+        etcd_tls=EtcdTLS(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -300,8 +395,19 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the master until SIGTERM/SIGINT. Returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Runs the master until SIGTERM/SIGINT (or ``init``: writes the shared files and exits).
+    Returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["init"]:
+        return _init(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    election = leader_election(args)
+    if election is not None:
+        try:
+            election.check()
+        except ValueError as err:
+            parser.error(str(err))
     # Kubernetes components export no *_created series; dashboards written for them expect none.
     prometheus_client.disable_created_metrics()
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
@@ -310,6 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         # A port in use, an unwritable data dir, a broken CA or token file.
         log.error("pymaster failed to start error=%r", str(err))
+        return 1
+    return 0
+
+
+def _init(argv: list[str]) -> int:
+    parser = build_init_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        init_data_dir(args.data_dir, args.tls_san, args.server)
+    except argparse.ArgumentTypeError as err:
+        parser.error(f"--server: {err}")
+    except (OSError, ValueError) as err:
+        log.error("pymaster init failed error=%r", str(err))
         return 1
     return 0
 

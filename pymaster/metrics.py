@@ -14,6 +14,10 @@
   ``pykube_authorization_denied_total{identity_kind,method}`` (PERMISSION_DENIED by the role
   table); method is "Resources.List"-style. Wrong join tokens show as
   ``grpc_server_handled_total{grpc_method="Join",grpc_code="Unauthenticated"}``.
+- Leader election (``pymaster --leader-elect``): ``leader_election_master_status{name}`` (client-go's
+  metric; name is the lease, "pymaster"; 1 while this master leads) and
+  ``pymaster_leader{identity}`` (1 while this master, by its election identity, runs the scheduler
+  and the controllers; a master without --leader-elect always does).
 - Cluster state, computed at scrape time from the store by a Collector (kube-state-metrics
   style): ``kube_pod_status_phase{namespace,pod,phase}``,
   ``kube_node_status_condition{node,condition,status}`` and ``pykube_store_resource_version``.
@@ -170,6 +174,19 @@ class MasterMetrics:
             ["identity_kind", "method"],
             registry=registry,
         )
+        self.leader_election_status = Gauge(
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, "
+            "1 indicates master. 'name' is the string used to identify the lease.",
+            ["name"],
+            registry=registry,
+        )
+        self.leader = Gauge(
+            "pymaster_leader",
+            "1 while this master runs the scheduler and the controllers, by its election identity.",
+            ["identity"],
+            registry=registry,
+        )
         for result in SCHEDULE_RESULTS:
             self.schedule_attempts.labels(result=result)
         self._pending_children: dict[str, Gauge] = {}
@@ -189,6 +206,11 @@ class MasterMetrics:
         unauthenticated = code == grpc.StatusCode.UNAUTHENTICATED
         counter = self.authentication_failed if unauthenticated else self.authorization_denied
         counter.labels(identity_kind, method).inc()
+
+    def set_leader(self, lease: str, identity: str, leading: bool) -> None:
+        """Records whether this master (``identity``) holds ``lease`` now."""
+        self.leader_election_status.labels(name=lease).set(1 if leading else 0)
+        self.leader.labels(identity=identity).set(1 if leading else 0)
 
     def set_pending(self, counts: dict[str, int]) -> None:
         """Sets the scheduler queue sizes (queue name -> pods); called on every queue change, so

@@ -8,6 +8,11 @@ Format (``admin.yaml`` written by the master and the agent's own config share it
     client-key-data: <base64 of key PEM>
     tls-server-name: pymaster   # the name checked in the master's certificate (the default)
 
+Several masters (``pymaster --leader-elect``) are listed under ``servers:`` instead (or as a comma
+list in ``server:``); the client uses the first and moves to the next when one is UNAVAILABLE::
+
+    servers: [10.0.0.1:6443, 10.0.0.2:6443, 10.0.0.3:6443]
+
 The client checks the master's certificate for the name ``tls-server-name`` (default
 ``pymaster``, ``pki.MASTER_SERVER_NAME``), never for the address it dials: node certificates are
 signed by the same CA and may carry the master's address, but never that name.
@@ -30,6 +35,7 @@ from pymaster.api.pki import MASTER_SERVER_NAME, atomic_write, cert_info, load_k
 
 CONFIG_ENV = "PYKUBE_CONFIG"
 _SERVER = "server"
+_SERVERS = "servers"
 _CA = "certificate-authority-data"
 _CERT = "client-certificate-data"
 _KEY = "client-key-data"
@@ -45,6 +51,18 @@ class ClientConfig:
     cert_pem: bytes
     key_pem: bytes = field(repr=False)
     tls_server_name: str = MASTER_SERVER_NAME
+    # Every master, in the order tried ([server] when there is one); see ``split_servers``.
+    servers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            self.servers = split_servers(self.server)
+        self.server = self.servers[0] if self.servers else self.server
+
+
+def split_servers(text: str) -> list[str]:
+    """"a:6443,b:6443" -> ["a:6443", "b:6443"] (blanks dropped, order kept, duplicates once)."""
+    return list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
 def default_config_path() -> Path:
@@ -80,9 +98,14 @@ def load_config(path: str | Path) -> ClientConfig:
         raise ValueError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must be a YAML mapping")
-    server = data.get(_SERVER)
+    servers = data.get(_SERVERS)
+    if servers is not None and (
+        not isinstance(servers, list) or not servers or not all(isinstance(s, str) and s for s in servers)
+    ):
+        raise ValueError(f"{path}: {_SERVERS}: must be a list of HOST:PORT strings")
+    server = data.get(_SERVER) or (",".join(servers) if servers else None)
     if not server or not isinstance(server, str):
-        raise ValueError(f"{path}: missing {_SERVER}")
+        raise ValueError(f"{path}: missing {_SERVER} (or {_SERVERS})")
     server_name = data.get(_SERVER_NAME) or MASTER_SERVER_NAME
     if not isinstance(server_name, str):
         raise ValueError(f"{path}: {_SERVER_NAME}: must be a string")
@@ -92,6 +115,7 @@ def load_config(path: str | Path) -> ClientConfig:
         cert_pem=_pem_field(data, _CERT, path),
         key_pem=_pem_field(data, _KEY, path),
         tls_server_name=server_name,
+        servers=split_servers(",".join(servers)) if servers else [],
     )
     # Parse now: a broken file is reported here, by name, not as an opaque TLS handshake failure.
     for key, value, parse in (
@@ -108,8 +132,8 @@ def load_config(path: str | Path) -> ClientConfig:
 
 def dump_config(cfg: ClientConfig) -> str:
     """The YAML text of a client config."""
-    data = {
-        _SERVER: cfg.server,
+    data: dict[str, object] = {_SERVERS: list(cfg.servers)} if len(cfg.servers) > 1 else {_SERVER: cfg.server}
+    data |= {
         _CA: base64.b64encode(cfg.ca_pem).decode(),
         _CERT: base64.b64encode(cfg.cert_pem).decode(),
         _KEY: base64.b64encode(cfg.key_pem).decode(),

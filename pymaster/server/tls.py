@@ -35,7 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from pymaster.api import pki
-from pymaster.api.clientconfig import ClientConfig, load_config, save_config
+from pymaster.api.clientconfig import ClientConfig, load_config, save_config, split_servers
 from pymaster.api.tokens import JoinToken, load_or_create_token
 
 log = logging.getLogger(__name__)
@@ -296,8 +296,8 @@ class MasterPKI:
 
     def write_admin_config(self, server: str) -> None:
         """Writes admin.yaml for ``server`` ("HOST:PORT"), keeping the admin certificate in it
-        while ``reissue_reason`` finds nothing wrong with it (the file is rewritten only when
-        something changed)."""
+        while ``reissue_reason`` finds nothing wrong with it, and a list of several masters the
+        file already names (the file is rewritten only when something changed)."""
         try:
             current: ClientConfig | None = load_config(self.admin_config_path)
         except (FileNotFoundError, ValueError):
@@ -313,7 +313,11 @@ class MasterPKI:
                 pki.ADMIN_CN, pki.MASTERS_GROUP, [], self._own_lifetime, server=False, client=True
             )
             log.info("issued admin certificate reason=%s", reason)
-        config = ClientConfig(server=server, ca_pem=self.ca.cert_pem, cert_pem=cert_pem, key_pem=key_pem)
+        # A list of masters (``pymaster init --server a,b,c``) is the admin's: kept as it is.
+        servers = list(current.servers) if current is not None and len(current.servers) > 1 else (
+            split_servers(server))
+        config = ClientConfig(server=servers[0], ca_pem=self.ca.cert_pem, cert_pem=cert_pem, key_pem=key_pem,
+                              servers=servers)
         if config != current:
             save_config(self.admin_config_path, config)
             log.info("wrote admin config path=%s server=%s", self.admin_config_path, server)

@@ -3,7 +3,8 @@ resourceVersion counter and watches served from an in-memory event log.
 
 ``base`` is the contract (Store, Watch, WatchEvent, ValueTransformer), ``events`` the event log
 and watcher fan-out, ``cache`` the in-memory copy every backend serves reads and watches from,
-``sqlite`` the embedded backend (the default), ``encryption`` the encryption of Secrets at rest.
+``sqlite`` the embedded backend (the default), ``etcd`` the backend several masters share,
+``encryption`` the encryption of Secrets at rest.
 ``open_store(url)`` picks the backend from a URL, so everything above this package sees only the
 Store protocol.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pymaster.store.base import Store, ValueTransformer
+from pymaster.store.etcd import EtcdStore
+from pymaster.store.etcd_client import EtcdTLS
 from pymaster.store.events import DEFAULT_HISTORY
 from pymaster.store.sqlite import SQLiteStore
 
@@ -27,15 +30,20 @@ def sqlite_url(data_dir: str | os.PathLike[str]) -> str:
 
 
 def open_store(
-    url: str, history: int = DEFAULT_HISTORY, transformer: ValueTransformer | None = None
+    url: str,
+    history: int = DEFAULT_HISTORY,
+    transformer: ValueTransformer | None = None,
+    etcd_tls: EtcdTLS | None = None,
 ) -> Store:
     """The store a URL names, not opened yet (``await store.open()`` before use).
 
     Args:
-        url: ``sqlite:///absolute/path/pykube.db`` (the directory is created if missing).
+        url: ``sqlite:///absolute/path/pykube.db`` (the directory is created if missing) or
+            ``etcd://HOST:PORT[,HOST:PORT...]`` (the client URLs of etcd members).
         history: How many events the watch log keeps.
         transformer: What the backend writes for each object's bytes, and reads back (encryption
             at rest); None: the bytes as they are.
+        etcd_tls: TLS files for etcd (ignored by sqlite://); None: plain text.
 
     Raises:
         ValueError: an unsupported scheme or a malformed URL; the message says what is accepted.
@@ -47,4 +55,8 @@ def open_store(
         path = Path(parsed.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path, history, transformer=transformer)
-    raise ValueError(f"store URL {url!r}: unsupported scheme {parsed.scheme!r}; supported: sqlite://")
+    if parsed.scheme == "etcd":
+        return EtcdStore(url, history, transformer=transformer, tls=etcd_tls)
+    raise ValueError(
+        f"store URL {url!r}: unsupported scheme {parsed.scheme!r}; supported: sqlite://, etcd://"
+    )

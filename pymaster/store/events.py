@@ -184,6 +184,14 @@ class EventLog:
                 watcher.close()
         self._watchers.clear()
 
+    def expire(self, reason: str) -> None:
+        """Ends every watch with TooOld(reason): the history they follow is gone (the backend
+        listed again, e.g. after etcd compacted it)."""
+        error = TooOld(reason)
+        for watchers in list(self._watchers.values()):
+            for watcher in tuple(watchers):
+                watcher._finish(error)
+
     def watcher_count(self) -> int:
         """How many watches are open (for metrics)."""
         return sum(len(watchers) for watchers in self._watchers.values())

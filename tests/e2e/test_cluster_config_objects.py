@@ -142,7 +142,7 @@ async def test_a_node_reads_a_secret_only_while_a_pod_bound_to_it_references_it(
         refusal = f'node "{node}" may not read secret default/{secret}: no pod bound to it references it'
         with pytest.raises(errors.Forbidden, match=refusal):
             await as_node.get("secrets", secret)
-        with pytest.raises(errors.Forbidden, match="may not call Resources.List"):
+        with pytest.raises(errors.Forbidden, match="may not list secrets"):
             await as_node.list("secrets")
 
         await admin.create_pod(pod)

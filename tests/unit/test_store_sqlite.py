@@ -1,4 +1,6 @@
-"""SQLiteStore against real SQLite files: CRUD, resourceVersions, watches and durability."""
+"""What only the SQLite backend has: resourceVersions counted from 1, group commit with cancelled
+writers, the data dir's lock, WAL, durability across kill -9, slow watchers. The contract every
+backend keeps (CRUD, watches, TooOld, reopen, transformer) is tests/unit/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pymaster.api import objects_pb2
-from pymaster.api.errors import AlreadyExists, Conflict, NotFound, TooOld, Unavailable
+from pymaster.api.errors import TooOld
 from pymaster.store import open_store, sqlite_url
 from pymaster.store.base import WatchEvent
 from pymaster.store.sqlite import SQLiteStore
@@ -62,302 +64,6 @@ async def next_event(watch) -> WatchEvent:
 async def take(watch, n: int) -> list[tuple[str, str, int]]:
     events = [await next_event(watch) for _ in range(n)]
     return [(e.type, e.object.metadata.name, e.resource_version) for e in events]
-
-
-async def test_create_get_list(store: SQLiteStore) -> None:
-    pod = make_pod("web")
-    created = await store.create("pods", pod)
-
-    assert created.metadata.resource_version == "1"
-    assert pod.metadata.resource_version == ""  # the argument is not changed
-    assert store.current_rv == 1
-    got = store.get("pods", "default", "web")
-    assert got == created
-
-    # Reads are copies: changing them does not reach the store.
-    got.spec.containers[0].image = "changed"
-    created.metadata.labels["x"] = "y"
-    assert store.get("pods", "default", "web").spec.containers[0].image == "busybox"
-    assert "x" not in store.get("pods", "default", "web").metadata.labels
-
-    await store.create("pods", make_pod("api", namespace="prod"))
-    await store.create("pods", make_pod("db"))
-    items, rv = store.list("pods")
-    assert [(p.metadata.namespace, p.metadata.name) for p in items] == [
-        ("default", "db"), ("default", "web"), ("prod", "api"),
-    ]
-    assert rv == 3
-    items, _ = store.list("pods", "prod")
-    assert [p.metadata.name for p in items] == ["api"]
-    assert store.list("pods", "nowhere") == ([], 3)
-    assert store.list("nodes") == ([], 3)
-
-
-async def test_create_existing_raises_already_exists(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("web"))
-    with pytest.raises(AlreadyExists, match='pods "web" already exists'):
-        await store.create("pods", make_pod("web"))
-    # Same name in another namespace, or another kind, is a different object.
-    await store.create("pods", make_pod("web", namespace="other"))
-    await store.create("nodes", make_node("web"))
-    assert store.current_rv == 3
-
-
-@pytest.mark.parametrize(
-    "operation",
-    ["get", "update", "mutate", "delete"],
-)
-async def test_missing_object_raises_not_found(store: SQLiteStore, operation: str) -> None:
-    with pytest.raises(NotFound, match='pods "ghost" not found'):
-        if operation == "get":
-            store.get("pods", "default", "ghost")
-        elif operation == "update":
-            await store.update("pods", make_pod("ghost"))
-        elif operation == "mutate":
-            await store.mutate("pods", "default", "ghost", lambda pod: pod)
-        else:
-            await store.delete("pods", "default", "ghost")
-    assert store.current_rv == 0
-
-
-async def test_update_checks_resource_version(store: SQLiteStore) -> None:
-    created = await store.create("pods", make_pod("web"))
-    created.metadata.labels["app"] = "web"
-    updated = await store.update("pods", created)
-    assert updated.metadata.resource_version == "2"
-    assert store.get("pods", "default", "web").metadata.labels["app"] == "web"
-
-    # `created` still carries resourceVersion 1: a stale write.
-    created.metadata.labels["app"] = "stale"
-    with pytest.raises(Conflict, match='pods "web": the object has been modified; please apply'):
-        await store.update("pods", created)
-    assert store.get("pods", "default", "web").metadata.labels["app"] == "web"
-    assert store.current_rv == 2
-
-
-async def test_mutate(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("web"))
-
-    def bind(pod: objects_pb2.Pod) -> objects_pb2.Pod:
-        pod.spec.node_name = "node-1"
-        return pod
-
-    bound = await store.mutate("pods", "default", "web", bind)
-    assert bound.spec.node_name == "node-1"
-    assert bound.metadata.resource_version == "2"
-    assert store.get("pods", "default", "web") == bound
-
-
-async def test_mutate_returning_none_writes_nothing(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("web"))
-
-    def look_only(pod: objects_pb2.Pod) -> None:
-        pod.spec.node_name = "changed-on-a-copy"
-
-    current = await store.mutate("pods", "default", "web", look_only)
-    assert current.spec.node_name == ""
-    assert current.metadata.resource_version == "1"
-    assert store.current_rv == 1
-
-
-async def test_mutate_that_raises_writes_nothing(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("web"))
-
-    def fail(pod: objects_pb2.Pod) -> objects_pb2.Pod:
-        pod.spec.node_name = "node-1"
-        raise RuntimeError("no")
-
-    with pytest.raises(RuntimeError, match="no"):
-        await store.mutate("pods", "default", "web", fail)
-    assert store.get("pods", "default", "web").spec.node_name == ""
-    assert store.current_rv == 1
-    # The write lock was released.
-    assert (await store.mutate("pods", "default", "web", lambda p: p)).metadata.resource_version == "2"
-
-
-async def test_concurrent_mutates_do_not_lose_updates(store: SQLiteStore) -> None:
-    created = await store.create("pods", make_pod("web"))
-
-    def add_label(i: int):
-        def fn(pod: objects_pb2.Pod) -> objects_pb2.Pod:
-            pod.metadata.labels[f"l{i}"] = "x"
-            return pod
-        return fn
-
-    results = await asyncio.gather(*(store.mutate("pods", "default", "web", add_label(i)) for i in range(20)))
-    assert sorted(int(r.metadata.resource_version) for r in results) == list(range(2, 22))
-    assert len(store.get("pods", "default", "web").metadata.labels) == 20
-    assert created.metadata.uid == store.get("pods", "default", "web").metadata.uid
-
-
-async def test_delete(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("web", uid="u1"))
-    with pytest.raises(Conflict, match="UID in precondition: u2"):
-        await store.delete("pods", "default", "web", uid="u2")
-
-    deleted = await store.delete("pods", "default", "web", uid="u1")
-    assert deleted.metadata.name == "web"
-    assert deleted.metadata.resource_version == "2"
-    assert store.current_rv == 2
-    with pytest.raises(NotFound):
-        store.get("pods", "default", "web")
-    assert store.list("pods") == ([], 2)
-
-    # The name is free again.
-    assert (await store.create("pods", make_pod("web"))).metadata.resource_version == "3"
-
-
-async def test_wrong_kind_or_type_is_rejected(store: SQLiteStore) -> None:
-    with pytest.raises(ValueError, match='unknown kind "statefulsets"'):
-        store.list("statefulsets")
-    with pytest.raises(TypeError, match="pods must be Pod, not Node"):
-        await store.create("pods", make_node("n1"))
-    assert store.current_rv == 0
-
-
-async def test_resource_versions_survive_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "pykube.db"
-    store = SQLiteStore(path)
-    await store.open()
-    rvs = [
-        (await store.create("pods", make_pod("a"))).metadata.resource_version,
-        (await store.create("nodes", make_node("n1"))).metadata.resource_version,
-        (await store.create("pods", make_pod("b"))).metadata.resource_version,
-        (await store.mutate("nodes", "", "n1", lambda n: n)).metadata.resource_version,
-        (await store.delete("pods", "default", "b")).metadata.resource_version,
-    ]
-    assert rvs == ["1", "2", "3", "4", "5"]
-    pod_a = store.get("pods", "default", "a")
-    await store.close()
-    with pytest.raises(Unavailable):
-        store.get("pods", "default", "a")
-
-    reopened = SQLiteStore(path)
-    await reopened.open()
-    try:
-        # The delete consumed rv 5 although the newest surviving object has rv 4.
-        assert reopened.current_rv == 5
-        assert reopened.get("pods", "default", "a") == pod_a
-        assert reopened.get("nodes", "", "n1").metadata.resource_version == "4"
-        assert [p.metadata.name for p in reopened.list("pods")[0]] == ["a"]
-        assert (await reopened.create("pods", make_pod("c"))).metadata.resource_version == "6"
-    finally:
-        await reopened.close()
-
-
-async def test_watch_replays_then_follows_in_order(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("a"))  # rv 1
-    await store.create("pods", make_pod("b"))  # rv 2
-    await store.create("nodes", make_node("n1"))  # rv 3: another kind, not in the pods watch
-    await store.mutate("pods", "default", "a", lambda p: p)  # rv 4
-
-    watch = store.watch("pods", 1)
-    await store.delete("pods", "default", "b")  # rv 5
-    await store.create("pods", make_pod("c"))  # rv 6
-
-    assert await take(watch, 4) == [
-        ("ADDED", "b", 2), ("MODIFIED", "a", 4), ("DELETED", "b", 5), ("ADDED", "c", 6),
-    ]
-    watch.close()
-
-
-async def test_watch_deleted_event_carries_deletion_rv(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("a"))
-    watch = store.watch("pods", store.current_rv)
-    await store.delete("pods", "default", "a")
-    event = await next_event(watch)
-    assert (event.type, event.resource_version, event.object.metadata.resource_version) == ("DELETED", 2, "2")
-    assert event.object.spec.containers[0].image == "busybox"
-    watch.close()
-
-
-async def test_watch_from_current_rv_gets_only_new_events(store: SQLiteStore) -> None:
-    await store.create("pods", make_pod("a"))
-    watch = store.watch("pods", store.current_rv)
-    await store.create("pods", make_pod("b"))
-    assert await take(watch, 1) == [("ADDED", "b", 2)]
-    watch.close()
-
-
-async def test_watch_close_ends_iteration(store: SQLiteStore) -> None:
-    watch = store.watch("pods", 0)
-    received: list[str] = []
-
-    async def consume() -> None:
-        async for event in watch:
-            received.append(event.object.metadata.name)
-
-    consumer = asyncio.ensure_future(consume())
-    await store.create("pods", make_pod("a"))
-    # Once it has the event, the consumer's only way on is to wait on the (now empty) watch.
-    await wait_until(lambda: received == ["a"])
-    assert not consumer.done()
-    watch.close()
-    await asyncio.wait_for(consumer, DEADLINE)  # the iteration ended, without an error
-    assert received == ["a"]
-    assert store.event_log.watcher_count() == 0
-
-
-async def test_store_close_ends_watches(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "pykube.db")
-    await store.open()
-    watch = store.watch("nodes", 0)
-    await store.close()
-    assert [event async for event in watch] == []
-    with pytest.raises(Unavailable):
-        store.watch("nodes", 0)
-
-
-@pytest.mark.parametrize(
-    ("history", "writes", "watch_from", "too_old"),
-    [
-        (3, 5, 1, True),
-        (3, 5, 2, False),  # events 3, 4, 5 are all in the ring
-        (3, 5, 5, False),
-        (10, 5, 0, False),
-    ],
-)
-async def test_watch_too_old_when_history_is_gone(
-    tmp_path: Path, history: int, writes: int, watch_from: int, too_old: bool
-) -> None:
-    store = SQLiteStore(tmp_path / "pykube.db", history=history)
-    await store.open()
-    try:
-        for i in range(writes):
-            await store.create("pods", make_pod(f"p{i}"))
-        if too_old:
-            expected = rf"resourceVersion {watch_from} is too old \(oldest available 2\); list again"
-            with pytest.raises(TooOld, match=expected):
-                store.watch("pods", watch_from)
-        else:
-            watch = store.watch("pods", watch_from)
-            assert [rv for _, _, rv in await take(watch, writes - watch_from)] == list(
-                range(watch_from + 1, writes + 1)
-            )
-            watch.close()
-    finally:
-        await store.close()
-
-
-async def test_watch_too_old_after_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "pykube.db"
-    store = SQLiteStore(path)
-    await store.open()
-    for i in range(3):
-        await store.create("pods", make_pod(f"p{i}"))
-    await store.close()
-
-    store = SQLiteStore(path)
-    await store.open()
-    try:
-        with pytest.raises(TooOld, match=r"resourceVersion 2 is too old \(oldest available 3\); list again"):
-            store.watch("pods", 2)
-        watch = store.watch("pods", 3)
-        await store.create("pods", make_pod("p3"))
-        assert await take(watch, 1) == [("ADDED", "p3", 4)]
-        watch.close()
-    finally:
-        await store.close()
 
 
 async def test_slow_watcher_overflows_with_too_old(tmp_path: Path) -> None:
@@ -418,7 +124,10 @@ async def test_open_store_creates_data_dir(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite://relative/pykube.db", "sqlite:relative.db", "etcd://127.0.0.1:2379", "/plain/path"],
+    [
+        "sqlite://relative/pykube.db", "sqlite:relative.db", "etcd://127.0.0.1", "etcd://h:1/path",
+        "/plain/path",
+    ],
 )
 def test_open_store_refuses_unsupported_urls(url: str) -> None:
     with pytest.raises(ValueError, match="store URL"):
@@ -474,3 +183,22 @@ async def test_second_store_on_the_same_file_is_refused(tmp_path):
     await first.close()
     await second.open()  # released on close
     await second.close()
+
+
+async def test_an_open_refused_by_the_transformer_releases_the_lock(tmp_path: Path) -> None:
+    class Refuse:
+        def to_storage(self, kind: str, namespace: str, name: str, data: bytes) -> bytes:
+            return data
+
+        def from_storage(self, kind: str, namespace: str, name: str, stored: bytes) -> bytes:
+            raise ValueError(f"cannot read {kind} {namespace}/{name}")
+
+    store = SQLiteStore(tmp_path / "pykube.db")
+    await store.open()
+    await store.create("nodes", make_node("n1"))
+    await store.close()
+    with pytest.raises(ValueError, match="^cannot read nodes /n1$"):
+        await SQLiteStore(tmp_path / "pykube.db", transformer=Refuse()).open()
+    again = SQLiteStore(tmp_path / "pykube.db")
+    await again.open()
+    await again.close()
