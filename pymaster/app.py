@@ -59,6 +59,7 @@ from pymaster.controllers.taint_eviction import TaintEvictionController
 from pymaster.leader import LEASE_NAME, LeaderElectionConfig, LeaderElector, default_identity
 from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.registry import Registry
+from pymaster.registry.lease_relay import LeaseRelay
 from pymaster.registry.leases import NodeLeases
 from pymaster.scheduler.scheduler import Scheduler
 from pymaster.server.authz import NodeGraph
@@ -241,6 +242,16 @@ class MasterApp:
         self.identity = default_identity()
         self._elector = _elector(store_url, etcd_tls, leader_election, self.identity,
                                  self._start_leading, self._stop_leading, self.metrics)
+        # Several masters: the node lease renewals each takes reach the leader through etcd.
+        self._lease_relay: LeaseRelay | None = None
+        self._lease_relay_task: asyncio.Task | None = None
+        if self._elector is not None:
+            self._lease_relay = LeaseRelay(
+                EtcdClient(parse_etcd_endpoints(store_url or ""), etcd_tls), self.identity,
+                self.api.nodes.peer_renewed, min_interval=node_monitor_grace_period / 4,
+            )
+            self.api.nodes.on_renewed.append(self._lease_relay.renewed)
+            self.api.nodes.on_deleted.append(self._lease_relay.forget)
 
     @property
     def address(self) -> str:
@@ -295,6 +306,8 @@ class MasterApp:
             await self._start_leading()
         else:
             self._elector.start()
+        if self._lease_relay is not None:
+            self._lease_relay_task = asyncio.create_task(self._lease_relay.run(), name="lease-relay")
 
         certificates = NodeCertificates(
             self.store, master_pki.ca, self.certificate_lifetime,
@@ -398,6 +411,10 @@ class MasterApp:
             self._server = self._join_server = None
         await self._hub.stop()
         await self._graph.stop()
+        if self._lease_relay_task is not None:
+            self._lease_relay_task.cancel()
+            await asyncio.gather(self._lease_relay_task, return_exceptions=True)
+            self._lease_relay_task = None
         if self._elector is None:
             await self._stop_leading()
         else:

@@ -25,7 +25,7 @@ def etcd_available() -> bool:
     return shutil.which(ETCD) is not None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -105,7 +105,7 @@ def running_etcd(members: int = 1, workdir: Path | None = None) -> Iterator[Etcd
     """Starts ``members`` etcd members on loopback, yields them once healthy, stops them after."""
     tmp = Path(tempfile.mkdtemp(prefix="pykube-etcd-", dir=workdir))
     cluster = EtcdCluster([
-        EtcdMember(f"m{i}", _free_port(), _free_port(), tmp / f"m{i}.etcd") for i in range(members)
+        EtcdMember(f"m{i}", free_port(), free_port(), tmp / f"m{i}.etcd") for i in range(members)
     ])
     initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in cluster.members)
     try:

@@ -236,6 +236,8 @@ class NodeRegistry(KindRegistry):
         self._rng = rng or random.Random()
         # Called with the name of every deleted node (the bound-pods hub ends its streams).
         self.on_deleted: list[Callable[[str], None]] = []
+        # Called with a node's name at every renewal this master takes (the lease relay).
+        self.on_renewed: list[Callable[[str], None]] = []
 
     # ---- agents ----
 
@@ -268,6 +270,7 @@ class NodeRegistry(KindRegistry):
         if node.spec.pod_cidr != cidr:  # it had one already
             self._release_pod_cidr(cidr)
         self.leases.renew(name)
+        self._tell_renewed(name)
         log.info("node registered node=%s uid=%s new=%s pod_cidr=%s", name, node.metadata.uid,
                  node.metadata.uid == new_uid, node.spec.pod_cidr or "none")
         return node
@@ -310,11 +313,27 @@ class NodeRegistry(KindRegistry):
         if not self._exists(NODES.resource, "", name):
             self.leases.remove(name)
             raise NotFound(f"node {name} is not registered; register again")
+        await self._renewed(name)
+        return next_renew_seconds(requested_seconds, self.leases.grace_period, self._rng.random())
+
+    async def _renewed(self, name: str, *, from_peer: bool = False) -> None:
+        """A renewal of ``name``'s lease: Ready again if it had expired; told to ``on_renewed``
+        (the other masters) unless another master took it."""
         if self.leases.renew(name):
             now = self._clock()
             await self._store.mutate(NODES.resource, "", name, lambda n: n if mark_ready(n, now) else None)
             log.info("node lease renewed after expiry node=%s ready=True", name)
-        return next_renew_seconds(requested_seconds, self.leases.grace_period, self._rng.random())
+        if not from_peer:
+            self._tell_renewed(name)
+
+    def _tell_renewed(self, name: str) -> None:
+        for listener in self.on_renewed:
+            listener(name)
+
+    async def peer_renewed(self, name: str) -> None:
+        """Another master took a renewal of ``name``'s lease (``pymaster.registry.lease_relay``)."""
+        if self._exists(NODES.resource, "", name):
+            await self._renewed(name, from_peer=True)
 
     async def report_status(self, name: str, status: objects_pb2.NodeStatus) -> objects_pb2.Node:
         """Stores an agent's status report (counts as a lease renewal)."""
@@ -330,7 +349,9 @@ class NodeRegistry(KindRegistry):
             return node
 
         node = await self._store.mutate(NODES.resource, "", name, report)
+        # The report set Ready as the agent sees it; the lease only counts as renewed.
         self.leases.renew(name)
+        self._tell_renewed(name)
         return node
 
     # ---- the admin ----

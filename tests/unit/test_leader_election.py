@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -22,6 +20,7 @@ from pymaster.leader import LEASE_NAME, LeaderElectionConfig, LeaderElector
 from pymaster.main import init_data_dir
 from pymaster.metrics import MasterMetrics
 from pymaster.store.etcd_client import parse_endpoints
+from tests.etcd_fixture import free_port, running_etcd
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 pytestmark = pytest.mark.skipif(not shutil.which(ETCD), reason="etcd-server is not installed")
@@ -30,41 +29,11 @@ pytestmark = pytest.mark.skipif(not shutil.which(ETCD), reason="etcd-server is n
 FAST = LeaderElectionConfig(lease_duration=3.0, renew_deadline=2.0, retry_period=0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def etcd(tmp_path) -> Iterator[str]:
-    """A one-member etcd on loopback; yields its client endpoint "127.0.0.1:PORT"."""
-    client, peer = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [
-            ETCD, "--name", "test", "--data-dir", str(tmp_path / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{client}",
-            "--advertise-client-urls", f"http://127.0.0.1:{client}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"test=http://127.0.0.1:{peer}",
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", client), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("etcd did not start") from None
-                time.sleep(0.05)
-        yield f"etcd://127.0.0.1:{client}"
-    finally:
-        proc.kill()
-        proc.wait()
+    """A one-member etcd on loopback; yields its store URL "etcd://127.0.0.1:PORT"."""
+    with running_etcd(workdir=tmp_path) as cluster:
+        yield cluster.url
 
 
 class PartitionableClient(aetcd.Client):
@@ -165,7 +134,7 @@ async def test_stopped_leader_releases_the_lease_at_once(pair):
 
 async def test_candidate_keeps_campaigning_while_etcd_is_unreachable(etcd):
     host, port = parse_endpoints(etcd)[0]
-    dead = _free_port()
+    dead = free_port()
     lonely = Candidate(f"etcd://127.0.0.1:{dead},{host}:{port}", "c")
     lonely.elector.start()
     try:
