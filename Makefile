@@ -57,6 +57,7 @@ bench: setup images
 	$(PY) bench/scheduler.py
 	$(PY) bench/controllers.py
 	$(PY) bench/proxy.py
+	$(PY) bench/store.py
 
 up: setup images
 	@scripts/cluster.sh up

@@ -79,10 +79,20 @@ class WatchedKind:
                         continue
                     self._changed()
             except errors.ApiError as err:
-                delay = backoff.next_delay()
-                log.info("cluster view relists resource=%s code=%s retry_in=%.2fs", self.resource,
-                         err.code.name, delay)
-                await asyncio.sleep(delay)
+                reason = err.code.name
+            except asyncio.CancelledError:
+                # grpc.aio ends the streams of a closed channel (the client reconnected with a
+                # renewed certificate) with CancelledError, though this task was not cancelled.
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                reason = "closed by a reconnect (new certificate)"
+            else:
+                reason = "watch ended"
+            delay = backoff.next_delay()
+            log.info("cluster view relists resource=%s reason=%s retry_in=%.2fs", self.resource, reason,
+                     delay)
+            await asyncio.sleep(delay)
 
 
 class ClusterView:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -456,3 +457,26 @@ def running_cluster(workdir: Path, **options: Any) -> Iterator[Cluster]:
     for name in cluster.node_names:
         assert node_containers(name) == [], f"containers left behind on {name}"
     assert cleanup is None or cleanup.returncode == 0, f"pykubelet --cleanup failed: {cleanup.stderr}"
+
+
+def init_masters(workdir: Path, count: int, extra: list[str] | None = None) -> list[Master]:
+    """``count`` master replicas (not started) sharing one CA, admin config, join token and
+    Secrets key, as the README's "Running HA" says: ``pymaster init --server <every replica>``
+    once, then a copy of that directory per replica (``<workdir>/m<i>/master``); ``extra``: more
+    pymaster flags for each (``--store etcd://...``, ``--leader-elect``, ...)."""
+    masters = [Master(workdir / f"m{i}", extra) for i in range(1, count + 1)]
+    shared = workdir / "init"
+    subprocess.run(
+        [str(BIN / "pymaster"), "init", "--data-dir", str(shared),
+         "--server", ",".join(m.address for m in masters)],
+        check=True, capture_output=True, timeout=60,
+    )
+    for master in masters:
+        shutil.copytree(shared, master.data_dir)
+    return masters
+
+
+def leading(master: Master) -> bool:
+    """Whether ``master`` (started with --leader-elect) says it leads (leader_election_master_status)."""
+    samples = metric_samples(master.metrics_port)
+    return samples.get(("leader_election_master_status", (("name", "pymaster"),)), 0.0) == 1.0
