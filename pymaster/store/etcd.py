@@ -60,6 +60,11 @@ def object_key(kind: str, namespace: str, name: str) -> bytes:
     return PREFIX + path.encode()
 
 
+# Keys under the prefix that are not objects of the API: the leader election's lease
+# (pymaster.leader), where Kubernetes keeps its Leases.
+NOT_OBJECTS = frozenset({"leases"})
+
+
 def _kind_of(key: bytes) -> str:
     return key[len(PREFIX):].split(b"/", 1)[0].decode()
 
@@ -350,6 +355,8 @@ class EtcdStore:
         objects = []
         for kv in response.kvs:
             kind = _kind_of(kv.key)
+            if kind in NOT_OBJECTS:
+                continue
             if kind not in KINDS:
                 # Written by a newer pykube: keep the key, but this version cannot serve it.
                 log.warning("skipping object of unknown kind key=%s", kv.key.decode(errors="replace"))
