@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry
 from pymaster.api import services_pb2, services_pb2_grpc
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
-from pymaster.api.kinds import NODES, PODS
+from pymaster.api.kinds import EVENTS, NODES, PODS
 from pymaster.api.metrics_http import MetricsServer
 from pymaster.api.network import NetworkConfig
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
@@ -215,7 +215,8 @@ class MasterApp:
         self.pki: MasterPKI | None = None
         self.encryption = SecretEncryption(self.data_dir / KEY_FILE)
         self.store: Store = open_store(
-            store_url or sqlite_url(self.data_dir), transformer=self.encryption, etcd_tls=etcd_tls
+            store_url or sqlite_url(self.data_dir), transformer=self.encryption, etcd_tls=etcd_tls,
+            ttls={EVENTS.resource: event_ttl},
         )
         self.metrics = MasterMetrics(self.registry, self._cluster_state)
         self.leases = NodeLeases(node_monitor_grace_period)

@@ -12,6 +12,7 @@ Store protocol.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -34,6 +35,7 @@ def open_store(
     history: int = DEFAULT_HISTORY,
     transformer: ValueTransformer | None = None,
     etcd_tls: EtcdTLS | None = None,
+    ttls: Mapping[str, float] | None = None,
 ) -> Store:
     """The store a URL names, not opened yet (``await store.open()`` before use).
 
@@ -44,6 +46,8 @@ def open_store(
         transformer: What the backend writes for each object's bytes, and reads back (encryption
             at rest); None: the bytes as they are.
         etcd_tls: TLS files for etcd (ignored by sqlite://); None: plain text.
+        ttls: Seconds objects of a kind live after their last write, kept by etcd leases (etcd://
+            only; on SQLite the master's TTL controller alone deletes them).
 
     Raises:
         ValueError: an unsupported scheme or a malformed URL; the message says what is accepted.
@@ -56,7 +60,7 @@ def open_store(
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path, history, transformer=transformer)
     if parsed.scheme == "etcd":
-        return EtcdStore(url, history, transformer=transformer, tls=etcd_tls)
+        return EtcdStore(url, history, transformer=transformer, tls=etcd_tls, ttls=ttls)
     raise ValueError(
         f"store URL {url!r}: unsupported scheme {parsed.scheme!r}; supported: sqlite://, etcd://"
     )

@@ -20,9 +20,13 @@ A write returns once the copy has seen its revision (read-your-writes). If the e
 it resumes from the revision after the last one seen; if etcd compacted that revision away, the
 copy is listed again and every watch of it ends with TooOld, so its clients list again too.
 
-Events are kept as ordinary keys, without an etcd lease: the master's event TTL controller deletes
-them (so an event outlives its TTL by at most one pass of that controller, as on SQLite). Node
-leases stay in the master's memory, as with SQLite.
+Kinds with a TTL (``ttls``: the master gives events ``--event-ttl``) are written with an etcd
+lease, as kube-apiserver writes events: etcd deletes them on its own once their TTL has passed
+since their last write, whether or not a master runs; one lease serves every write of the kind for
+a reuse window (``LEASE_REUSE_SECONDS`` at most, kube-apiserver's), granted for the TTL plus that
+window, so the number of leases stays small. The master's event TTL controller still runs (it is
+what SQLite has), whichever comes first deletes. Node leases stay in the master's memory, as with
+SQLite.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from aetcd import exceptions as etcd_errors
 from aetcd import rpc
@@ -45,6 +51,9 @@ from pymaster.store.etcd_client import EtcdClient, EtcdTLS, parse_endpoints
 from pymaster.store.events import DEFAULT_HISTORY, DEFAULT_QUEUE_SIZE, EventLog, Watcher
 
 log = logging.getLogger(__name__)
+
+# How long one etcd lease serves the writes of a kind with a TTL (kube-apiserver's reuse window).
+LEASE_REUSE_SECONDS = 60.0
 
 PREFIX = b"/registry/"
 # The end of the range of every key under PREFIX ("/registry0": "/" + 1).
@@ -87,6 +96,7 @@ class EtcdStore:
         watch_queue_size: int = DEFAULT_QUEUE_SIZE,
         transformer: ValueTransformer | None = None,
         tls: EtcdTLS | None = None,
+        ttls: Mapping[str, float] | None = None,
     ):
         """Creates a closed store; call ``await open()`` before use.
 
@@ -96,6 +106,7 @@ class EtcdStore:
             watch_queue_size: How many undelivered events a watcher may have before it is ended.
             transformer: Turns objects' bytes into what is written and back (None: as they are).
             tls: TLS files for the connection to etcd (None: plain text).
+            ttls: Seconds objects of a kind live after their last write ({"events": 3600}).
 
         Raises:
             ValueError: a malformed URL.
@@ -108,6 +119,8 @@ class EtcdStore:
         # Writers waiting for the copy to reach their revision: (revision, seq, future).
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._ttls = dict(ttls or {})
+        self._leases: dict[str, tuple[int, float]] = {}  # kind -> (lease id, monotonic grant time)
 
     @property
     def current_rv(self) -> int:
@@ -181,7 +194,8 @@ class EtcdStore:
         key = object_key(kind, meta.namespace, meta.name)
         compare = rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE,
                               create_revision=0)
-        succeeded, revision, _ = await self._txn(compare, self._put(kind, key, obj), key)
+        lease = await self._lease_for(kind)
+        succeeded, revision, _ = await self._txn(compare, self._put(kind, key, obj, lease), key)
         if not succeeded:
             raise AlreadyExists(f'{kind} "{meta.name}" already exists')
         return await self._written(obj, revision)
@@ -201,8 +215,9 @@ class EtcdStore:
             # Never a mod_revision: only the existence check remains to choose the error.
             self._cache.stored(kind, meta.namespace, meta.name)
             raise _conflict(kind, meta.name)
+        lease = await self._lease_for(kind)
         succeeded, revision, current = await self._txn(
-            self._mod_equals(key, int(meta.resource_version)), self._put(kind, key, obj), key
+            self._mod_equals(key, int(meta.resource_version)), self._put(kind, key, obj, lease), key
         )
         if not succeeded:
             if current is None:
@@ -233,9 +248,10 @@ class EtcdStore:
             self._cache.check_type(kind, new)
             if (new.metadata.namespace, new.metadata.name) != (namespace, name):
                 raise ValueError(f'{kind} "{name}": mutate must not change the namespace or name')
+            lease = await self._lease_for(kind)
             succeeded, revision, fresh = await self._txn(
                 self._mod_equals(key, int(current.metadata.resource_version)),
-                self._put(kind, key, new), key,
+                self._put(kind, key, new, lease), key,
             )
             if succeeded:
                 return await self._written(new, revision)
@@ -295,15 +311,30 @@ class EtcdStore:
         return rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
                            mod_revision=revision)
 
-    def _put(self, kind: str, key: bytes, obj: Message) -> rpc.RequestOp:
-        """The put of ``obj`` (stored without its resourceVersion, which is the mod_revision)."""
+    async def _lease_for(self, kind: str) -> int:
+        """The etcd lease a write of ``kind`` goes with (0: none, the kind has no TTL)."""
+        ttl = self._ttls.get(kind)
+        if not ttl:
+            return 0
+        reuse = min(LEASE_REUSE_SECONDS, ttl)
+        now = time.monotonic()
+        held = self._leases.get(kind)
+        if held is not None and now - held[1] < reuse:
+            return held[0]
+        lease = await self._client.lease(math.ceil(ttl + reuse))
+        self._leases[kind] = (lease.id, now)
+        return lease.id
+
+    def _put(self, kind: str, key: bytes, obj: Message, lease: int = 0) -> rpc.RequestOp:
+        """The put of ``obj`` (stored without its resourceVersion, which is the mod_revision),
+        bound to the etcd ``lease`` when not 0."""
         bare = copy_message(obj)
         bare.metadata.resource_version = ""
         data = bare.SerializeToString()
         if self._transformer is not None:
             meta = obj.metadata
             data = self._transformer.to_storage(kind, meta.namespace, meta.name, data)
-        return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=data))
+        return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=data, lease=lease))
 
     async def _txn(
         self, compare: rpc.Compare, success: rpc.RequestOp, key: bytes

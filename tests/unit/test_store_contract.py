@@ -543,3 +543,22 @@ async def test_etcd_compaction_ends_watches_with_too_old_and_relists(etcd_backen
     created = await store.create("pods", make_pod("c"))
     assert (await next_event(relisted)).resource_version == rv_of(created)
     relisted.close()
+
+
+async def test_etcd_objects_with_a_ttl_expire_by_their_lease(etcd_backend: Backend) -> None:
+    store = open_store(etcd_backend.url, ttls={"events": 1.0})
+    await store.open()
+    try:
+        event = objects_pb2.Event(api_version="v1", kind="Event", reason="Checked")
+        event.metadata.name, event.metadata.namespace = "web.1", "default"
+        await store.create("events", event)
+        await store.create("pods", make_pod("stays"))
+        async with etcd_client(etcd_backend.url) as client:
+            leases = {kv.key: kv.lease for kv in (await client.get_prefix(b"/registry/")).kvs}
+        assert leases[object_key("events", "default", "web.1")] != 0
+        assert leases[object_key("pods", "default", "stays")] == 0
+        # etcd deletes it (no master's TTL controller runs here); the copy follows the watch.
+        await wait_until(lambda: not store.list("events", "default")[0], timeout=20)
+        assert store.get("pods", "default", "stays").metadata.name == "stays"
+    finally:
+        await store.close()
