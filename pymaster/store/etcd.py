@@ -39,6 +39,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import grpc
 from aetcd import exceptions as etcd_errors
 from aetcd import rpc
 from google.protobuf.message import Message
@@ -144,9 +145,11 @@ class EtcdStore:
         await self._client.connect()
         try:
             count = await self._list()
-        except etcd_errors.ClientError as err:
+        except (etcd_errors.ClientError, grpc.aio.AioRpcError) as err:
+            # The list is a raw Range call: gRPC's own error when no member answers.
             await self._client.close()
-            raise Unavailable(f"etcd {self._url}: {err}") from err
+            detail = err.details() if isinstance(err, grpc.aio.AioRpcError) else err
+            raise Unavailable(f"etcd {self._url}: {detail}") from err
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name="etcd-watch")
         log.info("store opened url=%s objects=%d resource_version=%d", self._url, count, self._cache.rv)
 
@@ -430,7 +433,7 @@ class EtcdStore:
                 self._expire_watches()
                 await self._list()
                 return
-            except etcd_errors.ClientError as err:
+            except (etcd_errors.ClientError, grpc.aio.AioRpcError) as err:
                 log.warning("etcd list failed error=%s", err)
                 await asyncio.sleep(_REWATCH_DELAY)
 
