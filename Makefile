@@ -16,7 +16,8 @@ help:
 
 # Debian packages the set-up needs on a fresh machine (one apt-get run): python3-venv for the
 # virtualenv, gcc and libc6-dev for the static pause binary, busybox-static for the test image,
-# and Debian's docker.io unless a Docker Engine is installed already.
+# etcd-server for the etcd store's tests, and Debian's docker.io unless a Docker Engine is
+# installed already.
 PACKAGES := python3-venv gcc libc6-dev busybox-static etcd-server $(shell command -v dockerd >/dev/null 2>&1 || echo docker.io)
 
 setup:
