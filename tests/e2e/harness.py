@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import docker
 from prometheus_client.parser import text_string_to_metric_families
 
+from pykubelet.proxy.rules import BASE_JUMPS
 from pymaster.api import errors, objects_pb2
 from pymaster.api.clientconfig import ClientConfig, load_config
 from pymaster.client import Client
@@ -286,6 +287,23 @@ def docker_exec(node_name: str, pod_name: str, container: str, command: list[str
 def http_get(url: str) -> tuple[int, str, str]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+
+
+def iptables_save(table: str) -> str:
+    return subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, check=True).stdout
+
+
+def service_proxied(cluster_ip: str, target: str = "KUBE-SVC-") -> bool:
+    """Whether the node proxy holds ``cluster_ip``: KUBE-SERVICES sends it to a service chain (nat)
+    or rejects it (``target="REJECT"``, filter), and the builtin chains jump to KUBE-SERVICES. The
+    proxy adds the jumps after its first restore; a packet sent before them is not DNATed and
+    would follow the host's default route off this machine."""
+    table = "filter" if target == "REJECT" else "nat"
+    lines = iptables_save(table).splitlines()
+    jumps = [chain for t, chain, args in BASE_JUMPS if t == table and args[-1] == "KUBE-SERVICES"]
+    return (any(f"-d {cluster_ip}/32" in line and f"-j {target}" in line for line in lines)
+            and all(any(line.startswith(f"-A {chain} ") and line.endswith("-j KUBE-SERVICES")
+                        for line in lines) for chain in jumps))
 
 
 def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

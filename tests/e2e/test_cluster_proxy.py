@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 
@@ -24,7 +23,16 @@ import pytest
 
 from pymaster.api import objects_pb2
 
-from .harness import BUSYBOX, Cluster, metric_samples, running_cluster, unique, wait_for
+from .harness import (
+    BUSYBOX,
+    Cluster,
+    iptables_save,
+    metric_samples,
+    running_cluster,
+    service_proxied,
+    unique,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -88,21 +96,10 @@ def refused(host: str, port: int) -> bool:
     return False
 
 
-def saved(table: str) -> str:
-    return subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, check=True).stdout
-
-
 def kube_lines() -> list[str]:
     """The proxy's lines (KUBE-* chains; the pod network's PYKUBE-* ones are not the proxy's)."""
-    return [line for table in ("nat", "filter") for line in saved(table).splitlines()
+    return [line for table in ("nat", "filter") for line in iptables_save(table).splitlines()
             if re.search(r"(?<![A-Z])KUBE-", line)]
-
-
-def proxied(cluster_ip: str, target: str = "KUBE-SVC-") -> bool:
-    """Whether KUBE-SERVICES sends the ClusterIP to a service chain (nat) or rejects it (filter):
-    traffic to a ClusterIP is only sent once a rule holds it, never out by the default route."""
-    table = "filter" if target == "REJECT" else "nat"
-    return any(f"{cluster_ip}/32" in line and f"-j {target}" in line for line in saved(table).splitlines())
 
 
 async def test_cluster_ip_and_node_port_reach_the_backend(cluster: Cluster):
@@ -113,7 +110,7 @@ async def test_cluster_ip_and_node_port_reach_the_backend(cluster: Cluster):
         svc = await client.create(service(name))
         cluster_ip, node_port = svc.spec.cluster_ip, svc.spec.ports[0].node_port
         await client.create(endpoint_slice(name, ip))
-        await wait_for(lambda: proxied(cluster_ip), 20, "the ClusterIP's rule")
+        await wait_for(lambda: service_proxied(cluster_ip), 20, "the ClusterIP's rule")
         assert get(cluster_ip, 80) == text
         assert await wait_for(lambda: get("127.0.0.1", node_port) == text, 10, "the NodePort to answer")
         samples = metric_samples(cluster.a.metrics_port)
@@ -122,7 +119,7 @@ async def test_cluster_ip_and_node_port_reach_the_backend(cluster: Cluster):
             cluster.b.metrics_port)
         # No endpoint left: REJECT (refused at once), as kube-proxy does.
         await client.delete("endpointslices", f"{name}-manual", "default")
-        await wait_for(lambda: proxied(cluster_ip, "REJECT"), 20, "the ClusterIP's REJECT rule")
+        await wait_for(lambda: service_proxied(cluster_ip, "REJECT"), 20, "the ClusterIP's REJECT rule")
         assert refused(cluster_ip, 80)
         await client.delete("services", name, "default")
 
@@ -135,7 +132,7 @@ async def test_rules_survive_an_agent_restart_and_cleanup_removes_them(cluster: 
         svc = await client.create(service(name))
         cluster_ip = svc.spec.cluster_ip
         await client.create(endpoint_slice(name, ip1))
-        await wait_for(lambda: proxied(cluster_ip), 20, "the ClusterIP's rule")
+        await wait_for(lambda: service_proxied(cluster_ip), 20, "the ClusterIP's rule")
         assert get(cluster_ip, 80) == first
         cluster.a.stop()
         assert get(cluster_ip, 80) == first  # the rules stay while no agent runs
@@ -149,7 +146,7 @@ async def test_rules_survive_an_agent_restart_and_cleanup_removes_them(cluster: 
         assert result.returncode == 0, result.stderr
         assert kube_lines() == []
         cluster.a.start()
-        await wait_for(lambda: proxied(cluster_ip), 30, "the rules to come back")
+        await wait_for(lambda: service_proxied(cluster_ip), 30, "the rules to come back")
         assert get(cluster_ip, 80) == second
         await client.delete("services", name, "default")
         await client.delete("endpointslices", f"{name}-manual", "default")

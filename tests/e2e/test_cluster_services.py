@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import subprocess
 import textwrap
 import time
 import urllib.request
@@ -53,9 +52,11 @@ from .harness import (
     Cluster,
     delete_pods,
     docker_exec,
+    iptables_save,
     pod_exec,
     pyctl,
     running_cluster,
+    service_proxied,
     unique,
     wait_for,
     wait_nodes_ready,
@@ -150,19 +151,10 @@ def web(cluster: Cluster) -> Web:
         # Not a packet to a ClusterIP before the proxy has programmed it: unDNATed, it would follow
         # the host's default route off this machine.
         ip = svc.spec.cluster_ip
-        await wait_for(lambda: proxied(ip), 30, f"the proxy's rules for {ip}")
+        await wait_for(lambda: service_proxied(ip), 30, f"the proxy's rules for {ip}")
         return Web(backends, ip, np.spec.ports[0].node_port)
 
     return asyncio.run(ready())
-
-
-def nat_rules() -> str:
-    return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
-
-
-def proxied(cluster_ip: str) -> bool:
-    """Whether the host's nat table sends ``cluster_ip`` to a service chain."""
-    return f"-d {cluster_ip}/32" in nat_rules()
 
 
 async def _all_ready(client: Client) -> set[str]:
@@ -306,7 +298,7 @@ async def test_client_ip_session_affinity_sticks_to_one_backend(
         """)
     async with cluster.client() as client:
         ip = (await client.get("services", "sticky")).spec.cluster_ip
-    await wait_for(lambda: proxied(ip), 30, f"the proxy's rules for {ip}")
+    await wait_for(lambda: service_proxied(ip), 30, f"the proxy's rules for {ip}")
     answers = fetch(cluster, client_pod, f"http://{ip}/", 30)
     assert len(set(answers)) == 1 and set(answers) <= web.backends, Counter(answers)
     assert pyctl(cluster.master, "delete", "svc", "sticky").returncode == 0
@@ -352,7 +344,7 @@ async def test_node_port_from_outside_the_cluster_and_local_traffic_policy(
     # Local does not apply: kube-proxy sends that traffic to every endpoint.)
     local = {p.metadata.name for p in pods if p.spec.node_name == cluster.a.node_name}
     assert local and local < web.backends, "the web pods are spread over both nodes"
-    await wait_for(lambda: proxied(svc.spec.cluster_ip), 30, "the proxy's rules for web-local")
+    await wait_for(lambda: service_proxied(svc.spec.cluster_ip), 30, "the proxy's rules for web-local")
     answered = Counter(outside_get(docker_client, cluster.a.node_name, svc.spec.ports[0].node_port, 10))
     assert set(answered) == local, answered
     assert pyctl(cluster.master, "delete", "svc", "web-local").returncode == 0
@@ -391,7 +383,7 @@ async def test_data_path_survives_agent_restart_and_resyncs(
         client_node = (await client.get_pod(client_pod)).spec.node_name
     for agent in cluster.agents:
         agent.stop()
-    assert ":KUBE-SERVICES" in nat_rules()
+    assert ":KUBE-SERVICES" in iptables_save("nat")
 
     # No agent runs: requests from the host and from a pod (exec straight through Docker) still work.
     assert {host_get(f"http://127.0.0.1:{web.node_port}/") for _ in range(10)} <= web.backends
@@ -413,7 +405,7 @@ async def test_data_path_survives_agent_restart_and_resyncs(
     await wait_nodes_ready(cluster.master, cluster.node_names)
     async with cluster.client() as client:
         late_ip = (await client.get("services", "late")).spec.cluster_ip
-    await wait_for(lambda: proxied(late_ip), 30, f"the restarted proxy's rules for {late_ip}")
+    await wait_for(lambda: service_proxied(late_ip), 30, f"the restarted proxy's rules for {late_ip}")
 
     def late_works() -> bool:
         return set(fetch(cluster, client_pod, f"http://{late_ip}:8081/", 5)) <= web.backends
@@ -423,12 +415,11 @@ async def test_data_path_survives_agent_restart_and_resyncs(
 
 
 async def test_cleanup_removes_every_owned_rule_and_chain(cluster: Cluster) -> None:
-    assert ":KUBE-SERVICES" in nat_rules()
+    assert ":KUBE-SERVICES" in iptables_save("nat")
     for agent in cluster.agents:
         agent.stop()
     result = cluster.a.cleanup()
     assert result.returncode == 0, result.stdout + result.stderr
     for table in ("nat", "filter"):
-        saved = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, check=True)
-        left = [line for line in saved.stdout.splitlines() if OWNED_CHAIN_MARK in line]
+        left = [line for line in iptables_save(table).splitlines() if OWNED_CHAIN_MARK in line]
         assert left == [], f"{table}: {left}"
