@@ -41,7 +41,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scheduler import bounded, lease_process, node  # noqa: E402
+from bench.scheduler import bounded, cpu_seconds, lease_process, node  # noqa: E402
 from pymaster.api import errors, objects_pb2, services_pb2  # noqa: E402
 from pymaster.api.pods import CONTAINERS_READY, INITIALIZED, READY, RUNNING  # noqa: E402
 from pymaster.client import Client  # noqa: E402
@@ -219,12 +219,6 @@ class Tally:
             self.satisfied.discard(name)
         if len(self.satisfied) >= self._target:
             self.complete.set()
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    """utime + stime of ``process`` and its waited-for children so far."""
-    t = process.cpu_times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 class MasterUsage:

@@ -67,6 +67,7 @@ from pymaster.server.bootstrap import BootstrapServicer, NodeCertificates
 from pymaster.server.bound_pods import BoundPodsHub
 from pymaster.server.cluster import ClusterServicer
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS, MasterInterceptor
+from pymaster.server.lease_lane import LeaseLane
 from pymaster.server.node_agent import NodeAgentServicer
 from pymaster.server.resources import ResourcesServicer
 from pymaster.server.tls import (
@@ -118,10 +119,11 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 BOOTSTRAP_SERVICE = services_pb2.DESCRIPTOR.services_by_name["Bootstrap"].full_name
 
 
-def default_join_listen(listen: str) -> str:
-    """The join address for a --listen address: same host, port + 1 (port 0 stays 0)."""
+def default_join_listen(listen: str, offset: int = 1) -> str:
+    """The join address for a --listen address: same host, port + 1 (port 0 stays 0); the lease
+    lane's with ``offset`` 2."""
     host, _, port = listen.rpartition(":")
-    return f"{host}:{int(port) + 1 if int(port) else 0}"
+    return f"{host}:{int(port) + offset if int(port) else 0}"
 
 
 class MasterApp:
@@ -136,6 +138,7 @@ class MasterApp:
         registry: CollectorRegistry | None = None,
         *,
         join_listen: str | None = None,
+        lease_listen: str | None = None,
         tls_sans: Iterable[str] = (),
         certificate_lifetime: float = DEFAULT_CERTIFICATE_LIFETIME,
         allow_privileged: bool = False,
@@ -163,6 +166,9 @@ class MasterApp:
             registry: Where the metrics go; a new registry by default (several apps per process).
             join_listen: Plaintext Bootstrap "HOST:PORT"; default the listen host, port + 1;
                 port 0 picks a free one (``join_port``).
+            lease_listen: mTLS "HOST:PORT" of the lease lane (``pymaster.server.lease_lane``);
+                default the listen host, port + 2; port 0 picks one (``lease_port``); "": no
+                lane (renewals on the API port).
             tls_sans: Extra SANs of the serving certificate (each may be a comma list).
             certificate_lifetime: Seconds node certificates live (the master's own: at least a year).
             allow_privileged: Admit privileged containers.
@@ -193,6 +199,7 @@ class MasterApp:
         self.data_dir = Path(data_dir)
         self.listen = listen
         self.join_listen = join_listen or default_join_listen(listen)
+        self.lease_listen = default_join_listen(listen, 2) if lease_listen is None else lease_listen
         self.metrics_addr = metrics_addr
         self.node_monitor_grace_period = node_monitor_grace_period
         self.tls_sans = list(tls_sans)
@@ -202,7 +209,8 @@ class MasterApp:
             allow_host_network=allow_host_network,
             allowed_host_paths=allowed_host_paths,
             allow_privileged_host_ports=allow_privileged_host_ports,
-            reserved_host_ports=[_port(listen), _port(self.join_listen), _port(metrics_addr)],
+            reserved_host_ports=[_port(a) for a in (listen, self.join_listen, self.lease_listen, metrics_addr)
+                                 if a],
             not_ready_toleration_seconds=not_ready_toleration_seconds,
             unreachable_toleration_seconds=unreachable_toleration_seconds,
         )
@@ -211,6 +219,8 @@ class MasterApp:
         self.registry = registry or CollectorRegistry()
         self.port = 0
         self.join_port = 0
+        self.lease_port = 0
+        self._lease_lane: LeaseLane | None = None
         self.metrics_port = 0
         self.pki: MasterPKI | None = None
         self.encryption = SecretEncryption(self.data_dir / KEY_FILE)
@@ -314,13 +324,17 @@ class MasterApp:
             self.store, master_pki.ca, self.certificate_lifetime,
             reserved_names=reserved_node_names(master_pki.server_sans),
         )
+        if self.lease_listen:
+            self._lease_lane = LeaseLane(self.lease_listen, master_pki.server_credentials(), self.api.nodes,
+                                         self.metrics, self._graph, SERVER_OPTIONS, self.unary_timeout, _bind)
+            self.lease_port = await self._lease_lane.start()
         server = self._grpc_server(self._graph, MAX_CONCURRENT_RPCS)
         services_pb2_grpc.add_ResourcesServicer_to_server(ResourcesServicer(self.api), server)
         services_pb2_grpc.add_ClusterServicer_to_server(
             ClusterServicer(self.api, master_pki.agent_channel_credentials), server
         )
         services_pb2_grpc.add_NodeAgentServicer_to_server(
-            NodeAgentServicer(self.api, self._hub, certificates), server
+            NodeAgentServicer(self.api, self._hub, certificates, self.lease_port), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
@@ -351,15 +365,15 @@ class MasterApp:
         ).start()
         self.metrics_port = self._metrics_server.port
         # Ports picked by the system (port 0) are known now: no pod may publish them either.
-        self.admission = dataclasses.replace(
-            self.admission, reserved_host_ports=tuple(sorted({self.port, self.join_port, self.metrics_port}))
-        )
+        ports = {self.port, self.join_port, self.lease_port, self.metrics_port} - {0}
+        self.admission = dataclasses.replace(self.admission, reserved_host_ports=tuple(sorted(ports)))
         self.api.pods.admission = self.admission
         log.info(
-            "pymaster listening address=%s join_address=%s metrics_port=%d data_dir=%s admin_config=%s "
-            "token=%s ca_sha256=%s node_monitor_grace_period=%s",
+            "pymaster listening address=%s join_address=%s lease_port=%d metrics_port=%d data_dir=%s "
+            "admin_config=%s token=%s ca_sha256=%s node_monitor_grace_period=%s",
             self.address,
             self.join_address,
+            self.lease_port,
             self.metrics_port,
             self.data_dir,
             self.admin_config_path,
@@ -410,6 +424,9 @@ class MasterApp:
             servers = [s for s in (self._server, self._join_server) if s is not None]
             await asyncio.gather(*(s.stop(SHUTDOWN_GRACE_SECONDS) for s in servers))
             self._server = self._join_server = None
+        if self._lease_lane is not None:
+            await self._lease_lane.stop(SHUTDOWN_GRACE_SECONDS)
+            self._lease_lane = None
         await self._hub.stop()
         await self._graph.stop()
         if self._lease_relay_task is not None:

@@ -22,6 +22,10 @@ message is reopened on the next server; one that fails later raises ``Unavailabl
 caller reopens it (it resumes from what it saw: a watch from its last resourceVersion, an agent's
 bound-pods stream from the snapshot it is sent first), on the next server.
 
+Node lease renewals (``renew_lease``) move to the master's lease lane (its own port, named in the
+API port's reply; ``pymaster.server.lease_lane``) and back to the API port for
+``LEASE_LANE_RETRY_SECONDS`` when the lane cannot be reached.
+
 Example::
 
     async with Client() as client:  # ~/.pykube/config
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,6 +67,11 @@ MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
 # Seconds calls still in flight on the old channel get after reconnect() before it is closed.
 RECONNECT_GRACE_SECONDS = 2.0
+# Seconds a client renews on the API port after the master's lease lane could not be reached.
+LEASE_LANE_RETRY_SECONDS = 60.0
+# A renewal on the lease lane failing with these tries the API port (the lane is not reachable:
+# another port, maybe firewalled; or the master is gone, and the API port fails over).
+_LANE_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 # Which exception each status code becomes; anything else is a plain ApiError with that code.
 _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
@@ -76,6 +86,14 @@ _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
     grpc.StatusCode.UNIMPLEMENTED: errors.MethodNotAllowed,
 }
+
+
+class _LeaseLane(NamedTuple):
+    """The channel to a master's lease lane (``pymaster.server.lease_lane``)."""
+
+    server: str  # the API address it belongs to
+    channel: grpc.aio.Channel
+    stub: services_pb2_grpc.NodeLeaseStub
 
 
 class ObjectEvent(NamedTuple):
@@ -163,6 +181,8 @@ class Client:
         self.server = self.servers[0]
         self.timeout = timeout
         self._closing: set[asyncio.Task[None]] = set()
+        self._lease_lane: _LeaseLane | None = None
+        self._lane_down_until: dict[str, float] = {}  # API address -> when to try its lane again
         self._stubs(self._open(self.config))
 
     def _stubs(self, channel: grpc.aio.Channel) -> None:
@@ -172,13 +192,13 @@ class Client:
         self._cluster = services_pb2_grpc.ClusterStub(channel)
         self._agent = services_pb2_grpc.NodeAgentStub(channel)
 
-    def _open(self, config: ClientConfig) -> grpc.aio.Channel:
+    def _open(self, config: ClientConfig, address: str | None = None) -> grpc.aio.Channel:
         options = [
             *channel_options(config),
             ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
         ]
-        return grpc.aio.secure_channel(self.server, channel_credentials(config), options=options)
+        return grpc.aio.secure_channel(address or self.server, channel_credentials(config), options=options)
 
     async def __aenter__(self) -> Client:
         return self
@@ -187,6 +207,7 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        self._close_lease_lane()
         await self._channel.close()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
@@ -200,6 +221,7 @@ class Client:
         old = self._channel
         self._stubs(self._open(config))
         self.config = config
+        self._close_lease_lane()
         task = asyncio.create_task(old.close(grace))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -446,9 +468,34 @@ class Client:
         return await self._unary("_agent", "RegisterNode", node)
 
     async def renew_lease(self, node_name: str, requested_seconds: float) -> services_pb2.RenewLeaseResponse:
-        """Renews the node's lease; raises NotFound when the master does not know the node."""
+        """Renews the node's lease; raises NotFound when the master does not know the node.
+
+        On the master's lease lane once a renewal on the API port has named it (``lease_port``);
+        back on the API port (for ``LEASE_LANE_RETRY_SECONDS``) when the lane cannot be reached.
+        """
         request = services_pb2.RenewLeaseRequest(node_name=node_name, requested_seconds=requested_seconds)
-        return await self._unary("_agent", "RenewLease", request)
+        lane = self._lease_lane
+        if lane is not None and lane.server == self.server:
+            try:
+                return await lane.stub.RenewLease(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in _LANE_DOWN:
+                    raise api_error(err) from None
+                self._lane_down_until[lane.server] = time.monotonic() + LEASE_LANE_RETRY_SECONDS
+        self._close_lease_lane()
+        reply = await self._unary("_agent", "RenewLease", request)
+        if reply.lease_port and time.monotonic() >= self._lane_down_until.get(self.server, 0.0):
+            host = self.server.rpartition(":")[0]
+            channel = self._open(self.config, f"{host}:{reply.lease_port}")
+            self._lease_lane = _LeaseLane(self.server, channel, services_pb2_grpc.NodeLeaseStub(channel))
+        return reply
+
+    def _close_lease_lane(self) -> None:
+        lane, self._lease_lane = self._lease_lane, None
+        if lane is not None:
+            task = asyncio.create_task(lane.channel.close(RECONNECT_GRACE_SECONDS))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def report_node_status(self, node_name: str, status: objects_pb2.NodeStatus) -> objects_pb2.Node:
         request = services_pb2.NodeStatusReport(node_name=node_name, status=status)

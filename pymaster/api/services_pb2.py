@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from . import objects_pb2 as pykube_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pykube/v1/services.proto\x12\tpykube.v1\x1a\x17pykube/v1/objects.proto\"?\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"b\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"\xa9\x01\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\tB\x17\n\x15_grace_period_seconds\"\x7f\n\x0cScaleRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x15\n\x08replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10resource_version\x18\x05 \x01(\tB\x0b\n\t_replicas\"}\n\x0cWatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"S\n\nWatchEvent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.pykube.v1.EventType\x12!\n\x06object\x18\x02 \x01(\x0b\x32\x11.pykube.v1.Object\"B\n\rApplyResponse\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.pykube.v1.Object\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"\x8d\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x06 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"-\n\x0cTerminalSize\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\"\xa4\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07pod_uid\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12\r\n\x05stdin\x18\x06 \x01(\x08\x12\x0b\n\x03tty\x18\x07 \x01(\x08\x12%\n\x04size\x18\x08 \x01(\x0b\x32\x17.pykube.v1.TerminalSize\"\x8e\x01\n\tExecInput\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.pykube.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12)\n\x06resize\x18\x03 \x01(\x0b\x32\x17.pykube.v1.TerminalSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x04 \x01(\x08H\x00\x42\x07\n\x05input\"O\n\nExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x08\n\x06output\"m\n\x0e\x43lusterNetwork\x12\x14\n\x0c\x63luster_cidr\x18\x01 \x01(\t\x12\x14\n\x0cservice_cidr\x18\x02 \x01(\t\x12\x16\n\x0e\x63luster_domain\x18\x03 \x01(\t\x12\x17\n\x0fnode_port_range\x18\x04 \x01(\t\"\x9a\x01\n\x14RegisterNodeResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.pykube.v1.Node\x12*\n\x07network\x18\x04 \x01(\x0b\x32\x19.pykube.v1.ClusterNetworkJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x14lease_period_secondsR\x15status_period_seconds\"A\n\x11RenewLeaseRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x19\n\x11requested_seconds\x18\x02 \x01(\x01\"0\n\x12RenewLeaseResponse\x12\x1a\n\x12next_renew_seconds\x18\x01 \x01(\x01\"L\n\x10NodeStatusReport\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0b\x32\x15.pykube.v1.NodeStatus\"%\n\x10\x42oundPodsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\xbb\x01\n\x0e\x42oundPodsEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.pykube.v1.BoundPodsEvent.Type\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.pykube.v1.Pod\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"C\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\n\n\x06UPSERT\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\"e\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.pykube.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.pykube.v1.Event\"(\n\x14RecordEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\"\x07\n\x05\x45mpty\",\n\x19\x43\x65rtificateSigningRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\">\n\x13\x43\x65rtificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\"\x1a\n\x08\x43\x41\x42undle\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\"@\n\x0bJoinRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x86\x01\n\x14\x43ontainerLogsRequest\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x17\n\ntail_lines\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x42\r\n\x0b_tail_lines*[\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\x32\xaf\x03\n\tResources\x12.\n\x06\x43reate\x12\x11.pykube.v1.Object\x1a\x11.pykube.v1.Object\x12\x34\n\x05\x41pply\x12\x11.pykube.v1.Object\x1a\x18.pykube.v1.ApplyResponse\x12.\n\x06Update\x12\x11.pykube.v1.Object\x1a\x11.pykube.v1.Object\x12/\n\x03Get\x12\x15.pykube.v1.GetRequest\x1a\x11.pykube.v1.Object\x12\x35\n\x04List\x12\x16.pykube.v1.ListRequest\x1a\x15.pykube.v1.ObjectList\x12\x35\n\x06\x44\x65lete\x12\x18.pykube.v1.DeleteRequest\x1a\x11.pykube.v1.Object\x12\x39\n\x05Watch\x12\x17.pykube.v1.WatchRequest\x1a\x15.pykube.v1.WatchEvent0\x01\x12\x32\n\x05Scale\x12\x17.pykube.v1.ScaleRequest\x1a\x10.pykube.v1.Scale2|\n\x07\x43luster\x12\x38\n\x07PodLogs\x12\x16.pykube.v1.LogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x12\x37\n\x04\x45xec\x12\x14.pykube.v1.ExecInput\x1a\x15.pykube.v1.ExecOutput(\x01\x30\x01\x32\xd4\x04\n\tNodeAgent\x12@\n\x0cRegisterNode\x12\x0f.pykube.v1.Node\x1a\x1f.pykube.v1.RegisterNodeResponse\x12I\n\nRenewLease\x12\x1c.pykube.v1.RenewLeaseRequest\x1a\x1d.pykube.v1.RenewLeaseResponse\x12@\n\x10ReportNodeStatus\x12\x1b.pykube.v1.NodeStatusReport\x1a\x0f.pykube.v1.Node\x12J\n\x0eWatchBoundPods\x12\x1b.pykube.v1.BoundPodsRequest\x1a\x19.pykube.v1.BoundPodsEvent0\x01\x12=\n\x0fUpdatePodStatus\x12\x1a.pykube.v1.PodStatusUpdate\x1a\x0e.pykube.v1.Pod\x12X\n\x10RenewCertificate\x12$.pykube.v1.CertificateSigningRequest\x1a\x1e.pykube.v1.CertificateResponse\x12\x42\n\x14\x43onfirmPodTerminated\x12\x18.pykube.v1.PodTerminated\x1a\x10.pykube.v1.Empty\x12O\n\x0cRecordEvents\x12\x1e.pykube.v1.RecordEventsRequest\x1a\x1f.pykube.v1.RecordEventsResponse2{\n\tBootstrap\x12.\n\x05GetCA\x12\x10.pykube.v1.Empty\x1a\x13.pykube.v1.CABundle\x12>\n\x04Join\x12\x16.pykube.v1.JoinRequest\x1a\x1e.pykube.v1.CertificateResponse2\x8b\x01\n\x07Kubelet\x12G\n\rContainerLogs\x12\x1f.pykube.v1.ContainerLogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x12\x37\n\x04\x45xec\x12\x14.pykube.v1.ExecInput\x1a\x15.pykube.v1.ExecOutput(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pykube/v1/services.proto\x12\tpykube.v1\x1a\x17pykube/v1/objects.proto\"?\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"b\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"\xa9\x01\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\tB\x17\n\x15_grace_period_seconds\"\x7f\n\x0cScaleRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x15\n\x08replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10resource_version\x18\x05 \x01(\tB\x0b\n\t_replicas\"}\n\x0cWatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"S\n\nWatchEvent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.pykube.v1.EventType\x12!\n\x06object\x18\x02 \x01(\x0b\x32\x11.pykube.v1.Object\"B\n\rApplyResponse\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.pykube.v1.Object\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"\x8d\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x06 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"-\n\x0cTerminalSize\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\"\xa4\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07pod_uid\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12\r\n\x05stdin\x18\x06 \x01(\x08\x12\x0b\n\x03tty\x18\x07 \x01(\x08\x12%\n\x04size\x18\x08 \x01(\x0b\x32\x17.pykube.v1.TerminalSize\"\x8e\x01\n\tExecInput\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.pykube.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12)\n\x06resize\x18\x03 \x01(\x0b\x32\x17.pykube.v1.TerminalSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x04 \x01(\x08H\x00\x42\x07\n\x05input\"O\n\nExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x08\n\x06output\"m\n\x0e\x43lusterNetwork\x12\x14\n\x0c\x63luster_cidr\x18\x01 \x01(\t\x12\x14\n\x0cservice_cidr\x18\x02 \x01(\t\x12\x16\n\x0e\x63luster_domain\x18\x03 \x01(\t\x12\x17\n\x0fnode_port_range\x18\x04 \x01(\t\"\x9a\x01\n\x14RegisterNodeResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.pykube.v1.Node\x12*\n\x07network\x18\x04 \x01(\x0b\x32\x19.pykube.v1.ClusterNetworkJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x14lease_period_secondsR\x15status_period_seconds\"A\n\x11RenewLeaseRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x19\n\x11requested_seconds\x18\x02 \x01(\x01\"D\n\x12RenewLeaseResponse\x12\x1a\n\x12next_renew_seconds\x18\x01 \x01(\x01\x12\x12\n\nlease_port\x18\x02 \x01(\r\"L\n\x10NodeStatusReport\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0b\x32\x15.pykube.v1.NodeStatus\"%\n\x10\x42oundPodsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\xbb\x01\n\x0e\x42oundPodsEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.pykube.v1.BoundPodsEvent.Type\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.pykube.v1.Pod\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"C\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\n\n\x06UPSERT\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\"e\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.pykube.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.pykube.v1.Event\"(\n\x14RecordEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\"\x07\n\x05\x45mpty\",\n\x19\x43\x65rtificateSigningRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\">\n\x13\x43\x65rtificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\"\x1a\n\x08\x43\x41\x42undle\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\"@\n\x0bJoinRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x86\x01\n\x14\x43ontainerLogsRequest\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x17\n\ntail_lines\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x42\r\n\x0b_tail_lines*[\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\x32\xaf\x03\n\tResources\x12.\n\x06\x43reate\x12\x11.pykube.v1.Object\x1a\x11.pykube.v1.Object\x12\x34\n\x05\x41pply\x12\x11.pykube.v1.Object\x1a\x18.pykube.v1.ApplyResponse\x12.\n\x06Update\x12\x11.pykube.v1.Object\x1a\x11.pykube.v1.Object\x12/\n\x03Get\x12\x15.pykube.v1.GetRequest\x1a\x11.pykube.v1.Object\x12\x35\n\x04List\x12\x16.pykube.v1.ListRequest\x1a\x15.pykube.v1.ObjectList\x12\x35\n\x06\x44\x65lete\x12\x18.pykube.v1.DeleteRequest\x1a\x11.pykube.v1.Object\x12\x39\n\x05Watch\x12\x17.pykube.v1.WatchRequest\x1a\x15.pykube.v1.WatchEvent0\x01\x12\x32\n\x05Scale\x12\x17.pykube.v1.ScaleRequest\x1a\x10.pykube.v1.Scale2|\n\x07\x43luster\x12\x38\n\x07PodLogs\x12\x16.pykube.v1.LogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x12\x37\n\x04\x45xec\x12\x14.pykube.v1.ExecInput\x1a\x15.pykube.v1.ExecOutput(\x01\x30\x01\x32\xd4\x04\n\tNodeAgent\x12@\n\x0cRegisterNode\x12\x0f.pykube.v1.Node\x1a\x1f.pykube.v1.RegisterNodeResponse\x12I\n\nRenewLease\x12\x1c.pykube.v1.RenewLeaseRequest\x1a\x1d.pykube.v1.RenewLeaseResponse\x12@\n\x10ReportNodeStatus\x12\x1b.pykube.v1.NodeStatusReport\x1a\x0f.pykube.v1.Node\x12J\n\x0eWatchBoundPods\x12\x1b.pykube.v1.BoundPodsRequest\x1a\x19.pykube.v1.BoundPodsEvent0\x01\x12=\n\x0fUpdatePodStatus\x12\x1a.pykube.v1.PodStatusUpdate\x1a\x0e.pykube.v1.Pod\x12X\n\x10RenewCertificate\x12$.pykube.v1.CertificateSigningRequest\x1a\x1e.pykube.v1.CertificateResponse\x12\x42\n\x14\x43onfirmPodTerminated\x12\x18.pykube.v1.PodTerminated\x1a\x10.pykube.v1.Empty\x12O\n\x0cRecordEvents\x12\x1e.pykube.v1.RecordEventsRequest\x1a\x1f.pykube.v1.RecordEventsResponse2V\n\tNodeLease\x12I\n\nRenewLease\x12\x1c.pykube.v1.RenewLeaseRequest\x1a\x1d.pykube.v1.RenewLeaseResponse2{\n\tBootstrap\x12.\n\x05GetCA\x12\x10.pykube.v1.Empty\x1a\x13.pykube.v1.CABundle\x12>\n\x04Join\x12\x16.pykube.v1.JoinRequest\x1a\x1e.pykube.v1.CertificateResponse2\x8b\x01\n\x07Kubelet\x12G\n\rContainerLogs\x12\x1f.pykube.v1.ContainerLogsRequest\x1a\x13.pykube.v1.LogChunk0\x01\x12\x37\n\x04\x45xec\x12\x14.pykube.v1.ExecInput\x1a\x15.pykube.v1.ExecOutput(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pykube.v1.services_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=2727
-  _globals['_EVENTTYPE']._serialized_end=2818
+  _globals['_EVENTTYPE']._serialized_start=2747
+  _globals['_EVENTTYPE']._serialized_end=2838
   _globals['_GETREQUEST']._serialized_start=64
   _globals['_GETREQUEST']._serialized_end=127
   _globals['_LISTREQUEST']._serialized_start=129
@@ -67,43 +67,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWLEASEREQUEST']._serialized_start=1688
   _globals['_RENEWLEASEREQUEST']._serialized_end=1753
   _globals['_RENEWLEASERESPONSE']._serialized_start=1755
-  _globals['_RENEWLEASERESPONSE']._serialized_end=1803
-  _globals['_NODESTATUSREPORT']._serialized_start=1805
-  _globals['_NODESTATUSREPORT']._serialized_end=1881
-  _globals['_BOUNDPODSREQUEST']._serialized_start=1883
-  _globals['_BOUNDPODSREQUEST']._serialized_end=1920
-  _globals['_BOUNDPODSEVENT']._serialized_start=1923
-  _globals['_BOUNDPODSEVENT']._serialized_end=2110
-  _globals['_BOUNDPODSEVENT_TYPE']._serialized_start=2043
-  _globals['_BOUNDPODSEVENT_TYPE']._serialized_end=2110
-  _globals['_PODSTATUSUPDATE']._serialized_start=2112
-  _globals['_PODSTATUSUPDATE']._serialized_end=2213
-  _globals['_PODTERMINATED']._serialized_start=2215
-  _globals['_PODTERMINATED']._serialized_end=2276
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=2278
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=2333
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=2335
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=2375
-  _globals['_EMPTY']._serialized_start=2377
-  _globals['_EMPTY']._serialized_end=2384
-  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_start=2386
-  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_end=2430
-  _globals['_CERTIFICATERESPONSE']._serialized_start=2432
-  _globals['_CERTIFICATERESPONSE']._serialized_end=2494
-  _globals['_CABUNDLE']._serialized_start=2496
-  _globals['_CABUNDLE']._serialized_end=2522
-  _globals['_JOINREQUEST']._serialized_start=2524
-  _globals['_JOINREQUEST']._serialized_end=2588
-  _globals['_CONTAINERLOGSREQUEST']._serialized_start=2591
-  _globals['_CONTAINERLOGSREQUEST']._serialized_end=2725
-  _globals['_RESOURCES']._serialized_start=2821
-  _globals['_RESOURCES']._serialized_end=3252
-  _globals['_CLUSTER']._serialized_start=3254
-  _globals['_CLUSTER']._serialized_end=3378
-  _globals['_NODEAGENT']._serialized_start=3381
-  _globals['_NODEAGENT']._serialized_end=3977
-  _globals['_BOOTSTRAP']._serialized_start=3979
-  _globals['_BOOTSTRAP']._serialized_end=4102
-  _globals['_KUBELET']._serialized_start=4105
-  _globals['_KUBELET']._serialized_end=4244
+  _globals['_RENEWLEASERESPONSE']._serialized_end=1823
+  _globals['_NODESTATUSREPORT']._serialized_start=1825
+  _globals['_NODESTATUSREPORT']._serialized_end=1901
+  _globals['_BOUNDPODSREQUEST']._serialized_start=1903
+  _globals['_BOUNDPODSREQUEST']._serialized_end=1940
+  _globals['_BOUNDPODSEVENT']._serialized_start=1943
+  _globals['_BOUNDPODSEVENT']._serialized_end=2130
+  _globals['_BOUNDPODSEVENT_TYPE']._serialized_start=2063
+  _globals['_BOUNDPODSEVENT_TYPE']._serialized_end=2130
+  _globals['_PODSTATUSUPDATE']._serialized_start=2132
+  _globals['_PODSTATUSUPDATE']._serialized_end=2233
+  _globals['_PODTERMINATED']._serialized_start=2235
+  _globals['_PODTERMINATED']._serialized_end=2296
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=2298
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=2353
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=2355
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=2395
+  _globals['_EMPTY']._serialized_start=2397
+  _globals['_EMPTY']._serialized_end=2404
+  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_start=2406
+  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_end=2450
+  _globals['_CERTIFICATERESPONSE']._serialized_start=2452
+  _globals['_CERTIFICATERESPONSE']._serialized_end=2514
+  _globals['_CABUNDLE']._serialized_start=2516
+  _globals['_CABUNDLE']._serialized_end=2542
+  _globals['_JOINREQUEST']._serialized_start=2544
+  _globals['_JOINREQUEST']._serialized_end=2608
+  _globals['_CONTAINERLOGSREQUEST']._serialized_start=2611
+  _globals['_CONTAINERLOGSREQUEST']._serialized_end=2745
+  _globals['_RESOURCES']._serialized_start=2841
+  _globals['_RESOURCES']._serialized_end=3272
+  _globals['_CLUSTER']._serialized_start=3274
+  _globals['_CLUSTER']._serialized_end=3398
+  _globals['_NODEAGENT']._serialized_start=3401
+  _globals['_NODEAGENT']._serialized_end=3997
+  _globals['_NODELEASE']._serialized_start=3999
+  _globals['_NODELEASE']._serialized_end=4085
+  _globals['_BOOTSTRAP']._serialized_start=4087
+  _globals['_BOOTSTRAP']._serialized_end=4210
+  _globals['_KUBELET']._serialized_start=4213
+  _globals['_KUBELET']._serialized_end=4352
 # @@protoc_insertion_point(module_scope)

@@ -204,10 +204,12 @@ class RenewLeaseRequest(_message.Message):
     def __init__(self, node_name: _Optional[str] = ..., requested_seconds: _Optional[float] = ...) -> None: ...
 
 class RenewLeaseResponse(_message.Message):
-    __slots__ = ("next_renew_seconds",)
+    __slots__ = ("next_renew_seconds", "lease_port")
     NEXT_RENEW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_PORT_FIELD_NUMBER: _ClassVar[int]
     next_renew_seconds: float
-    def __init__(self, next_renew_seconds: _Optional[float] = ...) -> None: ...
+    lease_port: int
+    def __init__(self, next_renew_seconds: _Optional[float] = ..., lease_port: _Optional[int] = ...) -> None: ...
 
 class NodeStatusReport(_message.Message):
     __slots__ = ("node_name", "status")

@@ -895,6 +895,87 @@ class NodeAgent:
             _registered_method=True)
 
 
+class NodeLeaseStub:
+    """The master's lease lane (its --lease-listen port, pymaster.server.lease_lane): node lease
+    renewals only, served apart from the API so that no API load delays them. A node renews its own
+    lease (NOT_FOUND: register again, on the API port).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RenewLease = channel.unary_unary(
+                '/pykube.v1.NodeLease/RenewLease',
+                request_serializer=pykube_dot_v1_dot_services__pb2.RenewLeaseRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.RenewLeaseResponse.FromString,
+                _registered_method=True)
+
+
+class NodeLeaseServicer:
+    """The master's lease lane (its --lease-listen port, pymaster.server.lease_lane): node lease
+    renewals only, served apart from the API so that no API load delays them. A node renews its own
+    lease (NOT_FOUND: register again, on the API port).
+    """
+
+    def RenewLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeLeaseServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RenewLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLease,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.RenewLeaseRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.RenewLeaseResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pykube.v1.NodeLease', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pykube.v1.NodeLease', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeLease:
+    """The master's lease lane (its --lease-listen port, pymaster.server.lease_lane): node lease
+    renewals only, served apart from the API so that no API load delays them. A node renews its own
+    lease (NOT_FOUND: register again, on the API port).
+    """
+
+    @staticmethod
+    def RenewLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pykube.v1.NodeLease/RenewLease',
+            pykube_dot_v1_dot_services__pb2.RenewLeaseRequest.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.RenewLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class BootstrapStub:
     """Missing associated documentation comment in .proto file."""
 

@@ -36,6 +36,7 @@ functions, table-tested on their own; ``NodeRegistry`` applies them to the store
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -238,6 +239,7 @@ class NodeRegistry(KindRegistry):
         self.on_deleted: list[Callable[[str], None]] = []
         # Called with a node's name at every renewal this master takes (the lease relay).
         self.on_renewed: list[Callable[[str], None]] = []
+        self._background: set[asyncio.Task] = set()  # Ready marks of lane renewals after expiry
 
     # ---- agents ----
 
@@ -308,23 +310,54 @@ class NodeRegistry(KindRegistry):
         Raises:
             NotFound: the node is not registered (the agent registers again).
         """
+        try:
+            period = self.check_renewal(name, requested_seconds)
+        except NotFound:
+            self.leases.remove(name)
+            raise
+        await self._renewed(name)
+        return period
+
+    def check_renewal(self, name: str, requested_seconds: float) -> float:
+        """The checks of a renewal, without taking it (safe from the lease lane's thread: it only
+        reads); returns the period until the agent's next renewal.
+
+        Raises:
+            ValidationError: a bad name or period.
+            NotFound: the node is not registered.
+        """
         check_name("nodeName", name)
         check_finite("requestedSeconds", requested_seconds)
         if not self._exists(NODES.resource, "", name):
-            self.leases.remove(name)
             raise NotFound(f"node {name} is not registered; register again")
-        await self._renewed(name)
         return next_renew_seconds(requested_seconds, self.leases.grace_period, self._rng.random())
+
+    def take_renewals(self, names: Iterable[str]) -> None:
+        """Renewals the lease lane answered (``pymaster.server.lease_lane``), taken on the event
+        loop: a node deleted meanwhile is skipped; an expired lease makes its node Ready again."""
+        for name in names:
+            if not self._exists(NODES.resource, "", name):
+                self.leases.remove(name)
+            elif self.leases.renew(name):
+                task = asyncio.create_task(self._mark_ready(name), name=f"lease-ready-{name}")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                self._tell_renewed(name)
+            else:
+                self._tell_renewed(name)
 
     async def _renewed(self, name: str, *, from_peer: bool = False) -> None:
         """A renewal of ``name``'s lease: Ready again if it had expired; told to ``on_renewed``
         (the other masters) unless another master took it."""
         if self.leases.renew(name):
-            now = self._clock()
-            await self._store.mutate(NODES.resource, "", name, lambda n: n if mark_ready(n, now) else None)
-            log.info("node lease renewed after expiry node=%s ready=True", name)
+            await self._mark_ready(name)
         if not from_peer:
             self._tell_renewed(name)
+
+    async def _mark_ready(self, name: str) -> None:
+        now = self._clock()
+        await self._store.mutate(NODES.resource, "", name, lambda n: n if mark_ready(n, now) else None)
+        log.info("node lease renewed after expiry node=%s ready=True", name)
 
     def _tell_renewed(self, name: str) -> None:
         for listener in self.on_renewed:

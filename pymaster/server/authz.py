@@ -13,7 +13,8 @@ Authorization (``authorize``): admin and the master's own client certificate (bo
 ``O=system:masters``) may call everything. Any authenticated identity may use health and
 reflection. A node may only:
 
-- NodeAgent.RegisterNode / RenewLease / ReportNodeStatus / WatchBoundPods for itself;
+- NodeAgent.RegisterNode / RenewLease / ReportNodeStatus / WatchBoundPods for itself, and
+  NodeLease.RenewLease (the lease lane) for itself;
 - NodeAgent.UpdatePodStatus / ConfirmPodTerminated and Resources.Get of pods bound to it;
 - NodeAgent.RenewCertificate (the servicer signs for the caller's own identity only);
 - NodeAgent.RecordEvents (the event registry checks each event is about the node or its pods);
@@ -69,6 +70,7 @@ OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 
 _RESOURCES = "pykube.v1.Resources"
 _AGENT = "pykube.v1.NodeAgent"
+_LEASE = "pykube.v1.NodeLease"
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("pykube_identity", default=None)
 
@@ -202,6 +204,7 @@ class _ByResource:
 NODE_RULES: dict[str, NodeRule] = {
     f"/{_AGENT}/RegisterNode": _OwnNode("register", lambda r: r.metadata.name),
     f"/{_AGENT}/RenewLease": _OwnNode("renew the lease of", lambda r: r.node_name),
+    f"/{_LEASE}/RenewLease": _OwnNode("renew the lease of", lambda r: r.node_name),
     f"/{_AGENT}/ReportNodeStatus": _OwnNode("report the status of", lambda r: r.node_name),
     f"/{_AGENT}/WatchBoundPods": _OwnNode("watch the pods of", lambda r: r.node_name),
     f"/{_AGENT}/UpdatePodStatus": _BoundPod("update", has_uid=True),

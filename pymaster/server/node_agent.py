@@ -41,13 +41,15 @@ def _calling_node() -> str | None:
 class NodeAgentServicer(services_pb2_grpc.NodeAgentServicer):
     """pykube.v1.NodeAgent over the registry and the bound-pods hub."""
 
-    def __init__(self, registry: Registry, hub: BoundPodsHub, certificates: NodeCertificates):
+    def __init__(self, registry: Registry, hub: BoundPodsHub, certificates: NodeCertificates,
+                 lease_port: int = 0):
         self._pods = registry.pods
         self._nodes = registry.nodes
         self._events = registry.events
         self._hub = hub
         self._certificates = certificates
         self._network = registry.network.to_proto()
+        self._lease_port = lease_port  # the lease lane's, told with every renewal taken here
 
     async def RegisterNode(
         self, request: objects_pb2.Node, context: grpc.aio.ServicerContext
@@ -59,7 +61,7 @@ class NodeAgentServicer(services_pb2_grpc.NodeAgentServicer):
         self, request: services_pb2.RenewLeaseRequest, context: grpc.aio.ServicerContext
     ) -> services_pb2.RenewLeaseResponse:
         period = await self._nodes.renew_lease(request.node_name, request.requested_seconds)
-        return services_pb2.RenewLeaseResponse(next_renew_seconds=period)
+        return services_pb2.RenewLeaseResponse(next_renew_seconds=period, lease_port=self._lease_port)
 
     async def ReportNodeStatus(
         self, request: services_pb2.NodeStatusReport, context: grpc.aio.ServicerContext

@@ -267,9 +267,12 @@ class MasterPKI:
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """mTLS server credentials (client certificates required, verified against the CA) whose
-        certificate is renewed in-process when two thirds of its lifetime have passed."""
+        certificate is renewed in-process when two thirds of its lifetime have passed. One per
+        server (gRPC does not share them): each serves the renewed pair, whichever renewed it."""
+        serving = [self._server.cert_pem]
 
         def configuration() -> grpc.ServerCertificateConfiguration:
+            serving[0] = self._server.cert_pem
             return grpc.ssl_server_certificate_configuration(
                 [(self._server.key_pem, self._server.cert_pem)], root_certificates=self.ca.cert_pem
             )
@@ -277,10 +280,11 @@ class MasterPKI:
         def fetch() -> grpc.ServerCertificateConfiguration | None:
             # Called by gRPC on every TLS handshake; None keeps the current certificate.
             try:
-                return configuration() if self._server.refresh() else None
+                self._server.refresh()
             except Exception:
                 log.exception("renewing the serving certificate failed; keeping the current one")
                 return None
+            return configuration() if self._server.cert_pem != serving[0] else None
 
         return grpc.dynamic_ssl_server_credentials(configuration(), fetch, require_client_authentication=True)
 

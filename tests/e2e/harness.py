@@ -115,16 +115,19 @@ class Process:
 
 
 class Master(Process):
-    """``pymaster`` on free ports: ``address`` (mutual TLS), ``join_port`` (plaintext Bootstrap)."""
+    """``pymaster`` on free ports: ``address`` (mutual TLS), ``join_port`` (plaintext Bootstrap),
+    ``lease_port`` (the lease lane, mutual TLS; the same across restarts)."""
 
     def __init__(self, workdir: Path, extra: list[str] | None = None):
         self.port, self.join_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.lease_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.join_address = f"127.0.0.1:{self.join_port}"
         self.data_dir = workdir / "master"
         super().__init__(
             "pymaster",
             ["--data-dir", str(self.data_dir), "--listen", self.address, "--join-listen", self.join_address,
+             "--lease-listen", f"127.0.0.1:{self.lease_port}",
              "--metrics-addr", f"127.0.0.1:{self.metrics_port}", *(extra or [])],
             workdir / "pymaster.log",
         )

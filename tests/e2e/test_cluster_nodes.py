@@ -9,8 +9,9 @@ host's Docker Engine (status reported every 2 s):
 - a node's own admission check, with the master's flags open (the master runs with
   --allow-host-network, the agents without): a hostNetwork pod is admitted by the master and
   rejected by its node, with no container created;
+- the agents renew their leases on the master's lease lane (its own port and thread);
 - deleting a node (pyctl delete node) revokes its certificate, which stays revoked after the
-  agent joins again with its token.
+  agent joins again with its token, on the API port and on the lease lane.
 
 The tests run in file order and each leaves the cluster without pods.
 """
@@ -22,10 +23,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
+import grpc
 import psutil
 import pytest
 
-from pymaster.api import errors, objects_pb2, pki
+from pymaster.api import errors, objects_pb2, pki, services_pb2, services_pb2_grpc
+from pymaster.api.clientconfig import ClientConfig, channel_credentials, channel_options
 from pymaster.api.manifest import load_pods
 from pymaster.api.quantity import cpu_millis
 from pymaster.client import Client
@@ -35,6 +38,7 @@ from .harness import (
     Agent,
     Cluster,
     container_events,
+    metric_samples,
     node_containers,
     node_ready,
     pyctl,
@@ -259,6 +263,21 @@ async def test_node_rejects_host_network_the_master_allows(nodes: Cluster) -> No
             await _remove_all_pods(nodes, client)
 
 
+# ---- leases ----
+
+
+async def test_agents_renew_their_leases_on_the_lease_lane(nodes: Cluster) -> None:
+    labels = (("grpc_code", "OK"), ("grpc_method", "RenewLease"), ("grpc_service", "pykube.v1.NodeLease"),
+              ("grpc_type", "unary"))
+
+    def lane_renewals() -> float:
+        return metric_samples(nodes.master.metrics_port).get(("grpc_server_handled_total", labels), 0.0)
+
+    before = lane_renewals()
+    wanted = before + 2 * len(nodes.agents)  # the agents renew every second
+    await wait_for(lambda: lane_renewals() >= wanted, 30, "renewals on the lease lane")
+
+
 # ---- node deletion revokes the node's certificate ----
 
 
@@ -275,7 +294,17 @@ async def _refused(agent: Agent, config) -> errors.Unauthenticated:
             await as_node.get_node(agent.node_name)
         with pytest.raises(errors.Unauthenticated):
             await as_node.renew_lease(agent.node_name, 10)
+    await _lane_refuses(agent, config)
     return caught.value
+
+
+async def _lane_refuses(agent: Agent, config: ClientConfig) -> None:
+    lane = f"127.0.0.1:{agent.master.lease_port}"
+    async with grpc.aio.secure_channel(lane, channel_credentials(config), channel_options(config)) as channel:
+        renewal = services_pb2.RenewLeaseRequest(node_name=agent.node_name, requested_seconds=10)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await services_pb2_grpc.NodeLeaseStub(channel).RenewLease(renewal, timeout=CALL_TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_deleting_a_node_revokes_its_certificate(nodes: Cluster) -> None:

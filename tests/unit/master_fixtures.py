@@ -37,11 +37,12 @@ async def start_master(data_dir, grace: float = 40.0, **kwargs) -> MasterApp:
     return app
 
 
-def admin_channel(app: MasterApp) -> grpc.aio.Channel:
-    """An mTLS channel with the admin certificate, from the config the app wrote."""
+def admin_channel(app: MasterApp, address: str | None = None) -> grpc.aio.Channel:
+    """An mTLS channel with the admin certificate, from the config the app wrote, to its API
+    port (or ``address``)."""
     config = load_config(app.admin_config_path)
     credentials = channel_credentials(config)
-    return grpc.aio.secure_channel(config.server, credentials, options=channel_options(config))
+    return grpc.aio.secure_channel(address or config.server, credentials, options=channel_options(config))
 
 
 class Listed(NamedTuple):
@@ -229,12 +230,13 @@ async def serve_kubelet(
 
 
 def cert_channel(
-    app: MasterApp, key_pem: bytes, cert_pem: bytes, ca_pem: bytes | None = None
+    app: MasterApp, key_pem: bytes, cert_pem: bytes, ca_pem: bytes | None = None, address: str | None = None
 ) -> grpc.aio.Channel:
+    """An mTLS channel to the app's API port (or ``address``) with the given client pair."""
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca_pem or app.pki.ca.cert_pem, private_key=key_pem, certificate_chain=cert_pem
     )
-    return grpc.aio.secure_channel(app.address, credentials)
+    return grpc.aio.secure_channel(address or app.address, credentials)
 
 
 class Node:
