@@ -16,6 +16,7 @@ silently caps them, magnitudes above 2^63-1 are rejected: such a value in a mani
 from __future__ import annotations
 
 import decimal
+import functools
 import re
 
 _BINARY_SI = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}  # powers of 1024
@@ -53,6 +54,13 @@ def parse_quantity(s: str) -> decimal.Decimal:
     """
     if not isinstance(s, str):
         raise ValueError(f"quantity must be a string, not {type(s).__name__}")
+    return _parse(s)
+
+
+# Every pod's requests are parsed at create, in validation and by the scheduler: the same few
+# strings ("100m", "128Mi") over and over. Decimals are immutable, so a parsed one can be shared.
+@functools.lru_cache(maxsize=4096)
+def _parse(s: str) -> decimal.Decimal:
     match = _QUANTITY.fullmatch(s)
     if match is None:
         raise ValueError(f"invalid quantity {s!r}")

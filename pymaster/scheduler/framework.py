@@ -512,7 +512,7 @@ class Framework:
             part = method(state, pod, arrays) if method is not None else None
             if part is None:
                 scalar_filters.append(plugin)
-            else:
+            elif part is not True:  # True (node_arrays.ALL_PASS): every node passes
                 mask &= part
         candidates = np.flatnonzero(mask)
         if not len(candidates):
@@ -526,8 +526,9 @@ class Framework:
             part = method(state, pod, arrays) if method is not None else None
             if part is None:
                 scalar_scores.append((plugin, weight))
-            else:
-                totals += weight * np.clip(part, 0, MAX_SCORE)
+            elif not isinstance(part, float):  # a float (node_arrays.EQUAL): the same everywhere
+                # Array forms are normalised to 0..100 by contract (the scalar path clips).
+                totals += weight * part
         totals = totals[candidates]
         if not scalar_filters and not scalar_scores:
             return ScheduleResult(arrays.infos[int(candidates[self._best(totals)])].name,

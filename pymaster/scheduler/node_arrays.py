@@ -5,10 +5,16 @@ call per node (numpy is a dependency for this alone).
 The arrays mirror the NodeInfos; the scheduler's cache marks the nodes it changes (a pod added or
 removed, a node updated) and ``refresh`` reloads only those, so keeping them costs one row per
 change, not one per node per pod. A plugin opts in with ``filter_array(state, pod, arrays) ->
-bool array | None`` and ``score_array(state, pod, arrays) -> float array | None`` over every
-node, already normalised to 0..100 (neither ``pre_score`` nor ``normalize`` is called for it;
-a plugin with nothing to say returns equal scores); None: "not for this pod", the framework then
-calls the scalar methods, which are the reference semantics (tests check both agree).
+bool array | ALL_PASS | None`` and ``score_array(state, pod, arrays) -> float array | EQUAL |
+None`` over every node, already normalised to 0..100 (neither ``pre_score`` nor ``normalize`` is
+called for it). ``ALL_PASS`` (True) says every node passes and ``EQUAL`` (0.0) that every node
+scores the same, so the framework skips them without an array pass; None: "not for this pod",
+the framework then calls the scalar methods, which are the reference semantics (tests check both
+agree).
+
+Derived rows (``inv_alloc_*``, ``free_*``, ``lacks_cpu_or_memory``) are kept with the figures so
+that the hot scores take a few array operations each: at 5,000 nodes every operation saved is
+one less pass over the nodes for every pod.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from pymaster.scheduler.framework import CycleState, FilterPlugin, NodeInfo, PodInfo
+
+# What a filter_array / score_array returns when the answer is the same for every node.
+ALL_PASS = True
+EQUAL = 0.0
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 PREFER_NO_SCHEDULE = "PreferNoSchedule"
@@ -39,6 +49,12 @@ class NodeArrays:
         self.req_storage = np.zeros(n)
         self.nonzero_cpu = np.zeros(n)
         self.nonzero_memory = np.zeros(n)
+        # 1 / allocatable (1 where nothing is allocatable), and what the non-zero requests leave.
+        self.inv_alloc_cpu = np.zeros(n)
+        self.inv_alloc_memory = np.zeros(n)
+        self.free_nonzero_cpu = np.zeros(n)
+        self.free_nonzero_memory = np.zeros(n)
+        self.lacks_cpu_or_memory = np.zeros(n, dtype=bool)
         self.pods = np.zeros(n)
         self.ready = np.zeros(n, dtype=bool)
         self.unschedulable = np.zeros(n, dtype=bool)
@@ -70,6 +86,11 @@ class NodeArrays:
         self.req_storage[i] = info.requested_ephemeral_storage_bytes
         self.nonzero_cpu[i] = info.nonzero_cpu_millis
         self.nonzero_memory[i] = info.nonzero_memory_bytes
+        self.inv_alloc_cpu[i] = 1 / max(info.allocatable_cpu_millis, 1)
+        self.inv_alloc_memory[i] = 1 / max(info.allocatable_memory_bytes, 1)
+        self.free_nonzero_cpu[i] = info.allocatable_cpu_millis - info.nonzero_cpu_millis
+        self.free_nonzero_memory[i] = info.allocatable_memory_bytes - info.nonzero_memory_bytes
+        self.lacks_cpu_or_memory[i] = info.allocatable_cpu_millis <= 0 or info.allocatable_memory_bytes <= 0
         self.pods[i] = info.pod_count
         self.ready[i] = info.ready
         self.unschedulable[i] = info.node.spec.unschedulable

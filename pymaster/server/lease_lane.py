@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 
 import grpc
+import uvloop
 
 from pymaster.api import services_pb2, services_pb2_grpc
 from pymaster.metrics import MasterMetrics
@@ -97,7 +98,7 @@ class LeaseLane:
         self._thread = None
 
     def _run(self, started: concurrent.futures.Future[int]) -> None:
-        loop = self._loop = asyncio.new_event_loop()
+        loop = self._loop = uvloop.new_event_loop()
         try:
             loop.run_until_complete(self._serve(started))
         except BaseException as err:  # not serving: start() raises it

@@ -10,7 +10,7 @@ from plugin_scores import plugin_scores
 from pymaster.api import objects_pb2
 from pymaster.api.manifest import from_dict
 from pymaster.scheduler.framework import NodeInfo, PodInfo, Snapshot, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 from pymaster.scheduler.plugins.inter_pod_affinity import (
     AFFINITY_REASON,
     ANTI_AFFINITY_REASON,
@@ -218,7 +218,7 @@ def test_the_array_form_answers_only_when_no_term_can_concern_the_pod():
     web = _pod("web", {"app": "web"})
     state: dict = {}
     PLUGIN.pre_filter(state, web, Snapshot(plain))
-    assert list(PLUGIN.score_array(state, web, NodeArrays(plain))) == [0]
+    assert PLUGIN.score_array(state, web, NodeArrays(plain)) is EQUAL
     assert PLUGIN.score_array({}, web, NodeArrays(plain)) is None  # no pre_filter scan: ask the scalar path
     loner = _pod("loner", {"app": "x"}, podAntiAffinity=_required(_term(HOST, {"app": "web"})))
     repelling = [_node("a", "z1", loner)]

@@ -9,7 +9,7 @@ from plugin_scores import plugin_scores
 from pymaster.api import objects_pb2
 from pymaster.api.manifest import from_dict
 from pymaster.scheduler.framework import NodeInfo, PodInfo, Snapshot, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 from pymaster.scheduler.plugins.pod_topology_spread import MISSING_LABEL_REASON, REASON, PodTopologySpread
 
 PLUGIN = PodTopologySpread()
@@ -152,7 +152,7 @@ def test_score_prefers_the_emptier_domain(key):
 
 def test_the_array_form_answers_only_for_pods_without_soft_constraints():
     arrays = NodeArrays([_node("a", "z1"), _node("b", "z2")])
-    assert list(PLUGIN.score_array({}, _pod("new", None, _constraint()), arrays)) == [0, 0]
+    assert PLUGIN.score_array({}, _pod("new", None, _constraint()), arrays) is EQUAL
     assert PLUGIN.score_array({}, _pod("new", None, _constraint(ZONE, "ScheduleAnyway")), arrays) is None
 
 

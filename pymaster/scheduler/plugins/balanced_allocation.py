@@ -22,7 +22,7 @@ from pymaster.scheduler.framework import (
     PodInfo,
     Status,
 )
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 
 DEFAULT_RESOURCES: Mapping[str, int] = {"cpu": 1, "memory": 1}
 
@@ -70,19 +70,27 @@ class BalancedAllocation:
             return Status.skip()
         return Status.success()
 
-    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | float | None:
         """``score`` of every node (None unless the resources are cpu and memory)."""
         if set(self.resources) != {"cpu", "memory"}:
             return None
         if not (pod.cpu_millis or pod.memory_bytes):
-            return np.zeros(len(arrays))  # what pre_score skips: the same for every node
-        cpu = np.minimum((arrays.req_cpu + pod.cpu_millis) / np.maximum(arrays.alloc_cpu, 1), 1.0)
-        memory = np.minimum((arrays.req_memory + pod.memory_bytes) / np.maximum(arrays.alloc_memory, 1), 1.0)
-        # For two fractions the population std is half their distance (what ``score`` computes).
-        mean = (cpu + memory) / 2
-        score = (1 - np.sqrt(((cpu - mean) ** 2 + (memory - mean) ** 2) / 2)) * MAX_SCORE
+            return EQUAL  # what pre_score skips: the same for every node
+        cpu = arrays.req_cpu + pod.cpu_millis
+        cpu *= arrays.inv_alloc_cpu
+        np.minimum(cpu, 1.0, out=cpu)
+        memory = arrays.req_memory + pod.memory_bytes
+        memory *= arrays.inv_alloc_memory
+        np.minimum(memory, 1.0, out=memory)
+        # For two fractions the population std is half their distance (what ``score`` computes):
+        # the score is (1 - |cpu - memory| / 2) * 100.
+        score = cpu
+        score -= memory
+        np.abs(score, out=score)
+        score *= -MAX_SCORE / 2
+        score += MAX_SCORE
         # A node lacking one of the two leaves one fraction: perfectly balanced, as in ``score``.
-        score[(arrays.alloc_cpu <= 0) | (arrays.alloc_memory <= 0)] = MAX_SCORE
+        score[arrays.lacks_cpu_or_memory] = MAX_SCORE
         return score
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> float:

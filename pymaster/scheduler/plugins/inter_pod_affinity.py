@@ -37,7 +37,7 @@ import numpy as np
 from pymaster.api import objects_pb2
 from pymaster.api.label_selectors import IN, NOT_IN, label_selector_matches
 from pymaster.scheduler.framework import MAX_SCORE, CycleState, NodeInfo, PodInfo, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 
 AFFINITY_REASON = "node(s) didn't match pod affinity rules"
 ANTI_AFFINITY_REASON = "node(s) didn't match pod anti-affinity rules"
@@ -224,13 +224,13 @@ class InterPodAffinity:
             return Status.unschedulable(EXISTING_ANTI_AFFINITY_REASON)
         return Status.success()
 
-    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | float | None:
         # No preferred term of the pod and no bound pod with affinity terms (pre_filter's scan):
         # equal scores everywhere, no per-node pass needed.
         terms = PodTerms.of(pod.pod)
         if terms.preferred_affinity or terms.preferred_anti_affinity or state.get(_WITH_AFFINITY, True):
             return None
-        return np.zeros(len(arrays))
+        return EQUAL
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         snapshot = state.get(_SNAPSHOT)

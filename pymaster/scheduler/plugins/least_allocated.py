@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from pymaster.scheduler.framework import EPHEMERAL_STORAGE, MAX_SCORE, NodeInfo, PodInfo
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 
 LEAST_ALLOCATED = "LeastAllocated"
 MOST_ALLOCATED = "MostAllocated"
@@ -56,28 +56,42 @@ def used_score(allocatable: int, requested: int) -> float:
 
 
 def resource_score_array(strategy: str, weights: Mapping[str, int], pod: PodInfo,
-                         arrays: NodeArrays) -> np.ndarray | None:
+                         arrays: NodeArrays) -> np.ndarray | float | None:
     """``resource_score`` of every node (None when a weight is on another resource than cpu or
-    memory: the scalar path handles those)."""
+    memory: the scalar path handles those), from the arrays' derived rows: the free share is
+    max(allocatable - requested, 0) / allocatable, the used share min(requested, allocatable) /
+    allocatable, both 0 where nothing is allocatable (1 / allocatable is 1 there, and the
+    numerators 0)."""
     if not set(weights) <= {"cpu", "memory"}:
         return None
-    total = np.zeros(len(arrays))
-    weight_sum = 0.0
+    total: np.ndarray | None = None
+    weight_sum = 0
     for resource, weight in weights.items():
         if resource == "cpu":
-            allocatable, requested = arrays.alloc_cpu, arrays.nonzero_cpu + pod.nonzero_cpu_millis
+            free, used, pod_nonzero = arrays.free_nonzero_cpu, arrays.nonzero_cpu, pod.nonzero_cpu_millis
+            allocatable, inverse = arrays.alloc_cpu, arrays.inv_alloc_cpu
         else:
-            allocatable, requested = arrays.alloc_memory, arrays.nonzero_memory + pod.nonzero_memory_bytes
-        safe = np.maximum(allocatable, 1)
+            free, used = arrays.free_nonzero_memory, arrays.nonzero_memory
+            pod_nonzero = pod.nonzero_memory_bytes
+            allocatable, inverse = arrays.alloc_memory, arrays.inv_alloc_memory
         if strategy == LEAST_ALLOCATED:
-            fraction = (allocatable - requested) * MAX_SCORE / safe
-            fraction[(allocatable <= 0) | (requested > allocatable)] = 0.0
+            share = free - pod_nonzero
+            np.maximum(share, 0, out=share)
         else:
-            fraction = np.minimum(requested, allocatable) * MAX_SCORE / safe
-            fraction[allocatable <= 0] = 0.0
-        total += weight * fraction
+            share = used + pod_nonzero
+            np.minimum(share, allocatable, out=share)
+        share *= inverse
+        if weight != 1:
+            share *= weight
+        if total is None:
+            total = share
+        else:
+            total += share
         weight_sum += weight
-    return total / weight_sum if weight_sum else total
+    if total is None or not weight_sum:
+        return EQUAL
+    total *= MAX_SCORE / weight_sum
+    return total
 
 
 def resource_score(strategy: str, weights: Mapping[str, int], pod: PodInfo, node: NodeInfo) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 from pymaster.api import objects_pb2
 from pymaster.api.label_selectors import node_selector_matches, node_selector_term_matches
 from pymaster.scheduler.framework import MAX_SCORE, CycleState, NodeInfo, PodInfo, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 
 REASON = "node(s) didn't match Pod's node affinity/selector"
 
@@ -69,9 +69,9 @@ class NodeAffinity:
             return Status.success()
         return Status.unschedulable(REASON)
 
-    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | float | None:
         # No preferred term: equal scores everywhere, no per-node pass needed.
-        return np.zeros(len(arrays)) if not _preferred_terms(pod.pod) else None
+        return EQUAL if not _preferred_terms(pod.pod) else None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         terms = _preferred_terms(pod.pod)

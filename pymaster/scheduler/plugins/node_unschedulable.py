@@ -9,7 +9,7 @@ import numpy as np
 from pymaster.api import objects_pb2
 from pymaster.api.taints import NO_SCHEDULE, UNSCHEDULABLE, tolerated
 from pymaster.scheduler.framework import CycleState, NodeInfo, PodInfo, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import ALL_PASS, NodeArrays
 
 REASON = "node(s) were unschedulable"
 _CORDON_TAINT = objects_pb2.Taint(key=UNSCHEDULABLE, effect=NO_SCHEDULE)
@@ -27,7 +27,7 @@ class NodeUnschedulable:
             return Status.unschedulable(REASON)
         return Status.success()
 
-    def filter_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray:
+    def filter_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | bool:
         if tolerates_cordon(pod):
-            return np.ones(len(arrays), dtype=bool)
+            return ALL_PASS
         return ~arrays.unschedulable

@@ -30,7 +30,7 @@ from pymaster.api import objects_pb2
 from pymaster.api.label_selectors import label_selector_matches
 from pymaster.api.taints import untolerated
 from pymaster.scheduler.framework import MAX_SCORE, CycleState, NodeInfo, PodInfo, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 from pymaster.scheduler.plugins.node_affinity import matches_required_node_affinity
 
 REASON = "node(s) didn't match pod topology spread constraints"
@@ -157,9 +157,9 @@ class PodTopologySpread:
                 return Status.unschedulable(REASON)
         return Status.success()
 
-    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | float | None:
         # No ScheduleAnyway constraint: equal scores everywhere, no per-node pass needed.
-        return np.zeros(len(arrays)) if not constraints_of(pod.pod, SCHEDULE_ANYWAY) else None
+        return EQUAL if not constraints_of(pod.pod, SCHEDULE_ANYWAY) else None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         constraints = constraints_of(pod.pod, SCHEDULE_ANYWAY)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pymaster.api import objects_pb2
 from pymaster.scheduler.framework import MAX_SCORE, CycleState, NodeInfo, PodInfo, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 ZONE_WEIGHTING = 2 / 3
@@ -43,9 +43,9 @@ class _State:
 class SelectorSpread:
     name = "SelectorSpread"
 
-    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | float | None:
         # A pod without a controller owner: equal scores everywhere, no per-node pass needed.
-        return np.zeros(len(arrays)) if not controller_uid(pod.pod) else None
+        return EQUAL if not controller_uid(pod.pod) else None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         owner = controller_uid(pod.pod)

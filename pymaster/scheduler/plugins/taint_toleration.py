@@ -16,7 +16,7 @@ import numpy as np
 
 from pymaster.api.taints import PREFER_NO_SCHEDULE, tolerated, untolerated, untolerated_reason
 from pymaster.scheduler.framework import CycleState, NodeInfo, PodInfo, Status
-from pymaster.scheduler.node_arrays import NodeArrays
+from pymaster.scheduler.node_arrays import EQUAL, NodeArrays
 from pymaster.scheduler.plugins.node_affinity import normalize_by_max
 
 
@@ -34,9 +34,9 @@ class TaintToleration:
         # Only the tainted nodes need the per-node check (most nodes have no taint).
         return arrays.scalar_filter(self, state, pod, arrays.tainted)
 
-    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
+    def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | float | None:
         # No PreferNoSchedule taint anywhere: every node scores the same; else the scalar path.
-        return None if arrays.soft_tainted.any() else np.zeros(len(arrays))
+        return None if arrays.soft_tainted.any() else EQUAL
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Status:
         # No PreferNoSchedule taint anywhere: every node would score the same.
