@@ -80,13 +80,6 @@ class WatchedKind:
                     self._changed()
             except errors.ApiError as err:
                 reason = err.code.name
-            except asyncio.CancelledError:
-                # grpc.aio ends the streams of a closed channel (the client reconnected with a
-                # renewed certificate) with CancelledError, though this task was not cancelled.
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
-                    raise
-                reason = "closed by a reconnect (new certificate)"
             else:
                 reason = "watch ended"
             delay = backoff.next_delay()

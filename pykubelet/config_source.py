@@ -74,7 +74,6 @@ class ConfigSource:
         """Follows the stream until cancelled, reconnecting with capped, jittered back-off."""
         backoff = Backoff()
         while True:
-            level = logging.WARNING
             try:
                 async for event in self._client.watch_bound_pods(self._node_name):
                     self._handle(event)
@@ -83,15 +82,8 @@ class ConfigSource:
                 reason = "stream ended"
             except errors.ApiError as err:
                 reason = f"{err.code.name}: {err.message}"
-            except asyncio.CancelledError:
-                # grpc.aio ends the stream of a closed channel (the client reconnected with a
-                # renewed certificate) with CancelledError, though this task was not cancelled.
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
-                    raise
-                reason, level = "closed by a reconnect (new certificate)", logging.INFO
             delay = backoff.next_delay()
-            log.log(level, "pod stream lost node=%s error=%s retry_in=%.2fs", self._node_name, reason, delay)
+            log.warning("pod stream lost node=%s error=%s retry_in=%.2fs", self._node_name, reason, delay)
             await asyncio.sleep(delay)
 
     def _handle(self, event: services_pb2.BoundPodsEvent) -> None:

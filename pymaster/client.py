@@ -18,13 +18,14 @@ repeated (every call but Create and RecordEvents) is then retried there, once pe
 and RecordEvents only when gRPC reports that the connection could not be made at all (so the call
 never reached a master): otherwise a create that the dead master may have written would be
 written twice (``generateName``) or fail with AlreadyExists. A stream that fails before its first
-message is reopened on the next server; one that fails later raises ``Unavailable`` and its
-caller reopens it (it resumes from what it saw: a watch from its last resourceVersion, an agent's
-bound-pods stream from the snapshot it is sent first), on the next server.
+message is reopened on the next server; one that fails later (or that the client's own
+``reconnect`` closed) raises ``Unavailable`` and its caller reopens it (it resumes from what it
+saw: a watch from its last resourceVersion, an agent's bound-pods stream from the snapshot it is
+sent first), on the next server.
 
 Node lease renewals (``renew_lease``) move to the master's lease lane (its own port, named in the
-API port's reply; ``pymaster.server.lease_lane``) and back to the API port for
-``LEASE_LANE_RETRY_SECONDS`` when the lane cannot be reached.
+API port's reply) and back to the API port when the lane cannot be reached
+(``pymaster.client_lease``).
 
 Example::
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,6 +55,7 @@ from pymaster.api.clientconfig import (
 )
 from pymaster.api.kinds import kind_of, unwrap, wrap
 from pymaster.client_exec import ExecSession, exec_start
+from pymaster.client_lease import LANE_DOWN, LeaseLaneRoute
 
 DEFAULT_SERVER = "127.0.0.1:6443"
 # Calls not retried on another master after an UNAVAILABLE that may have reached the first one.
@@ -67,11 +68,6 @@ MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
 # Seconds calls still in flight on the old channel get after reconnect() before it is closed.
 RECONNECT_GRACE_SECONDS = 2.0
-# Seconds a client renews on the API port after the master's lease lane could not be reached.
-LEASE_LANE_RETRY_SECONDS = 60.0
-# A renewal on the lease lane failing with these tries the API port (the lane is not reachable:
-# another port, maybe firewalled; or the master is gone, and the API port fails over).
-_LANE_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 # Which exception each status code becomes; anything else is a plain ApiError with that code.
 _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
@@ -86,14 +82,6 @@ _ERRORS_BY_CODE: dict[grpc.StatusCode, type[errors.ApiError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
     grpc.StatusCode.UNIMPLEMENTED: errors.MethodNotAllowed,
 }
-
-
-class _LeaseLane(NamedTuple):
-    """The channel to a master's lease lane (``pymaster.server.lease_lane``)."""
-
-    server: str  # the API address it belongs to
-    channel: grpc.aio.Channel
-    stub: services_pb2_grpc.NodeLeaseStub
 
 
 class ObjectEvent(NamedTuple):
@@ -181,8 +169,7 @@ class Client:
         self.server = self.servers[0]
         self.timeout = timeout
         self._closing: set[asyncio.Task[None]] = set()
-        self._lease_lane: _LeaseLane | None = None
-        self._lane_down_until: dict[str, float] = {}  # API address -> when to try its lane again
+        self._lease_lane = LeaseLaneRoute()
         self._stubs(self._open(self.config))
 
     def _stubs(self, channel: grpc.aio.Channel) -> None:
@@ -255,7 +242,8 @@ class Client:
 
     async def _stream(self, stub: str, name: str, request: Any) -> AsyncIterator[Any]:
         """Streams ``stub``'s ``name``; reopened on the next server when it fails before its first
-        message, else the error is raised (and later calls go to the next server)."""
+        message, else the error is raised (and later calls go to the next server). A stream whose
+        channel this client closed (``reconnect``, a failover) raises Unavailable."""
         for attempt in range(len(self.servers)):
             channel = self._channel
             call = getattr(getattr(self, stub), name)(request)
@@ -269,6 +257,13 @@ class Client:
                 moved = err.code() == grpc.StatusCode.UNAVAILABLE and self._failover(channel)
                 if not moved or received or attempt == len(self.servers) - 1:
                     raise api_error(err) from None
+            except asyncio.CancelledError:
+                # grpc.aio ends the streams of a closed channel with CancelledError, though the
+                # caller's task was not cancelled: to the caller that is the connection gone.
+                task = asyncio.current_task()
+                if channel is self._channel or task is None or task.cancelling():
+                    raise
+                raise errors.Unavailable(f"{name} stream closed by a reconnect; open it again") from None
             finally:
                 call.cancel()
 
@@ -471,29 +466,26 @@ class Client:
         """Renews the node's lease; raises NotFound when the master does not know the node.
 
         On the master's lease lane once a renewal on the API port has named it (``lease_port``);
-        back on the API port (for ``LEASE_LANE_RETRY_SECONDS``) when the lane cannot be reached.
+        back on the API port when the lane cannot be reached (``pymaster.client_lease``).
         """
         request = services_pb2.RenewLeaseRequest(node_name=node_name, requested_seconds=requested_seconds)
-        lane = self._lease_lane
-        if lane is not None and lane.server == self.server:
+        lane = self._lease_lane.stub(self.server)
+        if lane is not None:
             try:
-                return await lane.stub.RenewLease(request, timeout=self.timeout)
+                return await lane.RenewLease(request, timeout=self.timeout)
             except grpc.aio.AioRpcError as err:
-                if err.code() not in _LANE_DOWN:
+                if err.code() not in LANE_DOWN:
                     raise api_error(err) from None
-                self._lane_down_until[lane.server] = time.monotonic() + LEASE_LANE_RETRY_SECONDS
+                self._lease_lane.failed(self.server)
         self._close_lease_lane()
         reply = await self._unary("_agent", "RenewLease", request)
-        if reply.lease_port and time.monotonic() >= self._lane_down_until.get(self.server, 0.0):
-            host = self.server.rpartition(":")[0]
-            channel = self._open(self.config, f"{host}:{reply.lease_port}")
-            self._lease_lane = _LeaseLane(self.server, channel, services_pb2_grpc.NodeLeaseStub(channel))
+        self._lease_lane.named(self.server, reply.lease_port, lambda at: self._open(self.config, at))
         return reply
 
     def _close_lease_lane(self) -> None:
-        lane, self._lease_lane = self._lease_lane, None
-        if lane is not None:
-            task = asyncio.create_task(lane.channel.close(RECONNECT_GRACE_SECONDS))
+        channel = self._lease_lane.close()
+        if channel is not None:
+            task = asyncio.create_task(channel.close(RECONNECT_GRACE_SECONDS))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

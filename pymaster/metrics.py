@@ -190,6 +190,9 @@ class MasterMetrics:
         for result in SCHEDULE_RESULTS:
             self.schedule_attempts.labels(result=result)
         self._pending_children: dict[str, Gauge] = {}
+        # Labelled children of the per-call metrics, by labels: labels() costs more than the
+        # increment itself, and every call of the API and the lease lane ends here.
+        self._rpc_children: dict[tuple, tuple] = {}
         self.set_pending(dict.fromkeys(PENDING_QUEUES, 0))
         if state is not None:
             registry.register(ClusterStateCollector(state))
@@ -197,9 +200,17 @@ class MasterMetrics:
     def observe_rpc(
         self, grpc_type: str, service: str, method: str, code: grpc.StatusCode, seconds: float
     ) -> None:
-        """Records one finished RPC."""
-        self.grpc_handled.labels(grpc_type, service, method, grpc_code_name(code)).inc()
-        self.grpc_handling_seconds.labels(grpc_type, service, method).observe(seconds)
+        """Records one finished RPC (from any thread: the lease lane has its own)."""
+        key = (grpc_type, service, method, code)
+        children = self._rpc_children.get(key)
+        if children is None:
+            children = self._rpc_children[key] = (
+                self.grpc_handled.labels(grpc_type, service, method, grpc_code_name(code)),
+                self.grpc_handling_seconds.labels(grpc_type, service, method),
+            )
+        handled, handling_seconds = children
+        handled.inc()
+        handling_seconds.observe(seconds)
 
     def observe_refused(self, code: grpc.StatusCode, identity_kind: str, method: str) -> None:
         """Records a call refused by authentication (UNAUTHENTICATED) or authorization."""

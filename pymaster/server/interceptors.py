@@ -197,28 +197,35 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
         self,
         metrics: MasterMetrics,
         store=None,
-        unary_timeout: float = DEFAULT_UNARY_TIMEOUT_SECONDS,
+        unary_timeout: float | None = DEFAULT_UNARY_TIMEOUT_SECONDS,
     ):
         """
         Args:
             metrics: Where calls and refusals are counted.
             store: Has ``get(kind, namespace, name)``: node identity bindings and pods for the
                 role table. None: no authentication or authorization (the join port).
-            unary_timeout: Seconds a unary handler may run.
+            unary_timeout: Seconds a unary handler may run; None: no limit (handlers that never
+                wait, as the lease lane's).
         """
         self._metrics = metrics
         self._store = store
         self._unary_timeout = unary_timeout
         self._streams = StreamLimits()
+        # The wrapped handler of each served method, built at its first call: the server's
+        # methods are fixed once it starts, and building one per call cost more than some calls.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        wrapped_handler = self._wrapped.get(handler_call_details.method)
+        if wrapped_handler is not None:
+            return wrapped_handler
         handler = await continuation(handler_call_details)
         if handler is None:
-            return None
+            return None  # not served (UNIMPLEMENTED): not remembered, whatever the name
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
         grpc_type = _GRPC_TYPES[(handler.request_streaming, handler.response_streaming)]
         factory, attribute = _HANDLER_FACTORIES[grpc_type]
@@ -236,9 +243,11 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
         deserializer = handler.request_deserializer
         if deserializer is not None:
             deserializer = _lenient(deserializer)
-        return factory(
+        wrapped_handler = factory(
             wrapped, request_deserializer=deserializer, response_serializer=handler.response_serializer
         )
+        self._wrapped[handler_call_details.method] = wrapped_handler
+        return wrapped_handler
 
 
 _Check = Callable[[Any, grpc.aio.ServicerContext], Any]
@@ -279,13 +288,15 @@ def _wrap_coroutine(
 ) -> Callable:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = new_call()
-        deadline = asyncio.timeout(timeout)
+        deadline = asyncio.timeout(timeout) if timeout is not None else None
         try:
             request = check(request, context)
+            if deadline is None:
+                return await behavior(request, context)
             async with deadline:
                 return await behavior(request, context)
         except BaseException as exc:
-            if isinstance(exc, TimeoutError) and deadline.expired():
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
                 exc = _DeadlineExceeded(f"the call took longer than the server's limit of {timeout:g}s")
             await call.fail(exc, context)
         finally:

@@ -47,12 +47,11 @@ class LeaseLane:
         metrics: Where calls are counted (``grpc_server_handling_seconds`` of RenewLease).
         store: The interceptor's reads (identity bindings, the role table).
         options: gRPC server options (the API port's keepalive and size limits).
-        unary_timeout: Seconds a renewal may take.
         bind: Runs ``add_port`` for ``listen``; turns a failed bind into OSError.
     """
 
     def __init__(self, listen: str, credentials: grpc.ServerCredentials, nodes: NodeRegistry,
-                 metrics: MasterMetrics, store, options: list[tuple[str, int]], unary_timeout: float,
+                 metrics: MasterMetrics, store, options: list[tuple[str, int]],
                  bind: Callable[[str, Callable[[], int]], int]):
         self.listen = listen
         self.port = 0
@@ -61,7 +60,6 @@ class LeaseLane:
         self._metrics = metrics
         self._store = store
         self._options = options
-        self._unary_timeout = unary_timeout
         self._bind = bind
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the lane's own
@@ -90,10 +88,11 @@ class LeaseLane:
         """Stops the server (renewals in flight get ``grace`` seconds) and the thread."""
         if self._thread is None:
             return
+        self._grace = grace
         loop, stopping = self._loop, self._stopping
         if loop is not None and stopping is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stopping.set)
-        self._grace = grace
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the thread is ending
+                loop.call_soon_threadsafe(stopping.set)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
@@ -111,8 +110,9 @@ class LeaseLane:
 
     async def _serve(self, started: concurrent.futures.Future[int]) -> None:
         self._stopping = asyncio.Event()
+        # No deadline: a renewal never waits on anything (``renew`` is synchronous).
         server = grpc.aio.server(
-            interceptors=[MasterInterceptor(self._metrics, self._store, self._unary_timeout)],
+            interceptors=[MasterInterceptor(self._metrics, self._store, None)],
             options=self._options,
             maximum_concurrent_rpcs=MAX_CONCURRENT_RENEWALS,
         )

@@ -8,6 +8,7 @@ answers chosen by the request), so these tests need neither a master nor Docker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ class _Resources(services_pb2_grpc.ResourcesServicer):
         pod.metadata.name, pod.metadata.namespace = request.name, request.namespace
         pod.metadata.annotations["caller"] = _caller(context)
         return wrap(pod)
+
+    def Watch(self, request: services_pb2.WatchRequest, context: grpc.ServicerContext
+              ) -> Iterator[services_pb2.WatchEvent]:
+        """One ADDED pod, then open until the caller goes."""
+        pod = objects_pb2.Pod()
+        pod.metadata.name, pod.metadata.namespace = "web", "default"
+        yield services_pb2.WatchEvent(type=services_pb2.ADDED, object=wrap(pod))
+        while context.is_active():
+            time.sleep(0.05)
 
     def List(
         self, request: services_pb2.ListRequest, context: grpc.ServicerContext
@@ -207,6 +217,17 @@ async def test_renew_then_reconnect_switches_certificate(keys: Pki, server: str)
         await client.reconnect(renewed)
         assert client.config is renewed
         assert (await client.get_pod("web")).metadata.annotations["caller"] == "node-x-renewed"
+
+
+async def test_a_stream_the_reconnect_closes_ends_unavailable(keys: Pki, server: str) -> None:
+    config = keys.config(server)
+    async with Client(config=config) as client:
+        events = aiter(client.watch("pods"))
+        assert (await anext(events)).object.metadata.name == "web"
+        await client.reconnect(config, grace=0)
+        with pytest.raises(errors.Unavailable, match="Watch stream closed by a reconnect"):
+            await anext(events)
+        await events.aclose()
 
 
 # ---- pyctl's lines ----
