@@ -95,7 +95,7 @@ case "${1:-}" in
     fi
     cat <<MSG
 
-pykube is up: master $MASTER_ADDR (mutual TLS; join port $JOIN_ADDR; metrics
+pykube is up: master $MASTER_ADDR (mutual TLS; join port $JOIN_ADDR; node leases on port + 2; metrics
 http://$METRICS_ADDR/metrics), node $NODE_NAME Ready (agent metrics http://$AGENT_METRICS_ADDR/metrics).
 pyctl uses the admin config $USER_CONFIG; the join token for more nodes is in $STATE/master/token.
   source $VENV/bin/activate
