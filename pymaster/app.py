@@ -119,9 +119,17 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 BOOTSTRAP_SERVICE = services_pb2.DESCRIPTOR.services_by_name["Bootstrap"].full_name
 
 
-def default_join_listen(listen: str, offset: int = 1) -> str:
-    """The join address for a --listen address: same host, port + 1 (port 0 stays 0); the lease
-    lane's with ``offset`` 2."""
+def default_join_listen(listen: str) -> str:
+    """The join address for a --listen address: same host, port + 1 (port 0 stays 0)."""
+    return _port_after(listen, 1)
+
+
+def default_lease_listen(listen: str) -> str:
+    """The lease lane's address for a --listen address: same host, port + 2 (port 0 stays 0)."""
+    return _port_after(listen, 2)
+
+
+def _port_after(listen: str, offset: int) -> str:
     host, _, port = listen.rpartition(":")
     return f"{host}:{int(port) + offset if int(port) else 0}"
 
@@ -199,7 +207,7 @@ class MasterApp:
         self.data_dir = Path(data_dir)
         self.listen = listen
         self.join_listen = join_listen or default_join_listen(listen)
-        self.lease_listen = default_join_listen(listen, 2) if lease_listen is None else lease_listen
+        self.lease_listen = default_lease_listen(listen) if lease_listen is None else lease_listen
         self.metrics_addr = metrics_addr
         self.node_monitor_grace_period = node_monitor_grace_period
         self.tls_sans = list(tls_sans)

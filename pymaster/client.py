@@ -209,9 +209,7 @@ class Client:
         self._stubs(self._open(config))
         self.config = config
         self._close_lease_lane()
-        task = asyncio.create_task(old.close(grace))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._close_later(old, grace)
 
     def _failover(self, failed: grpc.aio.Channel) -> bool:
         """Moves to the next server after ``failed`` (the channel a call failed on) was
@@ -221,9 +219,7 @@ class Client:
         if self._channel is failed:
             self.server = self.servers[(self.servers.index(self.server) + 1) % len(self.servers)]
             self._stubs(self._open(self.config))
-            task = asyncio.create_task(failed.close(RECONNECT_GRACE_SECONDS))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_later(failed, RECONNECT_GRACE_SECONDS)
         return True
 
     async def _unary(self, stub: str, name: str, request: Any, timeout: float | None = None) -> Any:
@@ -485,9 +481,14 @@ class Client:
     def _close_lease_lane(self) -> None:
         channel = self._lease_lane.close()
         if channel is not None:
-            task = asyncio.create_task(channel.close(RECONNECT_GRACE_SECONDS))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_later(channel, RECONNECT_GRACE_SECONDS)
+
+    def _close_later(self, channel: grpc.aio.Channel, grace: float) -> None:
+        """Closes a channel no longer used, giving its calls in flight ``grace`` seconds
+        (``close`` waits for it)."""
+        task = asyncio.create_task(channel.close(grace))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def report_node_status(self, node_name: str, status: objects_pb2.NodeStatus) -> objects_pb2.Node:
         request = services_pb2.NodeStatusReport(node_name=node_name, status=status)

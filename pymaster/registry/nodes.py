@@ -338,13 +338,12 @@ class NodeRegistry(KindRegistry):
         for name in names:
             if not self._exists(NODES.resource, "", name):
                 self.leases.remove(name)
-            elif self.leases.renew(name):
+                continue
+            if self.leases.renew(name):
                 task = asyncio.create_task(self._mark_ready(name), name=f"lease-ready-{name}")
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-                self._tell_renewed(name)
-            else:
-                self._tell_renewed(name)
+            self._tell_renewed(name)
 
     async def _renewed(self, name: str, *, from_peer: bool = False) -> None:
         """A renewal of ``name``'s lease: Ready again if it had expired; told to ``on_renewed``

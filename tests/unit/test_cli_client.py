@@ -8,7 +8,7 @@ answers chosen by the request), so these tests need neither a master nor Docker.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -61,8 +61,9 @@ class _Resources(services_pb2_grpc.ResourcesServicer):
         pod = objects_pb2.Pod()
         pod.metadata.name, pod.metadata.namespace = "web", "default"
         yield services_pb2.WatchEvent(type=services_pb2.ADDED, object=wrap(pod))
-        while context.is_active():
-            time.sleep(0.05)
+        gone = threading.Event()
+        if context.add_callback(gone.set):  # False: the call has ended already
+            gone.wait()
 
     def List(
         self, request: services_pb2.ListRequest, context: grpc.ServicerContext
