@@ -333,8 +333,8 @@ class MasterApp:
             reserved_names=reserved_node_names(master_pki.server_sans),
         )
         if self.lease_listen:
-            self._lease_lane = LeaseLane(self.lease_listen, master_pki.server_credentials(), self.api.nodes,
-                                         self.metrics, self._graph, SERVER_OPTIONS, _bind)
+            self._lease_lane = LeaseLane(self.lease_listen, master_pki, self.api.nodes, self.metrics,
+                                         self.store, SERVER_OPTIONS)
             self.lease_port = await self._lease_lane.start()
         server = self._grpc_server(self._graph, MAX_CONCURRENT_RPCS)
         services_pb2_grpc.add_ResourcesServicer_to_server(ResourcesServicer(self.api), server)

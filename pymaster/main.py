@@ -46,14 +46,13 @@ from pymaster.app import MasterApp
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS
 from pymaster.controllers.eviction_rate import EvictionPolicy
 from pymaster.leader import LeaderElectionConfig
+from pymaster.logs import configure_logging
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS
 from pymaster.server.tls import DEFAULT_CERTIFICATE_LIFETIME, MasterPKI
 from pymaster.store.encryption import KEY_FILE, SecretEncryption
 from pymaster.store.etcd_client import EtcdTLS
 
 log = logging.getLogger("pymaster")
-
-LOG_FORMAT = "time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
 
 def _positive_seconds(value: str) -> float:
@@ -190,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lease-listen",
         type=lambda v: "" if v == "off" else _address(v),
         default=None,
-        help="mutual-TLS address HOST:PORT where node lease renewals are served on a thread of their "
+        help="mutual-TLS address HOST:PORT where node lease renewals are served by a process of their "
         "own, so API load never delays them (default: the --listen host, port + 2; port 0 picks a "
         "free one, logged; off: renewals on --listen)",
     )
@@ -409,8 +408,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 # Allocations between young collections, and young (then middle) collections between older ones:
 # Python's defaults are 700, 10, 10. Measured with bench/scheduler.py at 5,000 nodes, the defaults
-# stop the master for full collections of up to ~90 ms (every thread waits on the GIL, the lease
-# lane too); with these, one full collection of ~20 ms in the run, and less time in the collector.
+# stop the master for full collections of up to ~90 ms (every thread waits on the GIL); with these, one full collection of ~20 ms in the run, and less time in the collector.
 GC_THRESHOLDS = (10_000, 20, 100)
 
 
@@ -438,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
     # Kubernetes components export no *_created series; dashboards written for them expect none.
     prometheus_client.disable_created_metrics()
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(args.log_level)
     try:
         # uvloop's event loop (libuv): the master's loop runs every call, watch and the
         # scheduler; at 5,000 nodes it costs about a tenth less CPU per pod than asyncio's.
@@ -453,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 def _init(argv: list[str]) -> int:
     parser = build_init_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(args.log_level)
     try:
         init_data_dir(args.data_dir, args.tls_san, args.server)
     except argparse.ArgumentTypeError as err:

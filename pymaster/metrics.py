@@ -200,7 +200,7 @@ class MasterMetrics:
     def observe_rpc(
         self, grpc_type: str, service: str, method: str, code: grpc.StatusCode, seconds: float
     ) -> None:
-        """Records one finished RPC (from any thread: the lease lane has its own)."""
+        """Records one finished RPC (the lease lane's too: they come with its batches)."""
         key = (grpc_type, service, method, code)
         children = self._rpc_children.get(key)
         if children is None:

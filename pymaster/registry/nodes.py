@@ -311,16 +311,16 @@ class NodeRegistry(KindRegistry):
             NotFound: the node is not registered (the agent registers again).
         """
         try:
-            period = self.check_renewal(name, requested_seconds)
+            period = self._check_renewal(name, requested_seconds)
         except NotFound:
             self.leases.remove(name)
             raise
         await self._renewed(name)
         return period
 
-    def check_renewal(self, name: str, requested_seconds: float) -> float:
-        """The checks of a renewal, without taking it (safe from the lease lane's thread: it only
-        reads); returns the period until the agent's next renewal.
+    def _check_renewal(self, name: str, requested_seconds: float) -> float:
+        """The checks of a renewal, without taking it; returns the period until the agent's next
+        renewal.
 
         Raises:
             ValidationError: a bad name or period.

@@ -1,14 +1,17 @@
 """The lease lane: node lease renewals (the NodeLease service) served on a port of their own
-(``--lease-listen``) by a gRPC server on a thread with its own event loop, so that load on the API
-(thousands of creates, watch fan-out, scheduling) never queues a node's heartbeat behind it: the
-role of Kubernetes' API Priority and Fairness, whose ``system-node-high`` level keeps node leases
-ahead of workload traffic.
+(``--lease-listen``) by a process of their own (``pymaster.server.lease_lane_child``), so that
+load on the API (thousands of creates, watch fan-out, scheduling) never queues a node's heartbeat
+behind it, and the renewals of thousands of nodes take the machine's other CPU instead of the
+master's: the role of Kubernetes' API Priority and Fairness, whose ``system-node-high`` level
+keeps node leases ahead of workload traffic. (On a thread of the master's the renewals held the
+GIL the master needs: measured with ``bench/scheduler.py``, 5,000 nodes' renewals took a third of
+the master's throughput.)
 
-The lane only answers. It authenticates and authorizes every call like the API port (the same
-interceptor: a node renews only its own lease), checks that the node is registered and hands the
-renewal to the master's event loop, in batches (``NodeRegistry.take_renewals``), where the leases,
-the Ready marks and the lease relay live. Its reads of the store (the node, the node's identity
-binding) are lookups in the store's in-memory cache, which the GIL keeps whole across threads.
+The lane only answers. It checks renewals against a copy of the registered nodes and the node
+identity bindings, which this side keeps current from the store's watches, and this side takes
+the renewals it answered on the master's event loop, in batches (``NodeRegistry.take_renewals``),
+where the leases, the Ready marks and the lease relay live; with them come the lane's call
+metrics. The serving certificate goes to the lane whenever it is renewed.
 
 The API port's RenewLease answers with the lane's port (``lease_port``) and clients move there by
 themselves (``pymaster.client``); a client that cannot reach it keeps renewing on the API port.
@@ -17,144 +20,180 @@ themselves (``pymaster.client``); a client that cannot reach it keeps renewing o
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import threading
-from collections.abc import Callable
+import sys
 
-import grpc
-import uvloop
-
-from pymaster.api import services_pb2, services_pb2_grpc
+from pymaster.api.errors import TooOld
+from pymaster.api.kinds import IDENTITIES, NODES
 from pymaster.metrics import MasterMetrics
 from pymaster.registry.nodes import NodeRegistry
-from pymaster.server.interceptors import MasterInterceptor
+from pymaster.server import lease_lane_wire as wire
+from pymaster.server.tls import MasterPKI
+from pymaster.store.base import DELETED
 
 log = logging.getLogger(__name__)
 
-# Renewals in flight at once on the lane (every node renews about once per lease interval).
-MAX_CONCURRENT_RENEWALS = 10_000
+# How often the serving certificate is checked for renewal (it is renewed at two thirds of its
+# lifetime, which is hours at the least).
+CREDENTIALS_CHECK_SECONDS = 60.0
+# How long the lane process may take to start serving, and to end after STOP (then killed).
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 class LeaseLane:
-    """The lane's server thread: ``await start()`` binds and returns the port, ``await stop()``.
+    """The lane's process: ``await start()`` starts it and returns the bound port, ``await
+    stop()``.
 
     Args:
         listen: "HOST:PORT" to serve on (port 0 picks one).
-        credentials: The API port's server credentials (mutual TLS).
-        nodes: Checks renewals (from the lane's thread) and takes them (on the master's loop).
-        metrics: Where calls are counted (``grpc_server_handling_seconds`` of RenewLease).
-        store: The interceptor's reads (identity bindings, the role table).
+        pki: The master's PKI: the serving certificate and the CA.
+        nodes: Takes the renewals; its lease grace period caps the periods the lane hands out.
+        metrics: Where the lane's calls are counted (``grpc_server_handling_seconds`` of
+            RenewLease).
+        store: The master's store (``list`` and ``watch`` of nodes and identity bindings).
         options: gRPC server options (the API port's keepalive and size limits).
-        bind: Runs ``add_port`` for ``listen``; turns a failed bind into OSError.
     """
 
-    def __init__(self, listen: str, credentials: grpc.ServerCredentials, nodes: NodeRegistry,
-                 metrics: MasterMetrics, store, options: list[tuple[str, int]],
-                 bind: Callable[[str, Callable[[], int]], int]):
+    def __init__(self, listen: str, pki: MasterPKI, nodes: NodeRegistry, metrics: MasterMetrics, store,
+                 options: list[tuple[str, int]]):
         self.listen = listen
         self.port = 0
-        self._credentials = credentials
+        self._pki = pki
         self._nodes = nodes
         self._metrics = metrics
         self._store = store
         self._options = options
-        self._bind = bind
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the lane's own
-        self._stopping: asyncio.Event | None = None
-        self._grace = 0.0
-        self._master_loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[str] = []  # renewals answered, not yet taken on the master's loop
-        self._pending_lock = threading.Lock()
+        self._process: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
 
     async def start(self) -> int:
-        """Starts the thread and its server; returns the bound port.
+        """Starts the process; returns the port it serves.
 
         Raises:
-            OSError: the address cannot be bound.
+            OSError: the address cannot be bound, or the process did not start.
         """
-        self._master_loop = asyncio.get_running_loop()
-        started: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(started,), name="pymaster-lease-lane",
-                                        daemon=True)
-        self._thread.start()
-        self.port = await asyncio.wrap_future(started)
-        log.info("lease lane serving address=%s port=%d", self.listen, self.port)
+        self._process = process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pymaster.server.lease_lane_child",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        nodes, nodes_rv = self._store.list(NODES.resource)
+        identities, identities_rv = self._store.list(IDENTITIES.resource)
+        init = wire.Init(
+            listen=self.listen,
+            options=self._options,
+            grace_period=self._nodes.leases.grace_period,
+            log_level=logging.getLogger().getEffectiveLevel(),
+            credentials=await self._credentials(),
+            nodes=[n.metadata.name for n in nodes],
+            identities=[(i.metadata.name, i.SerializeToString()) for i in identities],
+        )
+        try:
+            process.stdin.write(wire.frame((wire.INIT, init)))
+            tag, answer = await asyncio.wait_for(wire.read_frame(process.stdout), START_TIMEOUT_SECONDS)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as err:
+            await self._end(0.0)
+            raise OSError(f"the lease lane process did not start: {err!r}") from err
+        if tag == wire.FAILED:
+            await self._end(0.0)
+            raise OSError(answer)
+        self.port = answer
+        self._tasks = [
+            asyncio.create_task(self._take_renewals(process.stdout), name="lease-lane-renewals"),
+            asyncio.create_task(self._follow(NODES.resource, nodes_rv, self._send_nodes),
+                                name="lease-lane-nodes"),
+            asyncio.create_task(self._follow(IDENTITIES.resource, identities_rv, self._send_identities),
+                                name="lease-lane-identities"),
+            asyncio.create_task(self._renew_credentials(init.credentials), name="lease-lane-credentials"),
+        ]
+        log.info("lease lane serving address=%s port=%d pid=%d", self.listen, self.port, process.pid)
         return self.port
 
     async def stop(self, grace: float) -> None:
-        """Stops the server (renewals in flight get ``grace`` seconds) and the thread."""
-        if self._thread is None:
+        """Stops the process (renewals in flight get ``grace`` seconds)."""
+        if self._process is None:
             return
-        self._grace = grace
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile: the thread is ending
-                loop.call_soon_threadsafe(stopping.set)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        self._stopping = True
+        renewals, *followers = self._tasks
+        for task in followers:
+            task.cancel()
+        await self._end(grace)
+        # The renewals' reader ends with the process's stdout, after the last batch.
+        await asyncio.gather(renewals, *followers, return_exceptions=True)
+        self._tasks = []
+        self._process = None
+        self._stopping = False
 
-    def _run(self, started: concurrent.futures.Future[int]) -> None:
-        loop = self._loop = uvloop.new_event_loop()
+    async def _end(self, grace: float) -> None:
+        process = self._process
+        assert process is not None and process.stdin is not None
+        if not process.stdin.is_closing():
+            with contextlib.suppress(OSError):  # already gone
+                process.stdin.write(wire.frame((wire.STOP, grace)))
+                process.stdin.close()
         try:
-            loop.run_until_complete(self._serve(started))
-        except BaseException as err:  # not serving: start() raises it
-            if not started.done():
-                started.set_exception(err)
-            else:
-                log.error("lease lane stopped error=%r", err)
-        finally:
-            loop.close()
+            await asyncio.wait_for(process.wait(), grace + STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("lease lane process did not stop; killing it pid=%d", process.pid)
+            process.kill()
+            await process.wait()
 
-    async def _serve(self, started: concurrent.futures.Future[int]) -> None:
-        self._stopping = asyncio.Event()
-        # No deadline: a renewal never waits on anything (``renew`` is synchronous).
-        server = grpc.aio.server(
-            interceptors=[MasterInterceptor(self._metrics, self._store, None)],
-            options=self._options,
-            maximum_concurrent_rpcs=MAX_CONCURRENT_RENEWALS,
-        )
-        services_pb2_grpc.add_NodeLeaseServicer_to_server(_NodeLeaseServicer(self), server)
-        port = self._bind(self.listen, lambda: server.add_secure_port(self.listen, self._credentials))
-        await server.start()
-        self.port = port
-        started.set_result(port)
-        try:
-            await self._stopping.wait()
-        finally:
-            await server.stop(self._grace)
+    async def _take_renewals(self, stdout: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                _, names, calls, refusals = await wire.read_frame(stdout)
+            except asyncio.IncompleteReadError:
+                if not self._stopping:
+                    # Its clients renew on the API port (they find the lane unreachable).
+                    log.error("lease lane process ended; renewals go to the API port")
+                return
+            self._nodes.take_renewals(names)
+            for call in calls:
+                self._metrics.observe_rpc(*call)
+            for refusal in refusals:
+                self._metrics.observe_refused(*refusal)
 
-    def renew(self, request: services_pb2.RenewLeaseRequest) -> services_pb2.RenewLeaseResponse:
-        """Answers a renewal (on the lane's thread) and hands it to the master's loop.
+    async def _follow(self, kind: str, rv: int, send) -> None:
+        """Sends the lane every change of ``kind`` after ``rv``, the whole list again after a gap."""
+        while True:
+            try:
+                watch = self._store.watch(kind, rv)
+                try:
+                    async for event in watch:
+                        send([event.object], deleted=event.type == DELETED)
+                        rv = event.resource_version
+                finally:
+                    watch.close()
+                return  # the store closed
+            except TooOld:
+                items, rv = self._store.list(kind)
+                send(items, deleted=False, replace=True)
 
-        Raises:
-            ValidationError, NotFound: as NodeRegistry.renew_lease.
-        """
-        period = self._nodes.check_renewal(request.node_name, request.requested_seconds)
-        self._hand_over(request.node_name)
-        return services_pb2.RenewLeaseResponse(next_renew_seconds=period, lease_port=self.port)
+    def _send_nodes(self, nodes: list, deleted: bool, replace: bool = False) -> None:
+        names = [n.metadata.name for n in nodes]
+        self._send((wire.NODES, [] if deleted else names, names if deleted else [], replace))
 
-    def _hand_over(self, name: str) -> None:
-        """Queues a renewal for the master's loop; the first of a batch schedules the taking."""
-        with self._pending_lock:
-            self._pending.append(name)
-            first = len(self._pending) == 1
-        if first and self._master_loop is not None:
-            with contextlib.suppress(RuntimeError):  # the master's loop closed: it is stopping
-                self._master_loop.call_soon_threadsafe(self._take)
+    def _send_identities(self, identities: list, deleted: bool, replace: bool = False) -> None:
+        changes = [(i.metadata.name, None if deleted else i.SerializeToString()) for i in identities]
+        self._send((wire.IDENTITIES, changes, replace))
 
-    def _take(self) -> None:
-        with self._pending_lock:
-            names, self._pending = self._pending, []
-        self._nodes.take_renewals(names)
+    async def _credentials(self) -> wire.Credentials:
+        key_pem, cert_pem = await asyncio.to_thread(self._pki.serving_pair)
+        return wire.Credentials(key_pem, cert_pem, self._pki.ca.cert_pem)
 
+    async def _renew_credentials(self, sent: wire.Credentials) -> None:
+        while True:
+            await asyncio.sleep(CREDENTIALS_CHECK_SECONDS)
+            current = await self._credentials()
+            if current != sent:
+                self._send((wire.CREDENTIALS, current))
+                sent = current
 
-class _NodeLeaseServicer(services_pb2_grpc.NodeLeaseServicer):
-    def __init__(self, lane: LeaseLane):
-        self._lane = lane
+    def _send(self, message: tuple) -> None:
+        process = self._process
+        if process is not None and process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.write(wire.frame(message))
 
-    async def RenewLease(self, request: services_pb2.RenewLeaseRequest, context: grpc.aio.ServicerContext
-                         ) -> services_pb2.RenewLeaseResponse:
-        return self._lane.renew(request)

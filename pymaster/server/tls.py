@@ -279,14 +279,19 @@ class MasterPKI:
 
         def fetch() -> grpc.ServerCertificateConfiguration | None:
             # Called by gRPC on every TLS handshake; None keeps the current certificate.
-            try:
-                self._server.refresh()
-            except Exception:
-                log.exception("renewing the serving certificate failed; keeping the current one")
-                return None
-            return configuration() if self._server.cert_pem != serving[0] else None
+            _, cert_pem = self.serving_pair()
+            return configuration() if cert_pem != serving[0] else None
 
         return grpc.dynamic_ssl_server_credentials(configuration(), fetch, require_client_authentication=True)
+
+    def serving_pair(self) -> tuple[bytes, bytes]:
+        """The serving key and certificate (PEM), renewed first when due (as a handshake on the
+        API port would; a failed renewal keeps the current pair)."""
+        try:
+            self._server.refresh()
+        except Exception:
+            log.exception("renewing the serving certificate failed; keeping the current one")
+        return self._server.key_pem, self._server.cert_pem
 
     def agent_channel_credentials(self) -> grpc.ChannelCredentials:
         """Channel credentials for calling an agent: trust the CA, present the master-client

@@ -4,6 +4,9 @@ else; the Python client moves its renewals there and back to the API port when t
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 from master_fixtures import (
     Resources,
@@ -36,6 +39,40 @@ def renewals(app, service: str) -> float:
     }) or 0.0
 
 
+async def renewed_on_lane(lane: services_pb2_grpc.NodeLeaseStub, renewal: services_pb2.RenewLeaseRequest,
+                          timeout: float = 10.0) -> services_pb2.RenewLeaseResponse:
+    """The lane's answer once it knows the node (it learns of nodes from the master's store a
+    moment after they register; until then it sends the renewal to the API port)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await lane.RenewLease(renewal)
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
+def async_value(read):
+    async def fetch():
+        return read()
+
+    return fetch
+
+
+def lane_refusal(lane: services_pb2_grpc.NodeLeaseStub, renewal: services_pb2.RenewLeaseRequest):
+    """The lane's error for ``renewal`` (None: renewed)."""
+
+    async def fetch() -> grpc.aio.AioRpcError | None:
+        try:
+            await lane.RenewLease(renewal)
+        except grpc.aio.AioRpcError as err:
+            return err
+        return None
+
+    return fetch
+
+
 async def test_the_api_port_names_the_lane_which_takes_renewals(tmp_path):
     app = await start_master(tmp_path / "data", grace=1.0)
     try:
@@ -43,14 +80,17 @@ async def test_the_api_port_names_the_lane_which_takes_renewals(tmp_path):
         async with admin_channel(app) as api, admin_channel(app, lane_address(app)) as lane_channel:
             resources, agent = Resources(api), services_pb2_grpc.NodeAgentStub(api)
             lane = services_pb2_grpc.NodeLeaseStub(lane_channel)
+            # A node the lane does not know: the API port answers for it (NOT_FOUND there).
             err = await rpc_error(lane.RenewLease(services_pb2.RenewLeaseRequest(node_name="n1")))
-            assert err.code() == grpc.StatusCode.NOT_FOUND
+            assert (err.code(), err.details()) == (
+                grpc.StatusCode.UNAVAILABLE, "the lease lane does not know node n1; renew on the API port")
             await agent.RegisterNode(node_manifest())
             renewal = services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=0.5)
             reply = await agent.RenewLease(renewal)
             assert reply.lease_port == app.lease_port
             await eventually(lambda: resources.get("nodes", "n1", ""), lambda n: ready(n) == "Unknown")
-            reply = await lane.RenewLease(renewal)
+            # The lane learns of the node from the master's store.
+            reply = await renewed_on_lane(lane, renewal)
             assert (reply.lease_port, 0 < reply.next_renew_seconds <= 0.5) == (app.lease_port, True)
             # Taken on the master's loop: the expired node is Ready again.
             await eventually(lambda: resources.get("nodes", "n1", ""), lambda n: ready(n) == "True")
@@ -70,12 +110,49 @@ async def test_a_node_renews_only_its_own_lease_on_the_lane(tmp_path):
         await b.agent.RegisterNode(node_manifest("b"))
         async with cert_channel(app, a.key_pem, a.cert_pem, address=lane_address(app)) as channel:
             lane = services_pb2_grpc.NodeLeaseStub(channel)
+            await renewed_on_lane(lane, services_pb2.RenewLeaseRequest(node_name="a", requested_seconds=10))
             err = await rpc_error(lane.RenewLease(services_pb2.RenewLeaseRequest(node_name="b")))
             assert (err.code(), err.details()) == (
                 grpc.StatusCode.PERMISSION_DENIED, 'node "a" may not renew the lease of node "b"')
-            await lane.RenewLease(services_pb2.RenewLeaseRequest(node_name="a", requested_seconds=10))
         await a.channel.close()
         await b.channel.close()
+    finally:
+        await app.stop()
+
+
+async def test_a_deleted_node_is_no_longer_renewed_on_the_lane(tmp_path):
+    app = await start_master(tmp_path / "data")
+    try:
+        a = await join(app, "a")
+        await a.agent.RegisterNode(node_manifest("a"))
+        renewal = services_pb2.RenewLeaseRequest(node_name="a", requested_seconds=10)
+        async with cert_channel(app, a.key_pem, a.cert_pem, address=lane_address(app)) as channel, \
+                admin_channel(app) as api, admin_channel(app, lane_address(app)) as admin_lane_channel:
+            lane, admin_lane = services_pb2_grpc.NodeLeaseStub(channel), services_pb2_grpc.NodeLeaseStub(
+                admin_lane_channel)
+            await renewed_on_lane(lane, renewal)
+            await renewed_on_lane(admin_lane, renewal)
+            await Resources(api).delete("nodes", "a", "")  # revokes the node's certificate too
+            # The lane hears of it: neither the node's certificate nor the admin renews "a" there
+            # (the lane sends both to the API port, which refuses the certificate).
+            for stub in (lane, admin_lane):
+                err = await eventually(lane_refusal(stub, renewal), lambda e: e is not None)
+                assert (err.code(), err.details()) == (
+                    grpc.StatusCode.UNAVAILABLE, "the lease lane does not know node a; renew on the API port")
+            err = await rpc_error(a.agent.RenewLease(renewal))
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        await a.channel.close()
+    finally:
+        await app.stop()
+
+
+async def test_the_lane_process_ends_with_the_master(tmp_path):
+    app = await start_master(tmp_path / "data")
+    try:
+        process = app._lease_lane._process
+        # A master killed outright closes its end of the lane's stdin; nothing else is said.
+        process.stdin.transport.close()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
     finally:
         await app.stop()
 
@@ -89,8 +166,10 @@ async def test_the_client_renews_on_the_lane_and_on_the_api_port_without_it(tmp_
             assert first.lease_port == app.lease_port
             assert (renewals(app, "pykube.v1.NodeAgent"), renewals(app, "pykube.v1.NodeLease")) == (1, 0)
             await client.renew_lease("n1", 10)
-            assert (renewals(app, "pykube.v1.NodeAgent"), renewals(app, "pykube.v1.NodeLease")) == (1, 1)
-            await app._lease_lane.stop(0)
+            # The lane's calls are counted by the master, with the batch of renewals they bring.
+            await eventually(async_value(lambda: renewals(app, "pykube.v1.NodeLease")), lambda n: n == 1)
+            assert renewals(app, "pykube.v1.NodeAgent") == 1
+            app._lease_lane._process.kill()  # the lane's process dies
             await client.renew_lease("n1", 10)  # the lane is gone: the API port takes it
             await client.renew_lease("n1", 10)  # and keeps taking them for a while
             assert (renewals(app, "pykube.v1.NodeAgent"), renewals(app, "pykube.v1.NodeLease")) == (3, 1)
