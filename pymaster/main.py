@@ -408,7 +408,8 @@ async def _run(args: argparse.Namespace) -> None:
 
 # Allocations between young collections, and young (then middle) collections between older ones:
 # Python's defaults are 700, 10, 10. Measured with bench/scheduler.py at 5,000 nodes, the defaults
-# stop the master for full collections of up to ~90 ms (every thread waits on the GIL); with these, one full collection of ~20 ms in the run, and less time in the collector.
+# stop the master for full collections of up to ~90 ms (every thread waits on the GIL); with these,
+# one full collection of ~20 ms in the run, and less time in the collector.
 GC_THRESHOLDS = (10_000, 20, 100)
 
 

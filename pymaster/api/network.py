@@ -8,7 +8,7 @@ allocator does.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Container
 from dataclasses import dataclass
 
 from pymaster.api import services_pb2
@@ -84,12 +84,22 @@ def _network(flag: str, value: str) -> ipaddress.IPv4Network:
     return network
 
 
-def next_pod_cidr(cluster_cidr: str, used: Iterable[str]) -> str | None:
-    """The first ``/NODE_CIDR_MASK`` of the cluster CIDR no node holds, or None when all are taken."""
-    taken = set(used)
-    for subnet in ipaddress.ip_network(cluster_cidr).subnets(new_prefix=NODE_CIDR_MASK):
-        if str(subnet) not in taken:
-            return str(subnet)
+def next_pod_cidr(cluster_cidr: str, used: Container[str], start: int = 0) -> tuple[str, int] | None:
+    """The first ``/NODE_CIDR_MASK`` of the (IPv4) cluster CIDR no node holds, looking from the
+    ``start``-th one on and around, and its position; None when all are taken. Callers start after
+    the last one they took (kube's range allocator keeps the same cursor), so that taking every
+    CIDR of a large cluster one by one does not look at the taken ones again each time."""
+    network = ipaddress.IPv4Network(cluster_cidr)
+    if network.prefixlen > NODE_CIDR_MASK:
+        raise ValueError(f"{cluster_cidr} holds no /{NODE_CIDR_MASK}")
+    count = 1 << (NODE_CIDR_MASK - network.prefixlen)
+    size = 1 << (32 - NODE_CIDR_MASK)
+    base = int(network.network_address)
+    for offset in range(count):
+        position = (start + offset) % count
+        cidr = f"{ipaddress.IPv4Address(base + position * size)}/{NODE_CIDR_MASK}"
+        if cidr not in used:
+            return cidr, position
     return None
 
 

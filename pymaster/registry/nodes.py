@@ -233,6 +233,7 @@ class NodeRegistry(KindRegistry):
         self.leases = leases
         self._cluster_cidr = cluster_cidr
         self._cidrs_in_use: set[str] | None = None  # built at the first allocation
+        self._next_cidr = 0  # where the next allocation starts looking (after the last one taken)
         self._clock = clock
         self._rng = rng or random.Random()
         # Called with the name of every deleted node (the bound-pods hub ends its streams).
@@ -292,11 +293,13 @@ class NodeRegistry(KindRegistry):
         if self._cidrs_in_use is None:
             nodes, _ = self._store.list(NODES.resource)
             self._cidrs_in_use = {n.spec.pod_cidr for n in nodes if n.spec.pod_cidr}
-        cidr = next_pod_cidr(self._cluster_cidr, self._cidrs_in_use)
-        if cidr is None:
+        found = next_pod_cidr(self._cluster_cidr, self._cidrs_in_use, self._next_cidr)
+        if found is None:
             log.warning("no pod CIDR left in %s for node=%s (CIDRNotAvailable)", self._cluster_cidr, name)
             return ""
+        cidr, position = found
         self._cidrs_in_use.add(cidr)
+        self._next_cidr = position + 1
         return cidr
 
     def _release_pod_cidr(self, cidr: str) -> None:
