@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -189,11 +190,10 @@ class MasterMetrics:
         )
         for result in SCHEDULE_RESULTS:
             self.schedule_attempts.labels(result=result)
-        self._pending_children: dict[str, Gauge] = {}
         # Labelled children of the per-call metrics, by labels: labels() costs more than the
         # increment itself, and every call of the API and the lease lane ends here.
         self._rpc_children: dict[tuple, tuple] = {}
-        self.set_pending(dict.fromkeys(PENDING_QUEUES, 0))
+        self.report_pending(None)
         if state is not None:
             registry.register(ClusterStateCollector(state))
 
@@ -223,11 +223,13 @@ class MasterMetrics:
         self.leader_election_status.labels(name=lease).set(1 if leading else 0)
         self.leader.labels(identity=identity).set(1 if leading else 0)
 
-    def set_pending(self, counts: dict[str, int]) -> None:
-        """Sets the scheduler queue sizes (queue name -> pods); called on every queue change, so
-        the children are looked up once."""
-        for queue, count in counts.items():
-            child = self._pending_children.get(queue)
-            if child is None:
-                child = self._pending_children[queue] = self.pending_pods.labels(queue=queue)
-            child.set(count)
+    def report_pending(self, count: Callable[[str], int] | None) -> None:
+        """Where the scheduler queue sizes are read at each scrape (queue name -> pods; None:
+        no scheduler runs here, all 0): read when asked rather than set on each of the queue's
+        changes, several per pod."""
+        for queue in PENDING_QUEUES:
+            child = self.pending_pods.labels(queue=queue)
+            if count is None:
+                child.set_function(lambda: 0)
+            else:
+                child.set_function(functools.partial(count, queue))

@@ -49,25 +49,17 @@ class SchedulingQueue:
 
     def __init__(
         self,
-        on_change: Callable[[dict[str, int]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         initial_backoff: float = INITIAL_BACKOFF_SECONDS,
         max_backoff: float = MAX_BACKOFF_SECONDS,
         max_unschedulable: float = MAX_UNSCHEDULABLE_SECONDS,
     ):
-        """
-        Args:
-            on_change: Called with the sizes of the sub-queues (queue name -> count) after every
-                change (metrics).
-        """
         self._entries: dict[str, _Entry] = {}
         self._active: list[tuple[int, float, int, int, str]] = []
         self._backoff: list[tuple[float, int, str]] = []
         self._counts = dict.fromkeys(QUEUES, 0)
-        self._reported: dict[str, int] = {}  # what on_change was last told
         self._seq = itertools.count()
         self._ready = asyncio.Event()
-        self._on_change = on_change
         self._clock = clock
         self._initial_backoff, self._max_backoff = initial_backoff, max_backoff
         self._max_unschedulable = max_unschedulable
@@ -121,14 +113,12 @@ class SchedulingQueue:
             self._requeue(key, entry)
         elif entry.queue == ACTIVE:
             self._push_active(key, entry)  # its priority may have changed
-        self._changed()
 
     def remove(self, key: str) -> None:
         """Forgets a pod (bound, deleted, or being deleted), its failed attempts included."""
         entry = self._entries.pop(key, None)
         if entry is not None and entry.queue:
             self._counts[entry.queue] -= 1
-            self._changed()
 
     def mark_unschedulable(self, key: str, attempt_cycle: int) -> None:
         """Parks a pod after a failed attempt that started at ``attempt_cycle``; if the cluster
@@ -141,7 +131,6 @@ class SchedulingQueue:
             self._requeue(key, entry)
         else:
             self._move(key, entry, UNSCHEDULABLE)
-        self._changed()
 
     def requeue_with_backoff(self, key: str) -> None:
         """An attempt failed for another reason (a store error): retried after its back-off."""
@@ -150,7 +139,6 @@ class SchedulingQueue:
             return
         entry.failed_at = self._clock()
         self._requeue(key, entry)
-        self._changed()
 
     def move_all(self) -> None:
         """The cluster changed in a way that may let parked pods fit: retry them (after their
@@ -161,7 +149,6 @@ class SchedulingQueue:
         for key, entry in self._entries.items():
             if entry.queue == UNSCHEDULABLE:
                 self._requeue(key, entry)
-        self._changed()
 
     # ---- the scheduling loop ----
 
@@ -169,20 +156,15 @@ class SchedulingQueue:
         """Moves backoff pods whose back-off is over to active, and pods parked as unschedulable
         for longer than the limit back to the queue."""
         now = self._clock()
-        moved = False
         while self._backoff and self._backoff[0][0] <= now:
             _, seq, key = heapq.heappop(self._backoff)
             entry = self._entries.get(key)
             if entry is not None and entry.queue == BACKOFF and entry.seq == seq:
                 self._move(key, entry, ACTIVE)
-                moved = True
         if self._counts[UNSCHEDULABLE]:
             for key, entry in self._entries.items():
                 if entry.queue == UNSCHEDULABLE and now - entry.since >= self._max_unschedulable:
                     self._requeue(key, entry)
-                    moved = True
-        if moved:
-            self._changed()
 
     def pop_nowait(self) -> str | None:
         """Removes and returns the first active key (counting an attempt), or None."""
@@ -194,7 +176,6 @@ class SchedulingQueue:
                 self._counts[ACTIVE] -= 1
                 entry.queue = ""
                 entry.attempts += 1
-                self._changed()
                 return key
         return None
 
@@ -244,8 +225,3 @@ class SchedulingQueue:
         entry.seq = next(self._seq)
         heapq.heappush(self._active, (-entry.priority, entry.since, entry.order, entry.seq, key))
         self._ready.set()
-
-    def _changed(self) -> None:
-        if self._on_change is not None and self._counts != self._reported:
-            self._reported = dict(self._counts)
-            self._on_change(self._reported)

@@ -104,7 +104,7 @@ class Scheduler:
         self._events = EventRecorder(registry.events, SCHEDULER_NAME)
         self._metrics = metrics
         self._framework = framework or framework_for(profile)
-        self.queue = SchedulingQueue(on_change=metrics.set_pending, clock=clock)
+        self.queue = SchedulingQueue(clock=clock)
         self.cache = SchedulerCache()
         self._tasks: list[asyncio.Task] = []
         self._side_tasks: set[asyncio.Task] = set()
@@ -117,6 +117,7 @@ class Scheduler:
         pods_rv = self._relist_pods()
         nodes_rv = self._relist_nodes()
         self._events.start()
+        self._metrics.report_pending(self.queue.count)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(
@@ -138,6 +139,7 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        self._metrics.report_pending(None)
         await self._events.stop()
 
     # ---- cache maintenance ----
