@@ -335,8 +335,18 @@ class Client:
             field_selector=field_selector,
             resource_version=resource_version,
         )
-        async for event in self._stream("_resources", "Watch", request):
-            yield ObjectEvent(event.type, unwrap(event.object)[1])
+        received = False
+        try:
+            async for batch in self._stream("_resources", "WatchBatched", request):
+                received = True
+                for event in batch.events:
+                    yield ObjectEvent(event.type, unwrap(event.object)[1])
+        except errors.MethodNotAllowed:  # UNIMPLEMENTED
+            if received:
+                raise
+            # A master from before WatchBatched (during an upgrade): one event per message.
+            async for event in self._stream("_resources", "Watch", request):
+                yield ObjectEvent(event.type, unwrap(event.object)[1])
 
     async def scale(
         self, resource: str, name: str, namespace: str = "default", replicas: int | None = None,

@@ -139,9 +139,10 @@ def kind_of_type(api_version: str, kind: str) -> Kind | None:
     return _BY_TYPE.get((api_version, kind))
 
 
-def wrap(obj: Message) -> objects_pb2.Object:
-    """The ``Object`` envelope of a served object."""
-    envelope = objects_pb2.Object()
+def wrap(obj: Message, into: objects_pb2.Object | None = None) -> objects_pb2.Object:
+    """The ``Object`` envelope of a served object (``into``, an envelope inside another message,
+    saves a copy)."""
+    envelope = objects_pb2.Object() if into is None else into
     getattr(envelope, kind_of_message(obj).envelope_field).CopyFrom(obj)
     return envelope
 

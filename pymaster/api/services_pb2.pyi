@@ -95,6 +95,12 @@ class WatchEvent(_message.Message):
     object: _objects_pb2.Object
     def __init__(self, type: _Optional[_Union[EventType, str]] = ..., object: _Optional[_Union[_objects_pb2.Object, _Mapping]] = ...) -> None: ...
 
+class WatchEvents(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...
+
 class ApplyResponse(_message.Message):
     __slots__ = ("object", "action")
     OBJECT_FIELD_NUMBER: _ClassVar[int]

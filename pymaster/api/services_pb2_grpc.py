@@ -70,6 +70,11 @@ class ResourcesStub:
                 request_serializer=pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
                 response_deserializer=pykube_dot_v1_dot_services__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/pykube.v1.Resources/WatchBatched',
+                request_serializer=pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
+                response_deserializer=pykube_dot_v1_dot_services__pb2.WatchEvents.FromString,
+                _registered_method=True)
         self.Scale = channel.unary_unary(
                 '/pykube.v1.Resources/Scale',
                 request_serializer=pykube_dot_v1_dot_services__pb2.ScaleRequest.SerializeToString,
@@ -124,6 +129,13 @@ class ResourcesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch, the events ready at once sent in one message (what pymaster.client uses).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Scale(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -167,6 +179,11 @@ def add_ResourcesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=pykube_dot_v1_dot_services__pb2.WatchRequest.FromString,
                     response_serializer=pykube_dot_v1_dot_services__pb2.WatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=pykube_dot_v1_dot_services__pb2.WatchRequest.FromString,
+                    response_serializer=pykube_dot_v1_dot_services__pb2.WatchEvents.SerializeToString,
             ),
             'Scale': grpc.unary_unary_rpc_method_handler(
                     servicer.Scale,
@@ -363,6 +380,33 @@ class Resources:
             '/pykube.v1.Resources/Watch',
             pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
             pykube_dot_v1_dot_services__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pykube.v1.Resources/WatchBatched',
+            pykube_dot_v1_dot_services__pb2.WatchRequest.SerializeToString,
+            pykube_dot_v1_dot_services__pb2.WatchEvents.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,7 +22,7 @@ from pymaster.api.conditions import timestamp
 from pymaster.api.errors import Conflict, MethodNotAllowed, NotFound
 from pymaster.api.kinds import Kind
 from pymaster.api.limits import check_name, check_namespace
-from pymaster.registry.watch import ObjectFilter, list_objects, watch_objects
+from pymaster.registry.watch import ObjectFilter, list_objects, watch_batches, watch_objects
 from pymaster.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,12 @@ class KindRegistry:
     ) -> AsyncIterator[tuple[str, Message]]:
         """(event type, object) pairs of a filtered watch (see ``pymaster.registry.watch``)."""
         return watch_objects(self._store, self.kind.resource, selection, resource_version)
+
+    def watch_batches(
+        self, selection: ObjectFilter, resource_version: str = ""
+    ) -> AsyncIterator[list[tuple[str, Message]]]:
+        """The same watch, the events that were ready together in one list."""
+        return watch_batches(self._store, self.kind.resource, selection, resource_version)
 
     async def create(self, request: Message) -> Message:
         """Creates an object from a user's manifest."""

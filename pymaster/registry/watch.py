@@ -87,6 +87,11 @@ def list_objects(store: Store, kind: str, selection: ObjectFilter) -> tuple[list
     return [obj for obj in items if selection.matches(obj)], rv
 
 
+# Events in one batch at most: enough to make one message of what a busy store writes between
+# two sends, few enough to keep the message small.
+MAX_BATCH_EVENTS = 100
+
+
 def _key(obj: Message) -> tuple[str, str]:
     return obj.metadata.namespace, obj.metadata.name
 
@@ -94,8 +99,19 @@ def _key(obj: Message) -> tuple[str, str]:
 async def watch_objects(
     store: Store, kind: str, selection: ObjectFilter, resource_version: str = ""
 ) -> AsyncIterator[tuple[str, Message]]:
-    """(event type, object) pairs of one client's watch: the current state first when no
-    resourceVersion is given, then every change, filtered by namespace and selectors.
+    """(event type, object) pairs of one client's watch: ``watch_batches``, one by one."""
+    async for batch in watch_batches(store, kind, selection, resource_version):
+        for item in batch:
+            yield item
+
+
+async def watch_batches(
+    store: Store, kind: str, selection: ObjectFilter, resource_version: str = "",
+    limit: int = MAX_BATCH_EVENTS,
+) -> AsyncIterator[list[tuple[str, Message]]]:
+    """Lists of (event type, object) of one client's watch: the current state first when no
+    resourceVersion is given, then every change, filtered by namespace and selectors; each list
+    holds up to ``limit`` events that were ready together (one when the watch keeps up).
 
     Raises TooOld (OUT_OF_RANGE) if the resourceVersion is older than the event log, or if this
     watcher falls behind: the client lists again.
@@ -111,26 +127,30 @@ async def watch_objects(
         watch = store.watch(kind, rv)
         held = initial
     try:
-        for obj in initial:
-            if selection.matches(obj):
-                yield "ADDED", obj
+        matching = [obj for obj in initial if selection.matches(obj)]
+        for start in range(0, len(matching), limit):
+            yield [("ADDED", obj) for obj in matching[start:start + limit]]
         # The keys the client holds, tracked only when selectors can make objects enter or leave.
         sent = {_key(o) for o in held if selection.matches(o)} if selection.has_selectors else set()
-        async for event in watch:
-            obj = event.object
-            if namespace is not None and obj.metadata.namespace != namespace:
-                continue
-            if not selection.has_selectors:
-                yield event.type, obj
-                continue
-            key = _key(obj)
-            out = watch_event_type(event.type, selection.matches(obj), key in sent)
-            if out is None:
-                continue
-            if out == "DELETED":
-                sent.discard(key)
-            else:
-                sent.add(key)
-            yield out, obj
+        async for first in watch:
+            batch = []
+            for event in (first, *watch.ready(limit - 1)):
+                obj = event.object
+                if namespace is not None and obj.metadata.namespace != namespace:
+                    continue
+                if not selection.has_selectors:
+                    batch.append((event.type, obj))
+                    continue
+                key = _key(obj)
+                out = watch_event_type(event.type, selection.matches(obj), key in sent)
+                if out is None:
+                    continue
+                if out == "DELETED":
+                    sent.discard(key)
+                else:
+                    sent.add(key)
+                batch.append((out, obj))
+            if batch:
+                yield batch
     finally:
         watch.close()

@@ -18,8 +18,8 @@ reflection. A node may only:
 - NodeAgent.UpdatePodStatus / ConfirmPodTerminated and Resources.Get of pods bound to it;
 - NodeAgent.RenewCertificate (the servicer signs for the caller's own identity only);
 - NodeAgent.RecordEvents (the event registry checks each event is about the node or its pods);
-- Resources.Get, List and Watch of Nodes, Services and EndpointSlices (what its proxy, DNS and
-  pod network routes follow, as kube-proxy and the kubelet read them);
+- Resources.Get, List and Watch (and WatchBatched) of Nodes, Services and EndpointSlices (what
+  its proxy, DNS and pod network routes follow, as kube-proxy and the kubelet read them);
 - Resources.Get of a ConfigMap or Secret that a pod bound to it references (volumes, projected
   sources, env valueFrom, envFrom: ``pymaster.api.references``), Kubernetes' node authorizer
   rule. List, Watch and every write of them stay refused, so a node reads exactly what its pods
@@ -233,6 +233,7 @@ NODE_RULES: dict[str, NodeRule] = {
         "watch", {"nodes": _allow, SERVICES.resource: _allow, ENDPOINT_SLICES.resource: _allow}
     ),
 }
+NODE_RULES[f"/{_RESOURCES}/WatchBatched"] = NODE_RULES[f"/{_RESOURCES}/Watch"]
 
 
 def authorize(method: str, identity: Identity, request: Message | None, store) -> None:

@@ -46,6 +46,10 @@ class Watch(Protocol):
 
     async def __anext__(self) -> WatchEvent: ...
 
+    def ready(self, limit: int) -> list[WatchEvent]:
+        """Up to ``limit`` more events available without waiting (a batch after ``__anext__``)."""
+        ...
+
     def close(self) -> None:
         """Stops the watch; a pending or later ``__anext__`` ends the iteration."""
         ...

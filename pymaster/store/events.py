@@ -44,6 +44,7 @@ class Watcher:
         self._backlog = deque(backlog)
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
         self._closed = False
+        self._ended = False  # ``ready`` took the end marker: the next ``__anext__`` ends
         self._error: TooOld | None = None
 
     def __aiter__(self) -> Watcher:
@@ -52,13 +53,27 @@ class Watcher:
     async def __anext__(self) -> WatchEvent:
         if self._backlog:
             return self._backlog.popleft()
-        if self._closed and self._queue.empty():
+        if self._ended or (self._closed and self._queue.empty()):
             self._end()
         item = await self._queue.get()
         if item is _END:
             self._end()
         assert isinstance(item, WatchEvent)
         return item
+
+    def ready(self, limit: int) -> list[WatchEvent]:
+        """Up to ``limit`` more events that are here already, taken without waiting (what the
+        next ``__anext__`` calls would return at once)."""
+        events: list[WatchEvent] = []
+        while self._backlog and len(events) < limit:
+            events.append(self._backlog.popleft())
+        while not self._ended and not self._queue.empty() and len(events) < limit:
+            item = self._queue.get_nowait()
+            if item is _END:
+                self._ended = True
+            else:
+                events.append(item)  # type: ignore[arg-type]
+        return events
 
     def close(self) -> None:
         """Stops the watch; a pending or later ``__anext__`` ends the iteration."""

@@ -114,6 +114,7 @@ def event() -> objects_pb2.Event:
         (RESOURCES + "List", services_pb2.ListRequest(resource="services")),
         (RESOURCES + "Watch", services_pb2.WatchRequest(resource="endpointslices")),
         (RESOURCES + "Watch", services_pb2.WatchRequest(resource="nodes")),
+        (RESOURCES + "WatchBatched", services_pb2.WatchRequest(resource="services")),
         (RESOURCES + "Get", get("pods", "mine")),
         (RESOURCES + "Get", get("pods", "mine", namespace="default")),
         # Gone, or another pod of the name: through to the servicer's NOT_FOUND (no write).
@@ -242,6 +243,11 @@ def _calls(*verbs: str) -> list[tuple[str, Message, str]]:
             RESOURCES + "Watch",
             services_pb2.WatchRequest(resource="configmaps"),
             'node "n1" may not watch configmaps',
+        ),
+        (
+            RESOURCES + "WatchBatched",
+            services_pb2.WatchRequest(resource="pods"),
+            'node "n1" may not watch pods',
         ),
         (
             RESOURCES + "Update",

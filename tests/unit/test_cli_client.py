@@ -57,7 +57,8 @@ class _Resources(services_pb2_grpc.ResourcesServicer):
 
     def Watch(self, request: services_pb2.WatchRequest, context: grpc.ServicerContext
               ) -> Iterator[services_pb2.WatchEvent]:
-        """One ADDED pod, then open until the caller goes."""
+        """One ADDED pod, then open until the caller goes. (No WatchBatched: the client falls
+        back to Watch, as with a master from before it.)"""
         pod = objects_pb2.Pod()
         pod.metadata.name, pod.metadata.namespace = "web", "default"
         yield services_pb2.WatchEvent(type=services_pb2.ADDED, object=wrap(pod))

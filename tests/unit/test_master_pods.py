@@ -3,6 +3,8 @@ create, get, list, apply, update and watch, and how errors map to gRPC status co
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from master_fixtures import (
     Resources,
@@ -17,6 +19,7 @@ from master_fixtures import (
 )
 
 from pymaster.api import objects_pb2, services_pb2
+from pymaster.api.kinds import unwrap
 
 # ---- pods: create, read, apply, update ----
 
@@ -137,6 +140,19 @@ async def test_watch_from_resource_version_with_selector(resources):
     await resources.apply(pod_manifest("a", labels={"app": "a"}))  # leaves
     event = await next_change(stream)
     assert (event.type, event.object.metadata.name) == (services_pb2.DELETED, "a")
+    stream.cancel()
+
+
+async def test_watch_batched_sends_the_events_ready_together_in_one_message(resources):
+    rv = (await resources.list("pods")).resource_version
+    for name in ("a", "b", "c"):
+        await resources.create(pod_manifest(name))
+    # Resumed from before the creates: all three are ready at once (the scheduler, with no
+    # nodes, may add its verdicts on them behind).
+    stream = resources.stub.WatchBatched(services_pb2.WatchRequest(resource="pods", resource_version=rv))
+    batch = await asyncio.wait_for(anext(aiter(stream)), 10)
+    added = [unwrap(e.object)[1].metadata.name for e in batch.events if e.type == services_pb2.ADDED]
+    assert added == ["a", "b", "c"]
     stream.cancel()
 
 
