@@ -505,7 +505,7 @@ class Framework:
         """
         arrays = snapshot.arrays
         assert arrays is not None
-        mask = np.ones(len(arrays), dtype=bool)
+        mask: np.ndarray | None = None  # None: every node passed so far
         scalar_filters = []
         for plugin in filters:
             method = getattr(plugin, "filter_array", None)
@@ -513,11 +513,11 @@ class Framework:
             if part is None:
                 scalar_filters.append(plugin)
             elif part is not True:  # True (node_arrays.ALL_PASS): every node passes
-                mask &= part
-        candidates = np.flatnonzero(mask)
+                mask = part.copy() if mask is None else np.logical_and(mask, part, out=mask)
+        candidates = np.arange(len(arrays)) if mask is None else np.flatnonzero(mask)
         if not len(candidates):
             return None
-        totals = np.zeros(len(arrays))
+        totals: np.ndarray | None = None  # None: equal so far
         scalar_scores = []
         for plugin, weight in self.scores:
             # The array form stands alone (no pre_score: that would look at every node); a
@@ -528,8 +528,11 @@ class Framework:
                 scalar_scores.append((plugin, weight))
             elif not isinstance(part, float):  # a float (node_arrays.EQUAL): the same everywhere
                 # Array forms are normalised to 0..100 by contract (the scalar path clips).
-                totals += weight * part
-        totals = totals[candidates]
+                if totals is None:
+                    totals = part * weight  # a new array: the plugin's is not ours to change
+                else:
+                    totals += part if weight == 1 else part * weight
+        totals = np.zeros(len(candidates)) if totals is None else totals[candidates]
         if not scalar_filters and not scalar_scores:
             return ScheduleResult(arrays.infos[int(candidates[self._best(totals)])].name,
                                   evaluated=len(arrays))

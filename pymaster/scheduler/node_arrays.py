@@ -42,11 +42,13 @@ class NodeArrays:
         self.index = {info.name: i for i, info in enumerate(infos)}
         self.alloc_cpu = np.zeros(n)
         self.alloc_memory = np.zeros(n)
-        self.alloc_pods = np.zeros(n)
-        self.alloc_storage = np.zeros(n)
         self.req_cpu = np.zeros(n)
         self.req_memory = np.zeros(n)
-        self.req_storage = np.zeros(n)
+        # What is left to request (allocatable - requested; pod slots: allocatable - pods).
+        self.free_cpu = np.zeros(n)
+        self.free_memory = np.zeros(n)
+        self.free_storage = np.zeros(n)
+        self.free_pods = np.zeros(n)
         self.nonzero_cpu = np.zeros(n)
         self.nonzero_memory = np.zeros(n)
         # 1 / allocatable (1 where nothing is allocatable), and what the non-zero requests leave.
@@ -55,7 +57,6 @@ class NodeArrays:
         self.free_nonzero_cpu = np.zeros(n)
         self.free_nonzero_memory = np.zeros(n)
         self.lacks_cpu_or_memory = np.zeros(n, dtype=bool)
-        self.pods = np.zeros(n)
         self.ready = np.zeros(n, dtype=bool)
         self.unschedulable = np.zeros(n, dtype=bool)
         # A NoSchedule/NoExecute taint: only those nodes need a toleration check.
@@ -79,11 +80,13 @@ class NodeArrays:
         info = self.infos[i]
         self.alloc_cpu[i] = info.allocatable_cpu_millis
         self.alloc_memory[i] = info.allocatable_memory_bytes
-        self.alloc_pods[i] = info.allocatable_pods
-        self.alloc_storage[i] = info.allocatable_ephemeral_storage_bytes
         self.req_cpu[i] = info.requested_cpu_millis
         self.req_memory[i] = info.requested_memory_bytes
-        self.req_storage[i] = info.requested_ephemeral_storage_bytes
+        self.free_cpu[i] = info.allocatable_cpu_millis - info.requested_cpu_millis
+        self.free_memory[i] = info.allocatable_memory_bytes - info.requested_memory_bytes
+        self.free_storage[i] = (info.allocatable_ephemeral_storage_bytes
+                                - info.requested_ephemeral_storage_bytes)
+        self.free_pods[i] = info.allocatable_pods - info.pod_count
         self.nonzero_cpu[i] = info.nonzero_cpu_millis
         self.nonzero_memory[i] = info.nonzero_memory_bytes
         self.inv_alloc_cpu[i] = 1 / max(info.allocatable_cpu_millis, 1)
@@ -91,7 +94,6 @@ class NodeArrays:
         self.free_nonzero_cpu[i] = info.allocatable_cpu_millis - info.nonzero_cpu_millis
         self.free_nonzero_memory[i] = info.allocatable_memory_bytes - info.nonzero_memory_bytes
         self.lacks_cpu_or_memory[i] = info.allocatable_cpu_millis <= 0 or info.allocatable_memory_bytes <= 0
-        self.pods[i] = info.pod_count
         self.ready[i] = info.ready
         self.unschedulable[i] = info.node.spec.unschedulable
         taints = info.node.spec.taints

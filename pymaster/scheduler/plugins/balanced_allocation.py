@@ -90,7 +90,8 @@ class BalancedAllocation:
         score *= -MAX_SCORE / 2
         score += MAX_SCORE
         # A node lacking one of the two leaves one fraction: perfectly balanced, as in ``score``.
-        score[arrays.lacks_cpu_or_memory] = MAX_SCORE
+        if arrays.lacks_cpu_or_memory.any():  # rarely: the masked write costs more than the test
+            score[arrays.lacks_cpu_or_memory] = MAX_SCORE
         return score
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> float:

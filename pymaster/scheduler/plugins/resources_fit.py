@@ -78,14 +78,14 @@ class NodeResourcesFit:
         """``filter`` over every node at once (None for a pod with extended resources)."""
         if pod.extended:
             return None
-        mask = arrays.pods + 1 <= arrays.alloc_pods
-        for wanted, allocatable, requested in (
-            (pod.cpu_millis, arrays.alloc_cpu, arrays.req_cpu),
-            (pod.memory_bytes, arrays.alloc_memory, arrays.req_memory),
-            (pod.ephemeral_storage_bytes, arrays.alloc_storage, arrays.req_storage),
+        mask = arrays.free_pods >= 1
+        for wanted, free in (
+            (pod.cpu_millis, arrays.free_cpu),
+            (pod.memory_bytes, arrays.free_memory),
+            (pod.ephemeral_storage_bytes, arrays.free_storage),
         ):
             if wanted > 0:
-                mask &= wanted <= allocatable - requested
+                mask &= free >= wanted
         return mask
 
     def score_array(self, state: CycleState, pod: PodInfo, arrays: NodeArrays) -> np.ndarray | None:
