@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 
 from pymaster.api.errors import TooOld
 from pymaster.api.kinds import IDENTITIES, NODES
@@ -30,7 +31,7 @@ from pymaster.metrics import MasterMetrics
 from pymaster.registry.nodes import NodeRegistry
 from pymaster.server import lease_lane_wire as wire
 from pymaster.server.tls import MasterPKI
-from pymaster.store.base import DELETED
+from pymaster.store.base import DELETED, MODIFIED
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ CREDENTIALS_CHECK_SECONDS = 60.0
 # How long the lane process may take to start serving, and to end after STOP (then killed).
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+# A change that is the whole list again (after the watch fell behind), beside the store's types.
+REPLACE = "REPLACE"
 
 
 class LeaseLane:
@@ -156,29 +159,33 @@ class LeaseLane:
             for refusal in refusals:
                 self._metrics.observe_refused(*refusal)
 
-    async def _follow(self, kind: str, rv: int, send) -> None:
+    async def _follow(self, kind: str, rv: int, send: Callable[[list, str], None]) -> None:
         """Sends the lane every change of ``kind`` after ``rv``, the whole list again after a gap."""
         while True:
             try:
                 watch = self._store.watch(kind, rv)
                 try:
                     async for event in watch:
-                        send([event.object], deleted=event.type == DELETED)
+                        send([event.object], event.type)
                         rv = event.resource_version
                 finally:
                     watch.close()
                 return  # the store closed
             except TooOld:
                 items, rv = self._store.list(kind)
-                send(items, deleted=False, replace=True)
+                send(items, REPLACE)
 
-    def _send_nodes(self, nodes: list, deleted: bool, replace: bool = False) -> None:
+    def _send_nodes(self, nodes: list, change: str) -> None:
+        if change == MODIFIED:
+            return  # a status report or a label: the lane knows only which nodes exist
         names = [n.metadata.name for n in nodes]
-        self._send((wire.NODES, [] if deleted else names, names if deleted else [], replace))
+        deleted = change == DELETED
+        self._send((wire.NODES, [] if deleted else names, names if deleted else [], change == REPLACE))
 
-    def _send_identities(self, identities: list, deleted: bool, replace: bool = False) -> None:
+    def _send_identities(self, identities: list, change: str) -> None:
+        deleted = change == DELETED
         changes = [(i.metadata.name, None if deleted else i.SerializeToString()) for i in identities]
-        self._send((wire.IDENTITIES, changes, replace))
+        self._send((wire.IDENTITIES, changes, change == REPLACE))
 
     async def _credentials(self) -> wire.Credentials:
         key_pem, cert_pem = await asyncio.to_thread(self._pki.serving_pair)

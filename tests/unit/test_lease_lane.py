@@ -1,6 +1,7 @@
-"""The master's lease lane (pymaster.server.lease_lane) in-process: the API port names it, it takes
-renewals (an expired node Ready again), authorizes them like the API port and serves nothing
-else; the Python client moves its renewals there and back to the API port when the lane is gone."""
+"""The master's lease lane (pymaster.server.lease_lane, its own process) beside an in-process
+master: the API port names it, it takes renewals (an expired node Ready again), authorizes them
+like the API port and serves nothing else; it learns of deleted nodes and ends with the master;
+the Python client moves its renewals there and back to the API port when the lane is gone."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ from master_fixtures import (
 from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
 from pymaster.api.clientconfig import load_config
 from pymaster.api.conditions import find_condition
+from pymaster.api.errors import TooOld
 from pymaster.client import Client
+from pymaster.server import lease_lane_wire as wire
+from pymaster.server.lease_lane import LeaseLane
+from pymaster.store.base import ADDED, DELETED, MODIFIED
 
 
 def ready(node: objects_pb2.Node) -> str:
@@ -187,3 +192,44 @@ async def test_without_a_lane_renewals_stay_on_the_api_port(tmp_path):
             assert renewals(app, "pykube.v1.NodeAgent") == 2
     finally:
         await app.stop()
+
+
+class _GapStore:
+    """A store whose first watch has fallen behind (TooOld) and whose second ends at once (the
+    store closed); ``list`` gives two nodes."""
+
+    def __init__(self) -> None:
+        self.watches = 0
+
+    def watch(self, kind: str, rv: int):
+        self.watches += 1
+        if self.watches == 1:
+            raise TooOld("behind")
+        return _Ended()
+
+    def list(self, kind: str):
+        return [node_manifest("a"), node_manifest("b")], 7
+
+
+class _Ended:
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        pass
+
+
+async def test_the_lane_gets_the_whole_list_after_a_gap_and_no_node_updates():
+    lane = LeaseLane("127.0.0.1:0", None, None, None, _GapStore(), [])
+    sent: list[tuple] = []
+    lane._send = sent.append
+    await lane._follow("nodes", 0, lane._send_nodes)
+    assert sent == [(wire.NODES, ["a", "b"], [], True)]  # the set, replaced
+    sent.clear()
+    lane._send_nodes([node_manifest("a")], MODIFIED)  # a status report: nothing to tell
+    lane._send_nodes([node_manifest("c")], ADDED)
+    lane._send_nodes([node_manifest("a")], DELETED)
+    assert sent == [(wire.NODES, ["c"], [], False), (wire.NODES, [], ["a"], False)]
