@@ -53,6 +53,13 @@ class Replica:
         self.nodes: set[str] = set()
         self._identities: dict[str, objects_pb2.NodeIdentity] = {}
 
+    def set_nodes(self, added: list[str], removed: list[str], replace: bool = False) -> None:
+        """Applies registered and deleted nodes; ``replace``: ``added`` is the whole set."""
+        if replace:
+            self.nodes.clear()
+        self.nodes.update(added)
+        self.nodes.difference_update(removed)
+
     def set_identities(self, changes: list[tuple[str, bytes | None]], replace: bool = False) -> None:
         """Applies (name, serialized binding, or None for deleted); ``replace``: the whole list."""
         if replace:
@@ -96,7 +103,7 @@ class Lane:
         self._reader = reader
         self._writer = writer
         self.replica = Replica()
-        self.replica.nodes.update(init.nodes)
+        self.replica.set_nodes(init.nodes, [])
         self.replica.set_identities(init.identities)
         self._credentials = init.credentials
         self._served: wire.Credentials | None = None
@@ -146,11 +153,7 @@ class Lane:
                 return 0.0
             tag = message[0]
             if tag == wire.NODES:
-                _, added, removed, replace = message
-                if replace:
-                    self.replica.nodes.clear()
-                self.replica.nodes.update(added)
-                self.replica.nodes.difference_update(removed)
+                self.replica.set_nodes(*message[1:])
             elif tag == wire.IDENTITIES:
                 self.replica.set_identities(message[1], replace=message[2])
             elif tag == wire.CREDENTIALS:
