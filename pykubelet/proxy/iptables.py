@@ -58,6 +58,14 @@ class Iptables:
         lines = (await self.save(table)).splitlines()
         return [m.group(1) for line in lines if (m := _CHAIN_LINE.match(line))]
 
+    async def ensure_chain(self, table: str, chain: str) -> bool:
+        """Creates an empty ``chain`` unless it exists (``-N``); True if created."""
+        rc, _, _ = await self._run(["iptables", "-w", "-t", table, "-N", chain])
+        if rc == 0:
+            return True
+        await self._check(["iptables", "-w", "-t", table, "-S", chain])  # raises unless it exists
+        return False
+
     async def ensure_rule(self, table: str, chain: str, args: Sequence[str]) -> bool:
         """Inserts the rule first in ``chain`` unless it is there (``-C || -I``); True if inserted."""
         rc, _, _ = await self._run(["iptables", "-w", "-t", table, "-C", chain, *args])

@@ -114,9 +114,12 @@ class Proxier:
         if old is None or old.filter != new.filter:
             text += rules.restore_text("filter", new.filter, new.filter)
         try:
-            await self.iptables.restore(text)
             if full:
+                # The jumps first, into chains made empty if they are new, and then the rules: a
+                # packet to a ClusterIP is DNATed from the moment the restore commits (the other
+                # way round, it left by the default route until the jumps were added).
                 await self._ensure_base()
+            await self.iptables.restore(text)
         except IptablesError:
             self.applied = None
             if self.metrics:
@@ -138,6 +141,7 @@ class Proxier:
 
     async def _ensure_base(self) -> None:
         for table, chain, args in rules.BASE_JUMPS:
+            await self.iptables.ensure_chain(table, args[-1])
             if await self.iptables.ensure_rule(table, chain, args):
                 log.info("proxy jump added table=%s chain=%s target=%s", table, chain, args[-1])
         try:

@@ -1,7 +1,8 @@
 """The node proxy against real iptables, in a throwaway network namespace (the host's tables are
 never touched): the restore text parses, full and incremental syncs leave exactly the wanted
-chains, stale chains of an earlier agent go, the base jumps are ensured once, the host lock lets
-one proxier program at a time, and cleanup removes everything the proxy owns."""
+chains, stale chains of an earlier agent go, the base jumps are ensured once and before the first
+rules are written, the host lock lets one proxier program at a time, and cleanup removes
+everything the proxy owns."""
 
 from __future__ import annotations
 
@@ -99,6 +100,25 @@ def test_sync_full_then_incremental_then_cleanup(netns):
         assert await cleanup_proxy_rules(netns) == 0  # nothing left: still fine
 
     asyncio.run(scenario())
+
+
+def test_the_jumps_are_in_place_when_the_first_rules_are_written(netns):
+    """A full sync ensures the jumps (into chains made empty if new) before its restore, so the
+    rules take effect the moment they are written: a ClusterIP packet never passes between."""
+    seen: list[str] = []
+    restore = netns.restore
+
+    async def restore_and_look(text: str, test: bool = False) -> None:
+        seen.append(await netns.save("nat"))
+        await restore(text, test)
+
+    netns.restore = restore_and_look
+    proxier = Proxier(view_of(*sample()), "node-a", NET, iptables=netns, lock_path=None)
+    asyncio.run(proxier.sync())
+    before = seen[0]  # the table as the restore found it
+    assert "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in before
+    assert ":KUBE-SERVICES - [0:0]" in before and f":{svc_chain()} " not in before
+    assert f":{svc_chain()} " in asyncio.run(netns.save("nat"))
 
 
 def test_one_proxier_per_host_lock(netns, tmp_path):
