@@ -61,7 +61,7 @@ from pymaster.metrics import ClusterState, MasterMetrics
 from pymaster.registry import Registry
 from pymaster.registry.lease_relay import LeaseRelay
 from pymaster.registry.leases import NodeLeases
-from pymaster.scheduler.scheduler import Scheduler
+from pymaster.scheduler.scheduler import Scheduler, scheduler_framework
 from pymaster.server.authz import NodeGraph
 from pymaster.server.bootstrap import BootstrapServicer, NodeCertificates
 from pymaster.server.bound_pods import BoundPodsHub
@@ -231,6 +231,8 @@ class MasterApp:
         self._lease_lane: LeaseLane | None = None
         self.metrics_port = 0
         self.pki: MasterPKI | None = None
+        # Before anything is written: a refused --config leaves no data dir behind.
+        scheduler = scheduler_framework(scheduler_config)
         self.encryption = SecretEncryption(self.data_dir / KEY_FILE)
         self.store: Store = open_store(
             store_url or sqlite_url(self.data_dir), transformer=self.encryption, etcd_tls=etcd_tls,
@@ -252,7 +254,7 @@ class MasterApp:
         # What each node's pods reference: the node authorizer's reads of ConfigMaps and Secrets.
         self._graph = NodeGraph(self.store)
         self.api.nodes.on_deleted.append(self._hub.disconnect)
-        self._scheduler = Scheduler(self.api, self.metrics, config_path=scheduler_config)
+        self._scheduler = Scheduler(self.api, self.metrics, scheduler)
         self._lifecycle = NodeLifecycleController(self.api, eviction_policy, self.registry)
         self._taint_eviction = TaintEvictionController(self.api, self.registry)
         self._event_ttl = EventTTLController(self.api, event_ttl)

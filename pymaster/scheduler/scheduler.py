@@ -78,6 +78,15 @@ def is_gated(pod: objects_pb2.Pod) -> bool:
     return len(pod.spec.scheduling_gates) > 0
 
 
+def scheduler_framework(config_path: str | None) -> Framework:
+    """The profile a KubeSchedulerConfiguration file (``--config``) asks for; None: the defaults.
+
+    Raises:
+        ConfigError (a ValueError): the file is refused; the message names the field.
+    """
+    return framework_for(load_config(config_path) if config_path is not None else Profile())
+
+
 class Scheduler:
     """The scheduling task of the master."""
 
@@ -86,24 +95,18 @@ class Scheduler:
         registry: Registry,
         metrics: MasterMetrics,
         framework: Framework | None = None,
-        config_path: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         """
         Args:
-            framework: The profile to run (tests); else the one ``config_path`` names.
-            config_path: A KubeSchedulerConfiguration file (``--config``); None: the defaults.
-
-        Raises:
-            ConfigError (a ValueError): the configuration file is refused; the message names the
-                field.
+            framework: The profile to run (``scheduler_framework`` of the ``--config`` file);
+                None: the default profile.
         """
-        profile = load_config(config_path) if config_path is not None else Profile()
         self._store = registry.store
         self._pods_registry = registry.pods
         self._events = EventRecorder(registry.events, SCHEDULER_NAME)
         self._metrics = metrics
-        self._framework = framework or framework_for(profile)
+        self._framework = framework or framework_for(Profile())
         self.queue = SchedulingQueue(clock=clock)
         self.cache = SchedulerCache()
         self._tasks: list[asyncio.Task] = []

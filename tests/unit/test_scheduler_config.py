@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from pymaster.app import MasterApp
 from pymaster.scheduler.config import ConfigError, load_config, parse_config
 from pymaster.scheduler.plugin_registry import DEFAULT_FILTERS, DEFAULT_SCORES, Profile, framework_for
 from pymaster.scheduler.plugins.resources_fit import NodeResourcesFit
@@ -137,3 +138,11 @@ def test_defaults_follow_kube_scheduler_weights():
         "NodeResourcesFit": 1, "NodeResourcesBalancedAllocation": 1, "SelectorSpread": 1,
     }
     assert DEFAULT_FILTERS[0] == "NodeUnschedulable"
+
+
+def test_a_refused_file_stops_the_master_before_it_writes_anything(tmp_path):
+    path = tmp_path / "sched.yaml"
+    path.write_text(HEAD + "percentageOfNodesToScore: 101\n")
+    with pytest.raises(ConfigError, match="percentageOfNodesToScore"):
+        MasterApp(tmp_path / "data", "127.0.0.1:0", "127.0.0.1:0", scheduler_config=str(path))
+    assert not (tmp_path / "data").exists()
