@@ -223,7 +223,8 @@ class Agent:
         reporter = NodeStatusReporter(
             client,
             NodeConfig(
-                name=cfg.node_name, labels=cfg.node_labels, max_pods=cfg.max_pods, internal_ip=internal_ip,
+                name=cfg.node_name, labels=cfg.node_labels, taints=cfg.register_with_taints,
+                max_pods=cfg.max_pods, internal_ip=internal_ip,
                 api_port=api_port, root_dir=cfg.root_dir, runtime_version=docker_version,
                 agent_version=agent_version(), lease_interval=cfg.lease_interval,
                 status_interval=cfg.status_interval, extended_resources=cfg.extended_resources,

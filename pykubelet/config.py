@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pykubelet.runtime.base import ContainerLogLimits
+from pymaster.api import objects_pb2
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.tokens import JoinToken
 
@@ -25,6 +26,7 @@ class AgentConfig:
     lease_interval: float = 10.0
     max_pods: int = 110
     node_labels: dict[str, str] = field(default_factory=dict)
+    register_with_taints: list[objects_pb2.Taint] = field(default_factory=list)
     infra_image: str = "pykube/pause:3.9"
     join_server: str = ""  # the master's Bootstrap port; empty: the --server host, port + 1
     token: JoinToken | None = None

@@ -21,10 +21,13 @@ import prometheus_client
 from pykubelet import node_info
 from pykubelet.config import AgentConfig, default_join_server, parse_address, parse_servers
 from pykubelet.runtime.base import ContainerLogLimits
+from pymaster.api import objects_pb2
 from pymaster.api.admission import AdmissionPolicy, check_sysctl_pattern, normalize_host_path
 from pymaster.api.errors import ValidationError
 from pymaster.api.quantity import format_bytes, memory_bytes
 from pymaster.api.resource_validation import check_extended_resource_name
+from pymaster.api.scheduling_validation import check_taints
+from pymaster.api.taints import parse_taint
 from pymaster.api.tokens import JoinToken
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -152,6 +155,28 @@ def _labels_flag(text: str) -> dict[str, str]:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--node-labels: ")) from None
 
 
+def _taints_flag(text: str) -> list[objects_pb2.Taint]:
+    """``--register-with-taints``: the kubelet's "k=v:Effect,k2:Effect" (empty text: none),
+    checked as the master checks a node's taints."""
+    taints = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            taint = parse_taint(item)
+            check_taints("", [taint])
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        except ValidationError as err:
+            raise argparse.ArgumentTypeError(f"{item}: {err.detail}") from None
+        taints.append(taint)
+    try:
+        check_taints("", taints)  # the same key and effect twice
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(err.detail) from None
+    return taints
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
@@ -222,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pods", type=_positive_int, default=110, help="the node's pod capacity")
     p.add_argument("--node-labels", type=_labels_flag, default={}, metavar="K=V,...",
                    help="labels added to the node")
+    p.add_argument("--register-with-taints", type=_taints_flag, default=[], metavar="K=V:EFFECT,...",
+                   help="taints the node is created with (the kubelet's flag; a node the master knows "
+                   "already keeps its own)")
     p.add_argument("--pod-infra-image", default="pykube/pause:3.9", metavar="IMAGE",
                    help="the image of pods' infra containers (never pulled)")
     p.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
@@ -341,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         lease_interval=args.lease_interval,
         max_pods=args.max_pods,
         node_labels=args.node_labels,
+        register_with_taints=args.register_with_taints,
         infra_image=args.pod_infra_image,
         join_server=args.join_server,
         token=args.token,

@@ -59,6 +59,8 @@ class NodeConfig:
     hostname: str = field(default_factory=socket.gethostname)
     # --extended-resource: name -> whole count, advertised in capacity and allocatable.
     extended_resources: dict[str, str] = field(default_factory=dict)
+    # --register-with-taints: what a node the master does not know yet is created with.
+    taints: list[objects_pb2.Taint] = field(default_factory=list)
 
 
 def node_labels(name: str, extra: dict[str, str], arch: str) -> dict[str, str]:
@@ -143,6 +145,7 @@ class NodeStatusReporter:
         node.metadata.name = self._config.name
         labels = node_labels(self._config.name, self._config.labels, node_info.architecture())
         node.metadata.labels.update(labels)
+        node.spec.taints.extend(self._config.taints)
         node.status.CopyFrom(self.build_status(now))
         return node
 

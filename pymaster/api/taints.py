@@ -1,5 +1,5 @@
 """Taints and tolerations (core/v1), shared by the scheduler's TaintToleration plugin, the node
-lifecycle controller's NoExecute eviction and pyctl taint.
+lifecycle controller's NoExecute eviction, pyctl taint and the agent's --register-with-taints.
 
 A toleration matches a taint when its key is the taint's key (or empty with ``Exists``: every
 taint), its effect is the taint's (or empty: every effect), and with ``Equal`` (the default
@@ -25,6 +25,21 @@ EXISTS = "Exists"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
 UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+
+
+def parse_taint(spec: str) -> objects_pb2.Taint:
+    """A taint from kubectl's and the kubelet's ``key=value:Effect`` (or ``key:Effect``).
+
+    Raises:
+        ValueError: kubectl's message (``invalid taint spec: ...``, ``invalid taint effect: ...``).
+    """
+    pair, sep, effect = spec.rpartition(":")
+    key, _, value = pair.partition("=")
+    if not sep or not key or not effect:
+        raise ValueError(f"invalid taint spec: {spec}")
+    if effect not in EFFECTS:
+        raise ValueError(f"invalid taint effect: {effect}, unsupported taint effect")
+    return objects_pb2.Taint(key=key, value=value, effect=effect)
 
 
 def tolerates(toleration: objects_pb2.Toleration, taint: objects_pb2.Taint) -> bool:

@@ -17,7 +17,7 @@ import argparse
 from dataclasses import dataclass
 
 from pymaster.api import errors, objects_pb2
-from pymaster.api.taints import EFFECTS
+from pymaster.api.taints import EFFECTS, parse_taint
 from pymaster.cli.context import CommandError, Context
 
 TAINTED, UNTAINTED, MODIFIED = "tainted", "untainted", "modified"
@@ -57,15 +57,13 @@ def parse_taints(specs: list[str]) -> TaintChanges:
                 raise CommandError(f"invalid taint spec: {spec}")
             remove.append((key, _effect(effect) if effect else ""))
             continue
-        pair, sep, effect = spec.rpartition(":")
-        if not sep or not pair or not effect:
-            raise CommandError(f"invalid taint spec: {spec}")
-        key, _, value = pair.partition("=")
-        if not key:
-            raise CommandError(f"invalid taint spec: {spec}")
-        if any((t.key, t.effect) == (key, effect) for t in add):
-            raise CommandError(f"duplicated taints with the same key and effect: {key}:{effect}")
-        add.append(objects_pb2.Taint(key=key, value=value, effect=_effect(effect)))
+        try:
+            taint = parse_taint(spec)
+        except ValueError as err:
+            raise CommandError(str(err)) from None
+        if any((t.key, t.effect) == (taint.key, taint.effect) for t in add):
+            raise CommandError(f"duplicated taints with the same key and effect: {taint.key}:{taint.effect}")
+        add.append(taint)
     both = [f"{t.key}:{t.effect}" for t in add if any(k == t.key and e in ("", t.effect) for k, e in remove)]
     if both:
         raise CommandError(f"can not both modify and remove the following taint(s) in the same command: "

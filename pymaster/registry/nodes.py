@@ -117,9 +117,10 @@ def merge_registration(
     """The node to store when an agent registers ``reported``.
 
     A new node takes the agent's labels and annotations (but those under the reserved prefixes)
-    and spec. A known node keeps its uid, spec (an admin's cordon survives agent restarts),
-    labels and annotations; only the well-known labels about itself come from the agent. Either
-    way the status comes from the report and the node is Ready.
+    and spec, its taints included (the kubelet's --register-with-taints; NoExecute ones stamped
+    with the time). A known node keeps its uid, spec (an admin's cordon or taints survive agent
+    restarts), labels and annotations; only the well-known labels about itself come from the
+    agent. Either way the status comes from the report and the node is Ready.
 
     Args:
         uid: The uid for a new node.
@@ -131,9 +132,8 @@ def merge_registration(
         node.metadata.creation_timestamp.CopyFrom(timestamp(now))
         node.metadata.generation = 1
         node.spec.CopyFrom(reported.spec)
-        # Taints are the admin's and the node lifecycle controller's, never the agent's own; the
-        # pod CIDR is the master's (node IPAM).
-        node.spec.ClearField("taints")
+        stamp_taints((), node.spec.taints, now)
+        # The pod CIDR is the master's (node IPAM).
         node.spec.ClearField("pod_cidr")
         node.spec.ClearField("pod_cidrs")
         meta = reported.metadata

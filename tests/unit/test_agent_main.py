@@ -77,7 +77,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.status_interval == 10.0
     assert args.lease_interval == 10.0
     assert args.max_pods == 110
-    assert args.node_labels == {}
+    assert (args.node_labels, args.register_with_taints) == ({}, [])
     assert args.pod_infra_image == "pykube/pause:3.9"
     assert args.docker_host == "unix:///var/run/docker.sock"
     assert args.log_level == "INFO"
@@ -86,6 +86,27 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (args.allow_privileged, args.allow_host_network, args.allowed_host_path) == (False, False, [])
     # The kubelet's defaults: 10Mi per file, 5 files.
     assert (args.container_log_max_size, args.container_log_max_files) == (10 * 2**20, 5)
+
+
+def test_register_with_taints() -> None:
+    args = main.parse_args(["--register-with-taints", "dedicated=db:NoSchedule, gpu:NoExecute"])
+    assert [(t.key, t.value, t.effect) for t in args.register_with_taints] == [
+        ("dedicated", "db", "NoSchedule"), ("gpu", "", "NoExecute")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dedicated", "invalid taint spec: dedicated"),
+        ("a=b:Never", "invalid taint effect: Never, unsupported taint effect"),
+        ("a=b c:NoSchedule", 'a=b c:NoSchedule: invalid value "b c"'),
+        ("a:NoSchedule,a=x:NoSchedule", 'taints must be unique by key and effect pair: "a":NoSchedule'),
+    ],
+)
+def test_register_with_taints_refusals(text: str, message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main.parse_args(["--register-with-taints", text])
+    assert f"argument --register-with-taints: {message}" in capsys.readouterr().err
 
 
 def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

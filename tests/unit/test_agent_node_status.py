@@ -21,6 +21,7 @@ def config(tmp_path) -> NodeConfig:
         name="n1", labels={"disk": "ssd"}, max_pods=7, internal_ip="10.0.0.5", api_port=10250,
         root_dir=str(tmp_path), runtime_version="20.10.24", agent_version="0.1.0", lease_interval=0.01,
         status_interval=0.01, hostname="host-1",
+        taints=[objects_pb2.Taint(key="dedicated", effect="NoSchedule")],  # --register-with-taints
     )
 
 
@@ -62,6 +63,7 @@ def test_build_node(tmp_path) -> None:
     node = reporter.build_node()
     assert node.metadata.name == "n1"
     assert node.metadata.labels["disk"] == "ssd" and node.metadata.labels["kubernetes.io/hostname"] == "n1"
+    assert [(t.key, t.effect) for t in node.spec.taints] == [("dedicated", "NoSchedule")]
     status = node.status
     assert status.capacity["pods"] == "7" and dict(status.allocatable) == dict(status.capacity)
     addresses = [(a.type, a.address) for a in status.addresses]

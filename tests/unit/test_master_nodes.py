@@ -296,12 +296,26 @@ async def test_delete_node_releases_its_pods_from_grace(resources, agent):
 # ---- taints ----
 
 
-async def test_node_taints_are_the_admins_and_noexecute_ones_get_time_added(resources, agent):
+async def test_a_new_node_takes_its_agents_taints_once(resources, agent):
+    """The kubelet's --register-with-taints: a node created by its registration carries the
+    taints its agent sent (NoExecute ones stamped); a node the master knows keeps its own."""
     reported = node_manifest()
-    reported.spec.taints.add(key="self", effect="NoSchedule")  # an agent cannot taint its node
+    reported.spec.taints.add(key="dedicated", value="db", effect="NoSchedule")
+    reported.spec.taints.add(key="draining", effect="NoExecute")
+    before = time.time()
     node = (await agent.RegisterNode(reported)).node
-    assert list(node.spec.taints) == []
+    schedule, execute = node.spec.taints
+    assert (schedule.key, schedule.value, schedule.HasField("time_added")) == ("dedicated", "db", False)
+    assert (execute.key, before - 1 <= execute.time_added.seconds <= time.time() + 1) == ("draining", True)
+    # An admin removes one; the agent registering again (a restart) does not bring it back.
+    del node.spec.taints[1]
+    await resources.update(node)
+    node = (await agent.RegisterNode(reported)).node
+    assert [t.key for t in node.spec.taints] == ["dedicated"]
 
+
+async def test_node_taints_are_the_admins_and_noexecute_ones_get_time_added(resources, agent):
+    node = (await agent.RegisterNode(node_manifest())).node
     node.spec.taints.add(key="dedicated", value="gpu", effect="NoSchedule")
     node.spec.taints.add(key="evict", effect="NoExecute")
     before = time.time()
