@@ -175,14 +175,24 @@ class EventRegistry(KindRegistry):
             if node is not None:
                 self._check_reporter(event, node)
             batch.append(event)
-        accepted = 0
+        # Events of different objects and reasons are written together (one commit for the
+        # batch); repeats of one are folded in order.
+        repeats: dict[tuple, list[objects_pb2.Event]] = {}
         for event in batch:
             if node is not None and not self._take(node, now):
                 self.dropped += 1
                 continue
-            await self._fold_or_create(event, now)
-            accepted += 1
-        return accepted
+            repeats.setdefault(fold_key(event), []).append(event)
+
+        async def write(events: list[objects_pb2.Event]) -> None:
+            for event in events:
+                await self._fold_or_create(event, now)
+
+        results = await asyncio.gather(*map(write, repeats.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(len(events) for events in repeats.values())
 
     async def _fold_or_create(self, event: objects_pb2.Event, now: float) -> objects_pb2.Event:
         key = fold_key(event)
@@ -267,6 +277,7 @@ class EventRecorder:
     """
 
     QUEUE_SIZE = 1000
+    BATCH_SIZE = 256
 
     def __init__(self, events: EventRegistry, component: str):
         self._events = events
@@ -297,11 +308,15 @@ class EventRecorder:
 
     async def _run(self) -> None:
         while True:
-            event = await self._queue.get()
+            # What queued meanwhile goes in one write: one event per commit could not keep up
+            # with a scheduler binding hundreds of pods a second, and the queue overflowed.
+            events = [await self._queue.get()]
+            while not self._queue.empty() and len(events) < self.BATCH_SIZE:
+                events.append(self._queue.get_nowait())
             try:
-                await self._events.record([event])
+                await self._events.record(events)
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # an event is not worth a crash: say it and go on
-                log.warning("cannot record event component=%s reason=%s error=%s", self.component,
-                            event.reason, err)
+                log.warning("cannot record events component=%s count=%d reasons=%s error=%s", self.component,
+                            len(events), ",".join(sorted({e.reason for e in events})), err)

@@ -15,7 +15,7 @@ from pymaster.api import objects_pb2
 from pymaster.api.errors import Forbidden, MethodNotAllowed, NotFound, ValidationError
 from pymaster.controllers.event_ttl import EventTTLController
 from pymaster.registry import Registry
-from pymaster.registry.events import EventRegistry
+from pymaster.registry.events import EventRecorder, EventRegistry, reference
 from pymaster.registry.leases import NodeLeases
 from pymaster.store.sqlite import SQLiteStore
 
@@ -93,6 +93,37 @@ async def test_events_that_differ_are_not_folded(store, events):
         ("web", "Pulled", "pulled busybox", "Warning", 1),
         ("web", "Pulled", "pulled nginx", "Normal", 1),
     ]
+
+
+async def test_a_batch_folds_its_repeats_and_writes_the_rest_together(store, events):
+    batch = [event_manifest("web"), event_manifest("db"), event_manifest("web"), event_manifest("web")]
+    assert await events.record(batch) == 4
+    assert sorted((e.involved_object.name, e.count) for e in stored(store)) == [("db", 1), ("web", 3)]
+
+
+async def test_the_recorder_keeps_up_with_a_full_queue_by_writing_in_batches(store, events):
+    """A component that queues events faster than one commit each (the scheduler binding hundreds
+    of pods a second) loses none while the queue has room: the recorder writes what queued."""
+    recorder = EventRecorder(events, "default-scheduler")
+    writes: list[int] = []
+    record = events.record
+
+    async def counted(batch, node=None):
+        writes.append(len(batch))
+        return await record(batch, node)
+
+    events.record = counted
+    for i in range(EventRecorder.QUEUE_SIZE):
+        recorder.record(reference(await bound(store, f"p{i}", "n1")), "Normal", "Scheduled", f"to n1 ({i})")
+    recorder.start()
+    try:
+        async with asyncio.timeout(30):
+            while len(stored(store)) < EventRecorder.QUEUE_SIZE:
+                await asyncio.sleep(0.01)
+    finally:
+        await recorder.stop()
+    assert (recorder.dropped, sum(writes)) == (0, EventRecorder.QUEUE_SIZE)
+    assert len(writes) <= -(-EventRecorder.QUEUE_SIZE // EventRecorder.BATCH_SIZE)
 
 
 async def test_a_repeat_of_an_event_deleted_meanwhile_starts_a_new_one(store, events):
