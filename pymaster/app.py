@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry
 from pymaster.api import services_pb2, services_pb2_grpc
 from pymaster.api.admission import AdmissionPolicy
 from pymaster.api.default_tolerations import DEFAULT_TOLERATION_SECONDS
-from pymaster.api.kinds import EVENTS, NODES, PODS
+from pymaster.api.kinds import EVENTS
 from pymaster.api.metrics_http import MetricsServer
 from pymaster.api.network import NetworkConfig
 from pymaster.controllers.event_ttl import DEFAULT_EVENT_TTL_SECONDS, EventTTLController
@@ -57,7 +57,7 @@ from pymaster.controllers.master_service import MasterService
 from pymaster.controllers.node_lifecycle import NodeLifecycleController
 from pymaster.controllers.taint_eviction import TaintEvictionController
 from pymaster.leader import LEASE_NAME, LeaderElectionConfig, LeaderElector, default_identity
-from pymaster.metrics import ClusterState, MasterMetrics
+from pymaster.metrics import MasterMetrics
 from pymaster.registry import Registry
 from pymaster.registry.lease_relay import LeaseRelay
 from pymaster.registry.leases import NodeLeases
@@ -79,6 +79,9 @@ from pymaster.server.tls import (
     host_of,
     reserved_node_names,
 )
+from pymaster.state_metrics import EMPTY as EMPTY_STATE
+from pymaster.state_metrics import ClusterStateMetrics
+from pymaster.state_metrics import render as render_state
 from pymaster.store import open_store, sqlite_url
 from pymaster.store.base import Store
 from pymaster.store.encryption import KEY_FILE, SecretEncryption
@@ -238,7 +241,8 @@ class MasterApp:
             store_url or sqlite_url(self.data_dir), transformer=self.encryption, etcd_tls=etcd_tls,
             ttls={EVENTS.resource: event_ttl},
         )
-        self.metrics = MasterMetrics(self.registry, self._cluster_state)
+        self.metrics = MasterMetrics(self.registry)
+        self._state_metrics = ClusterStateMetrics(self.store)
         self.leases = NodeLeases(node_monitor_grace_period)
         # The object registry (self.registry is the Prometheus one, by the metrics convention).
         self.network = network or NetworkConfig()
@@ -322,6 +326,7 @@ class MasterApp:
         await asyncio.to_thread(self.encryption.ensure_key)
         self._hub.start()
         self._graph.start()
+        self._state_metrics.start()
         if self._elector is None:
             self.metrics.leader.labels(identity=self.identity).set(1)
             await self._start_leading()
@@ -371,7 +376,7 @@ class MasterApp:
         await asyncio.to_thread(master_pki.write_admin_config, client_address(self.listen, self.port))
         self._serving = True
         self._metrics_server = MetricsServer(
-            self.metrics_addr, self.registry, healthz=lambda: self._serving
+            self.metrics_addr, self.registry, healthz=lambda: self._serving, extra=self._state_text
         ).start()
         self.metrics_port = self._metrics_server.port
         # Ports picked by the system (port 0) are known now: no pod may publish them either.
@@ -439,6 +444,7 @@ class MasterApp:
             self._lease_lane = None
         await self._hub.stop()
         await self._graph.stop()
+        await self._state_metrics.stop()
         if self._lease_relay_task is not None:
             self._lease_relay_task.cancel()
             await asyncio.gather(self._lease_relay_task, return_exceptions=True)
@@ -462,15 +468,10 @@ class MasterApp:
 
     # ---- metrics snapshot (called from the scrape thread) ----
 
-    def _cluster_state(self) -> ClusterState:
-        def take() -> ClusterState:
-            if not self._serving:
-                return ClusterState()
-            pods, rv = self.store.list(PODS.resource)
-            nodes, _ = self.store.list(NODES.resource)
-            return ClusterState(pods, nodes, rv)
-
-        return self._on_loop(take, ClusterState())
+    def _state_text(self) -> str:
+        """The cluster-state families for a scrape (from the metrics thread)."""
+        snapshot = self._state_metrics.snapshot if self._serving else lambda: EMPTY_STATE
+        return render_state(self._on_loop(snapshot, EMPTY_STATE))
 
     def _on_loop(self, fn: Callable[[], _T], default: _T) -> _T:
         """Runs ``fn`` on the event loop (the store is not thread-safe) and returns its result;

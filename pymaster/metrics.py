@@ -18,26 +18,18 @@
   metric; name is the lease, "pymaster"; 1 while this master leads) and
   ``pymaster_leader{identity}`` (1 while this master, by its election identity, runs the scheduler
   and the controllers; a master without --leader-elect always does).
-- Cluster state, computed at scrape time from the store by a Collector (kube-state-metrics
-  style): ``kube_pod_status_phase{namespace,pod,phase}``,
-  ``kube_node_status_condition{node,condition,status}`` and ``pykube_store_resource_version``.
+- Cluster state (kube-state-metrics style) is not here: ``pymaster.state_metrics`` keeps and
+  renders it beside the registry's output.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-from pymaster.api import objects_pb2
-
-POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
-CONDITION_STATUSES = ("true", "false", "unknown")
 SCHEDULE_RESULTS = ("scheduled", "unschedulable", "error")
 PENDING_QUEUES = ("active", "backoff", "unschedulable", "gated")
 
@@ -50,74 +42,13 @@ def grpc_code_name(code: grpc.StatusCode) -> str:
     return _GO_CODE_NAMES.get(code) or "".join(part.capitalize() for part in code.name.split("_"))
 
 
-@dataclass
-class ClusterState:
-    """What the state collector reads at scrape time."""
-
-    pods: list[objects_pb2.Pod] = field(default_factory=list)
-    nodes: list[objects_pb2.Node] = field(default_factory=list)
-    resource_version: int = 0
-
-
-class ClusterStateCollector(Collector):
-    """kube-state-metrics-style gauges computed from a fresh snapshot on every scrape."""
-
-    def __init__(self, snapshot: Callable[[], ClusterState]):
-        """
-        Args:
-            snapshot: Returns the current state; called from the scrape thread, so it must be
-                safe to call there.
-        """
-        self._snapshot = snapshot
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        # Names only, so registering the collector does not take a snapshot.
-        yield from self._families()
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        state = self._snapshot()
-        phase, condition, rv = self._families()
-        for pod in state.pods:
-            meta = pod.metadata
-            for name in POD_PHASES:
-                phase.add_metric([meta.namespace, meta.name, name], 1.0 if pod.status.phase == name else 0.0)
-        for node in state.nodes:
-            for cond in node.status.conditions:
-                current = cond.status.lower()
-                for status in CONDITION_STATUSES:
-                    condition.add_metric(
-                        [node.metadata.name, cond.type, status], 1.0 if current == status else 0.0
-                    )
-        rv.add_metric([], float(state.resource_version))
-        yield from (phase, condition, rv)
-
-    @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                "kube_pod_status_phase",
-                "The pods' current phase (1 for the current one).",
-                labels=["namespace", "pod", "phase"],
-            ),
-            GaugeMetricFamily(
-                "kube_node_status_condition",
-                "The condition of a cluster node.",
-                labels=["node", "condition", "status"],
-            ),
-            GaugeMetricFamily(
-                "pykube_store_resource_version", "The store's current resourceVersion (writes so far)."
-            ),
-        )
-
-
 class MasterMetrics:
     """The master's metric objects, registered on one registry."""
 
-    def __init__(self, registry: CollectorRegistry, state: Callable[[], ClusterState] | None = None):
+    def __init__(self, registry: CollectorRegistry):
         """
         Args:
             registry: Where every metric is registered.
-            state: The snapshot for the cluster-state collector; None registers no state metrics.
         """
         self.grpc_handled = Counter(
             "grpc_server_handled_total",
@@ -194,8 +125,6 @@ class MasterMetrics:
         # increment itself, and every call of the API and the lease lane ends here.
         self._rpc_children: dict[tuple, tuple] = {}
         self.report_pending(None)
-        if state is not None:
-            registry.register(ClusterStateCollector(state))
 
     def observe_rpc(
         self, grpc_type: str, service: str, method: str, code: grpc.StatusCode, seconds: float

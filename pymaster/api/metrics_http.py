@@ -15,13 +15,21 @@ from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
+_EOF = b"# EOF\n"
+
 
 class MetricsServer:
-    """Serves ``/metrics`` and ``/healthz`` on ``address`` ("HOST:PORT"; port 0 picks a free one)."""
+    """Serves ``/metrics`` and ``/healthz`` on ``address`` ("HOST:PORT"; port 0 picks a free one).
 
-    def __init__(self, address: str, registry: CollectorRegistry, healthz: Callable[[], bool] | None = None):
+    ``extra`` gives more families already in the text format (gauges only, which OpenMetrics
+    writes the same way), served after the registry's: for many samples that prometheus_client
+    would format slowly.
+    """
+
+    def __init__(self, address: str, registry: CollectorRegistry, healthz: Callable[[], bool] | None = None,
+                 extra: Callable[[], str] | None = None):
         host, _, port = address.rpartition(":")
-        handler = _make_handler(registry, healthz or (lambda: True))
+        handler = _make_handler(registry, healthz or (lambda: True), extra)
         self._httpd = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -37,13 +45,19 @@ class MetricsServer:
         self._httpd.server_close()
 
 
-def _make_handler(registry: CollectorRegistry, healthz: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+def _make_handler(registry: CollectorRegistry, healthz: Callable[[], bool],
+                  extra: Callable[[], str] | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._reply(200, content_type, encoder(registry))
+                body = encoder(registry)
+                if extra is not None:
+                    more = extra().encode()
+                    # OpenMetrics ends with "# EOF": the families go before it.
+                    body = body[:-len(_EOF)] + more + _EOF if body.endswith(_EOF) else body + more
+                self._reply(200, content_type, body)
             elif path in ("/healthz", "/livez", "/readyz"):
                 ok = healthz()
                 self._reply(200 if ok else 503, "text/plain; charset=utf-8", b"ok" if ok else b"unhealthy")
