@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
+from pymaster.api.checks import check_metadata
 from pymaster.api.conditions import timestamp
 from pymaster.api.errors import Forbidden, MethodNotAllowed, NotFound
 from pymaster.api.kinds import EVENTS, NODES, PODS, kind_of_message
@@ -131,7 +132,9 @@ class EventRegistry(KindRegistry):
             # Judged before a name is made from it: the error names involvedObject, not metadata.
             validate_event(event, named=False)
             event.metadata.name = event_name(event.involved_object.name)
-        validate_event(event)
+            check_metadata(event.metadata, namespaced=True)
+        else:
+            validate_event(event)
         return await self._create(event, now)
 
     async def apply(self, request: objects_pb2.Event) -> tuple[objects_pb2.Event, str]:
@@ -171,7 +174,7 @@ class EventRegistry(KindRegistry):
             validate_event(event, named=False)
             # A fresh name: a new event keeps it, a repeat is folded into the stored one instead.
             event.metadata.name = event_name(event.involved_object.name)
-            validate_event(event)
+            check_metadata(event.metadata, namespaced=True)  # the rest is judged already
             if node is not None:
                 self._check_reporter(event, node)
             batch.append(event)
