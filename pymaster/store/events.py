@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 DEFAULT_HISTORY = 10_000
 DEFAULT_QUEUE_SIZE = 1_000
 
-# Put in a watcher's queue to wake its reader when the watch ends.
-_END = object()
-
-
 class Watcher:
-    """One watch of one kind: an async iterator of WatchEvents (see pymaster.store.base.Watch)."""
+    """One watch of one kind: an async iterator of WatchEvents (see pymaster.store.base.Watch),
+    read by one task.
+
+    Its queue is a deque and one future its reader waits on: every write reaches several
+    watchers, and asyncio.Queue's bookkeeping (unfinished-task counts, getter lists) cost more
+    than the rest of a delivery.
+    """
 
     def __init__(self, owner: EventLog, kind: str, after_rv: int, backlog: list[WatchEvent], queue_size: int):
         self.kind = kind
@@ -42,37 +44,33 @@ class Watcher:
         # A watch from a resourceVersion the store has not reached yet skips writes up to it.
         self._after_rv = after_rv
         self._backlog = deque(backlog)
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
+        self._items: deque[WatchEvent] = deque()
+        self._queue_size = queue_size
+        self._waiter: asyncio.Future[None] | None = None  # the reader's, while it waits
         self._closed = False
-        self._ended = False  # ``ready`` took the end marker: the next ``__anext__`` ends
         self._error: TooOld | None = None
 
     def __aiter__(self) -> Watcher:
         return self
 
     async def __anext__(self) -> WatchEvent:
-        if self._backlog:
-            return self._backlog.popleft()
-        if self._ended or (self._closed and self._queue.empty()):
-            self._end()
-        item = await self._queue.get()
-        if item is _END:
-            self._end()
-        assert isinstance(item, WatchEvent)
-        return item
+        while True:
+            if self._backlog:
+                return self._backlog.popleft()
+            if self._items:
+                return self._items.popleft()
+            if self._closed:
+                self._end()
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
 
     def ready(self, limit: int) -> list[WatchEvent]:
         """Up to ``limit`` more events that are here already, taken without waiting (what the
         next ``__anext__`` calls would return at once)."""
         events: list[WatchEvent] = []
-        while self._backlog and len(events) < limit:
-            events.append(self._backlog.popleft())
-        while not self._ended and not self._queue.empty() and len(events) < limit:
-            item = self._queue.get_nowait()
-            if item is _END:
-                self._ended = True
-            else:
-                events.append(item)  # type: ignore[arg-type]
+        for source in (self._backlog, self._items):
+            while source and len(events) < limit:
+                events.append(source.popleft())
         return events
 
     def close(self) -> None:
@@ -83,19 +81,25 @@ class Watcher:
         """Queues a new event without waiting; a full queue ends the watch with TooOld."""
         if self._closed or event.resource_version <= self._after_rv:
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if len(self._items) >= self._queue_size:
             log.warning(
                 "watcher overflow kind=%s queue_size=%d resource_version=%d",
-                self.kind, self._queue.maxsize, event.resource_version,
+                self.kind, self._queue_size, event.resource_version,
             )
             self._finish(
                 TooOld(
-                    f"watch of {self.kind} fell behind by more than {self._queue.maxsize} events "
+                    f"watch of {self.kind} fell behind by more than {self._queue_size} events "
                     f"at resourceVersion {event.resource_version}; list again"
                 )
             )
+            return
+        self._items.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _finish(self, error: TooOld | None) -> None:
         if self._closed:
@@ -104,9 +108,8 @@ class Watcher:
         self._error = error
         # Pending events are dropped: a closed watch has no reader, a failed one must relist anyway.
         self._backlog.clear()
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_END)
+        self._items.clear()
+        self._wake()
         self._owner.discard(self)
 
     def _end(self) -> None:
