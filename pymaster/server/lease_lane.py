@@ -11,7 +11,8 @@ The lane only answers. It checks renewals against a copy of the registered nodes
 identity bindings, which this side keeps current from the store's watches, and this side takes
 the renewals it answered on the master's event loop, in batches (``NodeRegistry.take_renewals``),
 where the leases, the Ready marks and the lease relay live; with them come the lane's call
-metrics. The serving certificate goes to the lane whenever it is renewed.
+metrics. The serving certificate goes to the lane whenever it is renewed. A lane process that
+dies is started again on its port; meanwhile its clients renew on the API port.
 
 The API port's RenewLease answers with the lane's port (``lease_port``) and clients move there by
 themselves (``pymaster.client``); a client that cannot reach it keeps renewing on the API port.
@@ -41,6 +42,9 @@ CREDENTIALS_CHECK_SECONDS = 60.0
 # How long the lane process may take to start serving, and to end after STOP (then killed).
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+# How long a dead lane process waits to be started again (doubling while it fails to start).
+RESTART_MIN_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
 # A change that is the whole list again (after the watch fell behind), beside the store's types.
 REPLACE = "REPLACE"
 
@@ -78,6 +82,24 @@ class LeaseLane:
         Raises:
             OSError: the address cannot be bound, or the process did not start.
         """
+        nodes_rv, identities_rv, credentials = await self._spawn(self.listen)
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name="lease-lane"),
+            asyncio.create_task(self._follow(NODES.resource, nodes_rv, self._send_nodes),
+                                name="lease-lane-nodes"),
+            asyncio.create_task(self._follow(IDENTITIES.resource, identities_rv, self._send_identities),
+                                name="lease-lane-identities"),
+            asyncio.create_task(self._renew_credentials(credentials), name="lease-lane-credentials"),
+        ]
+        return self.port
+
+    async def _spawn(self, listen: str) -> tuple[int, int, wire.Credentials]:
+        """Starts a lane process with what the master knows now; returns the resourceVersions
+        of that and the credentials it serves.
+
+        Raises:
+            OSError: the address cannot be bound, or the process did not start.
+        """
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pymaster.server.lease_lane_child",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -86,7 +108,7 @@ class LeaseLane:
         nodes, nodes_rv = self._store.list(NODES.resource)
         identities, identities_rv = self._store.list(IDENTITIES.resource)
         init = wire.Init(
-            listen=self.listen,
+            listen=listen,
             options=self._options,
             grace_period=self._nodes.leases.grace_period,
             log_level=logging.getLogger().getEffectiveLevel(),
@@ -104,28 +126,49 @@ class LeaseLane:
             await self._end(0.0)
             raise OSError(answer)
         self.port = answer
-        self._tasks = [
-            asyncio.create_task(self._take_renewals(process.stdout), name="lease-lane-renewals"),
-            asyncio.create_task(self._follow(NODES.resource, nodes_rv, self._send_nodes),
-                                name="lease-lane-nodes"),
-            asyncio.create_task(self._follow(IDENTITIES.resource, identities_rv, self._send_identities),
-                                name="lease-lane-identities"),
-            asyncio.create_task(self._renew_credentials(init.credentials), name="lease-lane-credentials"),
-        ]
-        log.info("lease lane serving address=%s port=%d pid=%d", self.listen, self.port, process.pid)
-        return self.port
+        log.info("lease lane serving address=%s port=%d pid=%d", listen, self.port, process.pid)
+        return nodes_rv, identities_rv, init.credentials
+
+    async def _supervise(self) -> None:
+        """Takes the renewals; starts the process again (on the same port, which the API port
+        names) when it dies, until it stops. Meanwhile its clients renew on the API port."""
+        while True:
+            assert self._process is not None and self._process.stdout is not None
+            await self._take_renewals(self._process.stdout)
+            if self._stopping:
+                return
+            await self._process.wait()
+            log.error("lease lane process ended code=%s; renewals go to the API port until it is back",
+                      self._process.returncode)
+            delay = RESTART_MIN_SECONDS
+            while True:
+                await asyncio.sleep(delay)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn(f"{self.listen.rpartition(':')[0]}:{self.port}")
+                    break
+                except OSError as err:
+                    log.error("lease lane restart failed error=%s", err)
+                    delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def stop(self, grace: float) -> None:
         """Stops the process (renewals in flight get ``grace`` seconds)."""
         if self._process is None:
             return
         self._stopping = True
-        renewals, *followers = self._tasks
+        supervisor, *followers = self._tasks
         for task in followers:
             task.cancel()
         await self._end(grace)
-        # The renewals' reader ends with the process's stdout, after the last batch.
-        await asyncio.gather(renewals, *followers, return_exceptions=True)
+        # The supervisor ends with the process's stdout, after the last batch (buffered in the
+        # pipe by now); or it was waiting to start a dead process again.
+        done, _ = await asyncio.wait([supervisor], timeout=1.0)
+        if not done:
+            supervisor.cancel()
+        await asyncio.gather(supervisor, *followers, return_exceptions=True)
+        if self._process.returncode is None:
+            await self._end(0.0)  # one the supervisor was starting again when asked to stop
         self._tasks = []
         self._process = None
         self._stopping = False
@@ -145,13 +188,11 @@ class LeaseLane:
             await process.wait()
 
     async def _take_renewals(self, stdout: asyncio.StreamReader) -> None:
+        """Applies the lane's batches until its stdout ends."""
         while True:
             try:
                 _, names, calls, refusals = await wire.read_frame(stdout)
             except asyncio.IncompleteReadError:
-                if not self._stopping:
-                    # Its clients renew on the API port (they find the lane unreachable).
-                    log.error("lease lane process ended; renewals go to the API port")
                 return
             self._nodes.take_renewals(names)
             for call in calls:

@@ -151,6 +151,38 @@ async def test_a_deleted_node_is_no_longer_renewed_on_the_lane(tmp_path):
         await app.stop()
 
 
+async def test_a_lane_process_that_dies_is_started_again_on_its_port(tmp_path):
+    app = await start_master(tmp_path / "data")
+    try:
+        async with admin_channel(app) as api, admin_channel(app, lane_address(app)) as lane_channel:
+            await services_pb2_grpc.NodeAgentStub(api).RegisterNode(node_manifest())
+            lane = services_pb2_grpc.NodeLeaseStub(lane_channel)
+            renewal = services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=10)
+            await renewed_on_lane(lane, renewal)
+            first = app._lease_lane._process
+            first.kill()
+            assert await asyncio.wait_for(first.wait(), 10) != 0
+            # Back on the same port (the API port names it), with what the master knows.
+            reply = await renewed_on_lane(lane, renewal, timeout=30)
+            assert reply.lease_port == app.lease_port
+            second = app._lease_lane._process
+            assert second is not first
+    finally:
+        await app.stop()
+    assert second.returncode is not None  # the master's stop ends the new one too
+
+
+async def test_a_master_stopping_while_its_lane_is_down_does_not_wait_for_it(tmp_path):
+    app = await start_master(tmp_path / "data")
+    process = app._lease_lane._process
+    process.kill()
+    await process.wait()
+    started = time.monotonic()
+    await app.stop()
+    assert time.monotonic() - started < 5
+    assert app._lease_lane is None
+
+
 async def test_the_lane_process_ends_with_the_master(tmp_path):
     app = await start_master(tmp_path / "data")
     try:
