@@ -126,7 +126,13 @@ async def test_env_from_the_downward_api_config_maps_secrets_and_expansion(clust
         await client.create_pod(pod)
         logs = await _printed_logs(client, name, f"the env of {name}")
         env = _printed(logs)
-        running = await client.get_pod(name)
+
+        async def addressed() -> objects_pb2.Pod | None:
+            # The container prints before its agent's next status report, which has the addresses.
+            current = await client.get_pod(name)
+            return current if current.status.pod_ip and current.status.host_ip else None
+
+        running = await wait_for(addressed, 30, f"{name} reporting its addresses")
         assert env["POD_NAME"] == name and env["POD_NAMESPACE"] == "default"
         assert env["POD_UID"] == running.metadata.uid
         assert (env["LABEL_K"], env["NOTE"], env["SA"]) == ("v", "noted", "default")
@@ -183,8 +189,13 @@ async def test_a_pod_waits_for_its_config_map_then_runs(cluster: Cluster) -> Non
         await client.create(objects_pb2.ConfigMap(metadata=_meta(conf), data={"mode": "late but here"}))
         logs = await _printed_logs(client, name, f"{name} running once {conf} exists")
         assert "MODE=late but here" in logs.splitlines()
-        running = await client.get_pod(name)
-        assert running.status.phase == "Running"
-        assert running.status.container_statuses[0].restart_count == 0  # it never ran before
+
+        async def running() -> objects_pb2.Pod | None:
+            # The container prints before its agent's next status report says Running.
+            current = await client.get_pod(name)
+            return current if current.status.phase == "Running" else None
+
+        pod_now = await wait_for(running, 30, f"{name} Running")
+        assert pod_now.status.container_statuses[0].restart_count == 0  # it never ran before
         await delete_pods(client, name)
         await client.delete("configmaps", conf)
