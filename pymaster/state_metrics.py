@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from google.protobuf.message import Message
 
-from pymaster.api.errors import TooOld
 from pymaster.api.kinds import NODES, PODS
 from pymaster.api.pods import POD_PHASES
 from pymaster.store.base import DELETED, Store
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +86,15 @@ class ClusterStateMetrics:
             self._conditions[name] = tuple((c.type, c.status.lower()) for c in node.status.conditions)
 
     async def _follow(self, kind: str, apply) -> None:
-        while True:
+        def relist() -> int:
             items, rv = self._store.list(kind)
-            self._reset(kind, items, apply)
-            try:
-                watch = self._store.watch(kind, rv)
-                try:
-                    async for event in watch:
-                        apply(event.object, event.type == DELETED)
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld as err:
-                log.info("state metrics relisting kind=%s reason=%s", kind, err.message)
+            (self._phases if kind == PODS.resource else self._conditions).clear()
+            for obj in items:
+                apply(obj, False)
+            return rv
 
-    def _reset(self, kind: str, items: Iterable[Message], apply) -> None:
-        (self._phases if kind == PODS.resource else self._conditions).clear()
-        for obj in items:
-            apply(obj, False)
+        await follow(self._store, kind, relist(), lambda event: apply(event.object, event.type == DELETED),
+                     relist)
 
 
 def render(state: StateSnapshot) -> str:

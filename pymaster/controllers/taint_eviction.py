@@ -34,14 +34,15 @@ from collections.abc import Callable, Iterable, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from pymaster.api import objects_pb2
-from pymaster.api.errors import NotFound, TooOld
+from pymaster.api.errors import NotFound
 from pymaster.api.kinds import NODES, PODS
 from pymaster.api.pods import POD_SCHEDULED, is_terminal
 from pymaster.api.taints import NO_EXECUTE, tolerates
 from pymaster.controllers.waiting import wait_event
 from pymaster.registry import Registry
 from pymaster.registry.events import EventRecorder, reference
-from pymaster.store.base import DELETED
+from pymaster.store.base import DELETED, WatchEvent
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -188,20 +189,12 @@ class TaintEvictionController:
     async def _watch(
         self, kind: str, rv: int, on_change: Callable, relist: Callable[[], int]
     ) -> None:
-        while True:
-            try:
-                watch = self._store.watch(kind, rv)
-                try:
-                    async for change in watch:
-                        rv = change.resource_version
-                        obj = change.object
-                        name = obj.metadata.name if kind == NODES.resource else pod_key(obj)
-                        on_change(name, None if change.type == DELETED else obj)
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld:
-                rv = relist()
+        def apply(change: WatchEvent) -> None:
+            obj = change.object
+            name = obj.metadata.name if kind == NODES.resource else pod_key(obj)
+            on_change(name, None if change.type == DELETED else obj)
+
+        await follow(self._store, kind, rv, apply, relist)
 
     def _on_node(self, name: str, node: objects_pb2.Node | None) -> None:
         taints = no_execute_taints(node.spec.taints) if node is not None else ()

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from pymaster.api import objects_pb2
 from pymaster.api.conditions import find_condition
-from pymaster.api.errors import NotFound, TooOld
+from pymaster.api.errors import NotFound
 from pymaster.api.kinds import NODES, PODS
 from pymaster.api.nodes import ready_status
 from pymaster.api.pods import POD_SCHEDULED, is_pending_schedule, is_terminal, pod_key
@@ -43,6 +43,7 @@ from pymaster.scheduler.framework import Framework, PodInfo, pod_priority
 from pymaster.scheduler.plugin_registry import Profile, framework_for
 from pymaster.scheduler.queue import SchedulingQueue
 from pymaster.store.base import DELETED
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -215,19 +216,8 @@ class Scheduler:
         apply: Callable[[str, objects_pb2.Pod | objects_pb2.Node, int], None],
         relist: Callable[[], int],
     ) -> None:
-        while True:
-            try:
-                watch = self._store.watch(kind, rv)
-                try:
-                    async for event in watch:
-                        apply(event.type, event.object, event.resource_version)
-                        rv = event.resource_version
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld as err:
-                log.info("scheduler relisting kind=%s reason=%s", kind, err.message)
-                rv = relist()
+        await follow(self._store, kind, rv,
+                     lambda event: apply(event.type, event.object, event.resource_version), relist)
 
     # ---- scheduling ----
 

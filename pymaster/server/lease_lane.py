@@ -26,13 +26,13 @@ import logging
 import sys
 from collections.abc import Callable
 
-from pymaster.api.errors import TooOld
 from pymaster.api.kinds import IDENTITIES, NODES
 from pymaster.metrics import MasterMetrics
 from pymaster.registry.nodes import NodeRegistry
 from pymaster.server import lease_lane_wire as wire
 from pymaster.server.tls import MasterPKI
 from pymaster.store.base import DELETED, MODIFIED
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -202,19 +202,13 @@ class LeaseLane:
 
     async def _follow(self, kind: str, rv: int, send: Callable[[list, str], None]) -> None:
         """Sends the lane every change of ``kind`` after ``rv``, the whole list again after a gap."""
-        while True:
-            try:
-                watch = self._store.watch(kind, rv)
-                try:
-                    async for event in watch:
-                        send([event.object], event.type)
-                        rv = event.resource_version
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld:
-                items, rv = self._store.list(kind)
-                send(items, REPLACE)
+
+        def relist() -> int:
+            items, relisted_rv = self._store.list(kind)
+            send(items, REPLACE)
+            return relisted_rv
+
+        await follow(self._store, kind, rv, lambda event: send([event.object], event.type), relist)
 
     def _send_nodes(self, nodes: list, change: str) -> None:
         if change == MODIFIED:
