@@ -48,14 +48,16 @@ async def renewed_on_lane(lane: services_pb2_grpc.NodeLeaseStub, renewal: servic
                           timeout: float = 10.0) -> services_pb2.RenewLeaseResponse:
     """The lane's answer once it knows the node (it learns of nodes from the master's store a
     moment after they register; until then it sends the renewal to the API port)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def attempt() -> services_pb2.RenewLeaseResponse | None:
         try:
             return await lane.RenewLease(renewal)
         except grpc.aio.AioRpcError as err:
-            if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
-        await asyncio.sleep(0.02)
+            return None
+
+    return await eventually(attempt, lambda reply: reply is not None, timeout)
 
 
 def async_value(read):

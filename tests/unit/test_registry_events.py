@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from master_fixtures import event_manifest
+from master_fixtures import event_manifest, eventually
 
 from pymaster.api import objects_pb2
 from pymaster.api.errors import Forbidden, MethodNotAllowed, NotFound, ValidationError
@@ -116,10 +116,12 @@ async def test_the_recorder_keeps_up_with_a_full_queue_by_writing_in_batches(sto
     for i in range(EventRecorder.QUEUE_SIZE):
         recorder.record(reference(await bound(store, f"p{i}", "n1")), "Normal", "Scheduled", f"to n1 ({i})")
     recorder.start()
+
+    async def count() -> int:
+        return len(stored(store))
+
     try:
-        async with asyncio.timeout(30):
-            while len(stored(store)) < EventRecorder.QUEUE_SIZE:
-                await asyncio.sleep(0.01)
+        await eventually(count, lambda n: n == EventRecorder.QUEUE_SIZE, 30)
     finally:
         await recorder.stop()
     assert (recorder.dropped, sum(writes)) == (0, EventRecorder.QUEUE_SIZE)

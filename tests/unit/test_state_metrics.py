@@ -5,9 +5,9 @@ prometheus_client's own parsers."""
 
 from __future__ import annotations
 
-import asyncio
 import urllib.request
 
+from master_fixtures import eventually
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -47,12 +47,11 @@ READY_N1 = ("kube_node_status_condition", (("condition", "Ready"), ("node", "n1"
 
 async def rendered_when(state: ClusterStateMetrics, predicate) -> dict:
     """The rendered samples once ``predicate`` holds on them (the watches apply writes soon)."""
-    for _ in range(500):
-        metrics = samples(render(state.snapshot()))
-        if predicate(metrics):
-            return metrics
-        await asyncio.sleep(0.01)
-    raise AssertionError("the state metrics did not follow the store")
+
+    async def rendered() -> dict:
+        return samples(render(state.snapshot()))
+
+    return await eventually(rendered, predicate)
 
 
 def failed(p: objects_pb2.Pod) -> objects_pb2.Pod:
