@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Callable
 
 from pymaster.api.kinds import IDENTITIES, NODES
@@ -42,6 +43,8 @@ CREDENTIALS_CHECK_SECONDS = 60.0
 # How long the lane process may take to start serving, and to end after STOP (then killed).
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+# How long a start keeps trying a port still held (by the lane of this master's previous run).
+BIND_RETRY_SECONDS = 5.0
 # How long a dead lane process waits to be started again (doubling while it fails to start).
 RESTART_MIN_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
@@ -82,7 +85,17 @@ class LeaseLane:
         Raises:
             OSError: the address cannot be bound, or the process did not start.
         """
-        nodes_rv, identities_rv, credentials = await self._spawn(self.listen)
+        deadline = time.monotonic() + BIND_RETRY_SECONDS
+        while True:
+            try:
+                nodes_rv, identities_rv, credentials = await self._spawn(self.listen)
+                break
+            except OSError:
+                # The lane of this master's previous run may still be letting go of the port (it
+                # ends when it sees its stdin close); a port another program holds stays refused.
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
         self._tasks = [
             asyncio.create_task(self._supervise(), name="lease-lane"),
             asyncio.create_task(self._follow(NODES.resource, nodes_rv, self._send_nodes),
@@ -154,7 +167,7 @@ class LeaseLane:
 
     async def stop(self, grace: float) -> None:
         """Stops the process (renewals in flight get ``grace`` seconds)."""
-        if self._process is None:
+        if not self._tasks:  # never started (or stopped already)
             return
         self._stopping = True
         supervisor, *followers = self._tasks
