@@ -48,6 +48,9 @@ BIND_RETRY_SECONDS = 5.0
 # How long a dead lane process waits to be started again (doubling while it fails to start).
 RESTART_MIN_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
+# A lane that served this long before dying starts again after the shortest wait; one that dies
+# sooner (a crash loop) keeps the doubled wait instead of restarting every second.
+RESTART_RESET_SECONDS = 60.0
 # A change that is the whole list again (after the watch fell behind), beside the store's types.
 REPLACE = "REPLACE"
 
@@ -145,17 +148,21 @@ class LeaseLane:
     async def _supervise(self) -> None:
         """Takes the renewals; starts the process again (on the same port, which the API port
         names) when it dies, until it stops. Meanwhile its clients renew on the API port."""
+        delay = RESTART_MIN_SECONDS
         while True:
             assert self._process is not None and self._process.stdout is not None
+            started = time.monotonic()
             await self._take_renewals(self._process.stdout)
             if self._stopping:
                 return
             await self._process.wait()
             log.error("lease lane process ended code=%s; renewals go to the API port until it is back",
                       self._process.returncode)
-            delay = RESTART_MIN_SECONDS
+            if time.monotonic() - started >= RESTART_RESET_SECONDS:
+                delay = RESTART_MIN_SECONDS
             while True:
                 await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_MAX_SECONDS)
                 if self._stopping:
                     return
                 try:
@@ -163,7 +170,6 @@ class LeaseLane:
                     break
                 except OSError as err:
                     log.error("lease lane restart failed error=%s", err)
-                    delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def stop(self, grace: float) -> None:
         """Stops the process (renewals in flight get ``grace`` seconds)."""

@@ -26,7 +26,7 @@ from pymaster.api.conditions import find_condition
 from pymaster.api.errors import TooOld
 from pymaster.client import Client
 from pymaster.server import lease_lane_wire as wire
-from pymaster.server.lease_lane import LeaseLane
+from pymaster.server.lease_lane import RESTART_MIN_SECONDS, LeaseLane
 from pymaster.store.base import ADDED, DELETED, MODIFIED
 
 
@@ -172,6 +172,32 @@ async def test_a_lane_process_that_dies_is_started_again_on_its_port(tmp_path):
     finally:
         await app.stop()
     assert second.returncode is not None  # the master's stop ends the new one too
+
+
+async def test_a_lane_that_dies_again_soon_waits_longer_to_start_again(tmp_path):
+    app = await start_master(tmp_path / "data")
+    try:
+        async with admin_channel(app) as api, admin_channel(app, lane_address(app)) as lane_channel:
+            await services_pb2_grpc.NodeAgentStub(api).RegisterNode(node_manifest())
+            lane = services_pb2_grpc.NodeLeaseStub(lane_channel)
+            renewal = services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=10)
+            waits = []
+            for _ in range(2):
+                await renewed_on_lane(lane, renewal, timeout=30)  # serving again
+                dying = app._lease_lane._process
+                dying.kill()
+                await dying.wait()
+                died = time.monotonic()
+
+                async def current():
+                    return app._lease_lane._process
+
+                await eventually(current, lambda process, dying=dying: process is not dying, timeout=30)
+                waits.append(time.monotonic() - died)
+        # A crash loop backs off (1 s, then 2 s) instead of starting the lane every second.
+        assert waits[1] >= 2 * RESTART_MIN_SECONDS - 0.1, waits
+    finally:
+        await app.stop()
 
 
 async def test_a_master_stopping_while_its_lane_is_down_does_not_wait_for_it(tmp_path):
