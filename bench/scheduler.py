@@ -55,6 +55,13 @@ def cpu_seconds(process: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def busy_fraction(before, after) -> float:
+    """The share of all CPUs' time between two psutil.cpu_times() readings spent not idle."""
+    spent = {field: getattr(after, field) - getattr(before, field) for field in after._fields}
+    total = sum(spent.values())
+    return 1.0 - (spent["idle"] + spent.get("iowait", 0.0)) / total if total else 0.0
+
+
 def pod(name: str) -> objects_pb2.Pod:
     container = objects_pb2.Container(name="main", image=BUSYBOX)
     container.resources.requests.update({"cpu": "100m", "memory": "128Mi"})
@@ -166,6 +173,8 @@ async def measure(master: Master, nodes: int, pods: int) -> dict:
         buckets_before = renew_lease_buckets(master)
         master_process = psutil.Process(master.proc.pid)
         cpu_before = cpu_seconds(master_process)
+        own_before = cpu_seconds(psutil.Process())
+        machine_before = psutil.cpu_times()
         start = time.time()
         t0 = time.perf_counter()
         await bounded([client.create_pod(pod(f"p-{i:05d}")) for i in range(pods)], CONCURRENCY)
@@ -174,6 +183,8 @@ async def measure(master: Master, nodes: int, pods: int) -> dict:
         wall = time.perf_counter() - t0
         end = time.time()
         master_cpu = cpu_seconds(master_process) - cpu_before
+        own_cpu = cpu_seconds(psutil.Process()) - own_before
+        machine_busy = busy_fraction(machine_before, psutil.cpu_times())
         watcher.cancel()
         server_p99 = bucket_p99(buckets_before, renew_lease_buckets(master))
         stop.set()
@@ -190,6 +201,10 @@ async def measure(master: Master, nodes: int, pods: int) -> dict:
         "pods_per_second": round(pods / wall, 1),
         # The master's CPU (every thread) per pod: steadier than the rate on a shared machine.
         "master_cpu_ms_per_pod": round(master_cpu / pods * 1000, 3),
+        # The bench's own creating and watching process (the lease process is apart).
+        "client_cpu_ms_per_pod": round(own_cpu / pods * 1000, 3),
+        # Near 1.0 the machine itself is the limit, whichever process does the work.
+        "machine_cpu_busy": round(machine_busy, 2),
         "lease_renewals": len(during),
         "lease_p50_ms": round(percentile(during, 0.5) * 1000, 1) if during else None,
         "lease_p99_ms": round(percentile(during, 0.99) * 1000, 1) if during else None,
