@@ -69,8 +69,10 @@ def plan_old_scale_down(deployment: Deployment, new_rs: ReplicaSet | None, old_r
         count = min(max_scaled_down - cleaned, unhealthy)
         sizes[name] -= count
         cleaned += count
-    # Then healthy replicas, as far as the available pods allow.
-    available = sum(rs.status.available_replicas for rs in everything)
+    # Then healthy replicas, as far as the available pods allow. A ReplicaSet's available pods
+    # beyond its spec.replicas (scaled down, its status not caught up yet) are about to go and
+    # do not count: kube counts them, and on such a status steps below replicas - maxUnavailable.
+    available = sum(min(rs.status.available_replicas, rs.spec.replicas) for rs in everything)
     to_scale_down = available - min_available
     scaled = 0
     for rs in oldest_first:

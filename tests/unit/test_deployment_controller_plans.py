@@ -129,6 +129,14 @@ def test_unhealthy_old_replicas_are_cleaned_up_first() -> None:
     assert plan_old_scale_down(d, new, [oldest, older]) == {"a": 1}
 
 
+def test_available_pods_beyond_a_scaled_down_replica_sets_size_do_not_count() -> None:
+    d = deployment(4, 1, 1)
+    # old was scaled 4 -> 3 and its status still says 4 available; new has 1 of 2 available.
+    old, new = rs("old", 3, 4, 1), rs("new", 2, 1, 2, image="busybox:2")
+    # 3 + 1 pods will be available, 3 must stay: one more old one may go, not two.
+    assert plan_old_scale_down(d, new, [old]) == {"old": 2}
+
+
 def test_proportional_scaling_during_a_rollout() -> None:
     d = deployment(20, 3, 0)  # was 10 + 3 surge = 13 spread as 8 old + 5 new
     old = rs("old", 8, 8, 1, max_replicas=13)
