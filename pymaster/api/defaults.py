@@ -5,6 +5,7 @@ stored object is complete and readers never guess a default themselves.
 from __future__ import annotations
 
 from pymaster.api import objects_pb2
+from pymaster.api.dns_validation import CLUSTER_FIRST
 from pymaster.api.pods import DEFAULT_GRACE_PERIOD_SECONDS, default_pull_policy
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -14,7 +15,8 @@ def default_pod(pod: objects_pb2.Pod) -> None:
     """Fill in the defaults Kubernetes' API server would, in place.
 
     apiVersion "v1", kind "Pod", namespace "default", restartPolicy "Always",
-    terminationGracePeriodSeconds 30, serviceAccountName "default"; for every container (init
+    terminationGracePeriodSeconds 30, serviceAccountName "default", dnsPolicy "ClusterFirst",
+    enableServiceLinks true; for every container (init
     ones too): imagePullPolicy from the image tag, port protocol "TCP" (and under hostNetwork a
     port's hostPort = its containerPort), terminationMessagePath /dev/termination-log and policy
     File, a request equal to the limit for every resource limited but not requested (so
@@ -29,6 +31,9 @@ def default_pod(pod: objects_pb2.Pod) -> None:
     spec = pod.spec
     spec.restart_policy = spec.restart_policy or "Always"
     spec.service_account_name = spec.service_account_name or "default"
+    spec.dns_policy = spec.dns_policy or CLUSTER_FIRST
+    if not spec.HasField("enable_service_links"):
+        spec.enable_service_links = True
     if not spec.HasField("termination_grace_period_seconds"):
         spec.termination_grace_period_seconds = DEFAULT_GRACE_PERIOD_SECONDS
     for container in [*spec.init_containers, *spec.containers]:

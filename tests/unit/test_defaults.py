@@ -19,6 +19,7 @@ def test_default_pod_fills_every_default():
     default_pod(pod)
     assert (pod.api_version, pod.kind, pod.metadata.namespace) == ("v1", "Pod", "default")
     assert pod.spec.restart_policy == "Always"
+    assert (pod.spec.dns_policy, pod.spec.enable_service_links) == ("ClusterFirst", True)
     assert pod.spec.HasField("termination_grace_period_seconds")
     assert pod.spec.termination_grace_period_seconds == 30
     assert [c.image_pull_policy for c in pod.spec.containers] == ["IfNotPresent", "Always"]
@@ -27,13 +28,15 @@ def test_default_pod_fills_every_default():
 
 
 def test_default_pod_keeps_what_is_set():
-    pod = _pod(restart_policy="Never", termination_grace_period_seconds=0)
+    pod = _pod(restart_policy="Never", termination_grace_period_seconds=0, dns_policy="Default",
+               enable_service_links=False)
     pod.metadata.namespace = "team"
     _c(pod).image_pull_policy = "Never"
     _c(pod).ports[0].protocol = "UDP"
     default_pod(pod)
     assert (pod.metadata.namespace, pod.spec.restart_policy) == ("team", "Never")
     assert pod.spec.termination_grace_period_seconds == 0
+    assert (pod.spec.dns_policy, pod.spec.enable_service_links) == ("Default", False)
     assert (_c(pod).image_pull_policy, _c(pod).ports[0].protocol) == ("Never", "UDP")
 
 
