@@ -88,6 +88,13 @@ async def test_output_then_the_exit_code_last(channel, runtime):
     assert session.closed
 
 
+async def test_the_log_names_the_program_not_its_arguments(channel, runtime, caplog):
+    caplog.set_level("INFO", logger="pykubelet.server")
+    await run(channel, start(("mysql", "--password=hunter2")))
+    (line,) = [r.getMessage() for r in caplog.records if "exec started" in r.getMessage()]
+    assert "program='mysql' args=1" in line and "hunter2" not in line
+
+
 async def test_the_only_app_container_is_the_default(channel, runtime):
     runtime.pods["u1"].containers = [c("app1", "app"), c("i", INFRA_CONTAINER_NAME)]
     assert kinds(await run(channel, start(container="")))[-1] == ("exit_code", 3)

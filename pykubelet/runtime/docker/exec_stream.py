@@ -88,8 +88,8 @@ async def exec_stream(
         start.add_done_callback(_close_started)
         raise
     session = DockerExecSession(engine, streams, exec_id, Connection(sock), stdin, tty, on_close)
-    log.debug("exec started container=%s exec=%s command=%r stdin=%s tty=%s",
-              container_id[:12], exec_id[:12], list(command), stdin, tty)
+    log.debug("exec started container=%s exec=%s stdin=%s tty=%s",
+              container_id[:12], exec_id[:12], stdin, tty)
     if tty and size is not None:
         try:
             await session.initial_resize(size)
