@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from pymaster.api import errors, manifest, services_pb2
 from pymaster.api.kinds import kind_of_message
-from pymaster.cli import kinds, workload_lookup
+from pymaster.cli import kinds, metadata_edit, workload_lookup
 from pymaster.cli.context import CommandError, Context, is_fatal
 from pymaster.client import Client
 
@@ -36,9 +36,6 @@ FORCE_WARNING = (
     "Warning: Immediate deletion does not wait for confirmation that the running resource has been "
     "terminated. The resource may continue to run on the cluster indefinitely."
 )
-# update_node is checked against metadata.resourceVersion; cordon re-reads and retries this often
-# when the agent's status reports keep bumping it.
-CORDON_ATTEMPTS = 5
 # kubectl's deprecated boolean --cascade values and what replaces them.
 CASCADE_BOOLEANS = {"true": "background", "false": "orphan"}
 
@@ -275,32 +272,30 @@ async def logs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def _set_unschedulable(args: argparse.Namespace, ctx: Context, unschedulable: bool) -> int:
+    """Sets spec.unschedulable of the nodes named (or selected by ``-l``); each node's error is
+    printed and the others are done, as kubectl."""
     verb = "cordoned" if unschedulable else "uncordoned"
-    for name in args.nodes:
-        for attempt in range(CORDON_ATTEMPTS):
-            node = await ctx.client.get_node(name)
-            if node.spec.unschedulable == unschedulable:
-                ctx.print(f"node/{name} already {verb}")
-                break
+    args.resource, args.names = "nodes", args.nodes
+    found = await metadata_edit.targets(args, ctx)
+
+    async def act(target: metadata_edit.Target) -> None:
+        def change(node: Message) -> None:
             node.spec.unschedulable = unschedulable
-            try:
-                await ctx.client.update_node(node)
-            except errors.Conflict:
-                if attempt == CORDON_ATTEMPTS - 1:
-                    raise
-                continue
-            ctx.print(f"node/{name} {verb}")
-            break
-    return 0
+
+        current, _ = await metadata_edit.edit_object(ctx, target, change)
+        already = "already " if current.spec.unschedulable == unschedulable else ""
+        ctx.print(f"node/{target.name} {already}{verb}")
+
+    return await metadata_edit.for_each(ctx, found, act)
 
 
 async def cordon(args: argparse.Namespace, ctx: Context) -> int:
-    """pyctl cordon NODE...: no new pods are scheduled there."""
+    """pyctl cordon NODE... (or -l SELECTOR): no new pods are scheduled there."""
     return await _set_unschedulable(args, ctx, True)
 
 
 async def uncordon(args: argparse.Namespace, ctx: Context) -> int:
-    """pyctl uncordon NODE...: the nodes take new pods again."""
+    """pyctl uncordon NODE... (or -l SELECTOR): the nodes take new pods again."""
     return await _set_unschedulable(args, ctx, False)
 
 

@@ -113,7 +113,8 @@ def add_parser(
 async def drain_command(args: argparse.Namespace, ctx: Context) -> int:
     """pyctl drain NODE: cordon, evict, wait."""
     name = args.node
-    await commands.cordon(argparse.Namespace(nodes=[name]), ctx)
+    if await commands.cordon(argparse.Namespace(nodes=[name]), ctx) != 0:
+        return 1  # the node is not there (printed)
     fields = f"spec.nodeName={name}"
     listed = await ctx.client.list_pods(field_selector=fields)
     plan = plan_drain(listed.items, force=args.force, ignore_daemonsets=args.ignore_daemonsets,

@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, verb in (("cordon", "mark nodes unschedulable"), ("uncordon", "mark nodes schedulable")):
         node_cmd = sub.add_parser(name, parents=common, help=verb)
-        node_cmd.add_argument("nodes", nargs="+", metavar="NODE", help="node names (or node/NAME)")
+        node_cmd.add_argument("nodes", nargs="*", metavar="NODE", help="node names (or node/NAME)")
+        _selector_flags(node_cmd)
         node_cmd.set_defaults(handler=commands.cordon if name == "cordon" else commands.uncordon)
 
     taint.add_parser(sub, common)
@@ -380,6 +381,10 @@ def _check(args: argparse.Namespace) -> None:
         set_image.check(args)
     elif command in ("cordon", "uncordon"):
         args.nodes = [_node_name(word, command) for word in args.nodes]
+        if args.nodes and args.selector:
+            raise UsageError("name cannot be provided when a selector is specified", command)
+        if not args.nodes and not args.selector:
+            raise UsageError("resource(s) were provided, but no name was specified", command)
     elif command == "drain":
         args.node = _node_name(args.node, command)
         if args.grace_period < -1:

@@ -1,11 +1,12 @@
 """pyctl taint: kubectl's ``taint`` verb for nodes.
 
-``pyctl taint node NAME key=value:Effect key:Effect key:Effect- key- [--overwrite]`` (also
-``nodes``/``no`` and ``node/NAME``). As kubectl: adding a taint whose key and effect the node has
-already is refused without ``--overwrite``; removing one that is not there is an error and
-nothing is written; the node is updated once with all changes, checked against its
-resourceVersion (re-read and retried on a conflict, as the agent's status reports bump it). It
-prints ``node/NAME tainted`` (only added), ``node/NAME untainted`` (only removed) or
+``pyctl taint node NAME... key=value:Effect key:Effect key:Effect- key- [--overwrite]`` (also
+``nodes``/``no`` and ``node/NAME``; ``-l SELECTOR`` or ``--all`` instead of names). As kubectl:
+adding a taint whose key and effect the node has already is refused without ``--overwrite``;
+removing one that is not there is an error and nothing is written to that node; each node is
+updated once with all changes, checked against its resourceVersion (re-read and retried on a
+conflict, as the agent's status reports bump it); a node's error is printed and the others are
+done. It prints ``node/NAME tainted`` (only added), ``node/NAME untainted`` (only removed) or
 ``node/NAME modified`` (both, or ``--overwrite``).
 
 The master stamps ``timeAdded`` on NoExecute taints (``pymaster.registry.nodes.stamp_taints``).
@@ -16,12 +17,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from pymaster.api import errors, objects_pb2
+from pymaster.api import objects_pb2
 from pymaster.api.taints import EFFECTS, parse_taint
+from pymaster.cli import metadata_edit
 from pymaster.cli.context import CommandError, Context
 
 TAINTED, UNTAINTED, MODIFIED = "tainted", "untainted", "modified"
-UPDATE_ATTEMPTS = 5
 NODE_WORDS = ("node", "nodes", "no")
 
 
@@ -102,57 +103,82 @@ def apply_taints(
     return taints, TAINTED if added else UNTAINTED
 
 
-def split_taint_args(words: list[str]) -> tuple[str, list[str]]:
-    """The node name and the taint specs of ``taint node NAME SPEC...`` / ``taint node/NAME SPEC...``.
+def split_taint_args(words: list[str]) -> tuple[list[str], list[str]]:
+    """kubectl's split of ``taint TYPE [NAME...] SPEC...`` / ``taint TYPE/NAME... SPEC...``: a
+    word holding "=" or ":", or ending in "-", is a taint change, every word before the first
+    one names what to taint. Returns (node names, taint specs).
 
     Raises:
-        CommandError: not a node, or no name or no taint.
+        CommandError: not nodes, a name after a change, or no change.
     """
-    if not words:
+    targets: list[str] = []
+    specs: list[str] = []
+    for word in words:
+        if "=" in word or ":" in word or word.endswith("-"):
+            specs.append(word)
+        elif specs:
+            raise CommandError(f"all resources must be specified before taint changes: {word}")
+        else:
+            targets.append(word)
+    if not targets:
+        raise CommandError("one or more resources must be specified as <resource> <name>")
+    if not specs:
         raise CommandError("at least one taint update is required")
-    first, rest = words[0], words[1:]
-    if "/" in first:
-        kind, _, name = first.partition("/")
-    elif first in NODE_WORDS:
-        kind, name = "node", rest[0] if rest else ""
-        rest = rest[1:]
-    else:
-        raise CommandError(f"taint is only supported for nodes, not {first!r}")
-    if kind not in NODE_WORDS:
-        raise CommandError(f"taint is only supported for nodes, not {kind!r}")
-    if not name:
-        raise CommandError("resource(s) were provided, but no name was specified")
-    if not rest:
-        raise CommandError("at least one taint update is required")
-    return name, rest
+    if "/" not in targets[0]:
+        kind, names = targets[0], targets[1:]
+        if kind not in NODE_WORDS:
+            raise CommandError(f"taint is only supported for nodes, not {kind!r}")
+        return names, specs
+    names = []
+    for target in targets:
+        kind, _, name = target.partition("/")
+        if kind not in NODE_WORDS:
+            raise CommandError(f"taint is only supported for nodes, not {kind!r}")
+        if not name:
+            raise CommandError("resource(s) were provided, but no name was specified")
+        names.append(name)
+    return names, specs
 
 
 def add_parser(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """Registers ``taint`` on pyctl's sub-command parser."""
-    taint = sub.add_parser("taint", parents=common, help="update the taints of a node",
-                           usage="pyctl taint node NAME KEY[=VALUE]:EFFECT... KEY[:EFFECT]-... [--overwrite]")
+    taint = sub.add_parser("taint", parents=common, help="update the taints of nodes",
+                           usage="pyctl taint node NAME... | node -l SELECTOR | node --all  "
+                                 "KEY[=VALUE]:EFFECT... KEY[:EFFECT]-... [--overwrite]")
     taint.add_argument("words", nargs="+", metavar="WORD",
-                       help="node NAME (or node/NAME), then KEY[=VALUE]:EFFECT adds, KEY[:EFFECT]- removes")
+                       help="node NAME... (or node/NAME...), then KEY[=VALUE]:EFFECT adds, "
+                            "KEY[:EFFECT]- removes")
     taint.add_argument("--overwrite", action="store_true", help="replace a taint of the same key and effect")
+    taint.add_argument("-l", "--selector", default="", metavar="SELECTOR",
+                       help="the nodes with these labels, e.g. pool=gpu")
+    taint.add_argument("--all", action="store_true", help="every node of the cluster")
     taint.set_defaults(handler=taint_command)
 
 
 async def taint_command(args: argparse.Namespace, ctx: Context) -> int:
-    """pyctl taint node NAME SPEC...: adds and removes taints of a node."""
-    name, specs = split_taint_args(args.words)
+    """pyctl taint node NAME... SPEC... (or -l/--all): adds and removes taints of nodes, each
+    node's failure printed and the others done (exit 1 if any failed), as kubectl."""
+    names, specs = split_taint_args(args.words)
+    if args.all and args.selector:
+        raise CommandError("setting 'all' parameter with a non empty selector is prohibited")
+    if names and (args.all or args.selector):
+        raise CommandError("names cannot be combined with -l or --all")
+    if not names and not (args.all or args.selector):
+        raise CommandError("at least one resource name must be specified since 'all' parameter is not set")
     changes = parse_taints(specs)
-    attempt = 1
-    while True:
-        node = await ctx.client.get_node(name)
-        taints, word = apply_taints(name, list(node.spec.taints), changes, args.overwrite)
-        del node.spec.taints[:]
-        node.spec.taints.extend(taints)
-        try:
-            await ctx.client.update_node(node)
-        except errors.Conflict:
-            if attempt == UPDATE_ATTEMPTS:
-                raise
-            attempt += 1
-            continue
-        ctx.print(f"node/{name} {word}")
-        return 0
+    args.resource, args.names = "nodes", names
+    found = await metadata_edit.targets(args, ctx)
+
+    async def act(target: metadata_edit.Target) -> None:
+        words = []
+
+        def change(node: objects_pb2.Node) -> None:
+            taints, word = apply_taints(target.name, list(node.spec.taints), changes, args.overwrite)
+            del node.spec.taints[:]
+            node.spec.taints.extend(taints)
+            words.append(word)
+
+        await metadata_edit.edit_object(ctx, target, change)
+        ctx.print(f"node/{target.name} {words[-1]}")
+
+    return await metadata_edit.for_each(ctx, found, act)

@@ -118,6 +118,30 @@ async def test_noexecute_taint_evicts_pods_that_do_not_tolerate_it(cluster: Clus
         await wait_pod_gone(client, tolerant)
 
 
+async def test_taint_by_selector_and_all_nodes(cluster: Cluster) -> None:
+    labelled, other = cluster.a.node_name, cluster.b.node_name
+    label, key = unique("pool"), f"e2e.pykube.io/{unique('sel')}"
+    async with cluster.client() as client:
+        assert pyctl(cluster.master, "label", "node", labelled, f"{label}=gpu").returncode == 0
+        try:
+            done = pyctl(cluster.master, "taint", "nodes", "-l", f"{label}=gpu", f"{key}=x:NoSchedule")
+            assert (done.returncode, done.stdout) == (0, f"node/{labelled} tainted\n"), done.stderr
+            assert f"{key}:NoSchedule" in _taints(await client.get_node(labelled))
+            assert f"{key}:NoSchedule" not in _taints(await client.get_node(other))
+            # --all: every node; the one without the taint fails alone, the others are done.
+            done = pyctl(cluster.master, "taint", "nodes", "--all", f"{key}:NoSchedule-")
+            assert done.returncode == 1
+            assert f"node/{labelled} untainted\n" in done.stdout
+            assert f'error: taint "{key}:NoSchedule" not found\n' in done.stderr
+            assert key not in {t.key for t in (await client.get_node(labelled)).spec.taints}
+            refused = pyctl(cluster.master, "taint", "nodes", labelled, "--all", f"{key}-")
+            assert refused.returncode == 1
+            assert refused.stderr == "error: names cannot be combined with -l or --all\n"
+        finally:
+            pyctl(cluster.master, "taint", "nodes", labelled, f"{key}-")  # in case a step failed
+            pyctl(cluster.master, "label", "node", labelled, f"{label}-")
+
+
 async def test_killed_agent_pods_are_evicted_after_their_toleration(cluster: Cluster) -> None:
     agent, name = cluster.b, unique("victim")
     node = agent.node_name

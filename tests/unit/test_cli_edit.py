@@ -74,6 +74,37 @@ async def test_label_and_annotate_nodes_configmaps_and_what_the_server_refuses(p
     assert code == 1 and err.startswith("Error from server (Invalid): metadata.labels[bad/key/x]")
 
 
+async def test_cordon_and_taint_nodes_by_name_selector_or_all(pyctl: Pyctl, agent) -> None:
+    for name in ("n1", "n2", "n3"):
+        await agent.RegisterNode(node_manifest(name))
+    await pyctl("label", "nodes", "n1", "n2", "pool=gpu")
+    assert (await pyctl("cordon", "-l", "pool=gpu"))[1] == "node/n1 cordoned\nnode/n2 cordoned\n"
+    assert (await pyctl("cordon", "n1", "n3"))[1] == "node/n1 already cordoned\nnode/n3 cordoned\n"
+    code, out, err = await pyctl("uncordon", "n1", "gone", "n2")
+    assert (code, out) == (1, "node/n1 uncordoned\nnode/n2 uncordoned\n")
+    assert err == 'Error from server (NotFound): nodes "gone" not found\n'
+    with pytest.raises(UsageError, match="name cannot be provided when a selector is specified"):
+        parse_args(["cordon", "n1", "-l", "pool=gpu"])
+    with pytest.raises(UsageError, match="no name was specified"):
+        parse_args(["uncordon"])
+
+    code, out, _ = await pyctl("taint", "nodes", "-l", "pool=gpu", "dedicated=ml:NoSchedule")
+    assert (code, out) == (0, "node/n1 tainted\nnode/n2 tainted\n")
+    code, out, err = await pyctl("taint", "nodes", "--all", "dedicated-")
+    assert (code, out) == (1, "node/n1 untainted\nnode/n2 untainted\n")
+    assert err == 'error: taint "dedicated" not found\n'  # n3 never had it; the others are done
+    with pytest.raises(CommandError, match="setting 'all' parameter with a non empty selector is prohibited"):
+        await pyctl("taint", "nodes", "--all", "-l", "pool=gpu", "k-")
+    with pytest.raises(CommandError, match="at least one resource name must be specified since 'all'"):
+        await pyctl("taint", "nodes", "k-")
+    assert (await pyctl("taint", "nodes", "n1", "n3", "a=b:NoSchedule"))[1] == (
+        "node/n1 tainted\nnode/n3 tainted\n")
+    _, out, _ = await pyctl("get", "nodes", "-o", "yaml")
+    taints = {item["metadata"]["name"]: [t["key"] for t in item["spec"].get("taints", [])]
+              for item in yaml.safe_load(out)["items"]}
+    assert taints == {"n1": ["a"], "n2": [], "n3": ["a", "node.kubernetes.io/unschedulable"]}  # n3 cordoned
+
+
 async def test_patch_merges_and_reports_what_the_server_refuses_or_keeps(pyctl: Pyctl, agent) -> None:
     await agent.RegisterNode(node_manifest("n1"))
     cordon = '{"spec":{"unschedulable":true}}'

@@ -3,6 +3,8 @@ the word it prints, and the command line."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pymaster.api import objects_pb2
@@ -83,10 +85,10 @@ def test_apply_taints_refuses_removing_what_is_not_there(spec, message):
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        (["node", "n1", "k:NoSchedule"], ("n1", ["k:NoSchedule"])),
-        (["nodes", "n1", "k-", "j-"], ("n1", ["k-", "j-"])),
-        (["node/n1", "k-"], ("n1", ["k-"])),
-        (["no/n1", "k-"], ("n1", ["k-"])),
+        (["node", "n1", "k:NoSchedule"], (["n1"], ["k:NoSchedule"])),
+        (["nodes", "n1", "n2", "k-", "j-"], (["n1", "n2"], ["k-", "j-"])),
+        (["node/n1", "no/n2", "k-"], (["n1", "n2"], ["k-"])),
+        (["nodes", "k=v:NoSchedule"], ([], ["k=v:NoSchedule"])),  # with -l or --all
     ],
 )
 def test_split_taint_args(words, expected):
@@ -94,10 +96,18 @@ def test_split_taint_args(words, expected):
 
 
 @pytest.mark.parametrize(
-    "words", [["pod", "web", "k-"], ["node", "n1"], ["node"], ["pods/web", "k-"], ["node/", "k-"]]
+    ("words", "message"),
+    [
+        (["pod", "web", "k-"], "taint is only supported for nodes, not 'pod'"),
+        (["node", "n1"], "at least one taint update is required"),
+        (["k-"], "one or more resources must be specified as <resource> <name>"),
+        (["pods/web", "k-"], "taint is only supported for nodes, not 'pods'"),
+        (["node/", "k-"], "resource(s) were provided, but no name was specified"),
+        (["node", "n1", "k-", "n2"], "all resources must be specified before taint changes: n2"),
+    ],
 )
-def test_split_taint_args_refuses(words):
-    with pytest.raises(CommandError):
+def test_split_taint_args_refuses(words, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
         split_taint_args(words)
 
 
@@ -106,6 +116,9 @@ def test_command_line():
     assert (args.command, args.overwrite) == ("taint", True)
     assert args.words == ["node", "n1", "k=v:NoSchedule", "j-"]
     assert not parse_args(["taint", "node", "n1", "k-", "--overwrite=false"]).overwrite
+    args = parse_args(["taint", "nodes", "-l", "pool=gpu", "k-"])
+    assert (args.selector, args.all) == ("pool=gpu", False)
+    assert parse_args(["taint", "nodes", "--all", "k-"]).all
 
 
 def test_describe_node_shows_taints_as_kubectl():
