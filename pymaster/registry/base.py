@@ -22,6 +22,7 @@ from pymaster.api.conditions import timestamp
 from pymaster.api.errors import Conflict, MethodNotAllowed, NotFound
 from pymaster.api.kinds import Kind
 from pymaster.api.limits import check_name, check_namespace
+from pymaster.registry import applied
 from pymaster.registry.watch import ObjectFilter, list_objects, watch_batches, watch_objects
 from pymaster.store.base import Store
 
@@ -221,11 +222,12 @@ class UserObjectRegistry(KindRegistry):
         """Creates the object, or replaces what a user may change; returns it and kubectl's action
         word ("created", "configured" or "unchanged")."""
         self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
+        last_applied = applied.record(request)
         try:
             self.get(request.metadata.namespace, request.metadata.name)
         except NotFound:
-            return await self.create(request), "created"
-        obj, changed = await self._update(request, check_rv=False)
+            return await self.create(applied.with_record(request, last_applied)), "created"
+        obj, changed = await self._update(request, check_rv=False, last_applied=last_applied)
         return obj, "configured" if changed else "unchanged"
 
     async def update(self, request: Message) -> Message:
@@ -235,14 +237,19 @@ class UserObjectRegistry(KindRegistry):
         obj, _ = await self._update(request, check_rv=bool(request.metadata.resource_version))
         return obj
 
-    async def _update(self, request: Message, *, check_rv: bool) -> tuple[Message, bool]:
+    async def _update(
+        self, request: Message, *, check_rv: bool, last_applied: str | None = None
+    ) -> tuple[Message, bool]:
+        """Writes a user's ``request`` over the stored object; an apply's (``last_applied``, its
+        record) merges labels and annotations with the stored ones (``registry.applied``)."""
         changed = False
 
         def update(current: Message) -> Message | None:
             nonlocal changed
             if check_rv and current.metadata.resource_version != request.metadata.resource_version:
                 raise conflict(self.kind, current.metadata.name)
-            merged = self.prepare_update(current, request)
+            wanted = request if last_applied is None else applied.merge(current, request, last_applied)
+            merged = self.prepare_update(current, wanted)
             changed = merged is not None
             return merged
 

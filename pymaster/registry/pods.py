@@ -45,6 +45,7 @@ from pymaster.api.pods import (
 )
 from pymaster.api.priority import resolve_priority
 from pymaster.api.validation import validate_pod, validate_pod_update
+from pymaster.registry import applied
 from pymaster.registry.base import KindRegistry, conflict, merge_user_update, namespace_or_default
 from pymaster.store.base import Store
 
@@ -322,11 +323,12 @@ class PodRegistry(KindRegistry):
         ("created", "configured" or "unchanged")."""
         check_pod_limits(request)
         self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
+        last_applied = applied.record(request)
         try:
             self.get(request.metadata.namespace, request.metadata.name)
         except NotFound:
-            return await self.create(request), "created"
-        pod, changed = await self._update(request, check_rv=False)
+            return await self.create(applied.with_record(request, last_applied)), "created"
+        pod, changed = await self._update(request, check_rv=False, last_applied=last_applied)
         return pod, "configured" if changed else "unchanged"
 
     async def update(self, request: objects_pb2.Pod) -> objects_pb2.Pod:
@@ -337,14 +339,17 @@ class PodRegistry(KindRegistry):
         pod, _ = await self._update(request, check_rv=bool(request.metadata.resource_version))
         return pod
 
-    async def _update(self, request: objects_pb2.Pod, *, check_rv: bool) -> tuple[objects_pb2.Pod, bool]:
+    async def _update(
+        self, request: objects_pb2.Pod, *, check_rv: bool, last_applied: str | None = None
+    ) -> tuple[objects_pb2.Pod, bool]:
         changed = False
 
         def update(current: objects_pb2.Pod) -> objects_pb2.Pod | None:
             nonlocal changed
             if check_rv and current.metadata.resource_version != request.metadata.resource_version:
                 raise conflict(PODS, current.metadata.name)
-            merged = prepare_update(current, request, self.admission)
+            wanted = request if last_applied is None else applied.merge(current, request, last_applied)
+            merged = prepare_update(current, wanted, self.admission)
             changed = merged is not None
             return merged
 

@@ -247,11 +247,13 @@ class ServiceRegistry(UserObjectRegistry):
         finally:
             self._taken = []
 
-    async def _update(self, request: Message, *, check_rv: bool) -> tuple[Message, bool]:
+    async def _update(
+        self, request: Message, *, check_rv: bool, last_applied: str | None = None
+    ) -> tuple[Message, bool]:
         self._taken = []
         before = self._current_ports(request)
         try:
-            obj, changed = await super()._update(request, check_rv=check_rv)
+            obj, changed = await super()._update(request, check_rv=check_rv, last_applied=last_applied)
         except BaseException:
             self._undo()
             raise

@@ -66,6 +66,9 @@ def test_config_maps_and_secrets_through_pyctl(cluster: Cluster, tmp_path: Path)
 
     document = run(cluster, "get", "secret", secret, "-o", "yaml")
     assert yaml.safe_load(document)["data"]["password"] == base64.b64encode(b"from-a-file").decode()
+    # Created, not applied: the first apply adds the last-applied record, the next changes nothing.
+    assert run(cluster, "apply", "-f", "-", stdin=document) == f"secret/{secret} configured\n"
+    document = run(cluster, "get", "secret", secret, "-o", "yaml")
     assert run(cluster, "apply", "-f", "-", stdin=document) == f"secret/{secret} unchanged\n"
     rotated = document.replace(base64.b64encode(b"admin").decode(), base64.b64encode(b"root").decode())
     assert run(cluster, "apply", "-f", "-", stdin=rotated) == f"secret/{secret} configured\n"
@@ -92,7 +95,9 @@ async def test_label_annotate_and_patch_a_pod_and_a_node(cluster: Cluster) -> No
                "-p", '{"metadata":{"labels":{"tier":null,"patched":"yes"}}}') == f"pod/{name} patched\n"
     pod = yaml.safe_load(run(cluster, "get", "pod", name, "-o", "yaml"))
     assert pod["metadata"]["labels"] == {"patched": "yes"}
-    assert pod["metadata"]["annotations"] == {"owner": "team-a"}
+    annotations = pod["metadata"]["annotations"]
+    assert annotations.pop("kubectl.kubernetes.io/last-applied-configuration")  # applied
+    assert annotations == {"owner": "team-a"}
 
     assert run(cluster, "label", "node", node, "disk=ssd") == f"node/{node} labeled\n"
     cordon = '{"spec":{"unschedulable":true}}'

@@ -80,9 +80,14 @@ async def test_yaml_output_applies_back_unchanged(pyctl: Pyctl) -> None:
     await pyctl("create", "secret", "generic", "db", "--from-literal", "password=hunter2")
     await pyctl("create", "configmap", "app", "--from-literal", "a=1")
     for resource in ("secret/db", "cm/app"):
+        title = resource.replace("cm/", "configmap/")
         _, document, _ = await pyctl("get", resource, "-o", "yaml")
-        code, out, err = await pyctl("apply", "-f", "-", stdin=document)
-        assert (code, out, err) == (0, f"{resource.replace('cm/', 'configmap/')} unchanged\n", "")
+        # Created, not applied: the first apply adds the last-applied record.
+        assert await pyctl("apply", "-f", "-", stdin=document) == (0, f"{title} configured\n", "")
+        _, document, _ = await pyctl("get", resource, "-o", "yaml")
+        assert await pyctl("apply", "-f", "-", stdin=document) == (0, f"{title} unchanged\n", "")
+        assert "hunter2" not in document and base64.b64encode(b"hunter2").decode() not in document.split(
+            "last-applied-configuration")[1].splitlines()[0]
     _, document, _ = await pyctl("get", "secret", "db", "-o", "json")
     changed = document.replace(base64.b64encode(b"hunter2").decode(), base64.b64encode(b"rotated").decode())
     assert (await pyctl("apply", "-f", "-", stdin=changed))[1] == "secret/db configured\n"

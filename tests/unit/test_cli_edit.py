@@ -74,6 +74,22 @@ async def test_label_and_annotate_nodes_configmaps_and_what_the_server_refuses(p
     assert code == 1 and err.startswith("Error from server (Invalid): metadata.labels[bad/key/x]")
 
 
+async def test_apply_keeps_the_labels_and_annotations_others_added(pyctl: Pyctl) -> None:
+    manifest = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  labels: {app: web%s}\n"
+                "  annotations: {owner: team-a}\ndata: {a: '1'}\n")
+    assert (await pyctl("apply", "-f", "-", stdin=manifest % ", tier: front"))[1] == "configmap/app created\n"
+    await pyctl("label", "cm", "app", "env=prod")
+    await pyctl("annotate", "cm", "app", "note=by-hand")
+    assert (await pyctl("apply", "-f", "-", stdin=manifest % ""))[1] == "configmap/app configured\n"
+    _, out, _ = await pyctl("get", "cm", "app", "-o", "yaml")
+    metadata = yaml.safe_load(out)["metadata"]
+    assert metadata["labels"] == {"app": "web", "env": "prod"}  # tier was applied, then dropped
+    last_applied = metadata["annotations"].pop("kubectl.kubernetes.io/last-applied-configuration")
+    assert metadata["annotations"] == {"owner": "team-a", "note": "by-hand"}
+    assert yaml.safe_load(last_applied)["metadata"]["labels"] == {"app": "web"}
+    assert (await pyctl("apply", "-f", "-", stdin=manifest % ""))[1] == "configmap/app unchanged\n"
+
+
 async def test_cordon_and_taint_nodes_by_name_selector_or_all(pyctl: Pyctl, agent) -> None:
     for name in ("n1", "n2", "n3"):
         await agent.RegisterNode(node_manifest(name))

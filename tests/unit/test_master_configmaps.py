@@ -35,8 +35,10 @@ async def test_config_map_verbs(resources) -> None:
     assert created.metadata.uid
     err = await rpc_error(resources.create(config_map()))
     assert (err.code(), err.details()) == (grpc.StatusCode.ALREADY_EXISTS, 'configmaps "app" already exists')
+    recorded, action = await resources.apply(config_map(data={"a": "1"}))
+    assert action == "configured"  # created, not applied: the last-applied record is added
     same, action = await resources.apply(config_map(data={"a": "1"}))
-    assert action == "unchanged" and same.metadata.resource_version == created.metadata.resource_version
+    assert action == "unchanged" and same.metadata.resource_version == recorded.metadata.resource_version
     changed, action = await resources.apply(config_map(data={"a": "2"}))
     assert action == "configured" and changed.metadata.uid == created.metadata.uid
     stale = config_map(data={"a": "3"})
@@ -79,6 +81,7 @@ async def test_secret_string_data_is_merged_and_never_stored(resources) -> None:
     assert not created.string_data and created.type == "Opaque"
     read = await resources.get("secrets", "db")
     assert not read.string_data and dict(read.data) == dict(created.data)
+    await resources.apply(secret(string_data={"password": "s3cret"}, data={"user": b"admin"}))  # recorded
     _, action = await resources.apply(secret(data={"user": b"admin", "password": b"s3cret"}))
     assert action == "unchanged"  # the same data, whether given as data or as stringData
     err = await rpc_error(resources.apply(secret(type_=TLS, string_data={"tls.crt": "c", "tls.key": "k"})))

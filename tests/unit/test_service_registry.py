@@ -160,7 +160,9 @@ async def test_type_change_frees_and_allocates_node_ports(registry):
 async def test_headless_service_has_no_cluster_ip(registry):
     svc = await registry.services.create(service("db", 5432, cluster_ip="None"))
     assert svc.spec.cluster_ip == "None" and list(svc.spec.cluster_ips) == ["None"]
-    kept, action = await registry.services.apply(service("db", 5432))  # unset: kept, as kubectl apply
+    kept, _ = await registry.services.apply(service("db", 5432))  # unset: kept, as kubectl apply
+    assert kept.spec.cluster_ip == "None"
+    kept, action = await registry.services.apply(service("db", 5432))
     assert (kept.spec.cluster_ip, action) == ("None", "unchanged")
     with pytest.raises(ValidationError, match="field is immutable"):
         await registry.services.apply(service("db", 5432, cluster_ip="10.96.0.9"))

@@ -99,6 +99,7 @@ async def test_generation_follows_spec_changes_only(registry):
     relabelled = copy(created)
     relabelled.metadata.labels["team"] = "a"
     assert (await registry.replica_sets.update(relabelled)).metadata.generation == 1
+    await registry.replica_sets.apply(copy(relabelled))  # the last-applied record added
     _, action = await registry.replica_sets.apply(copy(relabelled))
     assert action == "unchanged"
     rescaled = copy(registry.replica_sets.get("default", "web"))
