@@ -6,7 +6,9 @@ the Python client moves its renewals there and back to the API port when the lan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 from master_fixtures import (
@@ -153,13 +155,23 @@ async def test_a_deleted_node_is_no_longer_renewed_on_the_lane(tmp_path):
         await app.stop()
 
 
+Lane = tuple[services_pb2_grpc.NodeLeaseStub, services_pb2.RenewLeaseRequest]
+
+
+@contextlib.asynccontextmanager
+async def node_on_lane(app) -> AsyncIterator[Lane]:
+    """Registers node n1 with the admin identity; yields the admin's NodeLease stub on the lane
+    and n1's renewal."""
+    async with admin_channel(app) as api, admin_channel(app, lane_address(app)) as lane_channel:
+        await services_pb2_grpc.NodeAgentStub(api).RegisterNode(node_manifest())
+        yield (services_pb2_grpc.NodeLeaseStub(lane_channel),
+               services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=10))
+
+
 async def test_a_lane_process_that_dies_is_started_again_on_its_port(tmp_path):
     app = await start_master(tmp_path / "data")
     try:
-        async with admin_channel(app) as api, admin_channel(app, lane_address(app)) as lane_channel:
-            await services_pb2_grpc.NodeAgentStub(api).RegisterNode(node_manifest())
-            lane = services_pb2_grpc.NodeLeaseStub(lane_channel)
-            renewal = services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=10)
+        async with node_on_lane(app) as (lane, renewal):
             await renewed_on_lane(lane, renewal)
             first = app._lease_lane._process
             first.kill()
@@ -177,10 +189,7 @@ async def test_a_lane_process_that_dies_is_started_again_on_its_port(tmp_path):
 async def test_a_lane_that_dies_again_soon_waits_longer_to_start_again(tmp_path):
     app = await start_master(tmp_path / "data")
     try:
-        async with admin_channel(app) as api, admin_channel(app, lane_address(app)) as lane_channel:
-            await services_pb2_grpc.NodeAgentStub(api).RegisterNode(node_manifest())
-            lane = services_pb2_grpc.NodeLeaseStub(lane_channel)
-            renewal = services_pb2.RenewLeaseRequest(node_name="n1", requested_seconds=10)
+        async with node_on_lane(app) as (lane, renewal):
             waits = []
             for _ in range(2):
                 await renewed_on_lane(lane, renewal, timeout=30)  # serving again
