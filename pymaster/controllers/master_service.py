@@ -102,8 +102,9 @@ class MasterService:
             log.info("kubernetes service has the wrong clusterIP, recreating cluster_ip=%s want=%s",
                      current.spec.cluster_ip, want.spec.cluster_ip)
             await services.delete(NAMESPACE, NAME)
-        _, action = await services.apply(want)
+        _, action = await services.apply(want, record=False)
         address = master_address(self._listen_host)
-        _, slice_action = await self._registry.endpoint_slices.apply(desired_slice(address, port))
+        slices = self._registry.endpoint_slices
+        _, slice_action = await slices.apply(desired_slice(address, port), record=False)
         log.info("kubernetes service ensured service=%s endpointslice=%s address=%s port=%d", action,
                  slice_action, address, port)

@@ -120,8 +120,10 @@ class KindRegistry:
         """Creates an object from a user's manifest."""
         raise MethodNotAllowed(f"{self.kind.resource} cannot be created through the API")
 
-    async def apply(self, request: Message) -> tuple[Message, str]:
-        """Creates the object or updates what may change; returns it and kubectl's action word."""
+    async def apply(self, request: Message, *, record: bool = True) -> tuple[Message, str]:
+        """Creates the object or updates what may change; returns it and kubectl's action word.
+        ``record``: keep kubectl's last-applied record (``registry.applied``); the master's own
+        objects do without."""
         raise MethodNotAllowed(f"{self.kind.resource} cannot be applied")
 
     async def update(self, request: Message) -> Message:
@@ -177,9 +179,9 @@ def prepare_new_metadata(meta: objects_pb2.ObjectMeta, uid: str, now: float) -> 
 
 
 class UserObjectRegistry(KindRegistry):
-    """A kind only users write (ConfigMaps, Secrets): create, apply (create, else replace what a
-    user may change), update (checked against metadata.resourceVersion when it is set) and
-    deletion at once. A subclass gives the two pure rules: ``prepare_create`` and
+    """A kind users write (ConfigMaps, Secrets, workloads, pods): create, apply (create, else
+    replace what a user may change), update (checked against metadata.resourceVersion when it is
+    set) and deletion at once. A subclass gives the two pure rules: ``prepare_create`` and
     ``prepare_update``.
 
     Args:
@@ -218,15 +220,16 @@ class UserObjectRegistry(KindRegistry):
                  created.metadata.name, created.metadata.uid)
         return created
 
-    async def apply(self, request: Message) -> tuple[Message, str]:
+    async def apply(self, request: Message, *, record: bool = True) -> tuple[Message, str]:
         """Creates the object, or replaces what a user may change; returns it and kubectl's action
         word ("created", "configured" or "unchanged")."""
         self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
-        last_applied = applied.record(request)
+        last_applied = applied.record(request) if record else None
         try:
             self.get(request.metadata.namespace, request.metadata.name)
         except NotFound:
-            return await self.create(applied.with_record(request, last_applied)), "created"
+            created = request if last_applied is None else applied.with_record(request, last_applied)
+            return await self.create(created), "created"
         obj, changed = await self._update(request, check_rv=False, last_applied=last_applied)
         return obj, "configured" if changed else "unchanged"
 

@@ -137,7 +137,9 @@ class EventRegistry(KindRegistry):
             validate_event(event)
         return await self._create(event, now)
 
-    async def apply(self, request: objects_pb2.Event) -> tuple[objects_pb2.Event, str]:
+    async def apply(
+        self, request: objects_pb2.Event, *, record: bool = True
+    ) -> tuple[objects_pb2.Event, str]:
         raise MethodNotAllowed("events cannot be applied: create them, or let the cluster record them")
 
     async def update(self, request: objects_pb2.Event) -> objects_pb2.Event:

@@ -418,7 +418,7 @@ class NodeRegistry(KindRegistry):
     async def create(self, request: objects_pb2.Node) -> objects_pb2.Node:
         raise MethodNotAllowed("nodes are created by their agent's registration (pykubelet)")
 
-    async def apply(self, request: objects_pb2.Node) -> tuple[objects_pb2.Node, str]:
+    async def apply(self, request: objects_pb2.Node, *, record: bool = True) -> tuple[objects_pb2.Node, str]:
         raise MethodNotAllowed(
             "nodes are created by their agent's registration; change a node's labels or spec with an update"
         )

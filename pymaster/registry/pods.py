@@ -45,8 +45,7 @@ from pymaster.api.pods import (
 )
 from pymaster.api.priority import resolve_priority
 from pymaster.api.validation import validate_pod, validate_pod_update
-from pymaster.registry import applied
-from pymaster.registry.base import KindRegistry, conflict, merge_user_update, namespace_or_default
+from pymaster.registry.base import UserObjectRegistry, merge_user_update, namespace_or_default
 from pymaster.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -290,7 +289,7 @@ def check_bound_to(pod: objects_pb2.Pod, node: str | None, verb: str) -> None:
 # ---- the registry ----
 
 
-class PodRegistry(KindRegistry):
+class PodRegistry(UserObjectRegistry):
     """Writes of pods, by users, the scheduler and agents.
 
     Args:
@@ -302,9 +301,8 @@ class PodRegistry(KindRegistry):
     def __init__(
         self, store: Store, admission: AdmissionPolicy | None = None, clock: Callable[[], float] = time.time
     ):
-        super().__init__(store, PODS)
+        super().__init__(store, PODS, clock)
         self.admission = admission or AdmissionPolicy()
-        self._clock = clock
 
     # ---- users ----
 
@@ -318,46 +316,22 @@ class PodRegistry(KindRegistry):
                  created.metadata.uid)
         return created
 
-    async def apply(self, request: objects_pb2.Pod) -> tuple[objects_pb2.Pod, str]:
+    def prepare_update(self, current: objects_pb2.Pod, request: objects_pb2.Pod) -> objects_pb2.Pod | None:
+        return prepare_update(current, request, self.admission)
+
+    async def apply(
+        self, request: objects_pb2.Pod, *, record: bool = True
+    ) -> tuple[objects_pb2.Pod, str]:
         """Creates the pod, or updates what may change; returns it and kubectl's action word
         ("created", "configured" or "unchanged")."""
         check_pod_limits(request)
-        self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
-        last_applied = applied.record(request)
-        try:
-            self.get(request.metadata.namespace, request.metadata.name)
-        except NotFound:
-            return await self.create(applied.with_record(request, last_applied)), "created"
-        pod, changed = await self._update(request, check_rv=False, last_applied=last_applied)
-        return pod, "configured" if changed else "unchanged"
+        return await super().apply(request, record=record)
 
     async def update(self, request: objects_pb2.Pod) -> objects_pb2.Pod:
         """Updates labels, annotations or images; metadata.resourceVersion, when set, must be the
         stored one (else Conflict)."""
         check_pod_limits(request)
-        self.check_key(request.metadata.namespace, request.metadata.name, "metadata.")
-        pod, _ = await self._update(request, check_rv=bool(request.metadata.resource_version))
-        return pod
-
-    async def _update(
-        self, request: objects_pb2.Pod, *, check_rv: bool, last_applied: str | None = None
-    ) -> tuple[objects_pb2.Pod, bool]:
-        changed = False
-
-        def update(current: objects_pb2.Pod) -> objects_pb2.Pod | None:
-            nonlocal changed
-            if check_rv and current.metadata.resource_version != request.metadata.resource_version:
-                raise conflict(PODS, current.metadata.name)
-            wanted = request if last_applied is None else applied.merge(current, request, last_applied)
-            merged = prepare_update(current, wanted, self.admission)
-            changed = merged is not None
-            return merged
-
-        namespace, name = namespace_or_default(request.metadata.namespace), request.metadata.name
-        pod = await self._store.mutate(PODS.resource, namespace, name, update)
-        if changed:
-            log.info("pod updated pod=%s/%s", namespace, name)
-        return pod, changed
+        return await super().update(request)
 
     async def delete(
         self, namespace: str, name: str, grace_period: int | None = None, force: bool = False

@@ -115,3 +115,5 @@ async def test_the_master_keeps_the_kubernetes_service(master, resources):
     es = await resources.get("endpointslices", "kubernetes", "default")
     assert [list(e.addresses) for e in es.endpoints] == [["127.0.0.1"]]
     assert es.ports[0].port == master.port
+    # The master's own objects: no kubectl last-applied record on them.
+    assert not svc.metadata.annotations and not es.metadata.annotations
