@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from pymaster.api.limits import check_finite, check_name
+
 DEFAULT_LEASE_SECONDS = 10.0
 MIN_LEASE_SECONDS = 0.1
 # The renewal period handed out is up to this fraction shorter than asked, so agents started
@@ -109,6 +111,16 @@ class NodeLeases:
         if not self._heap:
             return None
         return max(self._heap[0][0] - self._clock(), 0.0)
+
+
+def check_renewal(name: str, requested_seconds: float) -> None:
+    """The checks of a renewal request, the same on the API port and the lease lane.
+
+    Raises:
+        ValidationError: a bad node name or period.
+    """
+    check_name("nodeName", name)
+    check_finite("requestedSeconds", requested_seconds)
 
 
 def next_renew_seconds(requested: float, grace_period: float, jitter: float) -> float:

@@ -47,7 +47,7 @@ from pymaster.api import objects_pb2
 from pymaster.api.conditions import find_condition, timestamp
 from pymaster.api.errors import AlreadyExists, MethodNotAllowed, NotFound
 from pymaster.api.kinds import IDENTITIES, NODES
-from pymaster.api.limits import check_finite, check_name, check_object_size, check_timestamps
+from pymaster.api.limits import check_name, check_object_size, check_timestamps
 from pymaster.api.network import next_pod_cidr
 from pymaster.api.nodes import READY, mark_not_ready, mark_ready, mark_unknown
 from pymaster.api.pods import is_extended_resource
@@ -55,7 +55,7 @@ from pymaster.api.resource_validation import check_node_extended_resources
 from pymaster.api.taints import NO_EXECUTE, format_taint
 from pymaster.api.validation import validate_node
 from pymaster.registry.base import KindRegistry, conflict, merge_user_update
-from pymaster.registry.leases import NodeLeases, next_renew_seconds
+from pymaster.registry.leases import NodeLeases, check_renewal, next_renew_seconds
 from pymaster.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -329,8 +329,7 @@ class NodeRegistry(KindRegistry):
             ValidationError: a bad name or period.
             NotFound: the node is not registered.
         """
-        check_name("nodeName", name)
-        check_finite("requestedSeconds", requested_seconds)
+        check_renewal(name, requested_seconds)
         if not self._exists(NODES.resource, "", name):
             raise NotFound(f"node {name} is not registered; register again")
         return next_renew_seconds(requested_seconds, self.leases.grace_period, self._rng.random())

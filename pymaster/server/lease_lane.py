@@ -116,6 +116,9 @@ class LeaseLane:
         Raises:
             OSError: the address cannot be bound, or the process did not start.
         """
+        # Everything awaited comes before the process exists: from then until INIT is written
+        # nothing may yield, or a follower's change (``_send``) would reach the new process first.
+        credentials = await self._credentials()
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pymaster.server.lease_lane_child",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -128,7 +131,7 @@ class LeaseLane:
             options=self._options,
             grace_period=self._nodes.leases.grace_period,
             log_level=logging.getLogger().getEffectiveLevel(),
-            credentials=await self._credentials(),
+            credentials=credentials,
             nodes=[n.metadata.name for n in nodes],
             identities=[(i.metadata.name, i.SerializeToString()) for i in identities],
         )

@@ -30,9 +30,8 @@ import uvloop
 from pymaster.api import objects_pb2, services_pb2, services_pb2_grpc
 from pymaster.api.errors import Unavailable
 from pymaster.api.kinds import IDENTITIES
-from pymaster.api.limits import check_finite, check_name
 from pymaster.logs import configure_logging
-from pymaster.registry.leases import next_renew_seconds
+from pymaster.registry.leases import check_renewal, next_renew_seconds
 from pymaster.server import lease_lane_wire as wire
 from pymaster.server.interceptors import MasterInterceptor
 
@@ -169,8 +168,7 @@ class Lane:
             Unavailable: a node the lane does not know (the API port answers for it).
         """
         name = request.node_name
-        check_name("nodeName", name)
-        check_finite("requestedSeconds", request.requested_seconds)
+        check_renewal(name, request.requested_seconds)
         if name not in self.replica.nodes:
             raise Unavailable(f"the lease lane does not know node {name}; renew on the API port")
         period = next_renew_seconds(request.requested_seconds, self._init.grace_period, self._rng.random())
