@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 
 from pymaster.api import objects_pb2
-from pymaster.api.errors import NotFound, TooOld
+from pymaster.api.errors import NotFound
 from pymaster.api.kinds import EVENTS
 from pymaster.controllers.waiting import wait_event
 from pymaster.registry import Registry
-from pymaster.store.base import DELETED
+from pymaster.store.base import DELETED, WatchEvent
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +77,11 @@ class EventTTLController:
         return rv
 
     async def _watch(self, rv: int) -> None:
-        while True:
-            try:
-                watch = self._store.watch(EVENTS.resource, rv)
-                try:
-                    async for change in watch:
-                        rv = change.resource_version
-                        if change.type != DELETED:
-                            self._push(change.object)
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld:
-                rv = self._relist()
+        def apply(change: WatchEvent) -> None:
+            if change.type != DELETED:
+                self._push(change.object)
+
+        await follow(self._store, EVENTS.resource, rv, apply, self._relist)
 
     async def _expire(self) -> None:
         while True:

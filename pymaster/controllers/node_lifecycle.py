@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pymaster.api import objects_pb2
-from pymaster.api.errors import TooOld
 from pymaster.api.kinds import NODES
 from pymaster.api.nodes import ready_status
 from pymaster.api.taints import NO_EXECUTE, NO_SCHEDULE, NOT_READY, UNREACHABLE, UNSCHEDULABLE
@@ -54,7 +53,8 @@ from pymaster.controllers.eviction_rate import (
 )
 from pymaster.controllers.waiting import wait_event
 from pymaster.registry import Registry
-from pymaster.store.base import DELETED
+from pymaster.store.base import DELETED, WatchEvent
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -199,19 +199,10 @@ class NodeLifecycleController:
         return rv
 
     async def _watch(self, rv: int) -> None:
-        while True:
-            try:
-                watch = self._store.watch(NODES.resource, rv)
-                try:
-                    async for change in watch:
-                        rv = change.resource_version
-                        node = None if change.type == DELETED else change.object
-                        self._on_node(change.object.metadata.name, node)
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld:
-                rv = self._relist()
+        def apply(change: WatchEvent) -> None:
+            self._on_node(change.object.metadata.name, None if change.type == DELETED else change.object)
+
+        await follow(self._store, NODES.resource, rv, apply, self._relist)
 
     def _on_node(self, name: str, node: objects_pb2.Node | None) -> None:
         before = self._views.get(name)

@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
-import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,14 +54,13 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from pymaster.api import objects_pb2
-from pymaster.api.errors import Forbidden, NotFound, TooOld, Unauthenticated
+from pymaster.api.errors import Forbidden, NotFound, Unauthenticated
 from pymaster.api.identity import Identity
 from pymaster.api.kinds import CONFIG_MAPS, ENDPOINT_SLICES, IDENTITIES, PODS, SECRETS, SERVICES, kind_of
 from pymaster.api.pods import pod_key
 from pymaster.api.references import referenced
 from pymaster.store.base import DELETED
-
-log = logging.getLogger(__name__)
+from pymaster.store.follow import follow
 
 SUPERUSER_KINDS = frozenset({"admin", "master"})
 # Services every authenticated caller may use (load balancer probes, grpcurl).
@@ -280,7 +278,6 @@ class NodeGraph:
         self._store = store
         self._counts: Counter[_GraphKey] = Counter()  # how many pods give each reference
         self._pods: dict[str, tuple[_GraphKey, ...]] = {}  # pod key -> its references
-        self._rv = 0
         self._task: asyncio.Task | None = None
 
     def get(self, kind: str, namespace: str, name: str) -> Message:
@@ -295,13 +292,14 @@ class NodeGraph:
         pods, _ = self._store.list(PODS.resource, namespace)
         return any(p.spec.node_name == node and (resource, name) in referenced(p) for p in pods)
 
-    def relist(self) -> None:
-        """Rebuilds the graph from the store's pods."""
-        pods, self._rv = self._store.list(PODS.resource)
+    def relist(self) -> int:
+        """Rebuilds the graph from the store's pods; returns their resourceVersion."""
+        pods, rv = self._store.list(PODS.resource)
         self._counts.clear()
         self._pods.clear()
         for pod in pods:
             self.apply(pod)
+        return rv
 
     def apply(self, pod: objects_pb2.Pod, deleted: bool = False) -> None:
         """Takes a pod's new state (or its deletion) into the graph."""
@@ -321,8 +319,8 @@ class NodeGraph:
 
     def start(self) -> None:
         """Lists the pods and starts following the store."""
-        self.relist()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="node-graph")
+        rv = self.relist()
+        self._task = asyncio.get_running_loop().create_task(self._run(rv), name="node-graph")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -330,17 +328,6 @@ class NodeGraph:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                watch = self._store.watch(PODS.resource, self._rv)
-                try:
-                    async for event in watch:
-                        self.apply(event.object, deleted=event.type == DELETED)
-                        self._rv = event.resource_version
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld as err:
-                log.info("node graph relisting reason=%s", err.message)
-                self.relist()
+    async def _run(self, rv: int) -> None:
+        await follow(self._store, PODS.resource, rv,
+                     lambda event: self.apply(event.object, deleted=event.type == DELETED), self.relist)

@@ -24,9 +24,9 @@ import asyncio
 import logging
 
 from pymaster.api import objects_pb2, services_pb2
-from pymaster.api.errors import TooOld
 from pymaster.api.pods import pod_key
 from pymaster.store.base import DELETED, Store
+from pymaster.store.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -167,22 +167,16 @@ class BoundPodsHub:
         return node
 
     async def _run(self) -> None:
-        while True:
-            try:
-                watch = self._store.watch("pods", self._rv)
-                try:
-                    async for event in watch:
-                        self._apply(event.type, event.object, event.resource_version)
-                finally:
-                    watch.close()
-                return  # the store closed
-            except TooOld as err:
-                log.info("bound pods hub relisting reason=%s", err.message)
-                self._relist()
-                for node, subscribers in self._subscribers.items():
-                    snapshot = self.snapshot(node)
-                    for subscription in subscribers:
-                        subscription.reset(snapshot)
+        def relist() -> int:
+            self._relist()
+            for node, subscribers in self._subscribers.items():
+                snapshot = self.snapshot(node)
+                for subscription in subscribers:
+                    subscription.reset(snapshot)
+            return self._rv
+
+        await follow(self._store, "pods", self._rv,
+                     lambda event: self._apply(event.type, event.object, event.resource_version), relist)
 
     def _apply(self, event_type: str, pod: objects_pb2.Pod, rv: int) -> None:
         key = pod_key(pod)
