@@ -35,9 +35,16 @@ ATTEMPTS = 8  # reads and updates of one object when concurrent writes keep chan
 CONFLICT_BACKOFF_SECONDS = 0.02  # before the second attempt, doubling
 
 
-def split_pairs(words: Sequence[str], what: str) -> tuple[list[str], list[str]]:
+def is_pair(word: str) -> bool:
+    """Whether a word of label or annotate is a change: "KEY=VALUE" or "KEY-"."""
+    return ("=" in word and not word.startswith("=")) or (word.endswith("-") and word != "-")
+
+
+def split_pairs(
+    words: Sequence[str], what: str, is_change: Callable[[str], bool] = is_pair
+) -> tuple[list[str], list[str]]:
     """kubectl's GetResourcesAndPairs: (resource words, change words); every resource word must
-    come before the first change (a word with "=", or ending in "-").
+    come before the first change (``is_change``: by default a word with "=", or ending in "-").
 
     Raises:
         CommandError: a resource word after a change.
@@ -45,8 +52,7 @@ def split_pairs(words: Sequence[str], what: str) -> tuple[list[str], list[str]]:
     resources: list[str] = []
     pairs: list[str] = []
     for word in words:
-        is_pair = ("=" in word and not word.startswith("=")) or (word.endswith("-") and word != "-")
-        if is_pair:
+        if is_change(word):
             pairs.append(word)
         elif pairs:
             raise CommandError(f"all resources must be specified before {what} changes: {word}")

@@ -111,15 +111,8 @@ def split_taint_args(words: list[str]) -> tuple[list[str], list[str]]:
     Raises:
         CommandError: not nodes, a name after a change, or no change.
     """
-    targets: list[str] = []
-    specs: list[str] = []
-    for word in words:
-        if "=" in word or ":" in word or word.endswith("-"):
-            specs.append(word)
-        elif specs:
-            raise CommandError(f"all resources must be specified before taint changes: {word}")
-        else:
-            targets.append(word)
+    targets, specs = metadata_edit.split_pairs(
+        words, "taint", is_change=lambda word: "=" in word or ":" in word or word.endswith("-"))
     if not targets:
         raise CommandError("one or more resources must be specified as <resource> <name>")
     if not specs:
