@@ -118,7 +118,7 @@ class Proxier:
                 # The jumps first, into chains made empty if they are new, and then the rules: a
                 # packet to a ClusterIP is DNATed from the moment the restore commits (the other
                 # way round, it left by the default route until the jumps were added).
-                await self._ensure_base()
+                await self._ensure_base(existing)
             await self.iptables.restore(text)
         except IptablesError:
             self.applied = None
@@ -139,9 +139,14 @@ class Proxier:
             for table in ("nat", "filter"):
                 self.metrics.iptables_total.labels(table=table).set(new.rule_count(table))
 
-    async def _ensure_base(self) -> None:
+    async def _ensure_base(self, nat_chains: list[str]) -> None:
+        """The chains the base jumps lead to (once each; the nat ones unless ``nat_chains``, just
+        listed, has them), then the jumps."""
+        targets = dict.fromkeys((table, args[-1]) for table, _, args in rules.BASE_JUMPS)
+        for table, target in targets:
+            if not (table == "nat" and target in nat_chains):
+                await self.iptables.ensure_chain(table, target)
         for table, chain, args in rules.BASE_JUMPS:
-            await self.iptables.ensure_chain(table, args[-1])
             if await self.iptables.ensure_rule(table, chain, args):
                 log.info("proxy jump added table=%s chain=%s target=%s", table, chain, args[-1])
         try:
