@@ -470,8 +470,9 @@ class MasterApp:
 
     def _state_text(self) -> str:
         """The cluster-state families for a scrape (from the metrics thread)."""
-        snapshot = self._state_metrics.snapshot if self._serving else lambda: EMPTY_STATE
-        return render_state(self._on_loop(snapshot, EMPTY_STATE))
+        if not self._serving:
+            return render_state(EMPTY_STATE)
+        return render_state(self._on_loop(self._state_metrics.snapshot, EMPTY_STATE))
 
     def _on_loop(self, fn: Callable[[], _T], default: _T) -> _T:
         """Runs ``fn`` on the event loop (the store is not thread-safe) and returns its result;

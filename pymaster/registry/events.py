@@ -189,18 +189,18 @@ class EventRegistry(KindRegistry):
                 continue
             repeats.setdefault(fold_key(event), []).append(event)
 
-        async def write(events: list[objects_pb2.Event]) -> None:
+        async def write(key: tuple, events: list[objects_pb2.Event]) -> None:
             for event in events:
-                await self._fold_or_create(event, now)
+                await self._fold_or_create(key, event, now)
 
-        results = await asyncio.gather(*map(write, repeats.values()), return_exceptions=True)
+        results = await asyncio.gather(*(write(k, e) for k, e in repeats.items()), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return sum(len(events) for events in repeats.values())
 
-    async def _fold_or_create(self, event: objects_pb2.Event, now: float) -> objects_pb2.Event:
-        key = fold_key(event)
+    async def _fold_or_create(self, key: tuple, event: objects_pb2.Event, now: float) -> objects_pb2.Event:
+        """Folds ``event`` into the stored one of its ``key`` (``fold_key``), or creates it."""
         name = self._index.get(key)
         if name is not None:
             self._index.move_to_end(key)

@@ -107,7 +107,7 @@ class Scheduler:
         self._pods_registry = registry.pods
         self._events = EventRecorder(registry.events, SCHEDULER_NAME)
         self._metrics = metrics
-        self._framework = framework or framework_for(Profile())
+        self._framework = framework or scheduler_framework(None)
         self.queue = SchedulingQueue(clock=clock)
         self.cache = SchedulerCache()
         self._tasks: list[asyncio.Task] = []
