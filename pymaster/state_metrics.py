@@ -56,8 +56,10 @@ class ClusterStateMetrics:
         """Lists pods and nodes and follows them (on the running loop)."""
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._follow(PODS.resource, self._set_pod), name="state-metrics-pods"),
-            loop.create_task(self._follow(NODES.resource, self._set_node), name="state-metrics-nodes"),
+            loop.create_task(self._follow(PODS.resource, self._phases, self._set_pod),
+                             name="state-metrics-pods"),
+            loop.create_task(self._follow(NODES.resource, self._conditions, self._set_node),
+                             name="state-metrics-nodes"),
         ]
 
     async def stop(self) -> None:
@@ -85,10 +87,12 @@ class ClusterStateMetrics:
         else:
             self._conditions[name] = tuple((c.type, c.status.lower()) for c in node.status.conditions)
 
-    async def _follow(self, kind: str, apply) -> None:
+    async def _follow(self, kind: str, kept: dict, apply) -> None:
+        """Keeps ``kept`` (through ``apply``) from the store's objects of ``kind``."""
+
         def relist() -> int:
             items, rv = self._store.list(kind)
-            (self._phases if kind == PODS.resource else self._conditions).clear()
+            kept.clear()
             for obj in items:
                 apply(obj, False)
             return rv
@@ -105,7 +109,7 @@ def render(state: StateSnapshot) -> str:
         # Names are DNS labels and subdomains (validated): nothing to escape.
         for phase in POD_PHASES:
             labels = f'namespace="{namespace}",phase="{phase}",pod="{pod}"'
-            lines.append(f"kube_pod_status_phase{{{labels}}} {'1.0' if phase == current else '0.0'}")
+            lines.append(f"kube_pod_status_phase{{{labels}}} {_ONE if phase == current else _ZERO}")
     lines += _head("kube_node_status_condition", _CONDITION_HELP)
     for node, conditions in sorted(state.conditions):
         for condition, current in conditions:
