@@ -69,6 +69,7 @@ from pymaster.server.cluster import ClusterServicer
 from pymaster.server.interceptors import DEFAULT_UNARY_TIMEOUT_SECONDS, MasterInterceptor
 from pymaster.server.lease_lane import LeaseLane
 from pymaster.server.node_agent import NodeAgentServicer
+from pymaster.server.ports import bind
 from pymaster.server.resources import ResourcesServicer
 from pymaster.server.tls import (
     ADMIN_CONFIG,
@@ -354,7 +355,7 @@ class MasterApp:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
         credentials = master_pki.server_credentials()
-        self.port = _bind(self.listen, lambda: server.add_secure_port(self.listen, credentials))
+        self.port = bind(self.listen, lambda: server.add_secure_port(self.listen, credentials))
         # The `kubernetes` Service points at the port just bound (port 0 picks one).
         await MasterService(self.api, host_of(self.listen)).ensure(self.port)
 
@@ -363,7 +364,7 @@ class MasterApp:
             BootstrapServicer(certificates, lambda: master_pki.token), join_server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._join_health, join_server)
-        self.join_port = _bind(self.join_listen, lambda: join_server.add_insecure_port(self.join_listen))
+        self.join_port = bind(self.join_listen, lambda: join_server.add_insecure_port(self.join_listen))
 
         await server.start()
         self._server = server
@@ -526,9 +527,3 @@ def _port(address: str) -> int:
     return int(address.rpartition(":")[2])
 
 
-def _bind(address: str, add_port: Callable[[], int]) -> int:
-    """Runs a server's add_*_port; a failed bind becomes OSError (grpc raises RuntimeError)."""
-    try:
-        return add_port()
-    except RuntimeError as err:
-        raise OSError(f"cannot listen on {address}: address in use or not available") from err

@@ -34,6 +34,7 @@ from pymaster.logs import configure_logging
 from pymaster.registry.leases import check_renewal, next_renew_seconds
 from pymaster.server import lease_lane_wire as wire
 from pymaster.server.interceptors import MasterInterceptor
+from pymaster.server.ports import bind
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,10 @@ class Lane:
         credentials = grpc.dynamic_ssl_server_credentials(
             self._configuration(), self._fetch, require_client_authentication=True)
         try:
-            self.port = server.add_secure_port(self._init.listen, credentials)
-        except RuntimeError:
             listen = self._init.listen
-            self._send((wire.FAILED, f"cannot listen on {listen}: address in use or not available"))
+            self.port = bind(listen, lambda: server.add_secure_port(listen, credentials))
+        except OSError as err:
+            self._send((wire.FAILED, str(err)))
             return
         await server.start()
         self._send((wire.SERVING, self.port))
