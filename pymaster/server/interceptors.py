@@ -250,7 +250,9 @@ class MasterInterceptor(grpc.aio.ServerInterceptor):
         return wrapped_handler
 
 
-_Check = Callable[[Any, grpc.aio.ServicerContext], Any]
+_Check = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+# How long a refused streamed call waits for the caller's first message before its answer.
+REFUSAL_READ_SECONDS = 1.0
 
 
 def _checker(guard: _Guard | None, request_streaming: bool) -> _Check:
@@ -258,14 +260,28 @@ def _checker(guard: _Guard | None, request_streaming: bool) -> _Check:
     streamed request is checked by identity only). Returns the request the handler gets: a
     streamed one checks each message as the handler reads it."""
 
-    def check(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, _Undecodable):
             raise _undecodable(request)
         if guard is not None:
-            guard.check(None if request_streaming else request, context)
+            try:
+                guard.check(None if request_streaming else request, context)
+            except (Unauthenticated, Forbidden):
+                if request_streaming:
+                    await _read_first(request)
+                raise
         return _decoded(request) if request_streaming else request
 
     return check
+
+
+async def _read_first(requests: AsyncIterator[Any]) -> None:
+    """Reads the first message of a refused streamed call before the refusal goes out: a
+    grpc.aio client writes it as the call starts, and when the answer arrives before its write
+    completes it reports the failed write (INTERNAL "Internal error from Core") instead of the
+    refusal (grpc issue 36066; seen with pyctl exec under a node's certificate)."""
+    with contextlib.suppress(grpc.RpcError, StopAsyncIteration, TimeoutError):
+        await asyncio.wait_for(anext(aiter(requests)), REFUSAL_READ_SECONDS)
 
 
 def _undecodable(request: _Undecodable) -> ValidationError:
@@ -290,7 +306,7 @@ def _wrap_coroutine(
         call = new_call()
         deadline = asyncio.timeout(timeout) if timeout is not None else None
         try:
-            request = check(request, context)
+            request = await check(request, context)
             if deadline is None:
                 return await behavior(request, context)
             async with deadline:
@@ -314,7 +330,7 @@ def _wrap_generator(
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = new_call()
         try:
-            request = check(request, context)
+            request = await check(request, context)
             with streams.hold(authz.current_identity()):
                 async for response in behavior(request, context):
                     yield response
